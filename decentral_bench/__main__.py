@@ -1,0 +1,5 @@
+"""`python -m decentral_bench` is the `decentral-bench` command."""
+
+from decentral_bench.cli import main
+
+main()

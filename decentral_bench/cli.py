@@ -1,0 +1,130 @@
+"""The `decentral-bench` command line."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import warnings
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+from rich.progress import Progress as ProgressBars
+from rich.table import Table
+
+from decentral_bench import scenario as scenario_file
+from decentral_bench.scenario import ScenarioError
+
+console = Console()
+errors = Console(stderr=True)
+cli = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Benchmark decentralized SGD against FedAvg on Flower, recorded in MLflow.")
+
+EXIT_BAD_INPUT = 2
+
+
+def _print_problems(error: ScenarioError) -> None:
+    for key, message in error.problems:
+        where = f"{error.source}: {key}" if key else error.source
+        errors.print(f"[bold red]error[/]: {escape(where)}: {escape(message)}", highlight=False,
+                     soft_wrap=True)
+
+
+class RichProgress:
+    """Progress bars, one per method, with the latest accuracy."""
+
+    def __init__(self, bars: ProgressBars) -> None:
+        self.bars = bars
+        self.tasks: dict[str, int] = {}
+
+    def method_started(self, name: str, rounds: int) -> None:
+        self.tasks[name] = self.bars.add_task(name, total=rounds, status="starting Flower")
+
+    def round_finished(self, name: str, server_round: int, metrics: dict[str, float]) -> None:
+        accuracy = metrics.get("test_accuracy_mean")
+        status = f"test acc {accuracy:.3f}" if accuracy is not None else ""
+        self.bars.update(self.tasks[name], completed=server_round,
+                         **({"status": status} if status else {}))
+
+    def method_finished(self, result) -> None:
+        self.bars.update(self.tasks[result.name], status=result.status.lower())
+
+
+@cli.command()
+def run(
+    scenario: Annotated[Path, typer.Argument(help="Scenario YAML file.")],
+    tracking_uri: Annotated[str | None, typer.Option(
+        help="MLflow tracking URI (default: the scenario's tracking.uri, else sqlite:///mlflow.db).")
+    ] = None,
+    verbose: Annotated[bool, typer.Option(help="Show Flower's own logs.")] = False,
+) -> None:
+    """Run every method of a scenario as a Flower simulation and record it in MLflow."""
+    from decentral_bench.report import COLUMNS, summary_rows
+    from decentral_bench.runner import run_scenario
+    from decentral_bench.tracking import ui_command
+
+    try:
+        parsed = scenario_file.load(scenario)
+    except ScenarioError as error:
+        _print_problems(error)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    console.print(f"[bold]{parsed.name}[/]: {len(parsed.methods)} methods, "
+                  f"{parsed.topology.agents} agents ({parsed.topology.kind}), "
+                  f"{parsed.training.rounds} rounds")
+    columns = (TextColumn("{task.description:>16}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("rounds"), TimeElapsedColumn(), TextColumn("{task.fields[status]}"))
+    try:
+        with ProgressBars(*columns, console=console) as bars:
+            result = run_scenario(parsed, source=scenario, tracking_uri=tracking_uri,
+                                  progress=RichProgress(bars), verbose=verbose)
+    except KeyboardInterrupt:
+        errors.print("interrupted: the running method and the parent run are marked KILLED")
+        raise typer.Exit(130) from None
+    table = Table(title=f"{parsed.name}: results")
+    for column in COLUMNS:
+        table.add_column(column)
+    for row in summary_rows(result.methods):
+        table.add_row(*row)
+    console.print(table)
+    for failed in result.failed:
+        errors.print(f"[bold red]{escape(failed.name)} {failed.status}[/]: "
+                     f"{escape(failed.error or '')}", highlight=False, soft_wrap=True)
+    console.print(f"MLflow parent run {result.parent_run_id} in {result.tracking_uri}")
+    console.print(f"Open the UI with: [bold]{ui_command(result.tracking_uri)}[/]")
+    if result.failed:
+        raise typer.Exit(1)
+
+
+@cli.command()
+def validate(files: Annotated[list[Path], typer.Argument(help="Scenario YAML files.")]) -> None:
+    """Check scenario files without running them (exit 2 if any is invalid)."""
+    bad = 0
+    for path in files:
+        try:
+            parsed = scenario_file.load(path)
+        except ScenarioError as error:
+            _print_problems(error)
+            bad += 1
+        else:
+            console.print(f"[green]ok[/]: {escape(str(path))} ({parsed.name}, "
+                          f"{len(parsed.methods)} methods)", highlight=False, soft_wrap=True)
+    if bad:
+        raise typer.Exit(EXIT_BAD_INPUT)
+
+
+@cli.command()
+def schema() -> None:
+    """Print the JSON Schema of scenario files (for editors)."""
+    print(json.dumps(scenario_file.json_schema(), indent=2))
+
+
+def main() -> None:
+    """Console-script entry point."""
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    cli()

@@ -1,0 +1,186 @@
+"""The Flower ClientApp: one agent, training on its own partition.
+
+A message's `config` record names the scenario (as JSON) and the method, so
+the same ClientApp serves every method and every scenario:
+
+- CDSGD / centralized SGD: the message holds the arrays Nb(j) published last
+  round and the weights π_jl. The agent mixes them and steps along the
+  gradient taken at its own x_k^j (kept in its Flower context between rounds).
+- FedAvg: the message holds the global model; the agent trains
+  `local_epochs` epochs on its data and returns the result.
+
+Every reply carries the agent's new parameters and its metrics.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import torch
+from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
+from flwr.clientapp import ClientApp
+from torch import nn
+
+from decentral_bench.data import (
+    load_dataset,
+    minibatch_indices,
+    partition_indices,
+    steps_per_epoch,
+)
+from decentral_bench.models import build_model
+from decentral_bench.plan import MethodPlan
+from decentral_bench.scenario import Scenario
+from decentral_bench.training import evaluate, from_numpy, gradient, select_device, to_numpy
+from strategies.cdsgd import cdsgd_update, sgd_step
+from strategies.gossip_router import (
+    CONFIG_KEY,
+    METRICS_KEY,
+    MIXING_KEY,
+    PUBLISHED_KEY,
+    neighbour_key,
+)
+
+STATE_KEY = "parameters"
+
+app = ClientApp()
+
+
+@dataclass(frozen=True)
+class AgentSetup:
+    """What an agent needs to train, built once per process and agent."""
+
+    plan: MethodPlan
+    agent: int
+    model: nn.Module
+    device: torch.device
+    features: torch.Tensor
+    labels: torch.Tensor
+    test_features: torch.Tensor
+    test_labels: torch.Tensor
+
+    def minibatch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The minibatch of this agent's `step`-th SGD step."""
+        index = minibatch_indices(len(self.labels), self.plan.batch_size, self.plan.seed,
+                                  self.agent, step)
+        index_tensor = torch.as_tensor(index, device=self.device)
+        return self.features[index_tensor], self.labels[index_tensor]
+
+
+@lru_cache(maxsize=8)
+def _plan(scenario_json: str, method_name: str) -> MethodPlan:
+    return MethodPlan.of(Scenario.model_validate_json(scenario_json), method_name)
+
+
+@lru_cache(maxsize=8)
+def _model(plan: MethodPlan, device: torch.device) -> nn.Module:
+    dataset = load_dataset(plan.scenario.dataset, plan.seed)
+    return build_model(plan.scenario.model, dataset.input_shape, dataset.num_classes,
+                       plan.seed).to(device)
+
+
+@lru_cache(maxsize=512)
+def agent_setup(scenario_json: str, method_name: str, agent: int) -> AgentSetup:
+    """The data, model and device of `agent` under a method of a scenario."""
+    plan = _plan(scenario_json, method_name)
+    device = select_device(plan.scenario.resources.device)
+    dataset = load_dataset(plan.scenario.dataset, plan.seed)
+    own = torch.as_tensor(partition_indices(plan.scenario.dataset, plan.seed, plan.agents)[agent])
+    return AgentSetup(
+        plan=plan,
+        agent=agent,
+        model=_model(plan, device),
+        device=device,
+        features=dataset.train_x[own].to(device),
+        labels=dataset.train_y[own].to(device),
+        test_features=dataset.test_x.to(device),
+        test_labels=dataset.test_y.to(device),
+    )
+
+
+def _limit_threads(config: ConfigRecord) -> None:
+    threads = int(config.get("threads", 0))
+    if threads > 0 and torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+
+
+def _consensus_round(setup: AgentSetup, content: RecordDict, context: Context,
+                     server_round: int) -> tuple[list[torch.Tensor], float]:
+    """Eq. 5 then `local_steps − 1` plain SGD steps; returns x_{k+1}^j and the mean loss."""
+    mixing = content[MIXING_KEY]
+    neighbours = [int(agent) for agent in mixing["agents"]]
+    weights = [float(weight) for weight in mixing["weights"]]
+    received = [from_numpy(content[neighbour_key(l)].to_numpy_ndarrays(), setup.device)
+                for l in neighbours]
+    if STATE_KEY in context.state:
+        own = from_numpy(context.state[STATE_KEY].to_numpy_ndarrays(), setup.device)
+    else:
+        own = received[neighbours.index(setup.agent)]
+    plan = setup.plan
+    first_step = (server_round - 1) * plan.local_steps
+    features, labels = setup.minibatch(first_step)
+    grads, loss, _ = gradient(setup.model, own, features, labels)
+    parameters = cdsgd_update(received, weights, grads, plan.lr)
+    losses = [loss]
+    for step in range(first_step + 1, first_step + plan.local_steps):
+        features, labels = setup.minibatch(step)
+        grads, loss, _ = gradient(setup.model, parameters, features, labels)
+        parameters = sgd_step(parameters, grads, plan.lr)
+        losses.append(loss)
+    context.state[STATE_KEY] = ArrayRecord(to_numpy(parameters))
+    return parameters, sum(losses) / len(losses)
+
+
+def _local_training(setup: AgentSetup, content: RecordDict,
+                    server_round: int) -> tuple[list[torch.Tensor], float]:
+    """FedAvg's client update: `local_epochs` epochs of SGD from the global model."""
+    parameters = from_numpy(content[PUBLISHED_KEY].to_numpy_ndarrays(), setup.device)
+    plan = setup.plan
+    steps = plan.local_epochs * steps_per_epoch(len(setup.labels), plan.batch_size)
+    first_step = (server_round - 1) * steps
+    losses = []
+    for step in range(first_step, first_step + steps):
+        features, labels = setup.minibatch(step)
+        grads, loss, _ = gradient(setup.model, parameters, features, labels)
+        parameters = sgd_step(parameters, grads, plan.lr)
+        losses.append(loss)
+    return parameters, sum(losses) / len(losses)
+
+
+@app.query()
+def identify(message: Message, context: Context) -> Message:
+    """Tell the router which agent (partition) this node is."""
+    partition = int(context.node_config["partition-id"])
+    content = RecordDict({"identity": ConfigRecord({"partition-id": partition})})
+    return Message(content, reply_to=message)
+
+
+@app.train()
+def train(message: Message, context: Context) -> Message:
+    """One round of the method named in the message's config."""
+    config = message.content[CONFIG_KEY]
+    _limit_threads(config)
+    agent = int(context.node_config["partition-id"])
+    setup = agent_setup(str(config["scenario"]), str(config["method"]), agent)
+    server_round = int(config["server-round"])
+    if setup.plan.is_gossip:
+        parameters, minibatch_loss = _consensus_round(setup, message.content, context,
+                                                      server_round)
+    else:
+        parameters, minibatch_loss = _local_training(setup, message.content, server_round)
+    metrics = MetricRecord({
+        "num-examples": len(setup.labels),
+        "minibatch_loss": minibatch_loss,
+    })
+    if setup.plan.evaluates(server_round):
+        train_loss, train_accuracy = evaluate(setup.model, parameters, setup.features,
+                                              setup.labels)
+        test_loss, test_accuracy = evaluate(setup.model, parameters, setup.test_features,
+                                            setup.test_labels)
+        metrics["train_loss"] = train_loss
+        metrics["train_accuracy"] = train_accuracy
+        metrics["test_loss"] = test_loss
+        metrics["test_accuracy"] = test_accuracy
+    content = RecordDict({PUBLISHED_KEY: ArrayRecord(to_numpy(parameters)),
+                          METRICS_KEY: metrics})
+    return Message(content, reply_to=message)

@@ -1,0 +1,88 @@
+"""Turns what the network tap saw in a round into that round's metrics.
+
+The observer sees every agent's published parameters and reported metrics,
+the way an omniscient monitor of a real deployment would. Nothing it
+computes flows back into training.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+
+from decentral_bench.data import load_dataset
+from decentral_bench.metrics import agent_statistics, average_parameters, consensus_distance
+from decentral_bench.models import build_model
+from decentral_bench.network_tap import Traffic
+from decentral_bench.plan import MethodPlan
+from decentral_bench.training import evaluate, from_numpy
+from strategies.gossip_router import METRICS_KEY, PUBLISHED_KEY
+
+AGENT_METRICS = ("train_loss", "train_accuracy", "test_loss", "test_accuracy", "minibatch_loss")
+
+RoundSink = Callable[[int, dict[str, float]], None]
+
+
+class AverageModelEvaluator:
+    """Test loss and accuracy of a parameter set on the scenario's held-out split (server side)."""
+
+    def __init__(self, plan: MethodPlan) -> None:
+        dataset = load_dataset(plan.scenario.dataset, plan.seed)
+        self.model = build_model(plan.scenario.model, dataset.input_shape, dataset.num_classes,
+                                 plan.seed)
+        self.features = dataset.test_x
+        self.labels = dataset.test_y
+
+    def __call__(self, arrays: Sequence[np.ndarray]) -> tuple[float, float]:
+        return evaluate(self.model, from_numpy(list(arrays), torch.device("cpu")),
+                        self.features, self.labels)
+
+
+class RoundObserver:
+    """Computes per-round metrics from the tap and hands them to `sink`.
+
+    Metrics: mean/std/min/max over agents of their reported losses and
+    accuracies; test loss/accuracy of the average model x̄; consensus
+    distance Ξ² of the published parameters; bytes moved; round wall time.
+    """
+
+    def __init__(self, plan: MethodPlan, sink: RoundSink) -> None:
+        self.plan = plan
+        self.sink = sink
+        self.evaluate_average = AverageModelEvaluator(plan)
+        self.round_started = time.perf_counter()
+        self.bytes_total = 0
+
+    def start(self) -> None:
+        """Mark the start of the first round."""
+        self.round_started = time.perf_counter()
+
+    def observe(self, server_round: int, traffic: Traffic,
+                average: Sequence[np.ndarray] | None = None) -> dict[str, float]:
+        """Measure a finished round. `average` is x̄ when the strategy already holds it."""
+        round_time = time.perf_counter() - self.round_started
+        replies = [reply for reply in traffic.replies
+                   if not reply.has_error() and PUBLISHED_KEY in reply.content]
+        reports = [dict(reply.content[METRICS_KEY]) for reply in replies]
+        published = [reply.content[PUBLISHED_KEY].to_numpy_ndarrays() for reply in replies]
+        self.bytes_total += traffic.bytes_moved
+        metrics: dict[str, float] = {
+            "round_time_s": round_time,
+            "bytes_moved": float(traffic.bytes_moved),
+            "bytes_moved_total": float(self.bytes_total),
+            "agents_reporting": float(len(replies)),
+        }
+        metrics.update(agent_statistics(reports, AGENT_METRICS))
+        if published:
+            metrics["consensus_distance"] = consensus_distance(published)
+            if self.plan.evaluates(server_round):
+                mean_model = average if average is not None else average_parameters(published)
+                loss, accuracy = self.evaluate_average(mean_model)
+                metrics["average_model_test_loss"] = loss
+                metrics["average_model_test_accuracy"] = accuracy
+        self.sink(server_round, metrics)
+        self.round_started = time.perf_counter()
+        return metrics

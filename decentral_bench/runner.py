@@ -1,0 +1,201 @@
+"""Runs every method of a scenario and records each as an MLflow child run.
+
+A method that crashes is marked FAILED with its reason and the next method
+runs; Ctrl-C marks the running method and the parent KILLED. Finished runs
+are never touched again.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import yaml
+
+from decentral_bench.observer import RoundSink
+from decentral_bench.plan import MethodPlan
+from decentral_bench.scenario import Scenario
+from decentral_bench.tracking import Tracker, flatten
+
+Execute = Callable[[RoundSink], object]
+
+
+@dataclass
+class MethodResult:
+    """What one method did, as recorded."""
+
+    name: str
+    algorithm: str
+    run_id: str
+    status: str = "RUNNING"
+    error: str | None = None
+    history: list[tuple[int, dict[str, float]]] = field(default_factory=list)
+    wall_time_s: float = 0.0
+
+    def final(self, key: str) -> float | None:
+        """The last recorded value of a metric."""
+        for _, metrics in reversed(self.history):
+            if key in metrics:
+                return metrics[key]
+        return None
+
+    def best(self, key: str) -> float | None:
+        """The largest recorded value of a metric."""
+        values = [metrics[key] for _, metrics in self.history if key in metrics]
+        return max(values) if values else None
+
+    def series(self, key: str) -> tuple[list[int], list[float]]:
+        """Rounds and values of a metric, where recorded."""
+        points = [(r, metrics[key]) for r, metrics in self.history if key in metrics]
+        return [r for r, _ in points], [v for _, v in points]
+
+
+@dataclass
+class ScenarioResult:
+    """A whole `decentral-bench run`: its parent run and one result per method."""
+
+    scenario: Scenario
+    parent_run_id: str
+    tracking_uri: str
+    methods: list[MethodResult]
+
+    @property
+    def failed(self) -> list[MethodResult]:
+        return [result for result in self.methods if result.status != "FINISHED"]
+
+
+class Progress(Protocol):
+    """Receives progress of a running scenario (the CLI draws it as bars)."""
+
+    def method_started(self, name: str, rounds: int) -> None: ...
+
+    def round_finished(self, name: str, server_round: int, metrics: dict[str, float]) -> None: ...
+
+    def method_finished(self, result: MethodResult) -> None: ...
+
+
+def method_params(plan: MethodPlan) -> dict[str, str]:
+    """The MLflow params of a method's run: scenario, method and graph spectrum."""
+    scenario = plan.scenario.model_dump(mode="json", exclude={"methods"})
+    params = flatten(scenario)
+    params.update(flatten(plan.method.model_dump(mode="json", exclude_none=True), "method."))
+    params.update({
+        "effective.lr": str(plan.lr),
+        "effective.batch_size": str(plan.batch_size),
+        "effective.agents": str(plan.agents),
+    })
+    if plan.is_gossip:
+        topology = plan.topology
+        params.update({
+            "effective.local_steps": str(plan.local_steps),
+            "topology.lambda2": f"{topology.lambda2:.6g}",
+            "topology.lambda_n": f"{topology.lambda_n:.6g}",
+            "topology.spectral_gap": f"{1 - topology.lambda2:.6g}",
+            "topology.edges": str(topology.graph.number_of_edges()),
+        })
+    else:
+        params["effective.local_epochs"] = str(plan.local_epochs)
+        params["effective.fraction"] = str(plan.fraction)
+    return params
+
+
+def record_method(plan: MethodPlan, execute: Execute, tracker: Tracker | None = None,
+                  parent_id: str | None = None, progress: Progress | None = None) -> MethodResult:
+    """Run one method through `execute` and record it as an MLflow (child) run."""
+    if tracker is None:
+        tracking = plan.scenario.tracking
+        tracker = Tracker(tracking.uri, tracking.experiment or plan.scenario.name)
+    run_id = tracker.start_run(
+        plan.method.name,
+        tags={"method": plan.method.name, "algorithm": plan.algorithm,
+              "scenario": plan.scenario.name},
+        parent_id=parent_id,
+    )
+    result = MethodResult(name=plan.method.name, algorithm=plan.algorithm, run_id=run_id)
+    tracker.log_params(run_id, method_params(plan))
+    if plan.is_gossip:
+        tracker.log_matrix(run_id, plan.topology.mixing_matrix, "mixing_matrix")
+
+    def sink(server_round: int, metrics: dict[str, float]) -> None:
+        tracker.log_metrics(run_id, metrics, step=server_round)
+        result.history.append((server_round, metrics))
+        if progress is not None:
+            progress.round_finished(plan.method.name, server_round, metrics)
+
+    if progress is not None:
+        progress.method_started(plan.method.name, plan.rounds)
+    started = time.perf_counter()
+    try:
+        execute(sink)
+    except KeyboardInterrupt:
+        result.status, result.error = "KILLED", "interrupted by the user"
+        tracker.kill(run_id)
+        raise
+    except Exception as error:  # a failed method must not stop the others
+        result.status = "FAILED"
+        result.error = _reason(error)
+        tracker.fail(run_id, result.error + "\n\n" + traceback.format_exc())
+    else:
+        result.status = "FINISHED"
+        tracker.finish(run_id)
+    finally:
+        result.wall_time_s = time.perf_counter() - started
+        tracker.log_metrics(run_id, {"wall_time_s": result.wall_time_s}, step=plan.rounds)
+        if progress is not None:
+            progress.method_finished(result)
+    return result
+
+
+def _reason(error: BaseException) -> str:
+    """The innermost cause of an error, which is the one a user can act on."""
+    while error.__cause__ is not None:
+        error = error.__cause__
+    return f"{type(error).__name__}: {error}"
+
+
+def run_scenario(scenario: Scenario, source: Path | None = None, tracking_uri: str | None = None,
+                 progress: Progress | None = None, verbose: bool = False,
+                 execute: Callable[[MethodPlan], Execute] | None = None) -> ScenarioResult:
+    """Run every method of `scenario` as a Flower simulation, recorded in MLflow.
+
+    `execute` chooses how a method runs; by default, Flower's Simulation Engine.
+    """
+    from decentral_bench.plots import comparison_figure
+    from decentral_bench.report import summary_markdown
+    from decentral_bench.simulation import simulate
+
+    if execute is None:
+        def execute(plan: MethodPlan) -> Execute:
+            return lambda sink: simulate(plan, sink, verbose=verbose)
+
+    tracker = Tracker(tracking_uri or scenario.tracking.uri,
+                      scenario.tracking.experiment or scenario.name)
+    parent_id = tracker.start_run(f"{scenario.name} {time.strftime('%Y-%m-%d %H:%M:%S')}",
+                                  tags={"scenario": scenario.name, "kind": "scenario"})
+    result = ScenarioResult(scenario, parent_id, tracker.uri, [])
+    try:
+        tracker.log_params(parent_id, flatten(scenario.model_dump(mode="json")))
+        text = source.read_text() if source is not None else yaml.safe_dump(
+            scenario.model_dump(mode="json"), sort_keys=False)
+        tracker.log_text(parent_id, text, f"scenario/{scenario.name}.yaml")
+        for method in scenario.methods:
+            plan = MethodPlan.of(scenario, method.name)
+            result.methods.append(record_method(plan, execute(plan), tracker, parent_id, progress))
+        tracker.log_figure(parent_id, comparison_figure(result.methods), "plots/accuracy.png")
+        tracker.log_text(parent_id, summary_markdown(result.methods), "summary.md")
+    except KeyboardInterrupt:
+        tracker.kill(parent_id)
+        raise
+    except Exception as error:
+        tracker.fail(parent_id, _reason(error) + "\n\n" + traceback.format_exc())
+        raise
+    if result.failed:
+        names = ", ".join(r.name for r in result.failed)
+        tracker.fail(parent_id, f"methods that did not finish: {names}")
+    else:
+        tracker.finish(parent_id)
+    return result

@@ -1,0 +1,254 @@
+"""Scenario files: the YAML a user writes, parsed into a typed, validated `Scenario`.
+
+Every error names the file, the dotted key path (``topology.agents``,
+``methods[1].algorithm``) and what was expected, so a user can fix the file
+without reading a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+Algorithm = Literal["cdsgd", "fedavg", "centralized_sgd"]
+GOSSIP_ALGORITHMS: frozenset[str] = frozenset({"cdsgd", "centralized_sgd"})
+
+
+class ScenarioError(ValueError):
+    """A scenario file that cannot be run, with every problem found in it."""
+
+    def __init__(self, source: str, problems: list[tuple[str, str]]) -> None:
+        self.source = source
+        self.problems = problems
+        lines = [f"{source}: {key}: {message}" if key else f"{source}: {message}"
+                 for key, message in problems]
+        super().__init__("\n".join(lines))
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PartitionConfig(_Strict):
+    """How the training set is split over the agents."""
+
+    kind: Literal["iid"] = "iid"
+
+
+class DatasetConfig(_Strict):
+    """The data set, its held-out test split and its partition over agents."""
+
+    name: Literal["digits"] = "digits"
+    partition: PartitionConfig = PartitionConfig()
+    test_fraction: float = Field(0.2, gt=0.0, lt=1.0)
+
+    @field_validator("partition", mode="before")
+    @classmethod
+    def _partition_shorthand(cls, value: Any) -> Any:
+        return {"kind": value} if isinstance(value, str) else value
+
+
+class ModelConfig(_Strict):
+    """The network every agent trains."""
+
+    name: Literal["mlp"] = "mlp"
+    hidden: tuple[int, ...] = Field((64,), description="Hidden layer widths of the MLP.")
+
+    @field_validator("hidden")
+    @classmethod
+    def _positive_widths(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if any(width <= 0 for width in value):
+            raise ValueError("every hidden layer width must be a positive integer")
+        return value
+
+
+class TopologyConfig(_Strict):
+    """The communication graph of the agents."""
+
+    kind: Literal["complete", "ring"] = "complete"
+    agents: int = Field(5, ge=1, le=1024)
+
+
+class TrainingConfig(_Strict):
+    """Optimisation settings shared by every method unless a method overrides them."""
+
+    rounds: int = Field(100, ge=1)
+    local_steps: int = Field(1, ge=1, description="Minibatch steps per round.")
+    batch_size: int = Field(32, ge=1)
+    lr: float = Field(0.1, gt=0.0)
+    seed: int = Field(0, ge=0)
+    eval_every: int = Field(1, ge=1, description="Evaluate test accuracy every this many rounds.")
+
+
+class MethodConfig(_Strict):
+    """One method to compare. `fraction` and `local_epochs` belong to FedAvg only."""
+
+    name: str = Field(min_length=1)
+    algorithm: Algorithm
+    fraction: float | None = Field(None, gt=0.0, le=1.0)
+    local_epochs: int | None = Field(None, ge=1)
+    lr: float | None = Field(None, gt=0.0)
+    local_steps: int | None = Field(None, ge=1)
+    batch_size: int | None = Field(None, ge=1)
+
+    @model_validator(mode="after")
+    def _fedavg_only_keys(self) -> MethodConfig:
+        if self.algorithm != "fedavg":
+            for key in ("fraction", "local_epochs"):
+                if getattr(self, key) is not None:
+                    raise ValueError(
+                        f"'{key}' applies to algorithm 'fedavg' only, "
+                        f"not '{self.algorithm}'; remove it"
+                    )
+        if self.algorithm == "fedavg" and self.local_steps is not None:
+            raise ValueError("FedAvg trains 'local_epochs' per round; remove 'local_steps'")
+        return self
+
+
+class TrackingConfig(_Strict):
+    """Where the MLflow runs go."""
+
+    experiment: str | None = Field(None, description="Defaults to the scenario name.")
+    uri: str | None = Field(None, description="Defaults to sqlite:///mlflow.db.")
+
+
+class ResourcesConfig(_Strict):
+    """Where the agents compute."""
+
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+
+class Scenario(_Strict):
+    """A whole scenario: what to train, on which graph, with which methods."""
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")
+    description: str = ""
+    dataset: DatasetConfig = DatasetConfig()
+    model: ModelConfig = ModelConfig()
+    topology: TopologyConfig = TopologyConfig()
+    training: TrainingConfig = TrainingConfig()
+    methods: tuple[MethodConfig, ...]
+    tracking: TrackingConfig = TrackingConfig()
+    resources: ResourcesConfig = ResourcesConfig()
+
+    @field_validator("model", mode="before")
+    @classmethod
+    def _model_shorthand(cls, value: Any) -> Any:
+        return {"name": value} if isinstance(value, str) else value
+
+    @field_validator("methods")
+    @classmethod
+    def _unique_names(cls, value: tuple[MethodConfig, ...]) -> tuple[MethodConfig, ...]:
+        if not value:
+            raise ValueError("list at least one method, e.g. [{name: CDSGD, algorithm: cdsgd}]")
+        names = [method.name for method in value]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"method names must be unique; repeated: {', '.join(duplicates)}")
+        return value
+
+    def method(self, name: str) -> MethodConfig:
+        """The method called `name`."""
+        for method in self.methods:
+            if method.name == name:
+                return method
+        known = ", ".join(m.name for m in self.methods)
+        raise KeyError(f"scenario '{self.name}' has no method '{name}' (it has: {known})")
+
+    def to_json(self) -> str:
+        """A canonical JSON form, the same for equal scenarios."""
+        return json.dumps(self.model_dump(mode="json"), sort_keys=True)
+
+
+def _key_path(location: tuple[int | str, ...]) -> str:
+    path = ""
+    for part in location:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif part.startswith("function-") or part in {"str", "dict"}:
+            continue
+        else:
+            path += f".{part}" if path else part
+    return path
+
+
+def _describe(error: dict[str, Any], model: type[BaseModel]) -> tuple[str, str]:
+    location = tuple(error["loc"])
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        parent = _key_path(location[:-1])
+        allowed = _allowed_keys(model, location[:-1])
+        hint = f"; allowed keys here: {', '.join(allowed)}" if allowed else ""
+        return parent or "(top level)", f"unknown key '{location[-1]}'{hint}"
+    if kind == "missing":
+        return _key_path(location), "missing required key"
+    message = error["msg"]
+    if kind.startswith("value_error"):
+        message = message.removeprefix("Value error, ")
+    given = error.get("input")
+    if not isinstance(given, dict | list) and kind != "value_error":
+        message += f" (got {given!r})"
+    return _key_path(location) or "(top level)", message
+
+
+def _allowed_keys(model: type[BaseModel], location: tuple[int | str, ...]) -> list[str]:
+    current: Any = model
+    for part in location:
+        if isinstance(part, int):
+            continue
+        field = getattr(current, "model_fields", {}).get(part)
+        if field is None:
+            return []
+        annotation = field.annotation
+        inner = getattr(annotation, "__args__", None)
+        current = inner[0] if inner else annotation
+    fields = getattr(current, "model_fields", None)
+    return sorted(fields) if fields else []
+
+
+def parse(data: Any, source: str = "<scenario>") -> Scenario:
+    """Validate already-loaded YAML data into a `Scenario`."""
+    if not isinstance(data, dict):
+        raise ScenarioError(source, [("", "the file must hold a mapping of keys "
+                                     f"(name, dataset, ...), not {type(data).__name__}")])
+    try:
+        return Scenario.model_validate(data)
+    except ValidationError as error:
+        problems = [_describe(e, Scenario) for e in error.errors()]
+        raise ScenarioError(source, problems) from None
+
+
+def load(path: str | Path) -> Scenario:
+    """Read and validate the scenario file at `path`."""
+    path = Path(path)
+    source = str(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ScenarioError(source, [("", "file not found")]) from None
+    except OSError as error:
+        raise ScenarioError(source, [("", f"cannot read the file: {error.strerror}")]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(error, "problem", None) or str(error)
+        raise ScenarioError(source, [("", f"not valid YAML: {where}{problem}")]) from None
+    return parse(data, source)
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of the scenario format, for editors."""
+    return Scenario.model_json_schema()

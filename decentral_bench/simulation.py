@@ -1,0 +1,67 @@
+"""Launching one method as a Flower simulation (Ray-backed Simulation Engine)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from flwr.clientapp import ClientApp
+from flwr.simulation import run_simulation
+
+from decentral_bench.client_app import app as client_app
+from decentral_bench.observer import RoundSink
+from decentral_bench.plan import MethodPlan
+from decentral_bench.server_app import FinalParameters, make_server_app
+from decentral_bench.training import select_device
+
+
+def available_cpus() -> int:
+    """CPUs this process may use."""
+    return max(1, len(os.sched_getaffinity(0)))
+
+
+def backend_config(plan: MethodPlan, verbose: bool = False) -> dict:
+    """Ray resources: one CPU per agent actor, and a share of the GPU when there is one."""
+    cpus = available_cpus()
+    parallel = min(plan.agents, cpus)
+    gpus = 1.0 / parallel if select_device(plan.scenario.resources.device).type == "cuda" else 0.0
+    return {
+        "client_resources": {"num_cpus": 1, "num_gpus": gpus},
+        "init_args": {"num_cpus": cpus, "logging_level": "error", "log_to_driver": verbose},
+    }
+
+
+@contextmanager
+def quiet_flower(verbose: bool) -> Iterator[None]:
+    """Keep Flower's per-round INFO logs off the console unless asked for."""
+    logger = logging.getLogger("flwr")
+    level = logger.level
+    if not verbose:
+        logger.setLevel(logging.ERROR)
+    with warnings.catch_warnings():
+        if not verbose:
+            warnings.simplefilter("ignore")
+        try:
+            yield
+        finally:
+            logger.setLevel(level)
+
+
+def simulate(plan: MethodPlan, sink: RoundSink, verbose: bool = False,
+             client: ClientApp = client_app) -> FinalParameters:
+    """Run one method of a scenario in Flower's Simulation Engine, one node per agent.
+
+    Returns the final parameters (see `server_app.run_method`).
+    """
+    final: FinalParameters = {}
+    server_app = make_server_app(plan, sink, threads=1, on_finished=final.update)
+    with quiet_flower(verbose):
+        run_simulation(server_app=server_app, client_app=client,
+                       num_supernodes=plan.agents, backend_config=backend_config(plan, verbose),
+                       verbose_logging=verbose)
+    if not final:
+        raise RuntimeError("the Flower simulation ended without finishing its rounds")
+    return final

@@ -1,0 +1,73 @@
+"""Minibatch gradients and evaluation of a model held as a list of tensors.
+
+Agents keep their parameters x^j as a list of tensors (one per parameter of
+the model, in `model.parameters()` order); the model object is only a
+function evaluated at those parameters.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional
+
+
+def parameters_of(model: nn.Module) -> list[torch.Tensor]:
+    """A detached copy of the model's parameters."""
+    return [p.detach().clone() for p in model.parameters()]
+
+
+def load_parameters(model: nn.Module, parameters: list[torch.Tensor]) -> None:
+    """Write `parameters` into the model in place."""
+    with torch.no_grad():
+        for target, source in zip(model.parameters(), parameters, strict=True):
+            target.copy_(source)
+
+
+def to_numpy(parameters: list[torch.Tensor]) -> list[np.ndarray]:
+    return [p.detach().cpu().numpy() for p in parameters]
+
+
+def from_numpy(arrays: list[np.ndarray], device: torch.device) -> list[torch.Tensor]:
+    return [torch.as_tensor(a, device=device) for a in arrays]
+
+
+def gradient(model: nn.Module, parameters: list[torch.Tensor], features: torch.Tensor,
+             labels: torch.Tensor) -> tuple[list[torch.Tensor], float, float]:
+    """g_j(x): the mean cross-entropy gradient at `parameters` on one minibatch.
+
+    Returns the gradient, the minibatch loss and the minibatch accuracy.
+    """
+    load_parameters(model, parameters)
+    model.zero_grad(set_to_none=True)
+    logits = model(features)
+    loss = functional.cross_entropy(logits, labels)
+    loss.backward()
+    grads = [p.grad.detach().clone() for p in model.parameters()]
+    accuracy = (logits.argmax(dim=1) == labels).float().mean().item()
+    return grads, loss.item(), accuracy
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, parameters: list[torch.Tensor], features: torch.Tensor,
+             labels: torch.Tensor, batch_size: int = 2048) -> tuple[float, float]:
+    """Mean loss and accuracy of the model at `parameters` on a labelled set."""
+    load_parameters(model, parameters)
+    total_loss, correct = 0.0, 0
+    for start in range(0, len(labels), batch_size):
+        logits = model(features[start:start + batch_size])
+        target = labels[start:start + batch_size]
+        total_loss += functional.cross_entropy(logits, target, reduction="sum").item()
+        correct += int((logits.argmax(dim=1) == target).sum().item())
+    return total_loss / len(labels), correct / len(labels)
+
+
+def select_device(requested: str) -> torch.device:
+    """`auto` picks CUDA when present; `cuda` without CUDA is an error."""
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("resources.device is 'cuda' but no CUDA device is available; "
+                           "use 'auto' or 'cpu'")
+    if requested == "cpu" or not torch.cuda.is_available():
+        return torch.device("cpu")
+    return torch.device("cuda")

@@ -1,0 +1,135 @@
+"""The serverless strategy of CDSGD: a router that never aggregates.
+
+The ServerApp plays the network, nothing more. In round k it sends node j one
+message holding exactly the arrays that the members of Nb(j) (j included)
+published in round k−1, with their weights π_jl; node j mixes them, takes its
+own gradient step and publishes x_{k+1}^j in its reply. The router keeps only
+the latest published arrays of each node, to forward them; it never averages.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+
+import numpy as np
+from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, RecordDict
+from flwr.serverapp import Grid
+
+PUBLISHED_KEY = "arrays"
+METRICS_KEY = "metrics"
+MIXING_KEY = "mixing"
+CONFIG_KEY = "config"
+IDENTIFY_TYPE = MessageType.QUERY
+
+
+def neighbour_key(agent: int) -> str:
+    """Record key under which agent `agent`'s published arrays travel."""
+    return f"x.{agent}"
+
+
+def wait_for_nodes(grid: Grid, count: int, timeout: float) -> list[int]:
+    """The node ids once at least `count` nodes have connected (they register asynchronously)."""
+    deadline = time.monotonic() + timeout
+    node_ids = list(grid.get_node_ids())
+    while len(node_ids) < count:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"only {len(node_ids)} of {count} nodes connected "
+                               f"within {timeout:.0f} s")
+        time.sleep(0.01)
+        node_ids = list(grid.get_node_ids())
+    return node_ids
+
+
+def discover_agents(grid: Grid, agents: int, timeout: float = 600.0) -> dict[int, int]:
+    """Map agent index j (the node's partition id) to its Flower node id.
+
+    Sends every node a query; each answers with its `partition-id`. Agents
+    0..agents−1 must all be present; nodes with larger ids are left idle.
+    """
+    node_ids = wait_for_nodes(grid, agents, timeout)
+    queries = [Message(RecordDict(), dst_node_id=node, message_type=IDENTIFY_TYPE)
+               for node in node_ids]
+    node_of_agent: dict[int, int] = {}
+    for reply in grid.send_and_receive(queries, timeout=timeout):
+        if reply.has_error():
+            raise RuntimeError(f"node {reply.metadata.src_node_id} did not identify itself: "
+                               f"{reply.error.reason}")
+        partition = int(reply.content["identity"]["partition-id"])
+        if partition < agents:
+            node_of_agent[partition] = reply.metadata.src_node_id
+    missing = sorted(set(range(agents)) - set(node_of_agent))
+    if missing:
+        raise RuntimeError(f"the topology has {agents} agents but only {len(node_ids)} nodes "
+                           f"answered; agents without a node: {missing}")
+    return node_of_agent
+
+
+RoundCallback = Callable[[int, list[Message]], None]
+
+
+class GossipRouter:
+    """Routes published parameters along the edges of a communication graph.
+
+    Parameters
+    ----------
+    mixing_matrix : np.ndarray
+        Π, N×N. Row j's non-zero entries define Nb(j) and the weights π_jl.
+    node_of_agent : Mapping[int, int]
+        Flower node id of each agent index.
+    """
+
+    def __init__(self, mixing_matrix: np.ndarray, node_of_agent: Mapping[int, int]) -> None:
+        self.mixing_matrix = np.asarray(mixing_matrix, dtype=float)
+        self.node_of_agent = dict(node_of_agent)
+        self.agent_of_node = {node: agent for agent, node in self.node_of_agent.items()}
+
+    def neighbours(self, agent: int) -> list[int]:
+        """Nb(j), including j."""
+        return [int(other) for other in np.flatnonzero(self.mixing_matrix[agent])]
+
+    def messages(self, published: Mapping[int, ArrayRecord], config: ConfigRecord,
+                 server_round: int) -> list[Message]:
+        """One message per agent with its neighbours' arrays and weights, nothing else."""
+        messages = []
+        for agent, node in sorted(self.node_of_agent.items()):
+            neighbours = self.neighbours(agent)
+            content = RecordDict({neighbour_key(l): published[l] for l in neighbours})
+            content[MIXING_KEY] = ConfigRecord({
+                "agents": neighbours,
+                "weights": [float(self.mixing_matrix[agent, l]) for l in neighbours],
+            })
+            round_config = ConfigRecord(dict(config))
+            round_config["server-round"] = server_round
+            round_config["agent"] = agent
+            content[CONFIG_KEY] = round_config
+            messages.append(Message(content, dst_node_id=node,
+                                    message_type=MessageType.TRAIN,
+                                    group_id=str(server_round)))
+        return messages
+
+    def start(self, grid: Grid, initial_arrays: ArrayRecord, num_rounds: int,
+              train_config: ConfigRecord, on_round: RoundCallback | None = None,
+              timeout: float = 3600.0) -> dict[int, ArrayRecord]:
+        """Run `num_rounds` rounds; return each agent's last published arrays.
+
+        Every agent starts from the same x_0 = `initial_arrays`. A reply that
+        carries an error ends the run with that error.
+        """
+        published = {agent: initial_arrays for agent in self.node_of_agent}
+        for server_round in range(1, num_rounds + 1):
+            replies = list(grid.send_and_receive(
+                self.messages(published, train_config, server_round), timeout=timeout))
+            errors = [reply for reply in replies if reply.has_error()]
+            if errors:
+                agent = self.agent_of_node.get(errors[0].metadata.src_node_id)
+                raise RuntimeError(f"round {server_round}: agent {agent} failed: "
+                                   f"{errors[0].error.reason}")
+            if len(replies) != len(self.node_of_agent):
+                raise RuntimeError(f"round {server_round}: {len(replies)} of "
+                                   f"{len(self.node_of_agent)} agents replied before the timeout")
+            published = {self.agent_of_node[reply.metadata.src_node_id]:
+                         reply.content[PUBLISHED_KEY] for reply in replies}
+            if on_round is not None:
+                on_round(server_round, replies)
+        return published

@@ -1,0 +1,108 @@
+"""Scenario files: malformed ones give messages naming the file, the key and the fix."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from decentral_bench import scenario as scenario_file
+from decentral_bench.scenario import ScenarioError
+
+REPO = Path(__file__).resolve().parents[1]
+
+VALID = """\
+name: ok
+topology: {kind: ring, agents: 4}
+training: {rounds: 3}
+methods:
+  - {name: CDSGD, algorithm: cdsgd}
+  - {name: FedAvg, algorithm: fedavg, fraction: 0.5, local_epochs: 2}
+"""
+
+# (file text, expected key path, expected words in the message)
+MALFORMED = [
+    ("name: x\ntopology: {agents: many}\nmethods: [{name: a, algorithm: cdsgd}]\n",
+     "topology.agents", "valid integer"),
+    ("name: x\ntopology: {agents: 0}\nmethods: [{name: a, algorithm: cdsgd}]\n",
+     "topology.agents", "greater than or equal to 1"),
+    ("name: x\ntopology: {agents: 4, colour: red}\nmethods: [{name: a, algorithm: cdsgd}]\n",
+     "topology", "unknown key 'colour'; allowed keys here: agents, kind"),
+    ("name: x\nmethods: [{name: a, algorithm: cdsgd}]\nextra_section: 1\n",
+     "(top level)", "unknown key 'extra_section'"),
+    ("topology: {agents: 4}\nmethods: [{name: a, algorithm: cdsgd}]\n",
+     "name", "missing required key"),
+    ("name: x\nmethods: []\n", "methods", "list at least one method"),
+    ("name: x\n", "methods", "missing required key"),
+    ("name: x\nmethods: [{name: a, algorithm: dsgd}]\n",
+     "methods[0].algorithm", "'cdsgd', 'fedavg' or 'centralized_sgd'"),
+    ("name: x\nmethods: [{name: a, algorithm: cdsgd, fraction: 0.5}]\n",
+     "methods[0]", "'fraction' applies to algorithm 'fedavg' only"),
+    ("name: x\nmethods: [{name: a, algorithm: fedavg, fraction: 1.5}]\n",
+     "methods[0].fraction", "less than or equal to 1"),
+    ("name: x\nmethods: [{name: a, algorithm: cdsgd}, {name: a, algorithm: fedavg}]\n",
+     "methods", "method names must be unique; repeated: a"),
+    ("name: x\ntraining: {lr: -0.1}\nmethods: [{name: a, algorithm: cdsgd}]\n",
+     "training.lr", "greater than 0"),
+    ("name: x\ntopology: {kind: moebius}\nmethods: [{name: a, algorithm: cdsgd}]\n",
+     "topology.kind", "'complete' or 'ring'"),
+    ("name: x\ndataset: {name: imagenet}\nmethods: [{name: a, algorithm: cdsgd}]\n",
+     "dataset.name", "'digits'"),
+    ("name: x\ntraining: [1, 2]\nmethods: [{name: a, algorithm: cdsgd}]\n",
+     "training", "valid dictionary"),
+    ("- just\n- a list\n", "", "must hold a mapping"),
+    ("name: x\nmethods: [{name: a, algorithm: cdsgd\n", "", "not valid YAML: line"),
+]
+
+
+def test_valid_file_parses(tmp_path: Path) -> None:
+    path = tmp_path / "ok.yaml"
+    path.write_text(VALID)
+    parsed = scenario_file.load(path)
+    assert parsed.topology.agents == 4
+    assert parsed.methods[1].fraction == 0.5
+    assert parsed.training.lr == 0.1  # default filled in
+
+
+@pytest.mark.parametrize(("text", "key", "words"), MALFORMED)
+def test_malformed_file_names_file_key_and_expectation(tmp_path: Path, text: str, key: str,
+                                                       words: str) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(ScenarioError) as caught:
+        scenario_file.load(path)
+    message = str(caught.value)
+    assert message.startswith(str(path))
+    assert any(found_key == key for found_key, _ in caught.value.problems) or key == "", message
+    assert words in message
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ScenarioError, match="file not found"):
+        scenario_file.load(tmp_path / "nowhere.yaml")
+
+
+def test_validate_exits_2_without_traceback(tmp_path: Path) -> None:
+    good, bad = tmp_path / "good.yaml", tmp_path / "bad.yaml"
+    good.write_text(VALID)
+    bad.write_text(MALFORMED[1][0])
+    done = subprocess.run([sys.executable, "-m", "decentral_bench", "validate", str(good),
+                           str(bad)], capture_output=True, text=True, check=False)
+    assert done.returncode == 2
+    assert f"{bad}: topology.agents:" in done.stderr
+    assert "Traceback" not in done.stderr + done.stdout
+    assert f"ok: {good}" in done.stdout
+
+
+def test_shipped_scenarios_are_valid() -> None:
+    files = sorted((REPO / "scenarios").rglob("*.yaml"))
+    assert files
+    for path in files:
+        scenario_file.load(path)
+
+
+def test_json_schema_lists_sections() -> None:
+    schema = scenario_file.json_schema()
+    assert {"dataset", "topology", "training", "methods"} <= set(schema["properties"])

@@ -34,6 +34,18 @@ def _print_problems(error: ScenarioError) -> None:
                      soft_wrap=True)
 
 
+def _load_checked(path: Path) -> scenario_file.Scenario:
+    """Load a scenario and build its graph, so graph errors surface before any run."""
+    from decentral_bench.topology import TopologyError, build_topology
+
+    parsed = scenario_file.load(path)
+    try:
+        build_topology(parsed.topology, parsed.training.seed)
+    except TopologyError as error:
+        raise ScenarioError(str(path), [("topology", str(error))]) from None
+    return parsed
+
+
 class RichProgress:
     """Progress bars, one per method, with the latest accuracy."""
 
@@ -68,7 +80,7 @@ def run(
     from decentral_bench.tracking import ui_command
 
     try:
-        parsed = scenario_file.load(scenario)
+        parsed = _load_checked(scenario)
     except ScenarioError as error:
         _print_problems(error)
         raise typer.Exit(EXIT_BAD_INPUT) from None
@@ -106,7 +118,7 @@ def validate(files: Annotated[list[Path], typer.Argument(help="Scenario YAML fil
     bad = 0
     for path in files:
         try:
-            parsed = scenario_file.load(path)
+            parsed = _load_checked(path)
         except ScenarioError as error:
             _print_problems(error)
             bad += 1
@@ -115,6 +127,41 @@ def validate(files: Annotated[list[Path], typer.Argument(help="Scenario YAML fil
                           f"{len(parsed.methods)} methods)", highlight=False, soft_wrap=True)
     if bad:
         raise typer.Exit(EXIT_BAD_INPUT)
+
+
+@cli.command()
+def topology(
+    scenario: Annotated[Path, typer.Argument(help="Scenario YAML file.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON, with the matrix.")] = False,
+    plot: Annotated[Path | None, typer.Option(help="Draw the graph to this PNG file.")] = None,
+) -> None:
+    """Show a scenario's graph: agents, edges, degrees, λ2, λN, spectral gap, 1 − λN."""
+    from decentral_bench.topology import build_topology
+
+    try:
+        parsed = _load_checked(scenario)
+    except ScenarioError as error:
+        _print_problems(error)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    built = build_topology(parsed.topology, parsed.training.seed)
+    summary = built.summary()
+    if as_json:
+        print(json.dumps({"kind": parsed.topology.kind, "mixing": parsed.topology.mixing,
+                          "lazy": parsed.topology.lazy, **summary,
+                          "matrix": built.mixing_matrix.tolist()}, indent=2))
+    else:
+        table = Table(title=f"{parsed.name}: {parsed.topology.kind}, mixing "
+                            f"{parsed.topology.mixing}{' (lazy)' if parsed.topology.lazy else ''}")
+        table.add_column("quantity")
+        table.add_column("value", justify="right")
+        for key, value in summary.items():
+            table.add_row(key, f"{value:.6g}" if isinstance(value, float) else str(value))
+        console.print(table)
+    if plot is not None:
+        from decentral_bench.plots import graph_figure
+
+        graph_figure(built).savefig(plot, dpi=120)
+        errors.print(f"graph drawn to {plot}")
 
 
 @cli.command()

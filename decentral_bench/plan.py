@@ -44,7 +44,7 @@ class MethodPlan:
     def topology(self) -> Topology:
         if self.algorithm == "centralized_sgd":
             return centralized_topology()
-        return build_topology(self.scenario.topology)
+        return build_topology(self.scenario.topology, self.seed)
 
     @property
     def rounds(self) -> int:

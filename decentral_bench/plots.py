@@ -12,6 +12,7 @@ from matplotlib import pyplot
 from matplotlib.figure import Figure
 
 from decentral_bench.runner import MethodResult
+from decentral_bench.topology import Topology
 
 
 def comparison_figure(results: Sequence[MethodResult]) -> Figure:
@@ -40,5 +41,26 @@ def comparison_figure(results: Sequence[MethodResult]) -> Figure:
     consensus_axes.set(xlabel="round", ylabel="Ξ²", yscale="symlog",
                        title="consensus distance Ξ² = (1/n) Σ ||x̄ − x_i||²")
     consensus_axes.grid(alpha=0.3)
+    figure.tight_layout()
+    return figure
+
+
+def graph_figure(topology: Topology) -> Figure:
+    """The communication graph, edges labelled with π_jl (labels up to 40 agents)."""
+    import networkx as nx
+
+    figure, axes = pyplot.subplots(figsize=(6, 6))
+    graph = topology.graph
+    positions = (nx.circular_layout(graph) if graph.number_of_nodes() <= 40
+                 else nx.spring_layout(graph, seed=0))
+    nx.draw_networkx(graph, positions, ax=axes, node_size=300 if len(positions) <= 40 else 40,
+                     with_labels=len(positions) <= 40, node_color="#4c72b0", font_color="white",
+                     edge_color="#999999")
+    if graph.number_of_nodes() <= 40 and graph.number_of_edges() <= 120:
+        labels = {(j, l): f"{topology.mixing_matrix[j, l]:.2f}" for j, l in graph.edges()}
+        nx.draw_networkx_edge_labels(graph, positions, edge_labels=labels, ax=axes, font_size=7)
+    axes.set_title(f"{graph.number_of_nodes()} agents, {graph.number_of_edges()} edges, "
+                   f"λ2 = {topology.lambda2:.4f}, λN = {topology.lambda_n:.4f}")
+    axes.axis("off")
     figure.tight_layout()
     return figure

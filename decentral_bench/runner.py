@@ -89,14 +89,9 @@ def method_params(plan: MethodPlan) -> dict[str, str]:
         "effective.agents": str(plan.agents),
     })
     if plan.is_gossip:
-        topology = plan.topology
-        params.update({
-            "effective.local_steps": str(plan.local_steps),
-            "topology.lambda2": f"{topology.lambda2:.6g}",
-            "topology.lambda_n": f"{topology.lambda_n:.6g}",
-            "topology.spectral_gap": f"{1 - topology.lambda2:.6g}",
-            "topology.edges": str(topology.graph.number_of_edges()),
-        })
+        params["effective.local_steps"] = str(plan.local_steps)
+        params.update({f"topology.{key}": f"{value:.6g}" if isinstance(value, float) else str(value)
+                       for key, value in plan.topology.summary().items()})
     else:
         params["effective.local_epochs"] = str(plan.local_epochs)
         params["effective.fraction"] = str(plan.fraction)
@@ -118,7 +113,10 @@ def record_method(plan: MethodPlan, execute: Execute, tracker: Tracker | None = 
     result = MethodResult(name=plan.method.name, algorithm=plan.algorithm, run_id=run_id)
     tracker.log_params(run_id, method_params(plan))
     if plan.is_gossip:
+        from decentral_bench.plots import graph_figure
+
         tracker.log_matrix(run_id, plan.topology.mixing_matrix, "mixing_matrix")
+        tracker.log_figure(run_id, graph_figure(plan.topology), "topology/graph.png")
 
     def sink(server_round: int, metrics: dict[str, float]) -> None:
         tracker.log_metrics(run_id, metrics, step=server_round)

@@ -1,18 +1,33 @@
 """Communication graphs and the agent interaction (mixing) matrix Π.
 
-Agents are the nodes 0..N-1 of an undirected networkx graph. Π follows
-Assumption 2 of Jiang et al. (2017): π_jl = 0 off the edges, Π symmetric,
-null(I − Π) = span(1) and I ⪰ Π ≻ −I, hence doubly stochastic.
+Agents are the nodes 0..N-1 of an undirected networkx graph. Π must satisfy
+Assumption 2 of Jiang et al. (2017): (a) π_jl = 0 off the edges, (b) Π
+symmetric, (c) null(I − Π) = span(1), (d) I ⪰ Π ≻ −I; with rows summing to 1
+it is doubly stochastic. λ2(Π) governs consensus (Proposition 1), λN the
+step-size bound.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
 
 import networkx as nx
 import numpy as np
 
 from decentral_bench.scenario import TopologyConfig
+
+# Tolerances of the Assumption-2 checks.
+ENTRY_TOLERANCE = 1e-9       # |π_jl − π_lj|, |Σ_l π_jl − 1|, entries off the support
+EIGEN_TOLERANCE = 1e-9       # λ2 < 1 − tol, λN > −1 + tol, λ1 ≤ 1 + tol
+TARGET_TOLERANCE = 0.05      # |λ2 achieved − target_lambda2| for a reachable target
+MAX_CONNECT_ATTEMPTS = 200   # random draws before a family is declared hopeless
+
+
+class TopologyError(ValueError):
+    """A graph or mixing matrix that the paper's assumptions rule out."""
 
 
 @dataclass(frozen=True)
@@ -21,6 +36,7 @@ class Topology:
 
     graph: nx.Graph
     mixing_matrix: np.ndarray
+    note: str = ""
 
     @property
     def agents(self) -> int:
@@ -30,7 +46,7 @@ class Topology:
         """Nb(j): the agents whose weight in row j is non-zero, j itself included."""
         return [int(other) for other in np.flatnonzero(self.mixing_matrix[agent])]
 
-    @property
+    @cached_property
     def eigenvalues(self) -> np.ndarray:
         """Eigenvalues of Π in decreasing order, λ1 = 1 ≥ λ2 ≥ ... ≥ λN."""
         return np.sort(np.linalg.eigvalsh(self.mixing_matrix))[::-1]
@@ -46,41 +62,291 @@ class Topology:
         """Smallest eigenvalue of Π."""
         return float(self.eigenvalues[-1])
 
+    def summary(self) -> dict[str, float | int | str]:
+        """Size and spectrum: what `decentral-bench topology` prints and MLflow records."""
+        degrees = [degree for _, degree in self.graph.degree()]
+        return {
+            "agents": self.agents,
+            "edges": self.graph.number_of_edges(),
+            "degree_min": min(degrees),
+            "degree_max": max(degrees),
+            "degree_mean": float(np.mean(degrees)),
+            "lambda2": self.lambda2,
+            "lambda_n": self.lambda_n,
+            "spectral_gap": 1.0 - self.lambda2,
+            "step_size_factor": 1.0 - self.lambda_n,
+            **({"note": self.note} if self.note else {}),
+        }
 
-def build_graph(config: TopologyConfig) -> nx.Graph:
+
+# ---------------------------------------------------------------- graph families
+
+
+def _exponential_graph(n: int) -> nx.Graph:
+    """Node i linked to i + 2^m (mod n), m = 0..⌈log2 n⌉−1, made undirected."""
+    graph = nx.empty_graph(n)
+    hops = math.ceil(math.log2(n)) if n > 1 else 0
+    for node in range(n):
+        for m in range(hops):
+            other = (node + 2 ** m) % n
+            if other != node:
+                graph.add_edge(node, other)
+    return graph
+
+
+def _read_edges(config: TopologyConfig) -> list[tuple[int, int]]:
+    if not isinstance(config.edges, str):
+        return [tuple(edge) for edge in config.edges or ()]
+    edges = []
+    for number, line in enumerate(Path(config.edges).read_text().splitlines(), start=1):
+        text = line.split("#", 1)[0].replace(",", " ").split()
+        if not text:
+            continue
+        if len(text) != 2 or not all(part.lstrip("-").isdigit() for part in text):
+            raise TopologyError(f"{config.edges}, line {number}: expected two agent numbers "
+                                f"'j l', got {line.strip()!r}")
+        edges.append((int(text[0]), int(text[1])))
+    return edges
+
+
+def _edge_list_graph(config: TopologyConfig) -> nx.Graph:
+    graph = nx.empty_graph(config.agents)
+    for j, l in _read_edges(config):
+        if not (0 <= j < config.agents and 0 <= l < config.agents):
+            raise TopologyError(f"edge ({j}, {l}) names an agent outside 0..{config.agents - 1}")
+        if j != l:
+            graph.add_edge(j, l)
+    return graph
+
+
+def _seeded_connected(draw, n: int, what: str, seed: int) -> nx.Graph:
+    """Re-draw a random graph with seeds seed, seed+1, ... until it is connected."""
+    for attempt in range(MAX_CONNECT_ATTEMPTS):
+        graph = draw(seed + attempt)
+        if nx.is_connected(graph):
+            return graph
+    raise TopologyError(f"{what} on {n} agents was disconnected in all {MAX_CONNECT_ATTEMPTS} "
+                        f"draws; make the graph denser")
+
+
+def _random_graph(config: TopologyConfig, seed: int, p: float | None = None,
+                  degree: int | None = None, k: int | None = None) -> nx.Graph:
+    n = config.agents
+    if config.kind == "erdos_renyi":
+        p = config.p if p is None else p
+        if n > 1 and p < 0.5 * math.log(n) / n:
+            raise TopologyError(
+                f"erdos_renyi with p = {p:g} on {n} agents is almost never connected; "
+                f"use p well above ln(N)/N = {math.log(n) / n:.3g}")
+        return _seeded_connected(lambda s: nx.erdos_renyi_graph(n, p, seed=s), n,
+                                 f"erdos_renyi(p={p:g})", seed)
+    if config.kind == "random_regular":
+        degree = config.degree if degree is None else degree
+        if degree >= n or (n * degree) % 2:
+            raise TopologyError(f"no {degree}-regular graph on {n} agents: the degree must be "
+                                "below N and N × degree even")
+        return _seeded_connected(lambda s: nx.random_regular_graph(degree, n, seed=s), n,
+                                 f"random_regular(degree={degree})", seed)
+    k = config.k if k is None else k
+    if k >= n:
+        raise TopologyError(f"small_world needs k below the number of agents ({n}), got {k}")
+    return _seeded_connected(lambda s: nx.watts_strogatz_graph(n, k, config.p, seed=s), n,
+                             f"small_world(k={k}, p={config.p:g})", seed)
+
+
+def build_graph(config: TopologyConfig, seed: int = 0) -> nx.Graph:
     """The undirected graph named by `config.kind` on `config.agents` nodes."""
     n = config.agents
-    if config.kind == "complete":
+    kind = config.kind
+    if kind == "complete":
         return nx.complete_graph(n)
-    if config.kind == "ring":
-        return nx.cycle_graph(n)
-    raise ValueError(f"unknown topology kind {config.kind!r}")
+    if kind == "ring":
+        return nx.cycle_graph(n) if n > 2 else nx.path_graph(n)
+    if kind == "path":
+        return nx.path_graph(n)
+    if kind == "star":
+        return nx.star_graph(n - 1)
+    if kind == "torus":
+        rows, cols = config.rows, config.cols
+        if rows is None:
+            side = math.isqrt(n)
+            if side * side != n:
+                raise TopologyError(f"a torus of {n} agents needs rows and cols "
+                                    "(or a square number of agents)")
+            rows = cols = side
+        grid = nx.grid_2d_graph(rows, cols, periodic=True)
+        return nx.convert_node_labels_to_integers(nx.Graph(grid), ordering="sorted")
+    if kind == "hypercube":
+        return nx.convert_node_labels_to_integers(
+            nx.hypercube_graph(int(math.log2(n))) if n > 1 else nx.empty_graph(1),
+            ordering="sorted")
+    if kind == "exponential":
+        return _exponential_graph(n)
+    if kind == "edges":
+        return _edge_list_graph(config)
+    return _random_graph(config, seed)
+
+
+# ---------------------------------------------------------------- mixing rules
 
 
 def metropolis_weights(graph: nx.Graph) -> np.ndarray:
-    """Metropolis–Hastings weights: π_jl = 1 / (1 + max(d_j, d_l)) on edges.
+    """Metropolis–Hastings: π_jl = 1 / (1 + max(d_j, d_l)) on edges, the rest on the diagonal.
 
-    The diagonal takes the rest of each row, so Π is symmetric and doubly
-    stochastic. On a complete graph this is the uniform 1/N, on a ring 1/3.
+    Symmetric and doubly stochastic on any graph; 1/N on a complete graph, 1/3 on a ring.
     """
     n = graph.number_of_nodes()
     matrix = np.zeros((n, n))
     degree = dict(graph.degree())
     for j, l in graph.edges():
-        if j == l:
-            continue
-        weight = 1.0 / (1.0 + max(degree[j], degree[l]))
-        matrix[j, l] = matrix[l, j] = weight
+        if j != l:
+            matrix[j, l] = matrix[l, j] = 1.0 / (1.0 + max(degree[j], degree[l]))
     matrix[np.diag_indices(n)] = 1.0 - matrix.sum(axis=1)
     return matrix
 
 
-def build_topology(config: TopologyConfig) -> Topology:
-    """The graph and mixing matrix a scenario's `topology` section describes."""
-    graph = build_graph(config)
-    if not nx.is_connected(graph):
-        raise ValueError(f"the {config.kind} graph on {config.agents} agents is not connected")
-    return Topology(graph=graph, mixing_matrix=metropolis_weights(graph))
+def max_degree_weights(graph: nx.Graph) -> np.ndarray:
+    """π_jl = 1 / (1 + d_max) on edges, the rest on the diagonal."""
+    n = graph.number_of_nodes()
+    weight = 1.0 / (1.0 + max((d for _, d in graph.degree()), default=0))
+    matrix = nx.to_numpy_array(graph, nodelist=range(n), weight=None) * weight
+    np.fill_diagonal(matrix, 0.0)
+    matrix[np.diag_indices(n)] = 1.0 - matrix.sum(axis=1)
+    return matrix
+
+
+def uniform_weights(graph: nx.Graph) -> np.ndarray:
+    """π_jl = 1 / |Nb(j)| on Nb(j) (self included): symmetric only on regular graphs."""
+    degrees = {d for _, d in graph.degree()}
+    if len(degrees) > 1:
+        raise TopologyError(
+            f"mixing 'uniform' (1/|Nb(j)|) is not symmetric on this graph: degrees range "
+            f"{min(degrees)}..{max(degrees)}; use mixing: metropolis")
+    n = graph.number_of_nodes()
+    adjacency = nx.to_numpy_array(graph, nodelist=range(n), weight=None)
+    np.fill_diagonal(adjacency, 1.0)
+    return adjacency / adjacency.sum(axis=1, keepdims=True)
+
+
+def read_matrix(path: str) -> np.ndarray:
+    """A user-supplied Π from a .npy or .csv file."""
+    if path.endswith(".npy"):
+        return np.load(path).astype(float)
+    return np.loadtxt(path, delimiter=",", ndmin=2).astype(float)
+
+
+def mixing_matrix(config: TopologyConfig, graph: nx.Graph) -> np.ndarray:
+    """Π for `graph` under the scenario's mixing rule (lazy: (I + Π) / 2)."""
+    if config.mixing == "metropolis":
+        matrix = metropolis_weights(graph)
+    elif config.mixing == "max_degree":
+        matrix = max_degree_weights(graph)
+    elif config.mixing == "uniform":
+        matrix = uniform_weights(graph)
+    else:
+        matrix = read_matrix(config.matrix_file)
+    if config.lazy:
+        matrix = (np.eye(len(matrix)) + matrix) / 2.0
+    return matrix
+
+
+# ---------------------------------------------------------------- Assumption 2
+
+
+def check_assumption_2(matrix: np.ndarray, graph: nx.Graph) -> None:
+    """Raise `TopologyError` naming the first condition of Assumption 2 that Π breaks.
+
+    Tolerances: entries and sums to `ENTRY_TOLERANCE`, eigenvalues to `EIGEN_TOLERANCE`.
+    """
+    n = graph.number_of_nodes()
+    if matrix.shape != (n, n):
+        raise TopologyError(f"the mixing matrix is {matrix.shape[0]}×{matrix.shape[1]} "
+                            f"but the graph has {n} agents")
+    if not np.all(np.isfinite(matrix)):
+        raise TopologyError("the mixing matrix has non-finite entries")
+    allowed = nx.to_numpy_array(graph, nodelist=range(n), weight=None) > 0
+    np.fill_diagonal(allowed, True)
+    outside = np.argwhere(~allowed & (np.abs(matrix) > ENTRY_TOLERANCE))
+    if len(outside):
+        entries = ", ".join(f"π[{j},{l}]={matrix[j, l]:.3g}" for j, l in outside[:5])
+        raise TopologyError(f"Assumption 2(a) violated: non-zero weight between agents that "
+                            f"share no edge: {entries}")
+    asymmetric = np.argwhere(np.abs(matrix - matrix.T) > ENTRY_TOLERANCE)
+    if len(asymmetric):
+        j, l = asymmetric[0]
+        raise TopologyError(f"Assumption 2(b) violated: Π is not symmetric: π[{j},{l}]="
+                            f"{matrix[j, l]:.6g} but π[{l},{j}]={matrix[l, j]:.6g}")
+    sums = matrix.sum(axis=1)
+    bad_rows = np.flatnonzero(np.abs(sums - 1.0) > ENTRY_TOLERANCE)
+    if len(bad_rows):
+        rows = ", ".join(f"row {j} sums to {sums[j]:.6g}" for j in bad_rows[:5])
+        raise TopologyError(f"Π is not stochastic (rows must sum to 1): {rows}")
+    values = np.sort(np.linalg.eigvalsh(matrix))[::-1]
+    if values[0] > 1.0 + EIGEN_TOLERANCE:
+        raise TopologyError(f"Assumption 2(d) violated: I ⪰ Π fails, λ1 = {values[0]:.6g} > 1")
+    if n > 1 and values[1] >= 1.0 - EIGEN_TOLERANCE:
+        raise TopologyError(f"Assumption 2(c) violated: null(I − Π) is larger than span(1): "
+                            f"λ2 = {values[1]:.6g} (the graph or Π is disconnected)")
+    if values[-1] <= -1.0 + EIGEN_TOLERANCE:
+        raise TopologyError(f"Assumption 2(d) violated: Π ≻ −I fails, λN = {values[-1]:.6g}; "
+                            "use lazy: true")
+
+
+# ---------------------------------------------------------------- building
+
+
+def _checked(config: TopologyConfig, graph: nx.Graph, note: str = "") -> Topology:
+    if graph.number_of_nodes() > 1 and not nx.is_connected(graph):
+        parts = nx.number_connected_components(graph)
+        raise TopologyError(f"the {config.kind} graph on {config.agents} agents is disconnected "
+                            f"({parts} components); the paper assumes a connected graph")
+    matrix = mixing_matrix(config, graph)
+    check_assumption_2(matrix, graph)
+    return Topology(graph=graph, mixing_matrix=matrix, note=note)
+
+
+def _family_candidates(config: TopologyConfig) -> list[tuple[str, dict]]:
+    n = config.agents
+    if config.kind == "erdos_renyi":
+        low = min(1.0, 0.5 * math.log(max(n, 2)) / max(n, 2)) if n > 2 else 1.0
+        return [(f"p={p:.4g}", {"p": float(p)}) for p in np.linspace(low, 1.0, 60)]
+    if config.kind == "random_regular":
+        return [(f"degree={d}", {"degree": d}) for d in range(2, n) if (n * d) % 2 == 0]
+    return [(f"k={k}", {"k": k}) for k in range(2, n, 2)]
+
+
+def _closest_to_target(config: TopologyConfig, seed: int) -> Topology:
+    """Within the family's free parameter, the connected graph whose λ2 is nearest the target."""
+    target = config.target_lambda2
+    best: tuple[float, Topology] | None = None
+    reached: list[float] = []
+    for label, parameter in _family_candidates(config):
+        try:
+            graph = _random_graph(config, seed, **parameter)
+            topology = _checked(config, graph, note=f"{label} for target λ2 = {target:g}")
+        except TopologyError:
+            continue
+        reached.append(topology.lambda2)
+        if best is None or abs(topology.lambda2 - target) < best[0]:
+            best = (abs(topology.lambda2 - target), topology)
+    if best is None or best[0] > TARGET_TOLERANCE:
+        span = f"{min(reached):.3f}..{max(reached):.3f}" if reached else "nothing"
+        raise TopologyError(
+            f"target_lambda2 = {target:g} is out of reach for {config.kind} on {config.agents} "
+            f"agents with mixing '{config.mixing}': λ2 spans {span} "
+            f"(tolerance {TARGET_TOLERANCE})")
+    return best[1]
+
+
+def build_topology(config: TopologyConfig, seed: int = 0) -> Topology:
+    """The graph and checked mixing matrix a scenario's `topology` section describes.
+
+    Random families are drawn with `config.seed`, else `seed` (the training seed).
+    """
+    seed = config.seed if config.seed is not None else seed
+    if config.target_lambda2 is not None:
+        return _closest_to_target(config, seed)
+    return _checked(config, build_graph(config, seed))
 
 
 def single_agent() -> Topology:

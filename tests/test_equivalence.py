@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from conftest import tiny_scenario
+
 from decentral_bench.plan import MethodPlan
 from decentral_bench.reference import reference_gossip
 from decentral_bench.server_app import initial_arrays

@@ -10,11 +10,11 @@ from __future__ import annotations
 import hashlib
 
 import pytest
+from conftest import tiny_scenario
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message
 from flwr.clientapp import ClientApp
 from flwr.simulation import run_simulation
 
-from conftest import tiny_scenario
 from decentral_bench import client_app as product_client
 from decentral_bench.network_tap import NetworkTap
 from decentral_bench.plan import MethodPlan
@@ -55,11 +55,11 @@ def train(message: Message, context: Context) -> Message:
 class RecordingGrid(NetworkTap):
     """Keeps every reply of the run."""
 
-    def __init__(self, grid) -> None:  # noqa: ANN001
+    def __init__(self, grid) -> None:
         super().__init__(grid)
         self.all_replies: list[Message] = []
 
-    def pull_messages(self, message_ids):  # noqa: ANN001, ANN201
+    def pull_messages(self, message_ids):
         replies = list(super().pull_messages(message_ids))
         self.all_replies.extend(replies)
         return replies
@@ -75,7 +75,7 @@ def test_nodes_receive_exactly_their_neighbours_arrays_bit_identical() -> None:
     server = ServerApp()
 
     @server.main()
-    def _main(grid, context) -> None:  # noqa: ANN001
+    def _main(grid, context) -> None:
         recorder = RecordingGrid(grid)
         recorded.append(recorder)
         run_method(recorder, plan, sink=lambda *_: None)

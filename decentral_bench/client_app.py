@@ -3,9 +3,10 @@
 A message's `config` record names the scenario (as JSON) and the method, so
 the same ClientApp serves every method and every scenario:
 
-- CDSGD / centralized SGD: the message holds the arrays Nb(j) published last
-  round and the weights π_jl. The agent mixes them and steps along the
-  gradient taken at its own x_k^j (kept in its Flower context between rounds).
+- CDSGD, CDMSGD, centralized SGD: the message holds the points Nb(j)
+  published last round and the weights π_jl. The agent mixes them and steps
+  along the gradient taken at its own point; x_k^j (and x_{k−1}^j for
+  momentum) stay in its Flower context between rounds.
 - FedAvg: the message holds the global model; the agent trains
   `local_epochs` epochs on its data and returns the result.
 
@@ -32,7 +33,8 @@ from decentral_bench.models import build_model
 from decentral_bench.plan import MethodPlan
 from decentral_bench.scenario import Scenario
 from decentral_bench.training import evaluate, from_numpy, gradient, select_device, to_numpy
-from strategies.cdsgd import cdsgd_update, sgd_step
+from strategies.cdmsgd import consensus_step, published_point
+from strategies.cdsgd import sgd_step
 from strategies.gossip_router import (
     CONFIG_KEY,
     METRICS_KEY,
@@ -41,7 +43,8 @@ from strategies.gossip_router import (
     neighbour_key,
 )
 
-STATE_KEY = "parameters"
+CURRENT_KEY = "x"
+PREVIOUS_KEY = "x_previous"
 
 app = ClientApp()
 
@@ -104,31 +107,47 @@ def _limit_threads(config: ConfigRecord) -> None:
         torch.set_num_threads(threads)
 
 
+def _state(context: Context, key: str, device: torch.device) -> list[torch.Tensor] | None:
+    if key not in context.state:
+        return None
+    return from_numpy(context.state[key].to_numpy_ndarrays(), device)
+
+
 def _consensus_round(setup: AgentSetup, content: RecordDict, context: Context,
                      server_round: int) -> tuple[list[torch.Tensor], float]:
-    """Eq. 5 then `local_steps − 1` plain SGD steps; returns x_{k+1}^j and the mean loss."""
+    """One consensus step (CDSGD eq. 5 or its momentum forms), then `local_steps − 1`
+    steps of the same rule without mixing. Returns the point to publish and the mean loss.
+
+    The agent's x_k^j and x_{k−1}^j stay in its Flower context; only the
+    published point p^j travels.
+    """
+    plan = setup.plan
+    rule, momentum, lr = plan.update_rule, plan.momentum, plan.lr_at(server_round)
     mixing = content[MIXING_KEY]
     neighbours = [int(agent) for agent in mixing["agents"]]
     weights = [float(weight) for weight in mixing["weights"]]
-    received = [from_numpy(content[neighbour_key(l)].to_numpy_ndarrays(), setup.device)
-                for l in neighbours]
-    if STATE_KEY in context.state:
-        own = from_numpy(context.state[STATE_KEY].to_numpy_ndarrays(), setup.device)
-    else:
-        own = received[neighbours.index(setup.agent)]
-    plan = setup.plan
+    points = [from_numpy(content[neighbour_key(l)].to_numpy_ndarrays(), setup.device)
+              for l in neighbours]
+    current = _state(context, CURRENT_KEY, setup.device)
+    if current is None:  # first round: x_0, and x_{-1} = x_0
+        current = points[neighbours.index(setup.agent)]
+    previous = _state(context, PREVIOUS_KEY, setup.device) if momentum else None
+    previous = current if previous is None else previous
     first_step = (server_round - 1) * plan.local_steps
-    features, labels = setup.minibatch(first_step)
-    grads, loss, _ = gradient(setup.model, own, features, labels)
-    parameters = cdsgd_update(received, weights, grads, plan.lr)
-    losses = [loss]
-    for step in range(first_step + 1, first_step + plan.local_steps):
-        features, labels = setup.minibatch(step)
-        grads, loss, _ = gradient(setup.model, parameters, features, labels)
-        parameters = sgd_step(parameters, grads, plan.lr)
+    losses = []
+    for step in range(first_step, first_step + plan.local_steps):
+        own_point = published_point(rule, current, previous, momentum)
+        grads, loss, _ = gradient(setup.model, own_point, *setup.minibatch(step),
+                                  weight_decay=plan.weight_decay)
+        if step > first_step:  # local steps after the consensus step: Π = I
+            points, weights = [own_point], [1.0]
+        current, previous = consensus_step(rule, points, weights, grads, lr, momentum,
+                                           current, previous), current
         losses.append(loss)
-    context.state[STATE_KEY] = ArrayRecord(to_numpy(parameters))
-    return parameters, sum(losses) / len(losses)
+    context.state[CURRENT_KEY] = ArrayRecord(to_numpy(current))
+    if momentum:
+        context.state[PREVIOUS_KEY] = ArrayRecord(to_numpy(previous))
+    return published_point(rule, current, previous, momentum), sum(losses) / len(losses)
 
 
 def _local_training(setup: AgentSetup, content: RecordDict,
@@ -139,10 +158,11 @@ def _local_training(setup: AgentSetup, content: RecordDict,
     steps = plan.local_epochs * steps_per_epoch(len(setup.labels), plan.batch_size)
     first_step = (server_round - 1) * steps
     losses = []
+    lr = plan.lr_at(server_round)
     for step in range(first_step, first_step + steps):
-        features, labels = setup.minibatch(step)
-        grads, loss, _ = gradient(setup.model, parameters, features, labels)
-        parameters = sgd_step(parameters, grads, plan.lr)
+        grads, loss, _ = gradient(setup.model, parameters, *setup.minibatch(step),
+                                  weight_decay=plan.weight_decay)
+        parameters = sgd_step(parameters, grads, lr)
         losses.append(loss)
     return parameters, sum(losses) / len(losses)
 

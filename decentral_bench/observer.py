@@ -71,6 +71,7 @@ class RoundObserver:
         self.bytes_total += traffic.bytes_moved
         metrics: dict[str, float] = {
             "round_time_s": round_time,
+            "lr": self.plan.lr_at(server_round),
             "bytes_moved": float(traffic.bytes_moved),
             "bytes_moved_total": float(self.bytes_total),
             "agents_reporting": float(len(replies)),

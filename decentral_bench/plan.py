@@ -76,6 +76,31 @@ class MethodPlan:
     def fraction(self) -> float:
         return self.method.fraction if self.method.fraction is not None else 1.0
 
+    @property
+    def update_rule(self) -> str:
+        """The consensus update of a gossip method: cdsgd, polyak or nesterov."""
+        if self.algorithm == "cdmsgd":
+            return self.method.variant or "nesterov"
+        return "cdsgd"
+
+    @property
+    def momentum(self) -> float:
+        """μ of CDMSGD (0.9 unless set), 0 for the other methods."""
+        if self.algorithm != "cdmsgd":
+            return 0.0
+        return self.method.momentum if self.method.momentum is not None else 0.9
+
+    def lr_at(self, server_round: int) -> float:
+        """α_k for round k = server_round − 1: α_0, or α_0 / (k + 1)^ε when diminishing."""
+        training = self.scenario.training
+        if training.lr_schedule == "diminishing":
+            return self.lr / server_round ** training.epsilon
+        return self.lr
+
+    @property
+    def weight_decay(self) -> float:
+        return self.scenario.training.weight_decay
+
     def evaluates(self, server_round: int) -> bool:
         """Whether test accuracy is measured after `server_round` (always after the last)."""
         every = self.scenario.training.eval_every

@@ -1,9 +1,14 @@
 """The same computation as a Flower run, as one plain PyTorch loop in matrix form.
 
-    X_{k+1} = Π X_k − α G(X_k)            (Jiang et al. 2017, eq. 6)
+With X_k the N agents' parameters stacked row-wise, P_k the published points
+(P_k = X_k, or X_k + μ (X_k − X_{k−1}) for Nesterov) and G the minibatch
+gradients taken at P_k:
 
-with X_k the N agents' parameters stacked row-wise, the same initial x_0,
-the same minibatches and the same step sizes as the Flower simulation. It
+    CDSGD     X_{k+1} = Π X_k − α_k G(X_k)                       (eq. 6)
+    Polyak    X_{k+1} = Π X_k − α_k G(X_k) + μ (X_k − X_{k−1})
+    Nesterov  X_{k+1} = Π P_k − α_k G(P_k)
+
+with the same x_0, minibatches and step sizes as the Flower simulation. It
 checks the simulation (both must end with the same parameters) and is the
 baseline the benchmark measures the framework's overhead against.
 """
@@ -16,30 +21,43 @@ import torch
 from decentral_bench.client_app import agent_setup
 from decentral_bench.plan import MethodPlan
 from decentral_bench.training import from_numpy, gradient, to_numpy
-from strategies.cdsgd import sgd_step
 
 
 def reference_gossip(plan: MethodPlan, initial: list[np.ndarray]) -> dict[int, list[np.ndarray]]:
-    """Final x^j of every agent after `plan.rounds` rounds of CDSGD in matrix form."""
+    """Every agent's published point after `plan.rounds` rounds, in matrix form."""
     if not plan.is_gossip:
         raise ValueError(f"the matrix-form reference covers gossip methods, not {plan.algorithm}")
     scenario_json = plan.scenario.to_json()
     setups = [agent_setup(scenario_json, plan.method.name, agent) for agent in range(plan.agents)]
     device = setups[0].device
+    rule, momentum = plan.update_rule, plan.momentum
     mixing = torch.as_tensor(plan.topology.mixing_matrix, dtype=torch.float32, device=device)
-    layers = [torch.stack([tensor] * plan.agents) for tensor in from_numpy(initial, device)]
+    identity = torch.eye(plan.agents, device=device)
+    current = [torch.stack([tensor] * plan.agents) for tensor in from_numpy(initial, device)]
+    previous = current
+
+    def points() -> list[torch.Tensor]:
+        if rule == "nesterov":
+            return [x + momentum * (x - x_prev)
+                    for x, x_prev in zip(current, previous, strict=True)]
+        return current
+
     for server_round in range(1, plan.rounds + 1):
+        lr = plan.lr_at(server_round)
         first_step = (server_round - 1) * plan.local_steps
-        gradients = [gradient(setup.model, [layer[agent] for layer in layers],
-                              *setup.minibatch(first_step))[0]
-                     for agent, setup in enumerate(setups)]
-        layers = [torch.tensordot(mixing, layer, dims=1) - plan.lr * torch.stack(
-            [agent_gradient[index] for agent_gradient in gradients])
-            for index, layer in enumerate(layers)]
-        for step in range(first_step + 1, first_step + plan.local_steps):
-            for agent, setup in enumerate(setups):
-                own = [layer[agent] for layer in layers]
-                grads = gradient(setup.model, own, *setup.minibatch(step))[0]
-                for layer, updated in zip(layers, sgd_step(own, grads, plan.lr), strict=True):
-                    layer[agent] = updated
-    return {agent: to_numpy([layer[agent] for layer in layers]) for agent in range(plan.agents)}
+        for step in range(first_step, first_step + plan.local_steps):
+            published = points()
+            per_agent = [gradient(setup.model, [layer[agent] for layer in published],
+                                  *setup.minibatch(step), weight_decay=plan.weight_decay)[0]
+                         for agent, setup in enumerate(setups)]
+            gradients = [torch.stack([g[index] for g in per_agent])
+                         for index in range(len(current))]
+            weights = mixing if step == first_step else identity
+            updated = [torch.tensordot(weights, p, dims=1) - lr * g
+                       for p, g in zip(published, gradients, strict=True)]
+            if rule == "polyak":
+                updated = [u + momentum * (x - x_prev)
+                           for u, x, x_prev in zip(updated, current, previous, strict=True)]
+            current, previous = updated, current
+    final = points()
+    return {agent: to_numpy([layer[agent] for layer in final]) for agent in range(plan.agents)}

@@ -83,7 +83,13 @@ def method_params(plan: MethodPlan) -> dict[str, str]:
     scenario = plan.scenario.model_dump(mode="json", exclude={"methods"})
     params = flatten(scenario)
     params.update(flatten(plan.method.model_dump(mode="json", exclude_none=True), "method."))
+    training = plan.scenario.training
     params.update({
+        "algorithm": plan.algorithm,
+        "variant": plan.update_rule if plan.algorithm == "cdmsgd" else "",
+        "momentum": str(plan.momentum),
+        "lr_schedule": training.lr_schedule,
+        "epsilon": "" if training.epsilon is None else str(training.epsilon),
         "effective.lr": str(plan.lr),
         "effective.batch_size": str(plan.batch_size),
         "effective.agents": str(plan.agents),

@@ -22,8 +22,8 @@ from pydantic import (
     model_validator,
 )
 
-Algorithm = Literal["cdsgd", "fedavg", "centralized_sgd"]
-GOSSIP_ALGORITHMS: frozenset[str] = frozenset({"cdsgd", "centralized_sgd"})
+Algorithm = Literal["cdsgd", "cdmsgd", "fedavg", "centralized_sgd"]
+GOSSIP_ALGORITHMS: frozenset[str] = frozenset({"cdsgd", "cdmsgd", "centralized_sgd"})
 
 
 class ScenarioError(ValueError):
@@ -189,13 +189,35 @@ class TrainingConfig(_Strict):
     lr: float = Field(0.1, gt=0.0)
     seed: int = Field(0, ge=0)
     eval_every: int = Field(1, ge=1, description="Evaluate test accuracy every this many rounds.")
+    lr_schedule: Literal["constant", "diminishing"] = "constant"
+    epsilon: float | None = Field(
+        None, description="diminishing: α_k = α_0 / (k + 1)^ε with ε in (0.5, 1]")
+    weight_decay: float = Field(0.0, ge=0.0, description="L2 term λx added inside g_j")
+
+    @model_validator(mode="after")
+    def _schedule(self) -> TrainingConfig:
+        if self.lr_schedule == "diminishing":
+            if self.epsilon is None:
+                raise ValueError("lr_schedule 'diminishing' needs epsilon in (0.5, 1]")
+            if not 0.5 < self.epsilon <= 1.0:
+                raise ValueError(f"epsilon must lie in (0.5, 1] (the paper's condition), "
+                                 f"got {self.epsilon}")
+        elif self.epsilon is not None:
+            raise ValueError("epsilon goes with lr_schedule: diminishing")
+        return self
 
 
 class MethodConfig(_Strict):
-    """One method to compare. `fraction` and `local_epochs` belong to FedAvg only."""
+    """One method to compare.
+
+    `fraction` and `local_epochs` belong to FedAvg, `momentum` and `variant` to CDMSGD.
+    """
 
     name: str = Field(min_length=1)
     algorithm: Algorithm
+    momentum: float | None = Field(None, ge=0.0, lt=1.0, description="CDMSGD μ (default 0.9)")
+    variant: Literal["nesterov", "polyak"] | None = Field(
+        None, description="CDMSGD momentum form (default nesterov, as the paper's experiments)")
     fraction: float | None = Field(None, gt=0.0, le=1.0)
     local_epochs: int | None = Field(None, ge=1)
     lr: float | None = Field(None, gt=0.0)
@@ -203,14 +225,13 @@ class MethodConfig(_Strict):
     batch_size: int | None = Field(None, ge=1)
 
     @model_validator(mode="after")
-    def _fedavg_only_keys(self) -> MethodConfig:
-        if self.algorithm != "fedavg":
-            for key in ("fraction", "local_epochs"):
-                if getattr(self, key) is not None:
-                    raise ValueError(
-                        f"'{key}' applies to algorithm 'fedavg' only, "
-                        f"not '{self.algorithm}'; remove it"
-                    )
+    def _keys_fit_the_algorithm(self) -> MethodConfig:
+        owners = {"fraction": "fedavg", "local_epochs": "fedavg",
+                  "momentum": "cdmsgd", "variant": "cdmsgd"}
+        for key, owner in owners.items():
+            if getattr(self, key) is not None and self.algorithm != owner:
+                raise ValueError(f"'{key}' applies to algorithm '{owner}' only, "
+                                 f"not '{self.algorithm}'; remove it")
         if self.algorithm == "fedavg" and self.local_steps is not None:
             raise ValueError("FedAvg trains 'local_epochs' per round; remove 'local_steps'")
         return self

@@ -34,8 +34,9 @@ def from_numpy(arrays: list[np.ndarray], device: torch.device) -> list[torch.Ten
 
 
 def gradient(model: nn.Module, parameters: list[torch.Tensor], features: torch.Tensor,
-             labels: torch.Tensor) -> tuple[list[torch.Tensor], float, float]:
-    """g_j(x): the mean cross-entropy gradient at `parameters` on one minibatch.
+             labels: torch.Tensor, weight_decay: float = 0.0,
+             ) -> tuple[list[torch.Tensor], float, float]:
+    """g_j(x): the mean cross-entropy gradient at `parameters` on one minibatch, plus λx.
 
     Returns the gradient, the minibatch loss and the minibatch accuracy.
     """
@@ -45,6 +46,8 @@ def gradient(model: nn.Module, parameters: list[torch.Tensor], features: torch.T
     loss = functional.cross_entropy(logits, labels)
     loss.backward()
     grads = [p.grad.detach().clone() for p in model.parameters()]
+    if weight_decay:
+        grads = [g + weight_decay * x for g, x in zip(grads, parameters, strict=True)]
     accuracy = (logits.argmax(dim=1) == labels).float().mean().item()
     return grads, loss.item(), accuracy
 

@@ -1,4 +1,4 @@
-"""A Flower-simulated CDSGD run equals the matrix-form recursion X_{k+1} = Π X_k − α G(X_k)."""
+"""Flower-simulated gossip runs equal their matrix-form recursions (decentral_bench.reference)."""
 
 from __future__ import annotations
 
@@ -13,15 +13,28 @@ from decentral_bench.simulation import simulate
 
 pytestmark = pytest.mark.slow
 
+CASES = {
+    "cdsgd": ({"name": "M", "algorithm": "cdsgd"}, {}),
+    "cdmsgd-polyak": ({"name": "M", "algorithm": "cdmsgd", "variant": "polyak"}, {}),
+    "cdmsgd-nesterov-diminishing-local-steps": (
+        {"name": "M", "algorithm": "cdmsgd", "variant": "nesterov", "momentum": 0.8},
+        {"lr_schedule": "diminishing", "epsilon": 0.75, "local_steps": 2,
+         "weight_decay": 1e-3}),
+}
 
-def test_flower_cdsgd_equals_matrix_form_on_a_4_ring() -> None:
-    plan = MethodPlan.of(tiny_scenario(), "CDSGD")
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_flower_run_equals_matrix_form_on_a_4_ring(case: str) -> None:
+    method, training = CASES[case]
+    scenario = tiny_scenario(methods=[method], training={
+        "rounds": 5, "batch_size": 16, "lr": 0.1, "seed": 3, **training})
+    plan = MethodPlan.of(scenario, "M")
     rounds: list[int] = []
     final = simulate(plan, sink=lambda server_round, _: rounds.append(server_round))
-    expected = reference_gossip(plan, initial_arrays(plan).to_numpy_ndarrays())
+    start = initial_arrays(plan).to_numpy_ndarrays()
+    expected = reference_gossip(plan, start)
     assert rounds == [1, 2, 3, 4, 5]
     assert sorted(final) == [0, 1, 2, 3]
-    start = initial_arrays(plan).to_numpy_ndarrays()
     for agent in range(4):
         for got, want, first in zip(final[agent], expected[agent], start, strict=True):
             np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)

@@ -34,8 +34,10 @@ def _print_problems(error: ScenarioError) -> None:
                      soft_wrap=True)
 
 
-def _load_checked(path: Path) -> scenario_file.Scenario:
-    """Load a scenario and build its graph, so graph errors surface before any run."""
+def _load_checked(path: Path, partitions: bool = False) -> scenario_file.Scenario:
+    """Load a scenario, build its graph and find its data, so that those errors surface
+    before any run; with `partitions`, also split the data over the agents."""
+    from decentral_bench.data import DataError, check_available, partition_indices
     from decentral_bench.topology import TopologyError, build_topology
 
     parsed = scenario_file.load(path)
@@ -43,6 +45,12 @@ def _load_checked(path: Path) -> scenario_file.Scenario:
         build_topology(parsed.topology, parsed.training.seed)
     except TopologyError as error:
         raise ScenarioError(str(path), [("topology", str(error))]) from None
+    try:
+        check_available(parsed.dataset)
+        if partitions:
+            partition_indices(parsed.dataset, parsed.training.seed, parsed.topology.agents)
+    except DataError as error:
+        raise ScenarioError(str(path), [("dataset", str(error))]) from None
     return parsed
 
 
@@ -80,7 +88,7 @@ def run(
     from decentral_bench.tracking import ui_command
 
     try:
-        parsed = _load_checked(scenario)
+        parsed = _load_checked(scenario, partitions=True)
     except ScenarioError as error:
         _print_problems(error)
         raise typer.Exit(EXIT_BAD_INPUT) from None

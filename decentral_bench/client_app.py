@@ -24,6 +24,8 @@ from flwr.clientapp import ClientApp
 from torch import nn
 
 from decentral_bench.data import (
+    augment,
+    evaluation_subset,
     load_dataset,
     minibatch_indices,
     partition_indices,
@@ -59,15 +61,18 @@ class AgentSetup:
     device: torch.device
     features: torch.Tensor
     labels: torch.Tensor
-    test_features: torch.Tensor
-    test_labels: torch.Tensor
+    train_evaluation: tuple[torch.Tensor, torch.Tensor]
+    test_evaluation: tuple[torch.Tensor, torch.Tensor]
 
     def minibatch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """The minibatch of this agent's `step`-th SGD step."""
+        """The minibatch of this agent's `step`-th SGD step (augmented when asked)."""
         index = minibatch_indices(len(self.labels), self.plan.batch_size, self.plan.seed,
                                   self.agent, step)
         index_tensor = torch.as_tensor(index, device=self.device)
-        return self.features[index_tensor], self.labels[index_tensor]
+        features = self.features[index_tensor]
+        if self.plan.scenario.dataset.augment:
+            features = augment(features, self.plan.seed, self.agent, step)
+        return features, self.labels[index_tensor]
 
 
 @lru_cache(maxsize=8)
@@ -89,15 +94,18 @@ def agent_setup(scenario_json: str, method_name: str, agent: int) -> AgentSetup:
     device = select_device(plan.scenario.resources.device)
     dataset = load_dataset(plan.scenario.dataset, plan.seed)
     own = torch.as_tensor(partition_indices(plan.scenario.dataset, plan.seed, plan.agents)[agent])
+    features, labels = dataset.train_x[own].to(device), dataset.train_y[own].to(device)
+    limit = plan.scenario.training.eval_samples
     return AgentSetup(
         plan=plan,
         agent=agent,
         model=_model(plan, device),
         device=device,
-        features=dataset.train_x[own].to(device),
-        labels=dataset.train_y[own].to(device),
-        test_features=dataset.test_x.to(device),
-        test_labels=dataset.test_y.to(device),
+        features=features,
+        labels=labels,
+        train_evaluation=evaluation_subset(features, labels, limit, plan.seed),
+        test_evaluation=evaluation_subset(dataset.test_x.to(device), dataset.test_y.to(device),
+                                          limit, plan.seed),
     )
 
 
@@ -193,10 +201,8 @@ def train(message: Message, context: Context) -> Message:
         "minibatch_loss": minibatch_loss,
     })
     if setup.plan.evaluates(server_round):
-        train_loss, train_accuracy = evaluate(setup.model, parameters, setup.features,
-                                              setup.labels)
-        test_loss, test_accuracy = evaluate(setup.model, parameters, setup.test_features,
-                                            setup.test_labels)
+        train_loss, train_accuracy = evaluate(setup.model, parameters, *setup.train_evaluation)
+        test_loss, test_accuracy = evaluate(setup.model, parameters, *setup.test_evaluation)
         metrics["train_loss"] = train_loss
         metrics["train_accuracy"] = train_accuracy
         metrics["test_loss"] = test_loss

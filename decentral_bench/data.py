@@ -1,18 +1,46 @@
 """Data sets, their per-agent partitions, and the minibatch schedule.
 
-Everything here is deterministic under the scenario seed, so that a Flower
-client and the plain-PyTorch reference loop draw the same minibatches.
+Images are held as float tensors N×C×H×W, normalised per data set. Nothing
+is downloaded unless a scenario says `download: true`. Everything is
+deterministic under the scenario seed, so that a Flower client and the
+plain-PyTorch reference loop draw the same minibatches.
 """
 
 from __future__ import annotations
 
+import gzip
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from decentral_bench.scenario import DatasetConfig
+
+if TYPE_CHECKING:
+    from flwr_datasets.partitioner import Partitioner
+
+FASHION_MNIST_SYSTEM_FOLDER = Path("/usr/share/datasets/fashion-mnist")
+IDX_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
+             "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
+# Per-channel mean and std of each training set.
+NORMALISATION = {
+    "mnist": ((0.1307,), (0.3081,)),
+    "fashion_mnist": ((0.2860,), (0.3530,)),
+    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+    "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
+}
+TORCHVISION_LAYOUT = {
+    "mnist": "MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte",
+    "cifar10": "cifar-10-batches-py/data_batch_1..5, test_batch, batches.meta",
+    "cifar100": "cifar-100-python/train, test, meta",
+}
+
+
+class DataError(ValueError):
+    """A data set that cannot be found or read, with what to do about it."""
 
 
 @dataclass(frozen=True)
@@ -30,46 +58,209 @@ class Dataset:
         return tuple(self.train_x.shape[1:])
 
 
-def _split(features: np.ndarray, labels: np.ndarray, test_fraction: float,
-           seed: int) -> Dataset:
+# ---------------------------------------------------------------- loading
+
+
+def _images(pixels: np.ndarray, name: str) -> torch.Tensor:
+    """uint8 N×H×W or N×H×W×C → normalised float N×C×H×W."""
+    images = torch.as_tensor(pixels, dtype=torch.float32) / 255.0
+    images = images.unsqueeze(1) if images.ndim == 3 else images.permute(0, 3, 1, 2)
+    mean, std = NORMALISATION[name]
+    return ((images - torch.tensor(mean).view(1, -1, 1, 1))
+            / torch.tensor(std).view(1, -1, 1, 1)).contiguous()
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """An IDX file (the MNIST format), gzipped or not, as a NumPy array."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as stream:
+        data = stream.read()
+    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
+        raise DataError(f"{path} is not an IDX file of unsigned bytes")
+    dimensions = data[3]
+    shape = tuple(int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(dimensions))
+    offset = 4 + 4 * dimensions
+    if len(data) - offset != int(np.prod(shape)):
+        raise DataError(f"{path} is truncated: header says {shape}")
+    return np.frombuffer(data, dtype=np.uint8, offset=offset).reshape(shape)
+
+
+def fashion_mnist_folder(config: DatasetConfig) -> Path:
+    """Where the four Fashion-MNIST IDX files are: `root`, else the Debian package's folder."""
+    candidates = [Path(config.root)] if config.root else [FASHION_MNIST_SYSTEM_FOLDER]
+    for folder in candidates:
+        if all((folder / name).is_file() for name in IDX_FILES):
+            return folder
+    where = candidates[0]
+    raise DataError(
+        f"Fashion-MNIST not found in {where}: it needs {', '.join(IDX_FILES)}. Install "
+        "Debian's dataset-fashion-mnist package (`make data`), or put the four files in a "
+        "folder and set dataset.root to it")
+
+
+def _fashion_mnist(config: DatasetConfig) -> tuple[torch.Tensor, ...]:
+    folder = fashion_mnist_folder(config)
+    train_x, train_y, test_x, test_y = (read_idx(folder / name) for name in IDX_FILES)
+    return (_images(train_x, "fashion_mnist"), torch.as_tensor(train_y, dtype=torch.int64),
+            _images(test_x, "fashion_mnist"), torch.as_tensor(test_y, dtype=torch.int64))
+
+
+def _torchvision(config: DatasetConfig) -> tuple[torch.Tensor, ...]:
+    from torchvision import datasets
+
+    if config.root is None:
+        raise DataError(f"dataset '{config.name}' needs dataset.root, the folder holding "
+                        f"{TORCHVISION_LAYOUT[config.name]} (or download: true with internet)")
+    kind = {"mnist": datasets.MNIST, "cifar10": datasets.CIFAR10,
+            "cifar100": datasets.CIFAR100}[config.name]
+    try:
+        splits = [kind(config.root, train=train, download=config.download)
+                  for train in (True, False)]
+    except RuntimeError as error:
+        raise DataError(f"{config.name} not found or incomplete in {config.root}: expected "
+                        f"{TORCHVISION_LAYOUT[config.name]} ({error}); set download: true to "
+                        "fetch it") from None
+    tensors = []
+    for split in splits:
+        pixels = split.data.numpy() if isinstance(split.data, torch.Tensor) else split.data
+        tensors += [_images(np.asarray(pixels), config.name),
+                    torch.as_tensor(np.asarray(split.targets), dtype=torch.int64)]
+    return tuple(tensors)
+
+
+def _digits(config: DatasetConfig, seed: int) -> tuple[torch.Tensor, ...]:
+    from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
+    digits = load_digits()
+    features = digits.data.astype(np.float32)
     train_x, test_x, train_y, test_y = train_test_split(
-        features, labels, test_size=test_fraction, random_state=seed, stratify=labels
-    )
-    mean = train_x.mean(axis=0)
-    std = train_x.std(axis=0)
+        features, digits.target, test_size=config.test_fraction or 0.2, random_state=seed,
+        stratify=digits.target)
+    mean, std = train_x.mean(axis=0), train_x.std(axis=0)
     std[std == 0] = 1.0
-    return Dataset(
-        train_x=torch.as_tensor((train_x - mean) / std, dtype=torch.float32),
-        train_y=torch.as_tensor(train_y, dtype=torch.int64),
-        test_x=torch.as_tensor((test_x - mean) / std, dtype=torch.float32),
-        test_y=torch.as_tensor(test_y, dtype=torch.int64),
-        num_classes=int(labels.max()) + 1,
-    )
+
+    def images(x: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor((x - mean) / std, dtype=torch.float32).reshape(-1, 1, 8, 8)
+
+    return (images(train_x), torch.as_tensor(train_y, dtype=torch.int64),
+            images(test_x), torch.as_tensor(test_y, dtype=torch.int64))
+
+
+def _stratified_subset(labels: torch.Tensor, size: int, seed: int) -> torch.Tensor:
+    """`size` training indices, each class in proportion, chosen with `seed`."""
+    if size >= len(labels):
+        return torch.arange(len(labels))
+    from sklearn.model_selection import train_test_split
+
+    keep, _ = train_test_split(np.arange(len(labels)), train_size=size, random_state=seed,
+                               stratify=labels.numpy())
+    return torch.as_tensor(np.sort(keep))
 
 
 @lru_cache(maxsize=4)
 def load_dataset(config: DatasetConfig, seed: int) -> Dataset:
-    """The data set a scenario names, split into train and test with `seed`."""
+    """The data set a scenario names (digits split into train and test with `seed`)."""
     if config.name == "digits":
-        from sklearn.datasets import load_digits
+        train_x, train_y, test_x, test_y = _digits(config, seed)
+    elif config.name == "fashion_mnist":
+        train_x, train_y, test_x, test_y = _fashion_mnist(config)
+    else:
+        train_x, train_y, test_x, test_y = _torchvision(config)
+    if config.train_samples is not None:
+        keep = _stratified_subset(train_y, config.train_samples, seed)
+        train_x, train_y = train_x[keep], train_y[keep]
+    return Dataset(train_x=train_x, train_y=train_y, test_x=test_x, test_y=test_y,
+                   num_classes=int(max(train_y.max(), test_y.max())) + 1)
 
-        digits = load_digits()
-        return _split(digits.data.astype(np.float32), digits.target, config.test_fraction, seed)
-    raise ValueError(f"unknown data set {config.name!r}")
+
+def check_available(config: DatasetConfig) -> None:
+    """Raise `DataError` now if a data set's files are missing (cheap; reads nothing)."""
+    if config.name == "fashion_mnist":
+        fashion_mnist_folder(config)
+    elif config.name != "digits" and not config.download and (
+            config.root is None or not Path(config.root).is_dir()):
+        raise DataError(f"dataset '{config.name}' needs dataset.root, an existing folder "
+                            f"holding {TORCHVISION_LAYOUT[config.name]}")
+
+
+# ---------------------------------------------------------------- partitions
+
+
+def _partitioner(config: DatasetConfig, seed: int, agents: int, num_classes: int,
+                 size: int) -> Partitioner:
+    from flwr_datasets.partitioner import (
+        DirichletPartitioner,
+        IidPartitioner,
+        PathologicalPartitioner,
+        SizePartitioner,
+    )
+
+    partition = config.partition
+    if partition.kind == "iid":
+        return IidPartitioner(num_partitions=agents)
+    if partition.kind == "dirichlet":
+        return DirichletPartitioner(num_partitions=agents, partition_by="label",
+                                    alpha=partition.alpha,
+                                    min_partition_size=min(10, size // (2 * agents)),
+                                    self_balancing=False, shuffle=True, seed=seed)
+    if partition.kind == "shards":
+        if agents * partition.classes_per_agent < num_classes:
+            raise DataError(f"shards: {agents} agents × {partition.classes_per_agent} classes "
+                            f"cannot hold all {num_classes} classes; raise classes_per_agent")
+        if partition.classes_per_agent > num_classes:
+            raise DataError(f"shards: classes_per_agent {partition.classes_per_agent} exceeds "
+                            f"the {num_classes} classes")
+        return PathologicalPartitioner(num_partitions=agents, partition_by="label",
+                                       num_classes_per_partition=partition.classes_per_agent,
+                                       class_assignment_mode="deterministic", shuffle=True,
+                                       seed=seed)
+    weights = np.asarray(partition.sizes or np.arange(1, agents + 1), dtype=float)
+    if len(weights) != agents:
+        raise DataError(f"by_size: {len(weights)} sizes given for {agents} agents")
+    counts = np.floor(weights / weights.sum() * size).astype(int)
+    counts[-1] += size - counts.sum()
+    if counts.min() < 1:
+        raise DataError("by_size: some agent would get no sample; make the sizes less uneven")
+    return SizePartitioner(partition_sizes=[int(c) for c in counts])
 
 
 @lru_cache(maxsize=16)
 def partition_indices(config: DatasetConfig, seed: int, agents: int) -> tuple[np.ndarray, ...]:
-    """Disjoint index sets into the training split, one per agent, covering all of it."""
-    size = len(load_dataset(config, seed).train_y)
-    if agents > size:
-        raise ValueError(f"{agents} agents but only {size} training samples")
-    if config.partition.kind == "iid":
-        order = np.random.default_rng([seed, 1]).permutation(size)
-        return tuple(np.sort(part) for part in np.array_split(order, agents))
-    raise ValueError(f"unknown partition {config.partition.kind!r}")
+    """Disjoint index sets into the training split, one per agent, covering all of it.
+
+    Built with flwr-datasets' partitioners on an in-memory Hugging Face
+    `Dataset` of the labels, shuffled with `seed` first (the IID and size
+    partitioners cut consecutive ranges).
+    """
+    from datasets import Dataset as HuggingFaceDataset
+
+    labels = load_dataset(config, seed).train_y.numpy()
+    if agents > len(labels):
+        raise DataError(f"{agents} agents but only {len(labels)} training samples")
+    if agents == 1:
+        return (np.arange(len(labels)),)
+    order = np.random.default_rng([seed, 1]).permutation(len(labels))
+    table = HuggingFaceDataset.from_dict({"label": labels[order], "index": order})
+    partitioner = _partitioner(config, seed, agents, int(labels.max()) + 1, len(labels))
+    partitioner.dataset = table
+    parts = tuple(np.sort(np.asarray(partitioner.load_partition(j)["index"], dtype=np.int64))
+                  for j in range(agents))
+    empty = [j for j, part in enumerate(parts) if len(part) == 0]
+    if empty:
+        raise DataError(f"partition '{config.partition.kind}' left agents {empty} without data")
+    return parts
+
+
+def label_histogram(config: DatasetConfig, seed: int, agents: int) -> np.ndarray:
+    """agents × classes matrix of sample counts."""
+    dataset = load_dataset(config, seed)
+    labels = dataset.train_y.numpy()
+    return np.stack([np.bincount(labels[part], minlength=dataset.num_classes)
+                     for part in partition_indices(config, seed, agents)])
+
+
+# ---------------------------------------------------------------- minibatches
 
 
 @lru_cache(maxsize=256)
@@ -92,6 +283,31 @@ def minibatch_indices(size: int, batch_size: int, seed: int, agent: int, step: i
     return order[position * batch_size:(position + 1) * batch_size]
 
 
+def evaluation_subset(features: torch.Tensor, labels: torch.Tensor, limit: int | None,
+                      seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """At most `limit` samples of a labelled set, the same seeded choice every round."""
+    if limit is None or limit >= len(labels):
+        return features, labels
+    keep = np.sort(np.random.default_rng([seed, 3]).choice(len(labels), limit, replace=False))
+    index = torch.as_tensor(keep, device=labels.device)
+    return features[index], labels[index]
+
+
 def steps_per_epoch(size: int, batch_size: int) -> int:
     """Number of minibatch steps that make one pass over `size` samples."""
     return max(1, size // batch_size)
+
+
+def augment(images: torch.Tensor, seed: int, agent: int, step: int) -> torch.Tensor:
+    """Standard CIFAR augmentation, seeded: random 32×32 crop of the 4-padded image, random flip."""
+    generator = torch.Generator().manual_seed(hash((seed, agent, step)) & 0x7FFF_FFFF)
+    count, _, height, width = images.shape
+    padded = torch.nn.functional.pad(images, (4, 4, 4, 4))
+    rows = torch.randint(0, 9, (count,), generator=generator).tolist()
+    cols = torch.randint(0, 9, (count,), generator=generator).tolist()
+    flips = (torch.rand(count, generator=generator) < 0.5).tolist()
+    crops = []
+    for image, row, col, flip in zip(padded, rows, cols, flips, strict=True):
+        crop = image[:, row:row + height, col:col + width]
+        crops.append(crop.flip(-1) if flip else crop)
+    return torch.stack(crops)

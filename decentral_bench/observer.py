@@ -11,14 +11,13 @@ import time
 from collections.abc import Callable, Sequence
 
 import numpy as np
-import torch
 
 from decentral_bench.data import load_dataset
 from decentral_bench.metrics import agent_statistics, average_parameters, consensus_distance
 from decentral_bench.models import build_model
 from decentral_bench.network_tap import Traffic
 from decentral_bench.plan import MethodPlan
-from decentral_bench.training import evaluate, from_numpy
+from decentral_bench.training import evaluate, from_numpy, select_device
 from strategies.gossip_router import METRICS_KEY, PUBLISHED_KEY
 
 AGENT_METRICS = ("train_loss", "train_accuracy", "test_loss", "test_accuracy", "minibatch_loss")
@@ -31,13 +30,14 @@ class AverageModelEvaluator:
 
     def __init__(self, plan: MethodPlan) -> None:
         dataset = load_dataset(plan.scenario.dataset, plan.seed)
+        self.device = select_device(plan.scenario.resources.device)
         self.model = build_model(plan.scenario.model, dataset.input_shape, dataset.num_classes,
-                                 plan.seed)
-        self.features = dataset.test_x
-        self.labels = dataset.test_y
+                                 plan.seed).to(self.device)
+        self.features = dataset.test_x.to(self.device)
+        self.labels = dataset.test_y.to(self.device)
 
     def __call__(self, arrays: Sequence[np.ndarray]) -> tuple[float, float]:
-        return evaluate(self.model, from_numpy(list(arrays), torch.device("cpu")),
+        return evaluate(self.model, from_numpy(list(arrays), self.device),
                         self.features, self.labels)
 
 

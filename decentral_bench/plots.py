@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 
@@ -62,5 +63,22 @@ def graph_figure(topology: Topology) -> Figure:
     axes.set_title(f"{graph.number_of_nodes()} agents, {graph.number_of_edges()} edges, "
                    f"λ2 = {topology.lambda2:.4f}, λN = {topology.lambda_n:.4f}")
     axes.axis("off")
+    figure.tight_layout()
+    return figure
+
+
+def label_histogram_figure(histogram: np.ndarray) -> Figure:
+    """Stacked bars: samples of each class held by each agent."""
+    agents, classes = histogram.shape
+    figure, axes = pyplot.subplots(figsize=(max(5.0, 0.35 * agents + 2), 4))
+    bottom = np.zeros(agents)
+    colours = pyplot.get_cmap("tab20" if classes > 10 else "tab10")
+    for label in range(classes):
+        axes.bar(range(agents), histogram[:, label], bottom=bottom,
+                 color=colours(label % colours.N), label=str(label) if classes <= 20 else None)
+        bottom += histogram[:, label]
+    axes.set(xlabel="agent", ylabel="training samples", title="label histogram per agent")
+    if classes <= 20:
+        axes.legend(title="class", fontsize=7, ncols=2, loc="upper left", bbox_to_anchor=(1, 1))
     figure.tight_layout()
     return figure

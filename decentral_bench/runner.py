@@ -104,6 +104,31 @@ def method_params(plan: MethodPlan) -> dict[str, str]:
     return params
 
 
+def log_data_and_model(tracker: Tracker, run_id: str, plan: MethodPlan) -> None:
+    """Samples per agent (params, CSV), the label histogram (PNG) and the model's size."""
+    from decentral_bench.data import label_histogram, load_dataset
+    from decentral_bench.models import build_model, parameter_count
+    from decentral_bench.plots import label_histogram_figure
+
+    config = plan.scenario.dataset
+    histogram = label_histogram(config, plan.seed, plan.agents)
+    samples = histogram.sum(axis=1)
+    dataset = load_dataset(config, plan.seed)
+    model = build_model(plan.scenario.model, dataset.input_shape, dataset.num_classes, plan.seed)
+    tracker.log_params(run_id, {
+        "data.samples_min": int(samples.min()),
+        "data.samples_max": int(samples.max()),
+        "data.train_samples": int(samples.sum()),
+        "data.test_samples": len(dataset.test_y),
+        "model.parameters": parameter_count(model),
+    })
+    rows = ["agent,samples," + ",".join(f"class_{c}" for c in range(histogram.shape[1]))]
+    rows += [f"{j},{samples[j]}," + ",".join(str(v) for v in row)
+             for j, row in enumerate(histogram)]
+    tracker.log_text(run_id, "\n".join(rows) + "\n", "data/samples_per_agent.csv")
+    tracker.log_figure(run_id, label_histogram_figure(histogram), "data/label_histogram.png")
+
+
 def record_method(plan: MethodPlan, execute: Execute, tracker: Tracker | None = None,
                   parent_id: str | None = None, progress: Progress | None = None) -> MethodResult:
     """Run one method through `execute` and record it as an MLflow (child) run."""
@@ -118,6 +143,7 @@ def record_method(plan: MethodPlan, execute: Execute, tracker: Tracker | None = 
     )
     result = MethodResult(name=plan.method.name, algorithm=plan.algorithm, run_id=run_id)
     tracker.log_params(run_id, method_params(plan))
+    log_data_and_model(tracker, run_id, plan)
     if plan.is_gossip:
         from decentral_bench.plots import graph_figure
 

@@ -44,34 +44,84 @@ class _Strict(BaseModel):
 class PartitionConfig(_Strict):
     """How the training set is split over the agents."""
 
-    kind: Literal["iid"] = "iid"
+    kind: Literal["iid", "dirichlet", "shards", "by_size"] = "iid"
+    alpha: float | None = Field(None, gt=0.0, description="dirichlet: concentration α")
+    classes_per_agent: int | None = Field(None, ge=1, description="shards: classes per agent")
+    sizes: tuple[float, ...] | None = Field(
+        None, description="by_size: relative n_j per agent (default 1, 2, ..., N)")
+
+    @model_validator(mode="after")
+    def _keys_fit_the_kind(self) -> PartitionConfig:
+        owners = {"alpha": "dirichlet", "classes_per_agent": "shards", "sizes": "by_size"}
+        for key, owner in owners.items():
+            if getattr(self, key) is not None and self.kind != owner:
+                raise ValueError(f"'{key}' applies to partition kind '{owner}' only")
+        if self.kind == "dirichlet" and self.alpha is None:
+            raise ValueError("partition 'dirichlet' needs alpha (e.g. 0.1 for strong skew)")
+        if self.kind == "shards" and self.classes_per_agent is None:
+            raise ValueError("partition 'shards' needs classes_per_agent (e.g. 2)")
+        if self.sizes is not None and any(size <= 0 for size in self.sizes):
+            raise ValueError("every relative size must be positive")
+        return self
+
+
+DatasetName = Literal["digits", "fashion_mnist", "mnist", "cifar10", "cifar100"]
 
 
 class DatasetConfig(_Strict):
     """The data set, its held-out test split and its partition over agents."""
 
-    name: Literal["digits"] = "digits"
+    name: DatasetName = "digits"
     partition: PartitionConfig = PartitionConfig()
-    test_fraction: float = Field(0.2, gt=0.0, lt=1.0)
+    test_fraction: float | None = Field(
+        None, gt=0.0, lt=1.0, description="digits only: held-out share (default 0.2)")
+    root: str | None = Field(None, description="folder holding the data set's files")
+    download: bool = Field(False, description="mnist/cifar: let torchvision download")
+    augment: bool = Field(False, description="cifar: random crop (pad 4) and horizontal flip")
+    train_samples: int | None = Field(
+        None, ge=1, description="use a seeded, class-stratified subset of the training set")
 
     @field_validator("partition", mode="before")
     @classmethod
     def _partition_shorthand(cls, value: Any) -> Any:
         return {"kind": value} if isinstance(value, str) else value
 
+    @field_validator("root")
+    @classmethod
+    def _root_folder(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        base = (info.context or {}).get("base", Path.cwd())
+        path = Path(value).expanduser()
+        return str((path if path.is_absolute() else Path(base) / path).resolve())
+
+    @model_validator(mode="after")
+    def _keys_fit_the_data_set(self) -> DatasetConfig:
+        if self.test_fraction is not None and self.name != "digits":
+            raise ValueError(f"'test_fraction' applies to digits only; {self.name} has its "
+                             "own test split")
+        if self.augment and not self.name.startswith("cifar"):
+            raise ValueError("'augment' applies to cifar10 and cifar100 only")
+        if self.download and self.name not in ("mnist", "cifar10", "cifar100"):
+            raise ValueError(f"'download' applies to mnist, cifar10 and cifar100, not {self.name}")
+        return self
+
 
 class ModelConfig(_Strict):
     """The network every agent trains."""
 
-    name: Literal["mlp"] = "mlp"
-    hidden: tuple[int, ...] = Field((64,), description="Hidden layer widths of the MLP.")
+    name: Literal["mlp", "cnn_paper", "resnet20"] = "mlp"
+    hidden: tuple[int, ...] | None = Field(
+        None, description="mlp only: hidden layer widths (default [64])")
 
-    @field_validator("hidden")
-    @classmethod
-    def _positive_widths(cls, value: tuple[int, ...]) -> tuple[int, ...]:
-        if any(width <= 0 for width in value):
-            raise ValueError("every hidden layer width must be a positive integer")
-        return value
+    @model_validator(mode="after")
+    def _widths(self) -> ModelConfig:
+        if self.hidden is not None:
+            if self.name != "mlp":
+                raise ValueError("'hidden' applies to model 'mlp' only")
+            if any(width <= 0 for width in self.hidden):
+                raise ValueError("every hidden layer width must be a positive integer")
+        return self
 
 
 TopologyKind = Literal["complete", "ring", "path", "star", "torus", "hypercube", "erdos_renyi",
@@ -189,6 +239,9 @@ class TrainingConfig(_Strict):
     lr: float = Field(0.1, gt=0.0)
     seed: int = Field(0, ge=0)
     eval_every: int = Field(1, ge=1, description="Evaluate test accuracy every this many rounds.")
+    eval_samples: int | None = Field(
+        None, ge=1, description="agents evaluate on at most this many train/test samples "
+                                "(a seeded subset); the average model uses the whole test set")
     lr_schedule: Literal["constant", "diminishing"] = "constant"
     epsilon: float | None = Field(
         None, description="diminishing: α_k = α_0 / (k + 1)^ε with ε in (0.5, 1]")
@@ -248,6 +301,9 @@ class ResourcesConfig(_Strict):
     """Where the agents compute."""
 
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    cpus_per_agent: int = Field(1, ge=1, description="Ray CPUs and torch threads per agent")
+    gpus_per_agent: float | None = Field(
+        None, gt=0.0, le=1.0, description="GPU share per agent (default: split one GPU)")
 
 
 class Scenario(_Strict):

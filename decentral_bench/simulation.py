@@ -24,12 +24,17 @@ def available_cpus() -> int:
 
 
 def backend_config(plan: MethodPlan, verbose: bool = False) -> dict:
-    """Ray resources: one CPU per agent actor, and a share of the GPU when there is one."""
+    """Ray resources per agent actor: `cpus_per_agent` CPUs and, on a GPU, a share of it
+    (`gpus_per_agent`, by default one GPU split over the actors that run at once)."""
+    resources = plan.scenario.resources
     cpus = available_cpus()
-    parallel = min(plan.agents, cpus)
-    gpus = 1.0 / parallel if select_device(plan.scenario.resources.device).type == "cuda" else 0.0
+    per_agent = min(resources.cpus_per_agent, cpus)
+    gpus = 0.0
+    if select_device(resources.device).type == "cuda":
+        parallel = max(1, min(plan.agents, cpus // per_agent))
+        gpus = resources.gpus_per_agent or 1.0 / parallel
     return {
-        "client_resources": {"num_cpus": 1, "num_gpus": gpus},
+        "client_resources": {"num_cpus": per_agent, "num_gpus": gpus},
         "init_args": {"num_cpus": cpus, "logging_level": "error", "log_to_driver": verbose},
     }
 
@@ -57,7 +62,8 @@ def simulate(plan: MethodPlan, sink: RoundSink, verbose: bool = False,
     Returns the final parameters (see `server_app.run_method`).
     """
     final: FinalParameters = {}
-    server_app = make_server_app(plan, sink, threads=1, on_finished=final.update)
+    threads = min(plan.scenario.resources.cpus_per_agent, available_cpus())
+    server_app = make_server_app(plan, sink, threads=threads, on_finished=final.update)
     with quiet_flower(verbose):
         run_simulation(server_app=server_app, client_app=client,
                        num_supernodes=plan.agents, backend_config=backend_config(plan, verbose),

@@ -26,7 +26,8 @@ def _problem(seed: int = 0) -> tuple[list[np.ndarray], list[np.ndarray], np.ndar
     # Each agent's data has its own optimum, so consensus is not free.
     b = [m @ rng.normal(loc=j, size=DIMENSION) + 0.1 * rng.normal(size=ROWS)
          for j, m in enumerate(a)]
-    optimum = np.linalg.solve(sum(m.T @ m for m in a), sum(m.T @ v for m, v in zip(a, b)))
+    optimum = np.linalg.solve(sum(m.T @ m for m in a),
+                              sum(m.T @ v for m, v in zip(a, b, strict=True)))
     return a, b, optimum
 
 
@@ -80,7 +81,7 @@ def test_theorem_1_linear_convergence_with_exact_gradients() -> None:
     for j, h in enumerate(hessians):
         block = slice(j * DIMENSION, (j + 1) * DIMENSION)
         system[block, block] += alpha * h
-    target = alpha * np.concatenate([m.T @ v / ROWS for m, v in zip(a, b)])
+    target = alpha * np.concatenate([m.T @ v / ROWS for m, v in zip(a, b, strict=True)])
     fixed_point = np.linalg.solve(system, target).reshape(AGENTS, DIMENSION)
     history, _ = _run(alpha, rounds=150, batch=None)
     errors = np.array([np.linalg.norm(x - fixed_point) for x in history])

@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: install dev demo test lint data bench clean
+.PHONY: install dev demo test lint data clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,17 @@ lint: $(DEV_STAMP)
 test: $(DEV_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
+
+# Real Fashion-MNIST, offline, from Debian's package (files land in /usr/share/datasets/fashion-mnist).
+data:
+	@if [ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then \
+		echo "Fashion-MNIST is in /usr/share/datasets/fashion-mnist"; \
+	elif command -v apt-get >/dev/null; then \
+		apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist; \
+	else \
+		echo "No apt-get here: put the four Fashion-MNIST IDX .gz files in a folder and set dataset.root"; \
+		exit 1; \
+	fi
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

@@ -34,13 +34,29 @@ def _print_problems(error: ScenarioError) -> None:
                      soft_wrap=True)
 
 
-def _load_checked(path: Path, partitions: bool = False) -> scenario_file.Scenario:
+def _overrides(settings: list[str] | None) -> dict[str, object]:
+    """`--set key=value` pairs; values are read as YAML (20 → int, [2, 8] → list)."""
+    import yaml
+
+    overrides: dict[str, object] = {}
+    for setting in settings or []:
+        key, separator, value = setting.partition("=")
+        if not separator or not key:
+            errors.print(f"[bold red]error[/]: --set {escape(setting)}: expected key=value, "
+                         "e.g. --set training.rounds=20", highlight=False, soft_wrap=True)
+            raise typer.Exit(EXIT_BAD_INPUT)
+        overrides[key.strip()] = yaml.safe_load(value)
+    return overrides
+
+
+def _load_checked(path: Path, partitions: bool = False,
+                  overrides: dict[str, object] | None = None) -> scenario_file.Scenario:
     """Load a scenario, build its graph and find its data, so that those errors surface
     before any run; with `partitions`, also split the data over the agents."""
     from decentral_bench.data import DataError, check_available, partition_indices
     from decentral_bench.topology import TopologyError, build_topology
 
-    parsed = scenario_file.load(path)
+    parsed = scenario_file.load(path, overrides)
     try:
         build_topology(parsed.topology, parsed.training.seed)
     except TopologyError as error:
@@ -80,6 +96,9 @@ def run(
     tracking_uri: Annotated[str | None, typer.Option(
         help="MLflow tracking URI (default: the scenario's tracking.uri, else sqlite:///mlflow.db).")
     ] = None,
+    settings: Annotated[list[str] | None, typer.Option(
+        "--set", help="Override a scenario key, e.g. --set training.rounds=20 (repeatable).")
+    ] = None,
     verbose: Annotated[bool, typer.Option(help="Show Flower's own logs.")] = False,
 ) -> None:
     """Run every method of a scenario as a Flower simulation and record it in MLflow."""
@@ -88,7 +107,7 @@ def run(
     from decentral_bench.tracking import ui_command
 
     try:
-        parsed = _load_checked(scenario, partitions=True)
+        parsed = _load_checked(scenario, partitions=True, overrides=_overrides(settings))
     except ScenarioError as error:
         _print_problems(error)
         raise typer.Exit(EXIT_BAD_INPUT) from None
@@ -100,7 +119,8 @@ def run(
                TextColumn("rounds"), TimeElapsedColumn(), TextColumn("{task.fields[status]}"))
     try:
         with ProgressBars(*columns, console=console) as bars:
-            result = run_scenario(parsed, source=scenario, tracking_uri=tracking_uri,
+            result = run_scenario(parsed, source=None if settings else scenario,
+                                  tracking_uri=tracking_uri,
                                   progress=RichProgress(bars), verbose=verbose)
     except KeyboardInterrupt:
         errors.print("interrupted: the running method and the parent run are marked KILLED")

@@ -158,11 +158,15 @@ def _consensus_round(setup: AgentSetup, content: RecordDict, context: Context,
     return published_point(rule, current, previous, momentum), sum(losses) / len(losses)
 
 
-def _local_training(setup: AgentSetup, content: RecordDict,
+def _local_training(setup: AgentSetup, content: RecordDict, context: Context,
                     server_round: int) -> tuple[list[torch.Tensor], float]:
-    """FedAvg's client update: `local_epochs` epochs of SGD from the global model."""
-    parameters = from_numpy(content[PUBLISHED_KEY].to_numpy_ndarrays(), setup.device)
+    """FedAvg's client update: `local_epochs` epochs of SGD from the global model, or, once
+    the server is lost (`local-only`), from the agent's own last model."""
     plan = setup.plan
+    if PUBLISHED_KEY in content:
+        parameters = from_numpy(content[PUBLISHED_KEY].to_numpy_ndarrays(), setup.device)
+    else:
+        parameters = _state(context, CURRENT_KEY, setup.device) or initial_parameters(setup)
     steps = plan.local_epochs * steps_per_epoch(len(setup.labels), plan.batch_size)
     first_step = (server_round - 1) * steps
     losses = []
@@ -172,7 +176,16 @@ def _local_training(setup: AgentSetup, content: RecordDict,
                                   weight_decay=plan.weight_decay)
         parameters = sgd_step(parameters, grads, lr)
         losses.append(loss)
+    context.state[CURRENT_KEY] = ArrayRecord(to_numpy(parameters))
     return parameters, sum(losses) / len(losses)
+
+
+def initial_parameters(setup: AgentSetup) -> list[torch.Tensor]:
+    """x_0 of the scenario's seed (what the server would have sent first)."""
+    dataset = load_dataset(setup.plan.scenario.dataset, setup.plan.seed)
+    model = build_model(setup.plan.scenario.model, dataset.input_shape, dataset.num_classes,
+                        setup.plan.seed)
+    return [p.detach().to(setup.device) for p in model.parameters()]
 
 
 @app.query()
@@ -195,7 +208,8 @@ def train(message: Message, context: Context) -> Message:
         parameters, minibatch_loss = _consensus_round(setup, message.content, context,
                                                       server_round)
     else:
-        parameters, minibatch_loss = _local_training(setup, message.content, server_round)
+        parameters, minibatch_loss = _local_training(setup, message.content, context,
+                                                     server_round)
     metrics = MetricRecord({
         "num-examples": len(setup.labels),
         "minibatch_loss": minibatch_loss,

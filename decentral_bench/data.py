@@ -63,7 +63,7 @@ class Dataset:
 
 def _images(pixels: np.ndarray, name: str) -> torch.Tensor:
     """uint8 N×H×W or N×H×W×C → normalised float N×C×H×W."""
-    images = torch.as_tensor(pixels, dtype=torch.float32) / 255.0
+    images = torch.tensor(pixels, dtype=torch.float32) / 255.0
     images = images.unsqueeze(1) if images.ndim == 3 else images.permute(0, 3, 1, 2)
     mean, std = NORMALISATION[name]
     return ((images - torch.tensor(mean).view(1, -1, 1, 1))
@@ -187,12 +187,10 @@ def check_available(config: DatasetConfig) -> None:
 # ---------------------------------------------------------------- partitions
 
 
-def _partitioner(config: DatasetConfig, seed: int, agents: int, num_classes: int,
-                 size: int) -> Partitioner:
+def _partitioner(config: DatasetConfig, seed: int, agents: int, size: int) -> Partitioner:
     from flwr_datasets.partitioner import (
         DirichletPartitioner,
         IidPartitioner,
-        PathologicalPartitioner,
         SizePartitioner,
     )
 
@@ -204,17 +202,6 @@ def _partitioner(config: DatasetConfig, seed: int, agents: int, num_classes: int
                                     alpha=partition.alpha,
                                     min_partition_size=min(10, size // (2 * agents)),
                                     self_balancing=False, shuffle=True, seed=seed)
-    if partition.kind == "shards":
-        if agents * partition.classes_per_agent < num_classes:
-            raise DataError(f"shards: {agents} agents × {partition.classes_per_agent} classes "
-                            f"cannot hold all {num_classes} classes; raise classes_per_agent")
-        if partition.classes_per_agent > num_classes:
-            raise DataError(f"shards: classes_per_agent {partition.classes_per_agent} exceeds "
-                            f"the {num_classes} classes")
-        return PathologicalPartitioner(num_partitions=agents, partition_by="label",
-                                       num_classes_per_partition=partition.classes_per_agent,
-                                       class_assignment_mode="deterministic", shuffle=True,
-                                       seed=seed)
     weights = np.asarray(partition.sizes or np.arange(1, agents + 1), dtype=float)
     if len(weights) != agents:
         raise DataError(f"by_size: {len(weights)} sizes given for {agents} agents")
@@ -225,13 +212,42 @@ def _partitioner(config: DatasetConfig, seed: int, agents: int, num_classes: int
     return SizePartitioner(partition_sizes=[int(c) for c in counts])
 
 
+def _class_shards(labels: np.ndarray, agents: int, classes_per_agent: int,
+                  seed: int) -> tuple[np.ndarray, ...]:
+    """The pathological split: agent j holds only the classes (j·k + m) mod C, m < k; each
+    class's samples are shuffled and dealt evenly to the agents that hold it.
+
+    flwr-datasets' PathologicalPartitioner assigns classes so that some go unused (its
+    samples then belong to no agent); this assignment covers every class when N·k ≥ C.
+    """
+    classes = int(labels.max()) + 1
+    if agents * classes_per_agent < classes:
+        raise DataError(f"shards: {agents} agents × {classes_per_agent} classes cannot hold "
+                        f"all {classes} classes; raise classes_per_agent")
+    if classes_per_agent > classes:
+        raise DataError(f"shards: classes_per_agent {classes_per_agent} exceeds the {classes} "
+                        "classes")
+    holders: dict[int, list[int]] = {c: [] for c in range(classes)}
+    for agent in range(agents):
+        for m in range(classes_per_agent):
+            holders[(agent * classes_per_agent + m) % classes].append(agent)
+    rng = np.random.default_rng([seed, 4])
+    parts: list[list[np.ndarray]] = [[] for _ in range(agents)]
+    for label, owners in holders.items():
+        members = rng.permutation(np.flatnonzero(labels == label))
+        for owner, share in zip(owners, np.array_split(members, len(owners)), strict=True):
+            parts[owner].append(share)
+    return tuple(np.sort(np.concatenate(part)) for part in parts)
+
+
 @lru_cache(maxsize=16)
 def partition_indices(config: DatasetConfig, seed: int, agents: int) -> tuple[np.ndarray, ...]:
     """Disjoint index sets into the training split, one per agent, covering all of it.
 
-    Built with flwr-datasets' partitioners on an in-memory Hugging Face
-    `Dataset` of the labels, shuffled with `seed` first (the IID and size
-    partitioners cut consecutive ranges).
+    IID, Dirichlet and by-size splits use flwr-datasets' partitioners on an
+    in-memory Hugging Face `Dataset` of the labels, shuffled with `seed` first
+    (the IID and size partitioners cut consecutive ranges); shards are dealt
+    by `_class_shards`.
     """
     from datasets import Dataset as HuggingFaceDataset
 
@@ -240,9 +256,11 @@ def partition_indices(config: DatasetConfig, seed: int, agents: int) -> tuple[np
         raise DataError(f"{agents} agents but only {len(labels)} training samples")
     if agents == 1:
         return (np.arange(len(labels)),)
+    if config.partition.kind == "shards":
+        return _class_shards(labels, agents, config.partition.classes_per_agent, seed)
     order = np.random.default_rng([seed, 1]).permutation(len(labels))
     table = HuggingFaceDataset.from_dict({"label": labels[order], "index": order})
-    partitioner = _partitioner(config, seed, agents, int(labels.max()) + 1, len(labels))
+    partitioner = _partitioner(config, seed, agents, len(labels))
     partitioner.dataset = table
     parts = tuple(np.sort(np.asarray(partitioner.load_partition(j)["index"], dtype=np.int64))
                   for j in range(agents))

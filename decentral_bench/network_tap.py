@@ -41,7 +41,8 @@ class Traffic:
 class NetworkTap(Grid):
     """A Grid that forwards to `grid` and records the traffic.
 
-    It also polls for replies every `pull_interval` seconds instead of the
+    Nodes in `down_nodes` (crashed agents) are hidden from the strategy, as a
+    dead machine would be. It also polls for replies every `pull_interval` seconds instead of the
     in-memory grid's 0.1 s, which only shortens the wait for replies that
     have already arrived.
     """
@@ -50,6 +51,7 @@ class NetworkTap(Grid):
         self.grid = grid
         self.pull_interval = pull_interval
         self.traffic = Traffic()
+        self.down_nodes: set[int] = set()  # crashed agents' nodes: hidden from strategies
 
     def set_run(self, run: Run) -> None:
         self.grid.set_run(run)
@@ -63,7 +65,7 @@ class NetworkTap(Grid):
         return Message(content, dst_node_id, message_type, ttl=ttl, group_id=group_id)
 
     def get_node_ids(self) -> Iterable[int]:
-        return self.grid.get_node_ids()
+        return [node for node in self.grid.get_node_ids() if node not in self.down_nodes]
 
     def push_messages(self, messages: Iterable[Message]) -> Iterable[str]:
         messages = list(messages)

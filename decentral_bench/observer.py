@@ -23,6 +23,7 @@ from strategies.gossip_router import METRICS_KEY, PUBLISHED_KEY
 AGENT_METRICS = ("train_loss", "train_accuracy", "test_loss", "test_accuracy", "minibatch_loss")
 
 RoundSink = Callable[[int, dict[str, float]], None]
+EventSink = Callable[[int, str], None]
 
 
 class AverageModelEvaluator:
@@ -49,21 +50,36 @@ class RoundObserver:
     distance Ξ² of the published parameters; bytes moved; round wall time.
     """
 
-    def __init__(self, plan: MethodPlan, sink: RoundSink) -> None:
+    def __init__(self, plan: MethodPlan, sink: RoundSink,
+                 on_event: EventSink | None = None) -> None:
         self.plan = plan
         self.sink = sink
+        self.on_event = on_event
+        self.agent_of_node: dict[int, int] = {}
         self.evaluate_average = AverageModelEvaluator(plan)
         self.round_started = time.perf_counter()
         self.bytes_total = 0
+        self.previous_lambda2: float | None = None
+
+    def event(self, server_round: int, text: str) -> None:
+        """Something worth a line in the run's event log (a failure, a stop)."""
+        if self.on_event is not None:
+            self.on_event(server_round, text)
 
     def start(self) -> None:
         """Mark the start of the first round."""
         self.round_started = time.perf_counter()
 
     def observe(self, server_round: int, traffic: Traffic,
-                average: Sequence[np.ndarray] | None = None) -> dict[str, float]:
-        """Measure a finished round. `average` is x̄ when the strategy already holds it."""
+                average: Sequence[np.ndarray] | None = None,
+                extra: dict[str, float] | None = None) -> dict[str, float]:
+        """Measure a finished round. `average` is x̄ when the strategy already holds it;
+        `extra` are the strategy's own figures of the round (alive agents, ...)."""
         round_time = time.perf_counter() - self.round_started
+        failed = [reply for reply in traffic.replies if reply.has_error()]
+        for reply in failed:
+            agent = self.agent_of_node.get(reply.metadata.src_node_id, "?")
+            self.event(server_round, f"agent {agent} failed: {reply.error.reason}")
         replies = [reply for reply in traffic.replies
                    if not reply.has_error() and PUBLISHED_KEY in reply.content]
         reports = [dict(reply.content[METRICS_KEY]) for reply in replies]
@@ -75,7 +91,15 @@ class RoundObserver:
             "bytes_moved": float(traffic.bytes_moved),
             "bytes_moved_total": float(self.bytes_total),
             "agents_reporting": float(len(replies)),
+            "agents_failed": float(len(failed)),
         }
+        for key, value in (extra or {}).items():
+            if key == "round_lambda2":  # logged when the round's Π changes
+                if value != self.previous_lambda2:
+                    metrics[key] = value
+                    self.previous_lambda2 = value
+            else:
+                metrics[key] = value
         metrics.update(agent_statistics(reports, AGENT_METRICS))
         if published:
             metrics["consensus_distance"] = consensus_distance(published)

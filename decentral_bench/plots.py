@@ -13,12 +13,22 @@ from matplotlib import pyplot
 from matplotlib.figure import Figure
 
 from decentral_bench.runner import MethodResult
+from decentral_bench.scenario import FailuresConfig
 from decentral_bench.topology import Topology
 
 
-def comparison_figure(results: Sequence[MethodResult]) -> Figure:
-    """Mean test accuracy over agents (band: ± std) and consensus distance, per method."""
+def comparison_figure(results: Sequence[MethodResult],
+                      markers: Sequence[tuple[float, str]] = ()) -> Figure:
+    """Mean test accuracy over agents (band: ± std) and consensus distance, per method.
+
+    `markers` are (round, label) pairs drawn as vertical lines, e.g. a server failure.
+    """
     figure, (accuracy_axes, consensus_axes) = pyplot.subplots(1, 2, figsize=(12, 4.5))
+    for axes in (accuracy_axes, consensus_axes):
+        for position, label in markers:
+            axes.axvline(position, color="#c44e52", linestyle=":", linewidth=1.5)
+            axes.annotate(label, (position, 0.98), xycoords=("data", "axes fraction"),
+                          rotation=90, va="top", ha="right", fontsize=8, color="#c44e52")
     for result in results:
         rounds, mean = result.series("test_accuracy_mean")
         _, std = result.series("test_accuracy_std")
@@ -82,3 +92,15 @@ def label_histogram_figure(histogram: np.ndarray) -> Figure:
         axes.legend(title="class", fontsize=7, ncols=2, loc="upper left", bbox_to_anchor=(1, 1))
     figure.tight_layout()
     return figure
+
+
+def failure_markers(failures: FailuresConfig) -> list[tuple[float, str]]:
+    """Vertical lines for a scenario's server failure and agent crashes."""
+    markers: list[tuple[float, str]] = []
+    if failures.server is not None:
+        markers.append((failures.server.round + 0.5, f"server lost ({failures.server.mode})"))
+    for crash in failures.agents:
+        markers.append((crash.round - 0.5, f"agent {crash.agent} down"))
+        if crash.recover is not None:
+            markers.append((crash.recover - 0.5, f"agent {crash.agent} back"))
+    return markers

@@ -16,12 +16,12 @@ from typing import Protocol
 
 import yaml
 
-from decentral_bench.observer import RoundSink
+from decentral_bench.observer import EventSink, RoundSink
 from decentral_bench.plan import MethodPlan
 from decentral_bench.scenario import Scenario
 from decentral_bench.tracking import Tracker, flatten
 
-Execute = Callable[[RoundSink], object]
+Execute = Callable[[RoundSink, EventSink], object]
 
 
 @dataclass
@@ -34,6 +34,7 @@ class MethodResult:
     status: str = "RUNNING"
     error: str | None = None
     history: list[tuple[int, dict[str, float]]] = field(default_factory=list)
+    events: list[tuple[int, str]] = field(default_factory=list)
     wall_time_s: float = 0.0
 
     def final(self, key: str) -> float | None:
@@ -149,6 +150,7 @@ def record_method(plan: MethodPlan, execute: Execute, tracker: Tracker | None = 
 
         tracker.log_matrix(run_id, plan.topology.mixing_matrix, "mixing_matrix")
         tracker.log_figure(run_id, graph_figure(plan.topology), "topology/graph.png")
+    log_failure_schedule(tracker, run_id, plan)
 
     def sink(server_round: int, metrics: dict[str, float]) -> None:
         tracker.log_metrics(run_id, metrics, step=server_round)
@@ -156,28 +158,60 @@ def record_method(plan: MethodPlan, execute: Execute, tracker: Tracker | None = 
         if progress is not None:
             progress.round_finished(plan.method.name, server_round, metrics)
 
+    def on_event(server_round: int, text: str) -> None:
+        result.events.append((server_round, text))
+
     if progress is not None:
         progress.method_started(plan.method.name, plan.rounds)
     started = time.perf_counter()
+    interrupted = False
     try:
-        execute(sink)
-    except KeyboardInterrupt:
-        result.status, result.error = "KILLED", "interrupted by the user"
-        tracker.kill(run_id)
-        raise
-    except Exception as error:  # a failed method must not stop the others
-        result.status = "FAILED"
-        result.error = _reason(error)
-        tracker.fail(run_id, result.error + "\n\n" + traceback.format_exc())
-    else:
+        execute(sink, on_event)
         result.status = "FINISHED"
+    except KeyboardInterrupt:
+        result.status, result.error, interrupted = "KILLED", "interrupted by the user", True
+    except Exception as error:  # a failed method must not stop the others
+        result.status, result.error = "FAILED", _reason(error)
+        result.events.append((len(result.history), "".join(traceback.format_exception(error))))
+    result.wall_time_s = time.perf_counter() - started
+    tracker.log_metrics(run_id, {"wall_time_s": result.wall_time_s}, step=plan.rounds)
+    if result.events:
+        tracker.log_text(run_id, "".join(f"round {r}: {text}\n" for r, text in result.events),
+                         "events.txt")
+    if result.status == "FINISHED":
         tracker.finish(run_id)
-    finally:
-        result.wall_time_s = time.perf_counter() - started
-        tracker.log_metrics(run_id, {"wall_time_s": result.wall_time_s}, step=plan.rounds)
-        if progress is not None:
-            progress.method_finished(result)
+    elif interrupted:
+        tracker.kill(run_id)
+    else:
+        tracker.fail(run_id, result.error or "")
+    if progress is not None:
+        progress.method_finished(result)
+    if interrupted:
+        raise KeyboardInterrupt
     return result
+
+
+def log_failure_schedule(tracker: Tracker, run_id: str, plan: MethodPlan) -> None:
+    """The failures of the scenario as params, what they mean for this method, and the
+    round-by-round schedule as `failures/schedule.json`."""
+    import json
+
+    from decentral_bench.server_app import failure_schedule
+
+    failures = plan.scenario.failures
+    params: dict[str, str] = {}
+    if failures.server is not None:
+        params["server_failure"] = "not applicable" if plan.is_gossip else \
+            f"after round {failures.server.round}, {failures.server.mode}"
+    if failures.links is not None and not plan.is_gossip:
+        params["link_failures"] = "not applicable"
+    if failures.agents and plan.algorithm == "centralized_sgd":
+        params["agent_failures"] = "not applicable"
+    if params:
+        tracker.log_params(run_id, params)
+    if failures != type(failures)() and plan.algorithm != "centralized_sgd":
+        schedule = failure_schedule(plan).describe(plan.rounds)
+        tracker.log_text(run_id, json.dumps(schedule, indent=2), "failures/schedule.json")
 
 
 def _reason(error: BaseException) -> str:
@@ -194,13 +228,14 @@ def run_scenario(scenario: Scenario, source: Path | None = None, tracking_uri: s
 
     `execute` chooses how a method runs; by default, Flower's Simulation Engine.
     """
-    from decentral_bench.plots import comparison_figure
+    from decentral_bench.plots import comparison_figure, failure_markers
     from decentral_bench.report import summary_markdown
     from decentral_bench.simulation import simulate
 
     if execute is None:
         def execute(plan: MethodPlan) -> Execute:
-            return lambda sink: simulate(plan, sink, verbose=verbose)
+            return lambda sink, on_event: simulate(plan, sink, verbose=verbose,
+                                                   on_event=on_event)
 
     tracker = Tracker(tracking_uri or scenario.tracking.uri,
                       scenario.tracking.experiment or scenario.name)
@@ -215,7 +250,8 @@ def run_scenario(scenario: Scenario, source: Path | None = None, tracking_uri: s
         for method in scenario.methods:
             plan = MethodPlan.of(scenario, method.name)
             result.methods.append(record_method(plan, execute(plan), tracker, parent_id, progress))
-        tracker.log_figure(parent_id, comparison_figure(result.methods), "plots/accuracy.png")
+        figure = comparison_figure(result.methods, failure_markers(scenario.failures))
+        tracker.log_figure(parent_id, figure, "plots/accuracy.png")
         tracker.log_text(parent_id, summary_markdown(result.methods), "summary.md")
     except KeyboardInterrupt:
         tracker.kill(parent_id)

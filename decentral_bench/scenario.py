@@ -290,6 +290,43 @@ class MethodConfig(_Strict):
         return self
 
 
+class ServerFailureConfig(_Strict):
+    """The aggregating server is lost after round `round`."""
+
+    round: int = Field(ge=0, description="last round the server completes")
+    mode: Literal["local", "halt"] = Field(
+        "local", description="local: clients go on training alone; halt: training stops")
+
+
+class AgentCrashConfig(_Strict):
+    """Agent `agent` neither trains nor publishes from `round` until `recover` (if given)."""
+
+    agent: int = Field(ge=0)
+    round: int = Field(ge=1, description="first round the agent is down")
+    recover: int | None = Field(None, description="first round it is back, from its last state")
+
+    @model_validator(mode="after")
+    def _recovers_later(self) -> AgentCrashConfig:
+        if self.recover is not None and self.recover <= self.round:
+            raise ValueError(f"recover ({self.recover}) must come after round ({self.round})")
+        return self
+
+
+class LinkFailuresConfig(_Strict):
+    """Every round, every edge of the graph fails independently with `drop_probability`."""
+
+    drop_probability: float = Field(ge=0.0, lt=1.0)
+    seed: int | None = Field(None, ge=0, description="default: training.seed")
+
+
+class FailuresConfig(_Strict):
+    """Failures to inject: the server, agents, links."""
+
+    server: ServerFailureConfig | None = None
+    agents: tuple[AgentCrashConfig, ...] = ()
+    links: LinkFailuresConfig | None = None
+
+
 class TrackingConfig(_Strict):
     """Where the MLflow runs go."""
 
@@ -316,8 +353,27 @@ class Scenario(_Strict):
     topology: TopologyConfig = TopologyConfig()
     training: TrainingConfig = TrainingConfig()
     methods: tuple[MethodConfig, ...]
+    failures: FailuresConfig = FailuresConfig()
     tracking: TrackingConfig = TrackingConfig()
     resources: ResourcesConfig = ResourcesConfig()
+
+    @model_validator(mode="after")
+    def _failures_fit(self) -> Scenario:
+        failures, agents, rounds = self.failures, self.topology.agents, self.training.rounds
+        problems = []
+        for index, crash in enumerate(failures.agents):
+            if crash.agent >= agents:
+                problems.append(f"failures.agents[{index}].agent is {crash.agent} but agents are "
+                                f"numbered 0..{agents - 1}")
+            if crash.round > rounds:
+                problems.append(f"failures.agents[{index}].round {crash.round} is after the last "
+                                f"round ({rounds})")
+        if failures.server is not None and failures.server.round >= rounds:
+            problems.append(f"failures.server.round {failures.server.round} must be below "
+                            f"training.rounds ({rounds}) for the failure to happen")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
 
     @field_validator("model", mode="before")
     @classmethod
@@ -409,8 +465,40 @@ def parse(data: Any, source: str = "<scenario>", base: Path | None = None) -> Sc
         raise ScenarioError(source, problems) from None
 
 
-def load(path: str | Path) -> Scenario:
-    """Read and validate the scenario file at `path`."""
+def set_key(data: dict[str, Any], dotted: str, value: Any, source: str = "<scenario>") -> None:
+    """Set `a.b.c` (list items by number: `methods.0.lr`) in nested YAML data, in place.
+
+    Shorthand values on the way (`partition: iid`, `model: mlp`) become mappings.
+    """
+    parts = dotted.split(".")
+    current: Any = data
+    for depth, part in enumerate(parts):
+        last = depth == len(parts) - 1
+        where = ".".join(parts[:depth + 1])
+        if isinstance(current, list):
+            if not part.isdigit() or int(part) >= len(current):
+                raise ScenarioError(source, [(".".join(parts[:depth]),
+                                              f"has {len(current)} items; '{part}' is no index")])
+            index = int(part)
+            if last:
+                current[index] = value
+            else:
+                current = current[index]
+            continue
+        if not isinstance(current, dict):
+            raise ScenarioError(source, [(where, "cannot set a key inside a plain value")])
+        if last:
+            current[part] = value
+        else:
+            child = current.get(part)
+            if isinstance(child, str):
+                child = {"name" if part == "model" else "kind": child}
+            current[part] = child if isinstance(child, dict | list) else {}
+            current = current[part]
+
+
+def load(path: str | Path, overrides: dict[str, Any] | None = None) -> Scenario:
+    """Read and validate the scenario file at `path`, with dotted-key `overrides` applied."""
     path = Path(path)
     source = str(path)
     try:
@@ -426,6 +514,9 @@ def load(path: str | Path) -> Scenario:
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         problem = getattr(error, "problem", None) or str(error)
         raise ScenarioError(source, [("", f"not valid YAML: {where}{problem}")]) from None
+    if overrides and isinstance(data, dict):
+        for dotted, value in overrides.items():
+            set_key(data, dotted, value, source)
     return parse(data, source, base=path.parent)
 
 

@@ -1,7 +1,8 @@
 """The Flower ServerApp side of one method.
 
-CDSGD and centralized SGD run the gossip router (it routes, never
-aggregates); FedAvg runs Flower's stock strategy. Both send through a
+CDSGD, CDMSGD and centralized SGD run the gossip router (it routes, never
+aggregates), on the round's network when failures are injected; FedAvg runs
+Flower's stock strategy while its server lives. All send through a
 `NetworkTap` whose traffic the `RoundObserver` turns into metrics.
 
 `app` is the ServerApp that `flwr run .` loads: it reads the scenario path
@@ -13,17 +14,25 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-from flwr.app import ArrayRecord, ConfigRecord, Context
+from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType, RecordDict
 from flwr.serverapp import Grid, ServerApp
 
 from decentral_bench.data import load_dataset
+from decentral_bench.failures import FailureSchedule, RoundNetwork
 from decentral_bench.models import build_model
 from decentral_bench.network_tap import NetworkTap
-from decentral_bench.observer import RoundObserver, RoundSink
+from decentral_bench.observer import EventSink, RoundObserver, RoundSink
 from decentral_bench.plan import MethodPlan
+from decentral_bench.scenario import FailuresConfig
 from decentral_bench.training import parameters_of, to_numpy
 from strategies.fedavg import build_fedavg
-from strategies.gossip_router import GossipRouter, discover_agents
+from strategies.gossip_router import (
+    CONFIG_KEY,
+    LOCAL_ONLY_KEY,
+    PUBLISHED_KEY,
+    GossipRouter,
+    discover_agents,
+)
 
 
 def initial_arrays(plan: MethodPlan) -> ArrayRecord:
@@ -45,44 +54,144 @@ def train_config(plan: MethodPlan, threads: int) -> ConfigRecord:
 FinalParameters = dict[int, list[np.ndarray]]
 
 
-def run_method(grid: Grid, plan: MethodPlan, sink: RoundSink, threads: int = 1) -> FinalParameters:
+def failure_schedule(plan: MethodPlan) -> FailureSchedule:
+    """The scenario's failures on the graph this method runs on (none for centralized SGD,
+    whose single worker stands for the whole data set)."""
+    failures = FailuresConfig() if plan.algorithm == "centralized_sgd" \
+        else plan.scenario.failures
+    return FailureSchedule(failures, plan.scenario.topology, plan.topology, plan.seed)
+
+
+def run_method(grid: Grid, plan: MethodPlan, sink: RoundSink, threads: int = 1,
+               on_event: EventSink | None = None) -> FinalParameters:
     """Run every round of one method on `grid`, reporting each round to `sink`.
 
-    Returns the final parameters: each agent's last published x^j for the
-    gossip methods, FedAvg's global model (under agent 0) for FedAvg.
+    Returns the final parameters: each agent's last published point for the
+    gossip methods, the last global model (under agent 0) for FedAvg, or each
+    agent's own model when FedAvg's server failed with mode `local`.
     """
     tap = NetworkTap(grid)
-    observer = RoundObserver(plan, sink)
+    observer = RoundObserver(plan, sink, on_event)
     config = train_config(plan, threads)
     start = initial_arrays(plan)
+    node_of_agent = discover_agents(tap, plan.agents)
+    observer.agent_of_node = {node: agent for agent, node in node_of_agent.items()}
+    tap.drain()
     if plan.is_gossip:
-        router = GossipRouter(plan.topology.mixing_matrix, discover_agents(tap, plan.agents))
-        tap.drain()
-        observer.start()
-        published = router.start(
-            tap, start, plan.rounds, config,
-            on_round=lambda server_round, _: observer.observe(server_round, tap.drain()))
-        return {agent: arrays.to_numpy_ndarrays() for agent, arrays in published.items()}
+        return _run_gossip(tap, plan, observer, config, start, node_of_agent)
+    return _run_fedavg(tap, plan, observer, config, start, node_of_agent)
+
+
+def _run_gossip(tap: NetworkTap, plan: MethodPlan, observer: RoundObserver,
+                config: ConfigRecord, start: ArrayRecord,
+                node_of_agent: dict[int, int]) -> FinalParameters:
+    schedule = failure_schedule(plan)
+    networks: dict[int, RoundNetwork] = {}
+
+    def network_at(server_round: int) -> tuple[np.ndarray, frozenset[int]]:
+        networks[server_round] = network = schedule.network(server_round)
+        return network.mixing_matrix, network.alive
+
+    def observe(server_round: int, _: object) -> None:
+        network = networks[server_round]
+        extra = network.metrics() if schedule.changes_network else {}
+        if schedule.changes_network:
+            extra["round_lambda2"] = network.lambda2
+        observer.observe(server_round, tap.drain(), extra=extra)
+
+    router = GossipRouter(plan.topology.mixing_matrix, node_of_agent)
+    observer.start()
+    published = router.start(tap, start, plan.rounds, config, on_round=observe,
+                             network_at=network_at)
+    return {agent: arrays.to_numpy_ndarrays() for agent, arrays in published.items()}
+
+
+def _run_fedavg(tap: NetworkTap, plan: MethodPlan, observer: RoundObserver,
+                config: ConfigRecord, start: ArrayRecord,
+                node_of_agent: dict[int, int]) -> FinalParameters:
+    """Stock FedAvg while the server lives; then local training alone, or a halt."""
+    schedule = failure_schedule(plan)
+    server = plan.scenario.failures.server
+    server_rounds = plan.rounds if server is None else server.round
+
+    def hide_crashed(server_round: int) -> dict[str, float]:
+        down = schedule.crashed(server_round)
+        tap.down_nodes = {node_of_agent[agent] for agent in down}
+        return {"alive_agents": float(plan.agents - len(down))} if plan.scenario.failures.agents \
+            else {}
 
     def observe_global_model(server_round: int, arrays: ArrayRecord) -> None:
-        if server_round > 0:
-            observer.observe(server_round, tap.drain(), average=arrays.to_numpy_ndarrays())
+        if server_round == 0:
+            return
+        traffic = tap.drain()
+        extra = {"aggregated": 1.0, **hide_crashed(server_round)}
+        observer.observe(server_round, traffic, average=arrays.to_numpy_ndarrays(), extra=extra)
+        if not any(not reply.has_error() for reply in traffic.replies):
+            raise RuntimeError(f"round {server_round}: every agent failed")
+        hide_crashed(server_round + 1)
 
-    strategy = build_fedavg(plan.agents, plan.fraction)
+    strategy = build_fedavg(plan.fraction)
+    hide_crashed(1)
     observer.start()
-    result = strategy.start(grid=tap, initial_arrays=start, num_rounds=plan.rounds,
-                            train_config=config, evaluate_fn=observe_global_model)
-    return {0: result.arrays.to_numpy_ndarrays()}
+    final: FinalParameters = {0: start.to_numpy_ndarrays()}
+    if server_rounds > 0:
+        result = strategy.start(grid=tap, initial_arrays=start, num_rounds=server_rounds,
+                                train_config=config, evaluate_fn=observe_global_model)
+        if result.arrays is not None:
+            final = {0: result.arrays.to_numpy_ndarrays()}
+    if server_rounds == plan.rounds:
+        return final
+    observer.event(server_rounds, f"the server failed after round {server_rounds} "
+                                  f"(mode {server.mode})")
+    if server.mode == "halt":
+        return final
+    return _local_training_rounds(tap, plan, observer, config, node_of_agent, schedule,
+                                  server_rounds + 1)
+
+
+def _local_training_rounds(tap: NetworkTap, plan: MethodPlan, observer: RoundObserver,
+                           config: ConfigRecord, node_of_agent: dict[int, int],
+                           schedule: FailureSchedule, first_round: int) -> FinalParameters:
+    """After the server is lost: each client trains on its own data from its own last
+    model, with no aggregation. The rounds go on only so the metrics show what is lost."""
+    models: FinalParameters = {}
+    for server_round in range(first_round, plan.rounds + 1):
+        down = schedule.crashed(server_round)
+        messages = []
+        for agent, node in sorted(node_of_agent.items()):
+            if agent in down:
+                continue
+            round_config = ConfigRecord(dict(config))
+            round_config["server-round"] = server_round
+            round_config[LOCAL_ONLY_KEY] = True
+            messages.append(Message(RecordDict({CONFIG_KEY: round_config}), dst_node_id=node,
+                                    message_type=MessageType.TRAIN))
+        replies = list(tap.send_and_receive(messages, timeout=3600.0))
+        delivered = [reply for reply in replies if not reply.has_error()]
+        if messages and not delivered:
+            raise RuntimeError(f"round {server_round}: every agent failed")
+        for reply in delivered:
+            models[observer.agent_of_node[reply.metadata.src_node_id]] = \
+                reply.content[PUBLISHED_KEY].to_numpy_ndarrays()
+        extra = {"aggregated": 0.0}
+        if plan.scenario.failures.agents:
+            extra["alive_agents"] = float(plan.agents - len(down))
+        traffic = tap.drain()
+        # The replies only report to the observer: without a server nothing is sent.
+        traffic.bytes_sent = traffic.bytes_received = 0
+        observer.observe(server_round, traffic, extra=extra)
+    return models
 
 
 def make_server_app(plan: MethodPlan, sink: RoundSink, threads: int,
-                    on_finished: Callable[[FinalParameters], None] | None = None) -> ServerApp:
+                    on_finished: Callable[[FinalParameters], None] | None = None,
+                    on_event: EventSink | None = None) -> ServerApp:
     """A ServerApp that runs `plan`, reports rounds to `sink` and hands over the result."""
     server = ServerApp()
 
     @server.main()
     def _main(grid: Grid, context: Context) -> None:
-        final = run_method(grid, plan, sink, threads)
+        final = run_method(grid, plan, sink, threads, on_event)
         if on_finished is not None:
             on_finished(final)
 
@@ -100,4 +209,4 @@ def main(grid: Grid, context: Context) -> None:
 
     scenario = scenario_file.load(str(context.run_config["scenario"]))
     plan = MethodPlan.of(scenario, str(context.run_config["method"]))
-    record_method(plan, lambda sink: run_method(grid, plan, sink))
+    record_method(plan, lambda sink, on_event: run_method(grid, plan, sink, on_event=on_event))

@@ -12,7 +12,7 @@ from flwr.clientapp import ClientApp
 from flwr.simulation import run_simulation
 
 from decentral_bench.client_app import app as client_app
-from decentral_bench.observer import RoundSink
+from decentral_bench.observer import EventSink, RoundSink
 from decentral_bench.plan import MethodPlan
 from decentral_bench.server_app import FinalParameters, make_server_app
 from decentral_bench.training import select_device
@@ -56,14 +56,16 @@ def quiet_flower(verbose: bool) -> Iterator[None]:
 
 
 def simulate(plan: MethodPlan, sink: RoundSink, verbose: bool = False,
-             client: ClientApp = client_app) -> FinalParameters:
+             client: ClientApp = client_app, on_event: EventSink | None = None,
+             ) -> FinalParameters:
     """Run one method of a scenario in Flower's Simulation Engine, one node per agent.
 
     Returns the final parameters (see `server_app.run_method`).
     """
     final: FinalParameters = {}
     threads = min(plan.scenario.resources.cpus_per_agent, available_cpus())
-    server_app = make_server_app(plan, sink, threads=threads, on_finished=final.update)
+    server_app = make_server_app(plan, sink, threads=threads, on_finished=final.update,
+                                 on_event=on_event)
     with quiet_flower(verbose):
         run_simulation(server_app=server_app, client_app=client,
                        num_supernodes=plan.agents, backend_config=backend_config(plan, verbose),

@@ -10,7 +10,7 @@ the latest published arrays of each node, to forward them; it never averages.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 
 import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, RecordDict
@@ -20,6 +20,7 @@ PUBLISHED_KEY = "arrays"
 METRICS_KEY = "metrics"
 MIXING_KEY = "mixing"
 CONFIG_KEY = "config"
+LOCAL_ONLY_KEY = "local-only"  # FedAvg after a server failure: train from your own model
 IDENTIFY_TYPE = MessageType.QUERY
 
 
@@ -66,6 +67,8 @@ def discover_agents(grid: Grid, agents: int, timeout: float = 600.0) -> dict[int
 
 
 RoundCallback = Callable[[int, list[Message]], None]
+# Π_k and the agents that are up in round k, for time-varying networks (failures).
+NetworkAt = Callable[[int], tuple[np.ndarray, Collection[int]]]
 
 
 class GossipRouter:
@@ -84,52 +87,58 @@ class GossipRouter:
         self.node_of_agent = dict(node_of_agent)
         self.agent_of_node = {node: agent for agent, node in self.node_of_agent.items()}
 
-    def neighbours(self, agent: int) -> list[int]:
-        """Nb(j), including j."""
-        return [int(other) for other in np.flatnonzero(self.mixing_matrix[agent])]
-
     def messages(self, published: Mapping[int, ArrayRecord], config: ConfigRecord,
-                 server_round: int) -> list[Message]:
-        """One message per agent with its neighbours' arrays and weights, nothing else."""
+                 server_round: int, mixing_matrix: np.ndarray | None = None,
+                 alive: Collection[int] | None = None) -> list[Message]:
+        """One message per alive agent with its neighbours' arrays and weights, nothing else.
+
+        Nb(j) is row j's support in Π_k (`mixing_matrix`, default the static Π).
+        """
+        matrix = self.mixing_matrix if mixing_matrix is None else mixing_matrix
+        agents = sorted(self.node_of_agent) if alive is None else sorted(alive)
         messages = []
-        for agent, node in sorted(self.node_of_agent.items()):
-            neighbours = self.neighbours(agent)
+        for agent in agents:
+            neighbours = [int(other) for other in np.flatnonzero(matrix[agent])]
             content = RecordDict({neighbour_key(l): published[l] for l in neighbours})
             content[MIXING_KEY] = ConfigRecord({
                 "agents": neighbours,
-                "weights": [float(self.mixing_matrix[agent, l]) for l in neighbours],
+                "weights": [float(matrix[agent, l]) for l in neighbours],
             })
             round_config = ConfigRecord(dict(config))
             round_config["server-round"] = server_round
             round_config["agent"] = agent
             content[CONFIG_KEY] = round_config
-            messages.append(Message(content, dst_node_id=node,
+            messages.append(Message(content, dst_node_id=self.node_of_agent[agent],
                                     message_type=MessageType.TRAIN,
                                     group_id=str(server_round)))
         return messages
 
     def start(self, grid: Grid, initial_arrays: ArrayRecord, num_rounds: int,
               train_config: ConfigRecord, on_round: RoundCallback | None = None,
-              timeout: float = 3600.0) -> dict[int, ArrayRecord]:
+              timeout: float = 3600.0, network_at: NetworkAt | None = None,
+              ) -> dict[int, ArrayRecord]:
         """Run `num_rounds` rounds; return each agent's last published arrays.
 
-        Every agent starts from the same x_0 = `initial_arrays`. A reply that
-        carries an error ends the run with that error.
+        Every agent starts from the same x_0 = `initial_arrays`. An agent whose
+        reply is an error (or missing) has failed for that round: it publishes
+        nothing new and its neighbours keep mixing its last published point.
+        The run ends with an error only when every agent of a round failed.
         """
         published = {agent: initial_arrays for agent in self.node_of_agent}
         for server_round in range(1, num_rounds + 1):
+            matrix, alive = (self.mixing_matrix, list(self.node_of_agent)) \
+                if network_at is None else network_at(server_round)
             replies = list(grid.send_and_receive(
-                self.messages(published, train_config, server_round), timeout=timeout))
-            errors = [reply for reply in replies if reply.has_error()]
-            if errors:
-                agent = self.agent_of_node.get(errors[0].metadata.src_node_id)
-                raise RuntimeError(f"round {server_round}: agent {agent} failed: "
-                                   f"{errors[0].error.reason}")
-            if len(replies) != len(self.node_of_agent):
-                raise RuntimeError(f"round {server_round}: {len(replies)} of "
-                                   f"{len(self.node_of_agent)} agents replied before the timeout")
-            published = {self.agent_of_node[reply.metadata.src_node_id]:
-                         reply.content[PUBLISHED_KEY] for reply in replies}
+                self.messages(published, train_config, server_round, matrix, alive),
+                timeout=timeout))
+            delivered = [reply for reply in replies if not reply.has_error()]
+            if alive and not delivered:
+                reasons = "; ".join(sorted({reply.error.reason for reply in replies})) \
+                    or "no reply before the timeout"
+                raise RuntimeError(f"round {server_round}: every agent failed: {reasons}")
+            for reply in delivered:
+                published[self.agent_of_node[reply.metadata.src_node_id]] = \
+                    reply.content[PUBLISHED_KEY]
             if on_round is not None:
                 on_round(server_round, replies)
         return published

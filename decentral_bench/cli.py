@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 import warnings
 from pathlib import Path
 from typing import Annotated
@@ -19,8 +20,9 @@ from rich.table import Table
 from decentral_bench import scenario as scenario_file
 from decentral_bench.scenario import ScenarioError
 
-console = Console()
-errors = Console(stderr=True)
+# Piped output (CI logs, files) gets wide tables instead of rich's 80-column default.
+console = Console(width=None if sys.stdout.isatty() else 160)
+errors = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 cli = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Benchmark decentralized SGD against FedAvg on Flower, recorded in MLflow.")
 
@@ -90,6 +92,17 @@ class RichProgress:
         self.bars.update(self.tasks[result.name], status=result.status.lower())
 
 
+def _summary_table(title: str, rows: list[tuple[str, ...]]) -> Table:
+    from decentral_bench.report import COLUMNS
+
+    table = Table(title=title)
+    for column in COLUMNS:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
 @cli.command()
 def run(
     scenario: Annotated[Path, typer.Argument(help="Scenario YAML file.")],
@@ -99,38 +112,41 @@ def run(
     settings: Annotated[list[str] | None, typer.Option(
         "--set", help="Override a scenario key, e.g. --set training.rounds=20 (repeatable).")
     ] = None,
+    fresh: Annotated[bool, typer.Option(
+        help="Start a new parent run instead of resuming the last one of this scenario.")
+    ] = False,
     verbose: Annotated[bool, typer.Option(help="Show Flower's own logs.")] = False,
 ) -> None:
-    """Run every method of a scenario as a Flower simulation and record it in MLflow."""
-    from decentral_bench.report import COLUMNS, summary_rows
+    """Run a scenario (every sweep combination × seed × method) as Flower simulations,
+    recorded in MLflow. A re-run skips the runs it already finished."""
     from decentral_bench.runner import run_scenario
+    from decentral_bench.sweep import expand
     from decentral_bench.tracking import ui_command
 
     try:
         parsed = _load_checked(scenario, partitions=True, overrides=_overrides(settings))
+        specs = expand(parsed, str(scenario))
     except ScenarioError as error:
         _print_problems(error)
         raise typer.Exit(EXIT_BAD_INPUT) from None
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
-    console.print(f"[bold]{parsed.name}[/]: {len(parsed.methods)} methods, "
-                  f"{parsed.topology.agents} agents ({parsed.topology.kind}), "
-                  f"{parsed.training.rounds} rounds")
-    columns = (TextColumn("{task.description:>16}"), BarColumn(), MofNCompleteColumn(),
+    console.print(f"[bold]{parsed.name}[/]: {len(specs)} runs ({len(parsed.methods)} methods"
+                  f"{', a sweep' if parsed.sweep else ''}), {parsed.topology.agents} agents "
+                  f"({parsed.topology.kind}), {parsed.training.rounds} rounds")
+    columns = (TextColumn("{task.description:>24}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("rounds"), TimeElapsedColumn(), TextColumn("{task.fields[status]}"))
     try:
         with ProgressBars(*columns, console=console) as bars:
             result = run_scenario(parsed, source=None if settings else scenario,
-                                  tracking_uri=tracking_uri,
-                                  progress=RichProgress(bars), verbose=verbose)
+                                  tracking_uri=tracking_uri, progress=RichProgress(bars),
+                                  verbose=verbose, fresh=fresh)
     except KeyboardInterrupt:
-        errors.print("interrupted: the running method and the parent run are marked KILLED")
+        errors.print("interrupted: the running child and the parent run are marked KILLED")
         raise typer.Exit(130) from None
-    table = Table(title=f"{parsed.name}: results")
-    for column in COLUMNS:
-        table.add_column(column)
-    for row in summary_rows(result.methods):
-        table.add_row(*row)
-    console.print(table)
+    if result.skipped:
+        console.print(f"{result.skipped} runs already finished in this parent run were skipped "
+                      "(--fresh runs everything again)")
+    console.print(_summary_table(f"{parsed.name}: results", result.summary))
     for failed in result.failed:
         errors.print(f"[bold red]{escape(failed.name)} {failed.status}[/]: "
                      f"{escape(failed.error or '')}", highlight=False, soft_wrap=True)
@@ -138,6 +154,54 @@ def run(
     console.print(f"Open the UI with: [bold]{ui_command(result.tracking_uri)}[/]")
     if result.failed:
         raise typer.Exit(1)
+
+
+@cli.command()
+def report(
+    target: Annotated[str, typer.Argument(
+        help="An MLflow experiment name (its latest scenario run) or a parent run id.")],
+    tracking_uri: Annotated[str | None, typer.Option(
+        help="MLflow tracking URI (default: sqlite:///mlflow.db).")] = None,
+    plot: Annotated[Path | None, typer.Option(help="Write the report's figures here.")] = None,
+    csv: Annotated[bool, typer.Option("--csv", help="Print CSV instead of a table.")] = False,
+    target_accuracy: Annotated[float | None, typer.Option(
+        help="Report rounds to reach this mean test accuracy.")] = None,
+) -> None:
+    """Print a scenario run's comparison table from the MLflow store (no re-run)."""
+    from mlflow.tracking import MlflowClient
+
+    from decentral_bench.report import (
+        as_csv,
+        group_records,
+        latest_per_configuration,
+        load_records,
+        summary_rows,
+    )
+    from decentral_bench.tracking import DEFAULT_TRACKING_URI, find_parent_run
+
+    client_uri = tracking_uri or DEFAULT_TRACKING_URI
+    client = MlflowClient(tracking_uri=client_uri)
+    parent = find_parent_run(client, target)
+    if parent is None or parent.data.tags.get("kind") != "scenario":
+        errors.print(f"[bold red]error[/]: no experiment or scenario (parent) run "
+                     f"'{escape(target)}' in {client_uri}", highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_BAD_INPUT)
+    records = latest_per_configuration(load_records(client, parent.info.run_id))
+    if target_accuracy is None and "report.target_accuracy" in parent.data.params:
+        stored = parent.data.params["report.target_accuracy"]
+        target_accuracy = None if stored == "None" else float(stored)
+    rows = summary_rows(records, target_accuracy)
+    if csv:
+        print(as_csv(rows), end="")
+    else:
+        console.print(_summary_table(f"{parent.info.run_name} ({parent.info.run_id})", rows))
+    if plot is not None:
+        from decentral_bench.plots import report_figures
+
+        plot.mkdir(parents=True, exist_ok=True)
+        for name, figure in report_figures(group_records(records)).items():
+            figure.savefig(plot / name, dpi=120)
+        errors.print(f"figures written to {plot}")
 
 
 @cli.command()
@@ -190,6 +254,50 @@ def topology(
 
         graph_figure(built).savefig(plot, dpi=120)
         errors.print(f"graph drawn to {plot}")
+
+
+@cli.command()
+def bench(
+    workloads: Annotated[list[str] | None, typer.Argument(
+        help="Workloads to run (default: the digits ones). `all` runs every one.")] = None,
+    rounds: Annotated[int | None, typer.Option(help="Rounds per workload.")] = None,
+    train_samples: Annotated[int | None, typer.Option(
+        help="Fashion-MNIST: a class-stratified training subset, for shorter runs.")] = None,
+    output: Annotated[Path, typer.Option(help="JSON file of the figures.")] = Path(
+        "bench.json"),
+) -> None:
+    """Time the Flower path against a plain PyTorch loop doing the identical computation."""
+    from decentral_bench.bench import WORKLOADS, environment, run_workload, write_json
+
+    chosen = workloads or [name for name in WORKLOADS if name.startswith("digits")]
+    if chosen == ["all"]:
+        chosen = list(WORKLOADS)
+    unknown = [name for name in chosen if name not in WORKLOADS]
+    if unknown:
+        errors.print(f"unknown workload {', '.join(unknown)}; known: {', '.join(WORKLOADS)}")
+        raise typer.Exit(EXIT_BAD_INPUT)
+    console.print(environment())
+    results = []
+    table = Table(title="Flower path (a) vs plain PyTorch loop (b)")
+    for column in ("workload", "agents", "steps/round", "path", "wall s", "start-up s",
+                   "s/round", "samples/s", "peak RSS MB", "ratio a/b", "same params"):
+        table.add_column(column)
+    with console.status("benchmarking") as status:
+        for name in chosen:
+            status.update(f"benchmarking {name}")
+            result = run_workload(name, rounds, train_samples)
+            results.append(result)
+            for label, figures in (("flower", result.flower), ("plain", result.plain)):
+                table.add_row(name, str(result.agents), str(result.steps_per_round), label,
+                              f"{figures.wall_s:.1f}", f"{figures.startup_s:.1f}",
+                              f"{figures.round_s:.4f}", f"{figures.samples_per_s:.0f}",
+                              f"{figures.peak_rss_mb:.0f}",
+                              f"{result.ratio:.2f}" if label == "flower" else "",
+                              f"{result.parameters_match} ({result.max_parameter_difference:.1e})"
+                              if label == "flower" else "")
+    console.print(table)
+    write_json(results, output)
+    console.print(f"figures written to {output}")
 
 
 @cli.command()

@@ -7,6 +7,7 @@ computes flows back into training.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 
@@ -24,6 +25,10 @@ AGENT_METRICS = ("train_loss", "train_accuracy", "test_loss", "test_accuracy", "
 
 RoundSink = Callable[[int, dict[str, float]], None]
 EventSink = Callable[[int, str], None]
+
+
+class Diverged(RuntimeError):
+    """The training loss turned NaN or infinite."""
 
 
 class AverageModelEvaluator:
@@ -109,5 +114,8 @@ class RoundObserver:
                 metrics["average_model_test_loss"] = loss
                 metrics["average_model_test_accuracy"] = accuracy
         self.sink(server_round, metrics)
+        loss = metrics.get("minibatch_loss_mean")
+        if loss is not None and not math.isfinite(loss):
+            raise Diverged(f"diverged at round {server_round}")
         self.round_started = time.perf_counter()
         return metrics

@@ -12,48 +12,68 @@ matplotlib.use("Agg")
 from matplotlib import pyplot
 from matplotlib.figure import Figure
 
-from decentral_bench.runner import MethodResult
+from decentral_bench.report import Group
 from decentral_bench.scenario import FailuresConfig
 from decentral_bench.topology import Topology
 
+TITLES = {
+    "test_accuracy_mean": "mean test accuracy over agents",
+    "train_accuracy_mean": "mean training accuracy over agents",
+    "consensus_distance": "consensus distance Ξ² = (1/n) Σ ||x̄ − x_i||²",
+}
 
-def comparison_figure(results: Sequence[MethodResult],
-                      markers: Sequence[tuple[float, str]] = ()) -> Figure:
-    """Mean test accuracy over agents (band: ± std) and consensus distance, per method.
+
+def metric_figure(groups: Sequence[Group], metric: str,
+                  markers: Sequence[tuple[float, str]] = ()) -> Figure:
+    """One metric against rounds, a line per group (mean over seeds, band ± std).
 
     `markers` are (round, label) pairs drawn as vertical lines, e.g. a server failure.
     """
-    figure, (accuracy_axes, consensus_axes) = pyplot.subplots(1, 2, figsize=(12, 4.5))
-    for axes in (accuracy_axes, consensus_axes):
-        for position, label in markers:
-            axes.axvline(position, color="#c44e52", linestyle=":", linewidth=1.5)
-            axes.annotate(label, (position, 0.98), xycoords=("data", "axes fraction"),
-                          rotation=90, va="top", ha="right", fontsize=8, color="#c44e52")
-    for result in results:
-        rounds, mean = result.series("test_accuracy_mean")
-        _, std = result.series("test_accuracy_std")
-        if not rounds:
+    figure, axes = pyplot.subplots(figsize=(7, 4.5))
+    for group in groups:
+        rounds, mean, std = group.curve(metric)
+        if len(rounds) == 0:
             continue
-        line, = accuracy_axes.plot(rounds, mean, label=result.name)
-        accuracy_axes.fill_between(rounds, [m - s for m, s in zip(mean, std, strict=True)],
-                                   [m + s for m, s in zip(mean, std, strict=True)],
-                                   color=line.get_color(), alpha=0.2)
-        train_rounds, train = result.series("train_accuracy_mean")
-        accuracy_axes.plot(train_rounds, train, linestyle="--", color=line.get_color(),
-                           alpha=0.7)
-        consensus_rounds, consensus = result.series("consensus_distance")
-        if consensus_rounds:
-            consensus_axes.plot(consensus_rounds, consensus, label=result.name,
-                                color=line.get_color())
-    accuracy_axes.set(xlabel="round", ylabel="accuracy",
-                      title="mean test accuracy over agents (solid, ± std), train (dashed)")
-    accuracy_axes.legend()
-    accuracy_axes.grid(alpha=0.3)
-    consensus_axes.set(xlabel="round", ylabel="Ξ²", yscale="symlog",
-                       title="consensus distance Ξ² = (1/n) Σ ||x̄ − x_i||²")
-    consensus_axes.grid(alpha=0.3)
+        line, = axes.plot(rounds, mean, label=group.label)
+        axes.fill_between(rounds, mean - std, mean + std, color=line.get_color(), alpha=0.2)
+    for position, label in markers:
+        axes.axvline(position, color="#c44e52", linestyle=":", linewidth=1.5)
+        axes.annotate(label, (position, 0.98), xycoords=("data", "axes fraction"), rotation=90,
+                      va="top", ha="right", fontsize=8, color="#c44e52")
+    axes.set(xlabel="round", title=TITLES.get(metric, metric))
+    if metric == "consensus_distance":
+        axes.set_yscale("symlog", linthresh=1e-6)
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=8)
     figure.tight_layout()
     return figure
+
+
+def spread_figure(groups: Sequence[Group], window: int = 5) -> Figure:
+    """Std of test accuracy over agents per round, moving-averaged (the paper's Fig. 2,
+    lower panels): how evenly the agents learned."""
+    figure, axes = pyplot.subplots(figsize=(7, 4.5))
+    for group in groups:
+        rounds, mean, _ = group.curve("test_accuracy_std")
+        if len(rounds) == 0:
+            continue
+        width = max(1, min(window, len(mean)))
+        smooth = np.convolve(mean, np.ones(width) / width, mode="valid")
+        axes.plot(rounds[width - 1:], smooth, label=group.label)
+    axes.set(xlabel="round", ylabel="std of test accuracy over agents",
+             title=f"accuracy spread over agents (moving average of {window} evaluations)")
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=8)
+    figure.tight_layout()
+    return figure
+
+
+def report_figures(groups: Sequence[Group], markers: Sequence[tuple[float, str]] = (),
+                   ) -> dict[str, Figure]:
+    """Every figure of a comparison report, by artifact file name."""
+    figures = {f"{metric}.png": metric_figure(groups, metric, markers) for metric in TITLES}
+    figures["accuracy_spread.png"] = spread_figure(groups)
+    return figures
 
 
 def graph_figure(topology: Topology) -> Figure:

@@ -15,6 +15,9 @@ baseline the benchmark measures the framework's overhead against.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+
 import numpy as np
 import torch
 
@@ -23,8 +26,13 @@ from decentral_bench.plan import MethodPlan
 from decentral_bench.training import from_numpy, gradient, to_numpy
 
 
-def reference_gossip(plan: MethodPlan, initial: list[np.ndarray]) -> dict[int, list[np.ndarray]]:
-    """Every agent's published point after `plan.rounds` rounds, in matrix form."""
+def reference_gossip(plan: MethodPlan, initial: list[np.ndarray],
+                     on_round: Callable[[float], None] | None = None,
+                     ) -> dict[int, list[np.ndarray]]:
+    """Every agent's published point after `plan.rounds` rounds, in matrix form.
+
+    `on_round` receives each round's wall time in seconds.
+    """
     if not plan.is_gossip:
         raise ValueError(f"the matrix-form reference covers gossip methods, not {plan.algorithm}")
     scenario_json = plan.scenario.to_json()
@@ -43,6 +51,7 @@ def reference_gossip(plan: MethodPlan, initial: list[np.ndarray]) -> dict[int, l
         return current
 
     for server_round in range(1, plan.rounds + 1):
+        round_started = time.perf_counter()
         lr = plan.lr_at(server_round)
         first_step = (server_round - 1) * plan.local_steps
         for step in range(first_step, first_step + plan.local_steps):
@@ -59,5 +68,7 @@ def reference_gossip(plan: MethodPlan, initial: list[np.ndarray]) -> dict[int, l
                 updated = [u + momentum * (x - x_prev)
                            for u, x, x_prev in zip(updated, current, previous, strict=True)]
             current, previous = updated, current
+        if on_round is not None:
+            on_round(time.perf_counter() - round_started)
     final = points()
     return {agent: to_numpy([layer[agent] for layer in final]) for agent in range(plan.agents)}

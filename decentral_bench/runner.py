@@ -1,8 +1,11 @@
-"""Runs every method of a scenario and records each as an MLflow child run.
+"""Runs a scenario's child runs (sweep combination × seed × method), recorded in MLflow.
 
-A method that crashes is marked FAILED with its reason and the next method
-runs; Ctrl-C marks the running method and the parent KILLED. Finished runs
-are never touched again.
+A child that crashes is marked FAILED with its reason and the next one runs;
+a child whose loss turns NaN or infinite stops as FAILED (`diverged at round
+k`); Ctrl-C marks the running child and the parent KILLED. Re-running a
+scenario reuses its last parent run and skips every child already FINISHED
+with the same configuration hash: finished runs are never redone,
+overwritten or duplicated (`fresh=True` starts a new parent).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import yaml
 from decentral_bench.observer import EventSink, RoundSink
 from decentral_bench.plan import MethodPlan
 from decentral_bench.scenario import Scenario
+from decentral_bench.sweep import RunSpec, expand, scenario_hash
 from decentral_bench.tracking import Tracker, flatten
 
 Execute = Callable[[RoundSink, EventSink], object]
@@ -26,7 +30,7 @@ Execute = Callable[[RoundSink, EventSink], object]
 
 @dataclass
 class MethodResult:
-    """What one method did, as recorded."""
+    """What one child run did, as recorded."""
 
     name: str
     algorithm: str
@@ -37,36 +41,21 @@ class MethodResult:
     events: list[tuple[int, str]] = field(default_factory=list)
     wall_time_s: float = 0.0
 
-    def final(self, key: str) -> float | None:
-        """The last recorded value of a metric."""
-        for _, metrics in reversed(self.history):
-            if key in metrics:
-                return metrics[key]
-        return None
-
-    def best(self, key: str) -> float | None:
-        """The largest recorded value of a metric."""
-        values = [metrics[key] for _, metrics in self.history if key in metrics]
-        return max(values) if values else None
-
-    def series(self, key: str) -> tuple[list[int], list[float]]:
-        """Rounds and values of a metric, where recorded."""
-        points = [(r, metrics[key]) for r, metrics in self.history if key in metrics]
-        return [r for r, _ in points], [v for _, v in points]
-
 
 @dataclass
 class ScenarioResult:
-    """A whole `decentral-bench run`: its parent run and one result per method."""
+    """A whole `decentral-bench run`: its parent run, the children it ran, the report."""
 
     scenario: Scenario
     parent_run_id: str
     tracking_uri: str
-    methods: list[MethodResult]
+    runs: list[MethodResult]
+    skipped: int = 0
+    summary: list[tuple[str, ...]] = field(default_factory=list)
 
     @property
     def failed(self) -> list[MethodResult]:
-        return [result for result in self.methods if result.status != "FINISHED"]
+        return [result for result in self.runs if result.status != "FINISHED"]
 
 
 class Progress(Protocol):
@@ -131,46 +120,48 @@ def log_data_and_model(tracker: Tracker, run_id: str, plan: MethodPlan) -> None:
 
 
 def record_method(plan: MethodPlan, execute: Execute, tracker: Tracker | None = None,
-                  parent_id: str | None = None, progress: Progress | None = None) -> MethodResult:
+                  parent_id: str | None = None, progress: Progress | None = None,
+                  spec: RunSpec | None = None) -> MethodResult:
     """Run one method through `execute` and record it as an MLflow (child) run."""
     if tracker is None:
         tracking = plan.scenario.tracking
         tracker = Tracker(tracking.uri, tracking.experiment or plan.scenario.name)
-    run_id = tracker.start_run(
-        plan.method.name,
-        tags={"method": plan.method.name, "algorithm": plan.algorithm,
-              "scenario": plan.scenario.name},
-        parent_id=parent_id,
-    )
-    result = MethodResult(name=plan.method.name, algorithm=plan.algorithm, run_id=run_id)
-    tracker.log_params(run_id, method_params(plan))
-    log_data_and_model(tracker, run_id, plan)
-    if plan.is_gossip:
-        from decentral_bench.plots import graph_figure
-
-        tracker.log_matrix(run_id, plan.topology.mixing_matrix, "mixing_matrix")
-        tracker.log_figure(run_id, graph_figure(plan.topology), "topology/graph.png")
-    log_failure_schedule(tracker, run_id, plan)
+    spec = spec or RunSpec(plan.scenario, plan.method.name, (), plan.seed)
+    tags = {"method": plan.method.name, "algorithm": plan.algorithm,
+            "scenario": plan.scenario.name, "seed": str(spec.seed), "label": spec.label,
+            "config_hash": spec.config_hash}
+    tags.update({f"sweep.{path}": str(value) for path, value in spec.swept})
+    run_id = tracker.start_run(spec.name, tags=tags, parent_id=parent_id)
+    result = MethodResult(name=spec.name, algorithm=plan.algorithm, run_id=run_id)
 
     def sink(server_round: int, metrics: dict[str, float]) -> None:
         tracker.log_metrics(run_id, metrics, step=server_round)
         result.history.append((server_round, metrics))
         if progress is not None:
-            progress.round_finished(plan.method.name, server_round, metrics)
+            progress.round_finished(spec.name, server_round, metrics)
 
     def on_event(server_round: int, text: str) -> None:
         result.events.append((server_round, text))
 
     if progress is not None:
-        progress.method_started(plan.method.name, plan.rounds)
+        progress.method_started(spec.name, plan.rounds)
     started = time.perf_counter()
     interrupted = False
     try:
+        tracker.log_params(run_id, method_params(plan))
+        log_data_and_model(tracker, run_id, plan)
+        if plan.is_gossip:
+            from decentral_bench.plots import graph_figure
+
+            tracker.set_tags(run_id, {"lambda2": f"{plan.topology.lambda2:.6g}"})
+            tracker.log_matrix(run_id, plan.topology.mixing_matrix, "mixing_matrix")
+            tracker.log_figure(run_id, graph_figure(plan.topology), "topology/graph.png")
+        log_failure_schedule(tracker, run_id, plan)
         execute(sink, on_event)
         result.status = "FINISHED"
     except KeyboardInterrupt:
         result.status, result.error, interrupted = "KILLED", "interrupted by the user", True
-    except Exception as error:  # a failed method must not stop the others
+    except Exception as error:  # a failed run must not stop the others
         result.status, result.error = "FAILED", _reason(error)
         result.events.append((len(result.history), "".join(traceback.format_exception(error))))
     result.wall_time_s = time.perf_counter() - started
@@ -216,20 +207,51 @@ def log_failure_schedule(tracker: Tracker, run_id: str, plan: MethodPlan) -> Non
 
 def _reason(error: BaseException) -> str:
     """The innermost cause of an error, which is the one a user can act on."""
+    from decentral_bench.observer import Diverged
+
     while error.__cause__ is not None:
         error = error.__cause__
+    if isinstance(error, Diverged):
+        return str(error)
     return f"{type(error).__name__}: {error}"
+
+
+def _parent_run(tracker: Tracker, scenario: Scenario, digest: str, fresh: bool,
+                ) -> tuple[str, set[str]]:
+    """The parent run to record into and the configuration hashes it already finished.
+
+    Unless `fresh`, that is the latest parent of a scenario of the same name in the
+    experiment, so that widening a sweep or adding seeds runs only what is new.
+    """
+    if not fresh:
+        previous = tracker.client.search_runs(
+            [tracker.experiment_id],
+            filter_string=f"tags.scenario = '{scenario.name}' and tags.kind = 'scenario'",
+            order_by=["attributes.start_time DESC"], max_results=1)
+        if previous:
+            parent_id = previous[0].info.run_id
+            finished = tracker.client.search_runs(
+                [tracker.experiment_id],
+                filter_string=f"tags.mlflow.parentRunId = '{parent_id}' "
+                              "and attributes.status = 'FINISHED'", max_results=10_000)
+            tracker.client.update_run(parent_id, status="RUNNING")
+            tracker.set_tags(parent_id, {"scenario_hash": digest})
+            return parent_id, {run.data.tags.get("config_hash", "") for run in finished}
+    parent_id = tracker.start_run(f"{scenario.name} {time.strftime('%Y-%m-%d %H:%M:%S')}",
+                                  tags={"scenario": scenario.name, "kind": "scenario",
+                                        "scenario_hash": digest})
+    return parent_id, set()
 
 
 def run_scenario(scenario: Scenario, source: Path | None = None, tracking_uri: str | None = None,
                  progress: Progress | None = None, verbose: bool = False,
-                 execute: Callable[[MethodPlan], Execute] | None = None) -> ScenarioResult:
-    """Run every method of `scenario` as a Flower simulation, recorded in MLflow.
+                 execute: Callable[[MethodPlan], Execute] | None = None,
+                 fresh: bool = False) -> ScenarioResult:
+    """Run every child of `scenario` as a Flower simulation, recorded in MLflow, and log
+    the comparison report on the parent run.
 
-    `execute` chooses how a method runs; by default, Flower's Simulation Engine.
+    `execute` chooses how a run executes; by default, Flower's Simulation Engine.
     """
-    from decentral_bench.plots import comparison_figure, failure_markers
-    from decentral_bench.report import summary_markdown
     from decentral_bench.simulation import simulate
 
     if execute is None:
@@ -237,22 +259,25 @@ def run_scenario(scenario: Scenario, source: Path | None = None, tracking_uri: s
             return lambda sink, on_event: simulate(plan, sink, verbose=verbose,
                                                    on_event=on_event)
 
+    specs = expand(scenario, str(source or scenario.name))
     tracker = Tracker(tracking_uri or scenario.tracking.uri,
                       scenario.tracking.experiment or scenario.name)
-    parent_id = tracker.start_run(f"{scenario.name} {time.strftime('%Y-%m-%d %H:%M:%S')}",
-                                  tags={"scenario": scenario.name, "kind": "scenario"})
+    parent_id, finished = _parent_run(tracker, scenario, scenario_hash(scenario), fresh)
     result = ScenarioResult(scenario, parent_id, tracker.uri, [])
     try:
-        tracker.log_params(parent_id, flatten(scenario.model_dump(mode="json")))
+        if not finished:
+            tracker.log_params(parent_id, flatten(scenario.model_dump(mode="json")))
         text = source.read_text() if source is not None else yaml.safe_dump(
             scenario.model_dump(mode="json"), sort_keys=False)
         tracker.log_text(parent_id, text, f"scenario/{scenario.name}.yaml")
-        for method in scenario.methods:
-            plan = MethodPlan.of(scenario, method.name)
-            result.methods.append(record_method(plan, execute(plan), tracker, parent_id, progress))
-        figure = comparison_figure(result.methods, failure_markers(scenario.failures))
-        tracker.log_figure(parent_id, figure, "plots/accuracy.png")
-        tracker.log_text(parent_id, summary_markdown(result.methods), "summary.md")
+        for spec in specs:
+            if spec.config_hash in finished:
+                result.skipped += 1
+                continue
+            plan = MethodPlan.of(spec.scenario, spec.method)
+            result.runs.append(record_method(plan, execute(plan), tracker, parent_id, progress,
+                                             spec))
+        result.summary = log_report(tracker, parent_id, scenario)
     except KeyboardInterrupt:
         tracker.kill(parent_id)
         raise
@@ -261,7 +286,35 @@ def run_scenario(scenario: Scenario, source: Path | None = None, tracking_uri: s
         raise
     if result.failed:
         names = ", ".join(r.name for r in result.failed)
-        tracker.fail(parent_id, f"methods that did not finish: {names}")
+        tracker.fail(parent_id, f"runs that did not finish: {names}")
     else:
         tracker.finish(parent_id)
     return result
+
+
+def log_report(tracker: Tracker, parent_id: str, scenario: Scenario) -> list[tuple[str, ...]]:
+    """Read the parent's children back from the store and log the comparison report:
+    figures, the summary as an MLflow table, CSV and Markdown."""
+    from matplotlib import pyplot
+
+    from decentral_bench.plots import failure_markers, report_figures
+    from decentral_bench.report import (
+        as_csv,
+        as_markdown,
+        as_table_data,
+        group_records,
+        latest_per_configuration,
+        load_records,
+        summary_rows,
+    )
+
+    records = latest_per_configuration(load_records(tracker.client, parent_id))
+    rows = summary_rows(records, scenario.report.target_accuracy)
+    for name, figure in report_figures(group_records(records),
+                                       failure_markers(scenario.failures)).items():
+        tracker.log_figure(parent_id, figure, f"plots/{name}")
+        pyplot.close(figure)
+    tracker.client.log_table(parent_id, as_table_data(rows), "summary.json")
+    tracker.log_text(parent_id, as_csv(rows), "summary.csv")
+    tracker.log_text(parent_id, as_markdown(rows), "summary.md")
+    return rows

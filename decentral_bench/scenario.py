@@ -238,6 +238,8 @@ class TrainingConfig(_Strict):
     batch_size: int = Field(32, ge=1)
     lr: float = Field(0.1, gt=0.0)
     seed: int = Field(0, ge=0)
+    seeds: tuple[int, ...] | None = Field(
+        None, description="run every method once per seed (replaces seed)")
     eval_every: int = Field(1, ge=1, description="Evaluate test accuracy every this many rounds.")
     eval_samples: int | None = Field(
         None, ge=1, description="agents evaluate on at most this many train/test samples "
@@ -246,6 +248,16 @@ class TrainingConfig(_Strict):
     epsilon: float | None = Field(
         None, description="diminishing: α_k = α_0 / (k + 1)^ε with ε in (0.5, 1]")
     weight_decay: float = Field(0.0, ge=0.0, description="L2 term λx added inside g_j")
+
+    @field_validator("seeds")
+    @classmethod
+    def _seed_list(cls, value: tuple[int, ...] | None) -> tuple[int, ...] | None:
+        if value is not None:
+            if not value:
+                raise ValueError("list at least one seed, or drop 'seeds'")
+            if any(seed < 0 for seed in value) or len(set(value)) != len(value):
+                raise ValueError("seeds must be distinct non-negative integers")
+        return value
 
     @model_validator(mode="after")
     def _schedule(self) -> TrainingConfig:
@@ -343,6 +355,19 @@ class ResourcesConfig(_Strict):
         None, gt=0.0, le=1.0, description="GPU share per agent (default: split one GPU)")
 
 
+class ReportConfig(_Strict):
+    """What the comparison report measures."""
+
+    target_accuracy: float | None = Field(
+        None, gt=0.0, le=1.0, description="report the first round the mean test accuracy "
+                                          "reaches this")
+
+
+# Keys a sweep may not vary: they name or organise the runs rather than define one.
+UNSWEEPABLE = ("name", "description", "methods", "sweep", "tracking", "training.seeds",
+               "training.seed")
+
+
 class Scenario(_Strict):
     """A whole scenario: what to train, on which graph, with which methods."""
 
@@ -356,6 +381,26 @@ class Scenario(_Strict):
     failures: FailuresConfig = FailuresConfig()
     tracking: TrackingConfig = TrackingConfig()
     resources: ResourcesConfig = ResourcesConfig()
+    report: ReportConfig = ReportConfig()
+    sweep: dict[str, tuple[Any, ...]] = Field(
+        default_factory=dict, description="dotted key → values; every combination runs")
+
+    @field_validator("sweep")
+    @classmethod
+    def _sweep_paths(cls, value: dict[str, tuple[Any, ...]]) -> dict[str, tuple[Any, ...]]:
+        for path, values in value.items():
+            if path in UNSWEEPABLE or path.split(".")[0] in ("methods", "tracking", "sweep"):
+                hint = " (use training.seeds)" if path.startswith("training.seed") else ""
+                raise ValueError(f"'{path}' cannot be swept{hint}")
+            if not _is_scenario_key(path):
+                raise ValueError(f"unknown key '{path}': a sweep path must name a scenario "
+                                 "key, e.g. topology.agents or dataset.partition.alpha")
+            if not values:
+                raise ValueError(f"'{path}' needs at least one value")
+        return value
+
+    def __hash__(self) -> int:
+        return hash(self.to_json())
 
     @model_validator(mode="after")
     def _failures_fit(self) -> Scenario:
@@ -402,6 +447,20 @@ class Scenario(_Strict):
     def to_json(self) -> str:
         """A canonical JSON form, the same for equal scenarios."""
         return json.dumps(self.model_dump(mode="json"), sort_keys=True)
+
+
+def _is_scenario_key(dotted: str) -> bool:
+    """Whether `a.b.c` names a field of the scenario schema."""
+    current: Any = Scenario
+    for part in dotted.split("."):
+        fields = getattr(current, "model_fields", None)
+        if not fields or part not in fields:
+            return False
+        annotation = fields[part].annotation
+        models = [arg for arg in getattr(annotation, "__args__", ())
+                  if hasattr(arg, "model_fields")]
+        current = models[0] if models else annotation
+    return True
 
 
 def _key_path(location: tuple[int | str, ...]) -> str:

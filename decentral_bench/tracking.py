@@ -110,3 +110,19 @@ class Tracker:
     def kill(self, run_id: str) -> None:
         self.client.set_tag(run_id, "error", "interrupted by the user")
         self.client.set_terminated(run_id, RunStatus.to_string(RunStatus.KILLED))
+
+
+def find_parent_run(client: MlflowClient, target: str) -> Any | None:
+    """A parent (scenario) run by id, or the latest one of an experiment by name."""
+    from mlflow.exceptions import MlflowException
+
+    experiment = client.get_experiment_by_name(target)
+    if experiment is not None:
+        runs = client.search_runs([experiment.experiment_id],
+                                  filter_string="tags.kind = 'scenario'",
+                                  order_by=["attributes.start_time DESC"], max_results=1)
+        return runs[0] if runs else None
+    try:
+        return client.get_run(target)
+    except MlflowException:
+        return None

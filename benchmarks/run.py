@@ -1,0 +1,10 @@
+"""Benchmark harness: `python benchmarks/run.py [WORKLOAD ...] [--rounds N] [--output FILE]`.
+
+The same as `decentral-bench bench`: the Flower simulation against a plain
+PyTorch loop doing the identical computation, workload by workload.
+"""
+
+from decentral_bench.cli import cli
+
+if __name__ == "__main__":
+    cli(["bench", *__import__("sys").argv[1:]])

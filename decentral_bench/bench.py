@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from decentral_bench.arrays import from_record
 from decentral_bench.data import partition_indices, steps_per_epoch
 from decentral_bench.plan import MethodPlan
 from decentral_bench.reference import reference_gossip
@@ -166,7 +167,7 @@ def run_workload(workload: str, rounds: int | None = None,
     from decentral_bench.server_app import initial_arrays
 
     plan = build_plan(workload, rounds, train_samples)
-    initial = initial_arrays(plan).to_numpy_ndarrays()
+    initial = from_record(initial_arrays(plan))
     plain, plain_final = run_plain(plan, initial)
     flower, flower_final = run_flower(plan)
     difference = max(float(np.max(np.abs(a - b)))

@@ -15,14 +15,16 @@ Every reply carries the agent's new parameters and its metrics.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from functools import lru_cache
 
 import torch
-from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
+from flwr.app import ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 from torch import nn
 
+from decentral_bench.arrays import from_record, to_record
 from decentral_bench.data import (
     augment,
     evaluation_subset,
@@ -118,7 +120,7 @@ def _limit_threads(config: ConfigRecord) -> None:
 def _state(context: Context, key: str, device: torch.device) -> list[torch.Tensor] | None:
     if key not in context.state:
         return None
-    return from_numpy(context.state[key].to_numpy_ndarrays(), device)
+    return from_numpy(from_record(context.state[key]), device)
 
 
 def _consensus_round(setup: AgentSetup, content: RecordDict, context: Context,
@@ -134,7 +136,7 @@ def _consensus_round(setup: AgentSetup, content: RecordDict, context: Context,
     mixing = content[MIXING_KEY]
     neighbours = [int(agent) for agent in mixing["agents"]]
     weights = [float(weight) for weight in mixing["weights"]]
-    points = [from_numpy(content[neighbour_key(l)].to_numpy_ndarrays(), setup.device)
+    points = [from_numpy(from_record(content[neighbour_key(l)]), setup.device)
               for l in neighbours]
     current = _state(context, CURRENT_KEY, setup.device)
     if current is None:  # first round: x_0, and x_{-1} = x_0
@@ -152,9 +154,9 @@ def _consensus_round(setup: AgentSetup, content: RecordDict, context: Context,
         current, previous = consensus_step(rule, points, weights, grads, lr, momentum,
                                            current, previous), current
         losses.append(loss)
-    context.state[CURRENT_KEY] = ArrayRecord(to_numpy(current))
+    context.state[CURRENT_KEY] = to_record(to_numpy(current))
     if momentum:
-        context.state[PREVIOUS_KEY] = ArrayRecord(to_numpy(previous))
+        context.state[PREVIOUS_KEY] = to_record(to_numpy(previous))
     return published_point(rule, current, previous, momentum), sum(losses) / len(losses)
 
 
@@ -164,7 +166,7 @@ def _local_training(setup: AgentSetup, content: RecordDict, context: Context,
     the server is lost (`local-only`), from the agent's own last model."""
     plan = setup.plan
     if PUBLISHED_KEY in content:
-        parameters = from_numpy(content[PUBLISHED_KEY].to_numpy_ndarrays(), setup.device)
+        parameters = from_numpy(from_record(content[PUBLISHED_KEY]), setup.device)
     else:
         parameters = _state(context, CURRENT_KEY, setup.device) or initial_parameters(setup)
     steps = plan.local_epochs * steps_per_epoch(len(setup.labels), plan.batch_size)
@@ -176,7 +178,7 @@ def _local_training(setup: AgentSetup, content: RecordDict, context: Context,
                                   weight_decay=plan.weight_decay)
         parameters = sgd_step(parameters, grads, lr)
         losses.append(loss)
-    context.state[CURRENT_KEY] = ArrayRecord(to_numpy(parameters))
+    context.state[CURRENT_KEY] = to_record(to_numpy(parameters))
     return parameters, sum(losses) / len(losses)
 
 
@@ -199,6 +201,7 @@ def identify(message: Message, context: Context) -> Message:
 @app.train()
 def train(message: Message, context: Context) -> Message:
     """One round of the method named in the message's config."""
+    started = time.perf_counter()
     config = message.content[CONFIG_KEY]
     _limit_threads(config)
     agent = int(context.node_config["partition-id"])
@@ -221,6 +224,7 @@ def train(message: Message, context: Context) -> Message:
         metrics["train_accuracy"] = train_accuracy
         metrics["test_loss"] = test_loss
         metrics["test_accuracy"] = test_accuracy
-    content = RecordDict({PUBLISHED_KEY: ArrayRecord(to_numpy(parameters)),
-                          METRICS_KEY: metrics})
-    return Message(content, reply_to=message)
+    published = to_record(to_numpy(parameters))
+    metrics["client_time_s"] = time.perf_counter() - started
+    return Message(RecordDict({PUBLISHED_KEY: published, METRICS_KEY: metrics}),
+                   reply_to=message)

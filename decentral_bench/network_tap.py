@@ -16,6 +16,8 @@ from flwr.app import Message, RecordDict
 from flwr.serverapp import Grid
 from flwr.supercore.run import Run
 
+from decentral_bench.flower_engine import messages_pushed
+
 
 def array_bytes(message: Message) -> int:
     """Bytes of the parameter arrays a message carries."""
@@ -71,7 +73,9 @@ class NetworkTap(Grid):
         messages = list(messages)
         self.traffic.bytes_sent += sum(array_bytes(message) for message in messages)
         self.traffic.messages += len(messages)
-        return self.grid.push_messages(messages)
+        message_ids = self.grid.push_messages(messages)
+        messages_pushed.set()  # wake the simulation engine's pick-up loop (flower_engine)
+        return message_ids
 
     def pull_messages(self, message_ids: Iterable[str]) -> Iterable[Message]:
         replies = list(self.grid.pull_messages(message_ids))

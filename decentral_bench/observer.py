@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from decentral_bench.arrays import from_record
 from decentral_bench.data import load_dataset
 from decentral_bench.metrics import agent_statistics, average_parameters, consensus_distance
 from decentral_bench.models import build_model
@@ -21,7 +22,8 @@ from decentral_bench.plan import MethodPlan
 from decentral_bench.training import evaluate, from_numpy, select_device
 from strategies.gossip_router import METRICS_KEY, PUBLISHED_KEY
 
-AGENT_METRICS = ("train_loss", "train_accuracy", "test_loss", "test_accuracy", "minibatch_loss")
+AGENT_METRICS = ("train_loss", "train_accuracy", "test_loss", "test_accuracy", "minibatch_loss",
+                 "client_time_s")
 
 RoundSink = Callable[[int, dict[str, float]], None]
 EventSink = Callable[[int, str], None]
@@ -88,7 +90,7 @@ class RoundObserver:
         replies = [reply for reply in traffic.replies
                    if not reply.has_error() and PUBLISHED_KEY in reply.content]
         reports = [dict(reply.content[METRICS_KEY]) for reply in replies]
-        published = [reply.content[PUBLISHED_KEY].to_numpy_ndarrays() for reply in replies]
+        published = [from_record(reply.content[PUBLISHED_KEY]) for reply in replies]
         self.bytes_total += traffic.bytes_moved
         metrics: dict[str, float] = {
             "round_time_s": round_time,

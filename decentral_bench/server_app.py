@@ -17,6 +17,7 @@ import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType, RecordDict
 from flwr.serverapp import Grid, ServerApp
 
+from decentral_bench.arrays import from_record, to_record
 from decentral_bench.data import load_dataset
 from decentral_bench.failures import FailureSchedule, RoundNetwork
 from decentral_bench.models import build_model
@@ -39,7 +40,7 @@ def initial_arrays(plan: MethodPlan) -> ArrayRecord:
     """x_0, the same for every agent (and FedAvg's initial global model)."""
     dataset = load_dataset(plan.scenario.dataset, plan.seed)
     model = build_model(plan.scenario.model, dataset.input_shape, dataset.num_classes, plan.seed)
-    return ArrayRecord(to_numpy(parameters_of(model)))
+    return to_record(to_numpy(parameters_of(model)))
 
 
 def train_config(plan: MethodPlan, threads: int) -> ConfigRecord:
@@ -103,7 +104,7 @@ def _run_gossip(tap: NetworkTap, plan: MethodPlan, observer: RoundObserver,
     observer.start()
     published = router.start(tap, start, plan.rounds, config, on_round=observe,
                              network_at=network_at)
-    return {agent: arrays.to_numpy_ndarrays() for agent, arrays in published.items()}
+    return {agent: from_record(arrays) for agent, arrays in published.items()}
 
 
 def _run_fedavg(tap: NetworkTap, plan: MethodPlan, observer: RoundObserver,
@@ -125,7 +126,7 @@ def _run_fedavg(tap: NetworkTap, plan: MethodPlan, observer: RoundObserver,
             return
         traffic = tap.drain()
         extra = {"aggregated": 1.0, **hide_crashed(server_round)}
-        observer.observe(server_round, traffic, average=arrays.to_numpy_ndarrays(), extra=extra)
+        observer.observe(server_round, traffic, average=from_record(arrays), extra=extra)
         if not any(not reply.has_error() for reply in traffic.replies):
             raise RuntimeError(f"round {server_round}: every agent failed")
         hide_crashed(server_round + 1)
@@ -133,12 +134,12 @@ def _run_fedavg(tap: NetworkTap, plan: MethodPlan, observer: RoundObserver,
     strategy = build_fedavg(plan.fraction)
     hide_crashed(1)
     observer.start()
-    final: FinalParameters = {0: start.to_numpy_ndarrays()}
+    final: FinalParameters = {0: from_record(start)}
     if server_rounds > 0:
         result = strategy.start(grid=tap, initial_arrays=start, num_rounds=server_rounds,
                                 train_config=config, evaluate_fn=observe_global_model)
         if result.arrays is not None:
-            final = {0: result.arrays.to_numpy_ndarrays()}
+            final = {0: from_record(result.arrays)}
     if server_rounds == plan.rounds:
         return final
     observer.event(server_rounds, f"the server failed after round {server_rounds} "
@@ -172,7 +173,7 @@ def _local_training_rounds(tap: NetworkTap, plan: MethodPlan, observer: RoundObs
             raise RuntimeError(f"round {server_round}: every agent failed")
         for reply in delivered:
             models[observer.agent_of_node[reply.metadata.src_node_id]] = \
-                reply.content[PUBLISHED_KEY].to_numpy_ndarrays()
+                from_record(reply.content[PUBLISHED_KEY])
         extra = {"aggregated": 0.0}
         if plan.scenario.failures.agents:
             extra["alive_agents"] = float(plan.agents - len(down))

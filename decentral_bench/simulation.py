@@ -12,6 +12,7 @@ from flwr.clientapp import ClientApp
 from flwr.simulation import run_simulation
 
 from decentral_bench.client_app import app as client_app
+from decentral_bench.flower_engine import prompt_pickup
 from decentral_bench.observer import EventSink, RoundSink
 from decentral_bench.plan import MethodPlan
 from decentral_bench.server_app import FinalParameters, make_server_app
@@ -66,7 +67,7 @@ def simulate(plan: MethodPlan, sink: RoundSink, verbose: bool = False,
     threads = min(plan.scenario.resources.cpus_per_agent, available_cpus())
     server_app = make_server_app(plan, sink, threads=threads, on_finished=final.update,
                                  on_event=on_event)
-    with quiet_flower(verbose):
+    with quiet_flower(verbose), prompt_pickup():
         run_simulation(server_app=server_app, client_app=client,
                        num_supernodes=plan.agents, backend_config=backend_config(plan, verbose),
                        verbose_logging=verbose)

@@ -48,9 +48,9 @@ WORKLOADS: dict[str, dict] = {
     "digits-mlp-32": _scenario("digits-mlp-32", DIGITS, MLP, 32, 32, 0.1, 1, 40),
     "fmnist-cnn-5-step": _scenario("fmnist-cnn-5-step", FASHION, CNN, 5, 128, 0.01, 1, 12),
     "fmnist-cnn-16-step": _scenario("fmnist-cnn-16-step", FASHION, CNN, 16, 128, 0.01, 1, 12),
-    "fmnist-cnn-5-epoch": _scenario("fmnist-cnn-5-epoch", FASHION, CNN, 5, 128, 0.01, EPOCH, 3),
+    "fmnist-cnn-5-epoch": _scenario("fmnist-cnn-5-epoch", FASHION, CNN, 5, 128, 0.01, EPOCH, 4),
     "fmnist-cnn-16-epoch": _scenario("fmnist-cnn-16-epoch", FASHION, CNN, 16, 128, 0.01, EPOCH,
-                                     3),
+                                     4),
 }
 
 
@@ -80,10 +80,11 @@ class WorkloadResult:
     parameters_match: bool
 
 
-def build_plan(workload: str, rounds: int | None = None,
-               train_samples: int | None = None) -> MethodPlan:
+def build_plan(workload: str, rounds: int | None = None, train_samples: int | None = None,
+               cpus_per_agent: int = 1) -> MethodPlan:
     """The scenario of a workload, with one epoch per round resolved to a step count."""
     data = json.loads(json.dumps(WORKLOADS[workload]))
+    data["resources"] = {"cpus_per_agent": cpus_per_agent}
     if rounds is not None:
         data["training"]["rounds"] = rounds
     if train_samples is not None and data["dataset"]["name"] != "digits":
@@ -119,7 +120,9 @@ def _self_peak_rss_mb() -> float:
 
 def _figures(wall: float, startup: float, round_times: list[float], samples_per_round: int,
              peak_rss_mb: float) -> PathFigures:
-    steady = round_times[1:] or round_times
+    # Steady state: not the first round (warm-up), not the last (the Flower path evaluates
+    # every agent on its data and the test set after the last round; the loop does not).
+    steady = round_times[1:-1] or round_times
     round_s = float(np.median(steady))
     return PathFigures(wall_s=wall, startup_s=startup, round_s=round_s,
                        samples_per_s=samples_per_round / round_s, peak_rss_mb=peak_rss_mb,
@@ -161,12 +164,12 @@ def run_flower(plan: MethodPlan) -> tuple[PathFigures, dict]:
                     _self_peak_rss_mb() + (actor_rss[0] if actor_rss else 0.0)), final
 
 
-def run_workload(workload: str, rounds: int | None = None,
-                 train_samples: int | None = None) -> WorkloadResult:
+def run_workload(workload: str, rounds: int | None = None, train_samples: int | None = None,
+                 cpus_per_agent: int = 1) -> WorkloadResult:
     """Both paths on one workload, plain loop first, and their comparison."""
     from decentral_bench.server_app import initial_arrays
 
-    plan = build_plan(workload, rounds, train_samples)
+    plan = build_plan(workload, rounds, train_samples, cpus_per_agent)
     initial = from_record(initial_arrays(plan))
     plain, plain_final = run_plain(plan, initial)
     flower, flower_final = run_flower(plan)

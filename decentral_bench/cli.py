@@ -263,6 +263,8 @@ def bench(
     rounds: Annotated[int | None, typer.Option(help="Rounds per workload.")] = None,
     train_samples: Annotated[int | None, typer.Option(
         help="Fashion-MNIST: a class-stratified training subset, for shorter runs.")] = None,
+    cpus_per_agent: Annotated[int, typer.Option(
+        help="resources.cpus_per_agent of the Flower path (actors × threads).")] = 1,
     output: Annotated[Path, typer.Option(help="JSON file of the figures.")] = Path(
         "bench.json"),
 ) -> None:
@@ -285,7 +287,7 @@ def bench(
     with console.status("benchmarking") as status:
         for name in chosen:
             status.update(f"benchmarking {name}")
-            result = run_workload(name, rounds, train_samples)
+            result = run_workload(name, rounds, train_samples, cpus_per_agent)
             results.append(result)
             for label, figures in (("flower", result.flower), ("plain", result.plain)):
                 table.add_row(name, str(result.agents), str(result.steps_per_round), label,

@@ -101,8 +101,8 @@ def fashion_mnist_folder(config: DatasetConfig) -> Path:
 def _fashion_mnist(config: DatasetConfig) -> tuple[torch.Tensor, ...]:
     folder = fashion_mnist_folder(config)
     train_x, train_y, test_x, test_y = (read_idx(folder / name) for name in IDX_FILES)
-    return (_images(train_x, "fashion_mnist"), torch.as_tensor(train_y, dtype=torch.int64),
-            _images(test_x, "fashion_mnist"), torch.as_tensor(test_y, dtype=torch.int64))
+    return (_images(train_x, "fashion_mnist"), torch.tensor(train_y, dtype=torch.int64),
+            _images(test_x, "fashion_mnist"), torch.tensor(test_y, dtype=torch.int64))
 
 
 def _torchvision(config: DatasetConfig) -> tuple[torch.Tensor, ...]:
@@ -178,10 +178,13 @@ def check_available(config: DatasetConfig) -> None:
     """Raise `DataError` now if a data set's files are missing (cheap; reads nothing)."""
     if config.name == "fashion_mnist":
         fashion_mnist_folder(config)
-    elif config.name != "digits" and not config.download and (
-            config.root is None or not Path(config.root).is_dir()):
-        raise DataError(f"dataset '{config.name}' needs dataset.root, an existing folder "
-                            f"holding {TORCHVISION_LAYOUT[config.name]}")
+    elif config.name != "digits" and not config.download:
+        if config.root is None:
+            raise DataError(f"dataset '{config.name}' needs dataset.root, the folder holding "
+                            f"{TORCHVISION_LAYOUT[config.name]} (or download: true)")
+        if not Path(config.root).is_dir():
+            raise DataError(f"dataset.root {config.root} does not exist: it should hold "
+                            f"{TORCHVISION_LAYOUT[config.name]} (or set download: true)")
 
 
 # ---------------------------------------------------------------- partitions

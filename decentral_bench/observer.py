@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from decentral_bench.arrays import from_record
-from decentral_bench.data import load_dataset
+from decentral_bench.data import load_dataset, partition_indices
 from decentral_bench.metrics import agent_statistics, average_parameters, consensus_distance
 from decentral_bench.models import build_model
 from decentral_bench.network_tap import Traffic
@@ -49,6 +49,15 @@ class AverageModelEvaluator:
                         self.features, self.labels)
 
 
+def epochs_per_round(plan: MethodPlan) -> float:
+    """Passes over its own data an average agent makes per round."""
+    if not plan.is_gossip:
+        return float(plan.local_epochs)
+    parts = partition_indices(plan.scenario.dataset, plan.seed, plan.agents)
+    mean_size = sum(len(part) for part in parts) / len(parts)
+    return plan.local_steps * min(plan.batch_size, mean_size) / mean_size
+
+
 class RoundObserver:
     """Computes per-round metrics from the tap and hands them to `sink`.
 
@@ -67,6 +76,7 @@ class RoundObserver:
         self.round_started = time.perf_counter()
         self.bytes_total = 0
         self.previous_lambda2: float | None = None
+        self.epochs_per_round = epochs_per_round(plan)
 
     def event(self, server_round: int, text: str) -> None:
         """Something worth a line in the run's event log (a failure, a stop)."""
@@ -95,6 +105,7 @@ class RoundObserver:
         metrics: dict[str, float] = {
             "round_time_s": round_time,
             "lr": self.plan.lr_at(server_round),
+            "epochs": server_round * self.epochs_per_round,
             "bytes_moved": float(traffic.bytes_moved),
             "bytes_moved_total": float(self.bytes_total),
             "agents_reporting": float(len(replies)),

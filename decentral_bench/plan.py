@@ -48,7 +48,8 @@ class MethodPlan:
 
     @property
     def rounds(self) -> int:
-        return self.scenario.training.rounds
+        rounds = self.method.rounds
+        return rounds if rounds is not None else self.scenario.training.rounds
 
     @property
     def seed(self) -> int:

@@ -288,6 +288,8 @@ class MethodConfig(_Strict):
     lr: float | None = Field(None, gt=0.0)
     local_steps: int | None = Field(None, ge=1)
     batch_size: int | None = Field(None, ge=1)
+    rounds: int | None = Field(None, ge=1, description="this method's rounds (default: "
+                                                        "training.rounds)")
 
     @model_validator(mode="after")
     def _keys_fit_the_algorithm(self) -> MethodConfig:

@@ -12,6 +12,7 @@ and the method from the run config and records to MLflow like the CLI does.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType, RecordDict
@@ -208,6 +209,9 @@ def main(grid: Grid, context: Context) -> None:
     from decentral_bench import scenario as scenario_file
     from decentral_bench.runner import record_method
 
-    scenario = scenario_file.load(str(context.run_config["scenario"]))
+    path = Path(str(context.run_config["scenario"]))
+    if not path.is_absolute() and not path.exists():  # relative to the app's own folder
+        path = Path(__file__).resolve().parents[1] / path
+    scenario = scenario_file.load(path)
     plan = MethodPlan.of(scenario, str(context.run_config["method"]))
     record_method(plan, lambda sink, on_event: run_method(grid, plan, sink, on_event=on_event))

@@ -35,14 +35,15 @@ def wait_for_nodes(grid: Grid, count: int, timeout: float) -> list[int]:
     node_ids = list(grid.get_node_ids())
     while len(node_ids) < count:
         if time.monotonic() > deadline:
-            raise RuntimeError(f"only {len(node_ids)} of {count} nodes connected "
-                               f"within {timeout:.0f} s")
+            raise RuntimeError(f"only {len(node_ids)} nodes connected within {timeout:.0f} s "
+                               f"but the scenario needs {count} (one per agent); give the "
+                               "federation more nodes (options.num-supernodes)")
         time.sleep(0.01)
         node_ids = list(grid.get_node_ids())
     return node_ids
 
 
-def discover_agents(grid: Grid, agents: int, timeout: float = 600.0) -> dict[int, int]:
+def discover_agents(grid: Grid, agents: int, timeout: float = 60.0) -> dict[int, int]:
     """Map agent index j (the node's partition id) to its Flower node id.
 
     Sends every node a query; each answers with its `partition-id`. Agents

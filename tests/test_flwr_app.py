@@ -1,0 +1,52 @@
+"""The ServerApp that `flwr run .` loads reads the scenario and method from the run config."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from flwr.app import Context, RecordDict
+from mlflow.tracking import MlflowClient
+
+pytestmark = pytest.mark.slow
+
+
+def test_module_level_apps_run_a_scenario_from_the_run_config(tmp_path: Path,
+                                                              tracking_uri: str) -> None:
+    from flwr.simulation.run_simulation import _run_simulation
+    from flwr.supercore.telemetry import EventType
+
+    from decentral_bench import client_app, server_app
+    from decentral_bench.plan import MethodPlan
+    from decentral_bench.scenario import parse
+    from decentral_bench.simulation import backend_config
+
+    scenario = tmp_path / "app.yaml"
+    scenario.write_text(f"""\
+name: flwr-app
+model: {{name: mlp, hidden: [16]}}
+topology: {{kind: ring, agents: 3}}
+training: {{rounds: 2, batch_size: 16}}
+methods: [{{name: CDMSGD, algorithm: cdmsgd}}]
+tracking: {{experiment: flwr-app, uri: "{tracking_uri}"}}
+""")
+    resources = backend_config(MethodPlan.of(parse(
+        {"name": "x", "topology": {"agents": 3}, "methods": [{"name": "M", "algorithm": "cdsgd"}]}),
+        "M"))
+    context = Context(run_id=1, node_id=0, node_config={}, state=RecordDict(),
+                      run_config={"scenario": str(scenario), "method": "CDMSGD"})
+    # `flwr run` hands the ServerApp this run config; the Python API has no public
+    # argument for it, so this drives the engine's own entry point.
+    _run_simulation(num_supernodes=3, exit_event=EventType.PYTHON_API_RUN_SIMULATION_LEAVE,
+                    client_app=client_app.app, server_app=server_app.app,
+                    server_app_context=context, backend_config=resources)
+
+    client = MlflowClient(tracking_uri=tracking_uri)
+    experiment = client.get_experiment_by_name("flwr-app")
+    runs = client.search_runs([experiment.experiment_id])
+    assert len(runs) == 1
+    run = runs[0]
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["method"] == "CDMSGD"
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "test_accuracy_mean")] \
+        == [1, 2]

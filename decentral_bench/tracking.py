@@ -8,6 +8,7 @@ a thread of its own.
 from __future__ import annotations
 
 import json
+import logging
 import tempfile
 import warnings
 from collections.abc import Mapping
@@ -48,10 +49,16 @@ class Tracker:
 
     def __init__(self, uri: str | None, experiment: str) -> None:
         self.uri = uri or DEFAULT_TRACKING_URI
-        self.client = MlflowClient(tracking_uri=self.uri)
-        with warnings.catch_warnings():  # SQLAlchemy deprecations inside MLflow's store
-            warnings.simplefilter("ignore", DeprecationWarning)
-            found = self.client.get_experiment_by_name(experiment)
+        store_log = logging.getLogger("mlflow.store.db.utils")
+        level = store_log.level
+        store_log.setLevel(logging.WARNING)  # "Creating initial MLflow database tables..."
+        try:
+            with warnings.catch_warnings():  # SQLAlchemy deprecations inside MLflow's store
+                warnings.simplefilter("ignore", DeprecationWarning)
+                self.client = MlflowClient(tracking_uri=self.uri)
+                found = self.client.get_experiment_by_name(experiment)
+        finally:
+            store_log.setLevel(level)
         if found is None:
             self.experiment_id = self.client.create_experiment(experiment)
         elif found.lifecycle_stage == "deleted":

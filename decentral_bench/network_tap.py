@@ -8,6 +8,7 @@ per-agent accuracy spread). No algorithm reads what the tap records.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -49,9 +50,11 @@ class NetworkTap(Grid):
     have already arrived.
     """
 
-    def __init__(self, grid: Grid, pull_interval: float = 0.005) -> None:
+    def __init__(self, grid: Grid, pull_interval: float = 0.005,
+                 stop: threading.Event | None = None) -> None:
         self.grid = grid
         self.pull_interval = pull_interval
+        self.stop = stop or threading.Event()  # set: abandon the wait (the user pressed Ctrl-C)
         self.traffic = Traffic()
         self.down_nodes: set[int] = set()  # crashed agents' nodes: hidden from strategies
 
@@ -89,6 +92,8 @@ class NetworkTap(Grid):
         deadline = None if timeout is None else time.monotonic() + timeout
         received: list[Message] = []
         while pending:
+            if self.stop.is_set():
+                raise RuntimeError("the simulation was stopped while waiting for replies")
             replies = list(self.pull_messages(pending))
             received.extend(replies)
             pending.difference_update(reply.metadata.reply_to_message_id for reply in replies)

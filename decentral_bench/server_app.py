@@ -11,6 +11,7 @@ and the method from the run config and records to MLflow like the CLI does.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -65,14 +66,15 @@ def failure_schedule(plan: MethodPlan) -> FailureSchedule:
 
 
 def run_method(grid: Grid, plan: MethodPlan, sink: RoundSink, threads: int = 1,
-               on_event: EventSink | None = None) -> FinalParameters:
+               on_event: EventSink | None = None,
+               stop: threading.Event | None = None) -> FinalParameters:
     """Run every round of one method on `grid`, reporting each round to `sink`.
 
     Returns the final parameters: each agent's last published point for the
     gossip methods, the last global model (under agent 0) for FedAvg, or each
     agent's own model when FedAvg's server failed with mode `local`.
     """
-    tap = NetworkTap(grid)
+    tap = NetworkTap(grid, stop=stop)
     observer = RoundObserver(plan, sink, on_event)
     config = train_config(plan, threads)
     start = initial_arrays(plan)
@@ -187,13 +189,14 @@ def _local_training_rounds(tap: NetworkTap, plan: MethodPlan, observer: RoundObs
 
 def make_server_app(plan: MethodPlan, sink: RoundSink, threads: int,
                     on_finished: Callable[[FinalParameters], None] | None = None,
-                    on_event: EventSink | None = None) -> ServerApp:
+                    on_event: EventSink | None = None,
+                    stop: threading.Event | None = None) -> ServerApp:
     """A ServerApp that runs `plan`, reports rounds to `sink` and hands over the result."""
     server = ServerApp()
 
     @server.main()
     def _main(grid: Grid, context: Context) -> None:
-        final = run_method(grid, plan, sink, threads, on_event)
+        final = run_method(grid, plan, sink, threads, on_event, stop)
         if on_finished is not None:
             on_finished(final)
 

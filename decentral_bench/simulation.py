@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -65,12 +66,33 @@ def simulate(plan: MethodPlan, sink: RoundSink, verbose: bool = False,
     """
     final: FinalParameters = {}
     threads = min(plan.scenario.resources.cpus_per_agent, available_cpus())
+    stop = threading.Event()
     server_app = make_server_app(plan, sink, threads=threads, on_finished=final.update,
-                                 on_event=on_event)
+                                 on_event=on_event, stop=stop)
+    failure: list[BaseException] = []
+
+    def engine() -> None:
+        try:
+            run_simulation(server_app=server_app, client_app=client,
+                           num_supernodes=plan.agents,
+                           backend_config=backend_config(plan, verbose), verbose_logging=verbose)
+        except BaseException as error:  # handed to the main thread below
+            failure.append(error)
+
+    # The engine runs in a thread and the main thread waits in short steps: a Ctrl-C
+    # is then handled at once, even when the signal lands on one of Ray's threads.
     with quiet_flower(verbose), prompt_pickup():
-        run_simulation(server_app=server_app, client_app=client,
-                       num_supernodes=plan.agents, backend_config=backend_config(plan, verbose),
-                       verbose_logging=verbose)
+        thread = threading.Thread(target=engine, name="flower-simulation", daemon=True)
+        thread.start()
+        try:
+            while thread.is_alive():
+                thread.join(0.2)
+        except KeyboardInterrupt:
+            stop.set()  # the ServerApp stops waiting for replies and ends the simulation
+            thread.join(60)
+            raise
+    if failure:
+        raise failure[0]
     if not final:
         raise RuntimeError("the Flower simulation ended without finishing its rounds")
     return final

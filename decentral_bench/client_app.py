@@ -41,6 +41,7 @@ from strategies.cdmsgd import consensus_step, published_point
 from strategies.cdsgd import sgd_step
 from strategies.gossip_router import (
     CONFIG_KEY,
+    LOCAL_ONLY_KEY,
     METRICS_KEY,
     MIXING_KEY,
     PUBLISHED_KEY,
@@ -165,10 +166,10 @@ def _local_training(setup: AgentSetup, content: RecordDict, context: Context,
     """FedAvg's client update: `local_epochs` epochs of SGD from the global model, or, once
     the server is lost (`local-only`), from the agent's own last model."""
     plan = setup.plan
-    if PUBLISHED_KEY in content:
-        parameters = from_numpy(from_record(content[PUBLISHED_KEY]), setup.device)
-    else:
+    if content[CONFIG_KEY].get(LOCAL_ONLY_KEY, False):
         parameters = _state(context, CURRENT_KEY, setup.device) or initial_parameters(setup)
+    else:
+        parameters = from_numpy(from_record(content[PUBLISHED_KEY]), setup.device)
     steps = plan.local_epochs * steps_per_epoch(len(setup.labels), plan.batch_size)
     first_step = (server_round - 1) * steps
     losses = []

@@ -3,10 +3,10 @@
 A message's `config` record names the scenario (as JSON) and the method, so
 the same ClientApp serves every method and every scenario:
 
-- CDSGD, CDMSGD, centralized SGD: the message holds the points Nb(j)
-  published last round and the weights π_jl. The agent mixes them and steps
-  along the gradient taken at its own point; x_k^j (and x_{k−1}^j for
-  momentum) stay in its Flower context between rounds.
+- CDSGD, CDMSGD, centralized SGD: the message holds the points Nb(j) (and j
+  itself) published last round and the weights π_jl. The agent mixes them and
+  steps along the gradient taken at its own point; what the message cannot
+  supply (x_{k−1}^j for momentum) stays in its Flower context between rounds.
 - FedAvg: the message holds the global model; the agent trains
   `local_epochs` epochs on its data and returns the result.
 
@@ -129,8 +129,12 @@ def _consensus_round(setup: AgentSetup, content: RecordDict, context: Context,
     """One consensus step (CDSGD eq. 5 or its momentum forms), then `local_steps − 1`
     steps of the same rule without mixing. Returns the point to publish and the mean loss.
 
-    The agent's x_k^j and x_{k−1}^j stay in its Flower context; only the
-    published point p^j travels.
+    The message holds the points p_k^l of Nb(j) and always j's own p_k^j (with
+    weight π_jj, which may be 0). Under CDSGD and Polyak p_k^j = x_k^j, so the
+    agent keeps nothing between rounds but x_{k−1}^j (Polyak); Nesterov
+    publishes y_k^j and keeps x_k^j and x_{k−1}^j. State kept in the Flower
+    context travels through the simulation engine both ways on every call, so
+    it holds only what the message cannot supply.
     """
     plan = setup.plan
     rule, momentum, lr = plan.update_rule, plan.momentum, plan.lr_at(server_round)
@@ -139,23 +143,24 @@ def _consensus_round(setup: AgentSetup, content: RecordDict, context: Context,
     weights = [float(weight) for weight in mixing["weights"]]
     points = [from_numpy(from_record(content[neighbour_key(l)]), setup.device)
               for l in neighbours]
-    current = _state(context, CURRENT_KEY, setup.device)
-    if current is None:  # first round: x_0, and x_{-1} = x_0
-        current = points[neighbours.index(setup.agent)]
+    own_point = points[neighbours.index(setup.agent)]
+    current = _state(context, CURRENT_KEY, setup.device) if rule == "nesterov" else None
+    current = own_point if current is None else current  # first round: p_0 = x_0
     previous = _state(context, PREVIOUS_KEY, setup.device) if momentum else None
-    previous = current if previous is None else previous
+    previous = current if previous is None else previous  # x_{−1} = x_0
     first_step = (server_round - 1) * plan.local_steps
     losses = []
     for step in range(first_step, first_step + plan.local_steps):
-        own_point = published_point(rule, current, previous, momentum)
+        if step > first_step:  # local steps after the consensus step: Π = I
+            own_point = published_point(rule, current, previous, momentum)
+            points, weights = [own_point], [1.0]
         grads, loss, _ = gradient(setup.model, own_point, *setup.minibatch(step),
                                   weight_decay=plan.weight_decay)
-        if step > first_step:  # local steps after the consensus step: Π = I
-            points, weights = [own_point], [1.0]
         current, previous = consensus_step(rule, points, weights, grads, lr, momentum,
                                            current, previous), current
         losses.append(loss)
-    context.state[CURRENT_KEY] = to_record(to_numpy(current))
+    if rule == "nesterov":
+        context.state[CURRENT_KEY] = to_record(to_numpy(current))
     if momentum:
         context.state[PREVIOUS_KEY] = to_record(to_numpy(previous))
     return published_point(rule, current, previous, momentum), sum(losses) / len(losses)

@@ -93,13 +93,15 @@ class GossipRouter:
                  alive: Collection[int] | None = None) -> list[Message]:
         """One message per alive agent with its neighbours' arrays and weights, nothing else.
 
-        Nb(j) is row j's support in Π_k (`mixing_matrix`, default the static Π).
+        Nb(j) is row j's support in Π_k (`mixing_matrix`, default the static Π),
+        and j itself, as the paper defines it, even where a user's Π sets π_jj = 0:
+        the agent takes its gradient at its own point p_k^j.
         """
         matrix = self.mixing_matrix if mixing_matrix is None else mixing_matrix
         agents = sorted(self.node_of_agent) if alive is None else sorted(alive)
         messages = []
         for agent in agents:
-            neighbours = [int(other) for other in np.flatnonzero(matrix[agent])]
+            neighbours = sorted({agent, *(int(other) for other in np.flatnonzero(matrix[agent]))})
             content = RecordDict({neighbour_key(l): published[l] for l in neighbours})
             content[MIXING_KEY] = ConfigRecord({
                 "agents": neighbours,

@@ -41,3 +41,24 @@ def test_flower_run_equals_matrix_form_on_a_4_ring(case: str) -> None:
             assert not np.allclose(got, first)  # training moved every layer
     # Agents hold different data, so after 5 rounds on a ring they disagree.
     assert not np.allclose(final[0][0], final[2][0])
+
+
+def test_agents_with_zero_self_weight_still_step_from_their_own_point(tmp_path) -> None:
+    """A user's Π may set π_jj = 0 (here K4 with 1/3 on every edge): agent j then mixes
+    only its neighbours, yet takes its gradient at its own point (eq. 5), which the router
+    sends it with weight 0."""
+    matrix = (np.ones((4, 4)) - np.eye(4)) / 3.0
+    path = tmp_path / "k4.csv"
+    np.savetxt(path, matrix, delimiter=",")
+    scenario = tiny_scenario(
+        topology={"kind": "complete", "agents": 4, "mixing": "matrix", "matrix_file": str(path)},
+        methods=[{"name": "M", "algorithm": "cdmsgd", "variant": "polyak"}],
+        training={"rounds": 3, "batch_size": 16, "lr": 0.1, "seed": 3})
+    plan = MethodPlan.of(scenario, "M")
+    np.testing.assert_array_equal(plan.topology.mixing_matrix, matrix)
+    final = simulate(plan, sink=lambda *_: None)
+    start = initial_arrays(plan).to_numpy_ndarrays()
+    expected = reference_gossip(plan, start)
+    for agent in range(4):
+        for got, want in zip(final[agent], expected[agent], strict=True):
+            np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)

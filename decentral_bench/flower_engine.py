@@ -1,4 +1,4 @@
-"""Prompt message pick-up in Flower's Simulation Engine (flwr 1.41).
+"""Prompt message pick-up and reply hand-over in Flower's Simulation Engine (flwr 1.41).
 
 The engine's fleet thread (`vce_api.add_messages_to_queue`) looks for new
 messages, then sleeps 0.1 s, so every round waits on average 50 ms (up to
@@ -6,7 +6,16 @@ messages, then sleeps 0.1 s, so every round waits on average 50 ms (up to
 minibatch step, that wait dominates small models. The replacement below is
 the same loop but wakes as soon as this project's `NetworkTap` pushes
 messages; with nothing pushed it still looks every 0.1 s, so behaviour is
-otherwise unchanged. It is installed only around our own simulations.
+otherwise unchanged.
+
+The other way round, `vce_api.put_message_into_state` stores each reply in
+the link state, where the ServerApp must poll for it; the replacement also
+counts the replies it stores (`replies_stored`), so the `NetworkTap` can
+sleep until a round's replies are all in and pull them at once, instead of
+polling while the clients still run (each pull competes with the engine's
+threads for the interpreter).
+
+Both are installed only around our own simulations.
 """
 
 from __future__ import annotations
@@ -14,12 +23,38 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from queue import Queue
+from queue import Empty, Queue
 
 from flwr.app import Message
 from flwr.server.superlink.fleet.vce import vce_api
 
+
+class ReplyCounter:
+    """How many replies the engine has stored; waiters sleep until a count is reached."""
+
+    def __init__(self) -> None:
+        self._count = 0
+        self._condition = threading.Condition()
+        self.active = False  # True while `prompt_pickup` has the counting loop installed
+
+    @property
+    def count(self) -> int:
+        with self._condition:
+            return self._count
+
+    def add(self) -> None:
+        with self._condition:
+            self._count += 1
+            self._condition.notify_all()
+
+    def wait_for(self, count: int, timeout: float) -> bool:
+        """Sleep until `count` replies in all have been stored, at most `timeout` s."""
+        with self._condition:
+            return self._condition.wait_for(lambda: self._count >= count, timeout)
+
+
 messages_pushed = threading.Event()
+replies_stored = ReplyCounter()
 
 
 def add_messages_to_queue(state: object, queue: Queue[Message], nodes_mapping: dict[int, int],
@@ -33,12 +68,27 @@ def add_messages_to_queue(state: object, queue: Queue[Message], nodes_mapping: d
         messages_pushed.wait(0.1)
 
 
+def put_message_into_state(state: object, queue: Queue[Message],
+                           f_stop: threading.Event) -> None:
+    """`vce_api.put_message_into_state`, counting each reply in `replies_stored`."""
+    while not f_stop.is_set():
+        try:
+            reply = queue.get(timeout=1.0)
+        except Empty:
+            continue
+        state.store_message_res(reply)
+        replies_stored.add()
+
+
 @contextmanager
 def prompt_pickup() -> Iterator[None]:
-    """Use the woken fleet loop for the simulations started inside this block."""
-    original = vce_api.add_messages_to_queue
+    """Use the woken fleet loops for the simulations started inside this block."""
+    originals = vce_api.add_messages_to_queue, vce_api.put_message_into_state
     vce_api.add_messages_to_queue = add_messages_to_queue
+    vce_api.put_message_into_state = put_message_into_state
+    replies_stored.active = True
     try:
         yield
     finally:
-        vce_api.add_messages_to_queue = original
+        vce_api.add_messages_to_queue, vce_api.put_message_into_state = originals
+        replies_stored.active = False

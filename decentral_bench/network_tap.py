@@ -17,7 +17,7 @@ from flwr.app import Message, RecordDict
 from flwr.serverapp import Grid
 from flwr.supercore.run import Run
 
-from decentral_bench.flower_engine import messages_pushed
+from decentral_bench.flower_engine import messages_pushed, replies_stored
 
 
 def array_bytes(message: Message) -> int:
@@ -45,9 +45,11 @@ class NetworkTap(Grid):
     """A Grid that forwards to `grid` and records the traffic.
 
     Nodes in `down_nodes` (crashed agents) are hidden from the strategy, as a
-    dead machine would be. It also polls for replies every `pull_interval` seconds instead of the
-    in-memory grid's 0.1 s, which only shortens the wait for replies that
-    have already arrived.
+    dead machine would be. In our simulations it sleeps until the engine has
+    stored as many replies as it awaits (`flower_engine.replies_stored`) and
+    then pulls them; elsewhere, and as a fallback, it polls every
+    `pull_interval` seconds instead of the in-memory grid's 0.1 s. Both only
+    shorten the wait for replies that have already arrived.
     """
 
     def __init__(self, grid: Grid, pull_interval: float = 0.005,
@@ -88,7 +90,9 @@ class NetworkTap(Grid):
 
     def send_and_receive(self, messages: Iterable[Message], *,
                          timeout: float | None = None) -> Iterable[Message]:
+        stored_before = replies_stored.count
         pending = set(self.push_messages(messages))
+        all_stored = stored_before + len(pending)
         deadline = None if timeout is None else time.monotonic() + timeout
         received: list[Message] = []
         while pending:
@@ -99,7 +103,11 @@ class NetworkTap(Grid):
             pending.difference_update(reply.metadata.reply_to_message_id for reply in replies)
             if not pending or (deadline is not None and time.monotonic() >= deadline):
                 break
-            time.sleep(self.pull_interval)
+            if replies_stored.active and replies_stored.count < all_stored:
+                # Replies the engine never stores (expired messages) are found within 0.1 s.
+                replies_stored.wait_for(all_stored, 0.1)
+            else:  # not our engine, or the count includes replies to other pushes
+                time.sleep(self.pull_interval)
         return received
 
     def drain(self) -> Traffic:

@@ -1,0 +1,67 @@
+"""The engine hooks: replies are counted as they are stored, and waiters wake on the count."""
+
+from __future__ import annotations
+
+import threading
+import time
+from queue import Queue
+
+from flwr.server.superlink.fleet.vce import vce_api
+
+from decentral_bench import flower_engine
+from decentral_bench.flower_engine import ReplyCounter, prompt_pickup
+
+
+def test_a_waiter_wakes_when_the_count_is_reached_not_before() -> None:
+    counter = ReplyCounter()
+    woke: list[float] = []
+
+    def wait() -> None:
+        started = time.monotonic()
+        assert counter.wait_for(3, timeout=5.0)
+        woke.append(time.monotonic() - started)
+
+    waiter = threading.Thread(target=wait)
+    waiter.start()
+    for _ in range(2):
+        counter.add()
+    time.sleep(0.2)
+    assert not woke  # two of three replies: still asleep
+    counter.add()
+    waiter.join(2.0)
+    assert woke and 0.2 <= woke[0] < 2.0
+    assert counter.count == 3
+
+
+def test_a_wait_for_a_count_never_reached_ends_at_its_timeout() -> None:
+    counter = ReplyCounter()
+    started = time.monotonic()
+    assert not counter.wait_for(1, timeout=0.05)
+    assert 0.04 <= time.monotonic() - started < 1.0
+
+
+def test_the_hooks_are_installed_only_inside_prompt_pickup_and_count_stored_replies() -> None:
+    class State:
+        def __init__(self) -> None:
+            self.stored: list[str] = []
+
+        def store_message_res(self, message: str) -> None:
+            self.stored.append(message)
+
+    original = vce_api.put_message_into_state
+    with prompt_pickup():
+        assert vce_api.put_message_into_state is flower_engine.put_message_into_state
+        assert flower_engine.replies_stored.active
+        before = flower_engine.replies_stored.count
+        state, queue, stop = State(), Queue(), threading.Event()
+        injector = threading.Thread(target=vce_api.put_message_into_state,
+                                    args=(state, queue, stop))
+        injector.start()
+        for reply in ("a", "b"):
+            queue.put(reply)
+        assert flower_engine.replies_stored.wait_for(before + 2, timeout=5.0)
+        stop.set()
+        injector.join(5.0)
+        assert state.stored == ["a", "b"]
+    assert vce_api.put_message_into_state is original
+    assert not flower_engine.replies_stored.active

@@ -48,8 +48,8 @@ from strategies.gossip_router import (
     neighbour_key,
 )
 
-CURRENT_KEY = "x"
-PREVIOUS_KEY = "x_previous"
+CURRENT_KEY = "x"  # FedAvg: the agent's last model, for training once the server is lost
+KEPT_KEY = "kept"  # gossip: what the next round's message cannot supply (_consensus_round)
 
 app = ClientApp()
 
@@ -129,12 +129,12 @@ def _consensus_round(setup: AgentSetup, content: RecordDict, context: Context,
     """One consensus step (CDSGD eq. 5 or its momentum forms), then `local_steps − 1`
     steps of the same rule without mixing. Returns the point to publish and the mean loss.
 
-    The message holds the points p_k^l of Nb(j) and always j's own p_k^j (with
-    weight π_jj, which may be 0). Under CDSGD and Polyak p_k^j = x_k^j, so the
-    agent keeps nothing between rounds but x_{k−1}^j (Polyak); Nesterov
-    publishes y_k^j and keeps x_k^j and x_{k−1}^j. State kept in the Flower
-    context travels through the simulation engine both ways on every call, so
-    it holds only what the message cannot supply.
+    The message holds the points p_k^l of Nb(j), j's own p_k^j among them (with
+    weight π_jj, which may be 0). The Flower context travels through the
+    simulation engine both ways on every call, so it keeps only the one array
+    list the message cannot supply: nothing under CDSGD (p_k^j = x_k^j),
+    x_{k−1}^j under Polyak (p_k^j = x_k^j), x_k^j under Nesterov (p_k^j = y_k^j,
+    and x_{k−1}^j is needed only to form y_k^j, which arrives).
     """
     plan = setup.plan
     rule, momentum, lr = plan.update_rule, plan.momentum, plan.lr_at(server_round)
@@ -144,10 +144,13 @@ def _consensus_round(setup: AgentSetup, content: RecordDict, context: Context,
     points = [from_numpy(from_record(content[neighbour_key(l)]), setup.device)
               for l in neighbours]
     own_point = points[neighbours.index(setup.agent)]
-    current = _state(context, CURRENT_KEY, setup.device) if rule == "nesterov" else None
-    current = own_point if current is None else current  # first round: p_0 = x_0
-    previous = _state(context, PREVIOUS_KEY, setup.device) if momentum else None
-    previous = current if previous is None else previous  # x_{−1} = x_0
+    kept = _state(context, KEPT_KEY, setup.device)  # None in the first round
+    if rule == "nesterov":
+        current = own_point if kept is None else kept  # x_0 = y_0
+        previous = current  # replaced by the first step before anything reads it
+    else:
+        current = own_point
+        previous = current if kept is None else kept  # x_{−1} = x_0
     first_step = (server_round - 1) * plan.local_steps
     losses = []
     for step in range(first_step, first_step + plan.local_steps):
@@ -160,9 +163,9 @@ def _consensus_round(setup: AgentSetup, content: RecordDict, context: Context,
                                            current, previous), current
         losses.append(loss)
     if rule == "nesterov":
-        context.state[CURRENT_KEY] = to_record(to_numpy(current))
-    if momentum:
-        context.state[PREVIOUS_KEY] = to_record(to_numpy(previous))
+        context.state[KEPT_KEY] = to_record(to_numpy(current))
+    elif rule == "polyak":
+        context.state[KEPT_KEY] = to_record(to_numpy(previous))
     return published_point(rule, current, previous, momentum), sum(losses) / len(losses)
 
 
@@ -184,7 +187,9 @@ def _local_training(setup: AgentSetup, content: RecordDict, context: Context,
                                   weight_decay=plan.weight_decay)
         parameters = sgd_step(parameters, grads, lr)
         losses.append(loss)
-    context.state[CURRENT_KEY] = to_record(to_numpy(parameters))
+    server = plan.scenario.failures.server
+    if server is not None and server.mode == "local":  # kept only for when the server is lost
+        context.state[CURRENT_KEY] = to_record(to_numpy(parameters))
     return parameters, sum(losses) / len(losses)
 
 

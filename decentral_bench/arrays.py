@@ -50,8 +50,8 @@ def to_record(arrays: Sequence[np.ndarray]) -> ArrayRecord:
     return record
 
 
-def from_record(record: ArrayRecord) -> list[np.ndarray]:
-    """The arrays of a record in key order, as writable NumPy arrays."""
+def from_record(record: ArrayRecord, writable: bool = True) -> list[np.ndarray]:
+    """The arrays of a record in key order; read-only views of its bytes unless `writable`."""
     arrays = []
     for array in record.values():
         if array.stype != NUMPY_STYPE:
@@ -64,7 +64,8 @@ def from_record(record: ArrayRecord) -> list[np.ndarray]:
             arrays.append(array.numpy())
             continue
         values = np.frombuffer(data, dtype=np.dtype(array.dtype), offset=offset)
-        arrays.append(values.reshape(array.shape).copy())
+        values = values.reshape(array.shape)
+        arrays.append(values.copy() if writable else values)
     return arrays
 
 

@@ -100,7 +100,8 @@ class RoundObserver:
         replies = [reply for reply in traffic.replies
                    if not reply.has_error() and PUBLISHED_KEY in reply.content]
         reports = [dict(reply.content[METRICS_KEY]) for reply in replies]
-        published = [from_record(reply.content[PUBLISHED_KEY]) for reply in replies]
+        published = [from_record(reply.content[PUBLISHED_KEY], writable=False)
+                     for reply in replies]
         self.bytes_total += traffic.bytes_moved
         metrics: dict[str, float] = {
             "round_time_s": round_time,

@@ -217,4 +217,7 @@ def main(grid: Grid, context: Context) -> None:
         path = Path(__file__).resolve().parents[1] / path
     scenario = scenario_file.load(path)
     plan = MethodPlan.of(scenario, str(context.run_config["method"]))
-    record_method(plan, lambda sink, on_event: run_method(grid, plan, sink, on_event=on_event))
+    result = record_method(plan, lambda sink, on_event: run_method(grid, plan, sink,
+                                                                   on_event=on_event))
+    if result.status != "FINISHED":  # recorded in MLflow; Flower marks the run failed too
+        raise RuntimeError(f"{plan.method.name}: {result.error}")

@@ -37,7 +37,8 @@ def wait_for_nodes(grid: Grid, count: int, timeout: float) -> list[int]:
         if time.monotonic() > deadline:
             raise RuntimeError(f"only {len(node_ids)} nodes connected within {timeout:.0f} s "
                                f"but the scenario needs {count} (one per agent); give the "
-                               "federation more nodes (options.num-supernodes)")
+                               "federation that many SuperNodes, e.g. `flwr federation "
+                               f"simulation-config @none/default local --num-supernodes {count}`")
         time.sleep(0.01)
         node_ids = list(grid.get_node_ids())
     return node_ids

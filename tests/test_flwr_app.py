@@ -8,9 +8,8 @@ import pytest
 from flwr.app import Context, RecordDict
 from mlflow.tracking import MlflowClient
 
-pytestmark = pytest.mark.slow
 
-
+@pytest.mark.slow
 def test_module_level_apps_run_a_scenario_from_the_run_config(tmp_path: Path,
                                                               tracking_uri: str) -> None:
     from flwr.simulation.run_simulation import _run_simulation
@@ -50,3 +49,29 @@ tracking: {{experiment: flwr-app, uri: "{tracking_uri}"}}
     assert run.data.tags["method"] == "CDMSGD"
     assert [m.step for m in client.get_metric_history(run.info.run_id, "test_accuracy_mean")] \
         == [1, 2]
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_a_failed_method_is_recorded_and_also_fails_the_flower_run(tmp_path: Path,
+                                                                    tracking_uri: str) -> None:
+    """Under `flwr run` the ServerApp raises after recording, so Flower's run status
+    (`flwr list`) says failed, as MLflow does."""
+    from decentral_bench import server_app
+
+    scenario = tmp_path / "missing.yaml"
+    scenario.write_text(f"""\
+name: flwr-app-missing
+dataset: {{name: fashion_mnist, root: "{tmp_path / 'nowhere'}"}}
+topology: {{kind: ring, agents: 3}}
+methods: [{{name: CDSGD, algorithm: cdsgd}}]
+tracking: {{experiment: flwr-app-missing, uri: "{tracking_uri}"}}
+""")
+    context = Context(run_id=1, node_id=0, node_config={}, state=RecordDict(),
+                      run_config={"scenario": str(scenario), "method": "CDSGD"})
+    with pytest.raises(RuntimeError, match=r"^CDSGD: .*nowhere"):
+        server_app.main(None, context)  # fails loading the data, before any message
+    client = MlflowClient(tracking_uri=tracking_uri)
+    experiment = client.get_experiment_by_name("flwr-app-missing")
+    [run] = client.search_runs([experiment.experiment_id])
+    assert run.info.status == "FAILED"
+    assert "nowhere" in run.data.tags["error"]

@@ -6,7 +6,8 @@ the same ClientApp serves every method and every scenario:
 - CDSGD, CDMSGD, centralized SGD: the message holds the points Nb(j) (and j
   itself) published last round and the weights π_jl. The agent mixes them and
   steps along the gradient taken at its own point; what the message cannot
-  supply (x_{k−1}^j for momentum) stays in its Flower context between rounds.
+  supply (x_{k−1}^j under Polyak, x_k^j under Nesterov) stays in its Flower
+  context between rounds.
 - FedAvg: the message holds the global model; the agent trains
   `local_epochs` epochs on its data and returns the result.
 

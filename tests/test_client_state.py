@@ -3,6 +3,8 @@ per call, so it holds only what the next message cannot supply)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import pytest
 from conftest import tiny_scenario
@@ -23,9 +25,13 @@ METHODS = {
 
 
 @pytest.fixture(autouse=True)
-def task_identity() -> None:
-    """Messages built outside a running Flower app need an identity to stamp."""
+def task_identity() -> Iterator[None]:
+    """Messages built outside a running Flower app need an identity to stamp; the
+    process's own identity is put back afterwards."""
+    saved = TaskIdentity._run_id, TaskIdentity._node_id, TaskIdentity._task_id
     TaskIdentity.run_id, TaskIdentity.node_id, TaskIdentity.task_id = 1, 1, 1
+    yield
+    TaskIdentity._run_id, TaskIdentity._node_id, TaskIdentity._task_id = saved
 
 
 def run_rounds(rule: str, rounds: int) -> tuple[MethodPlan, dict[int, Context], list, list]:

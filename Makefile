@@ -29,9 +29,11 @@ demo: $(STAMP)
 
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 test: $(DEV_STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/python -m pytest
 
 # Real Fashion-MNIST, offline, from Debian's package (files land in /usr/share/datasets/fashion-mnist).

@@ -10,17 +10,20 @@ framework costs on top of the maths.
 from __future__ import annotations
 
 import json
+import os
 import platform
 import resource
 import time
 from dataclasses import asdict, dataclass, field
+from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from decentral_bench.arrays import from_record
 from decentral_bench.data import partition_indices, steps_per_epoch
+from decentral_bench.engine import RoundReport
+from decentral_bench.flower.simulation import simulate
 from decentral_bench.plan import MethodPlan
 from decentral_bench.reference import reference_gossip
 from decentral_bench.scenario import parse
@@ -131,11 +134,11 @@ def _figures(wall: float, startup: float, round_times: list[float], samples_per_
                        round_times=[round(t, 4) for t in round_times])
 
 
-def run_plain(plan: MethodPlan, initial: list[np.ndarray]) -> tuple[PathFigures, dict]:
+def run_plain(plan: MethodPlan) -> tuple[PathFigures, dict]:
     """(b): the matrix-form loop, timed round by round."""
     started = time.perf_counter()
     round_times: list[float] = []
-    final = reference_gossip(plan, initial, on_round=round_times.append)
+    final = reference_gossip(plan, on_round=round_times.append)
     wall = time.perf_counter() - started
     samples = plan.agents * plan.local_steps * plan.batch_size
     return _figures(wall, wall - sum(round_times), round_times, samples,
@@ -143,18 +146,16 @@ def run_plain(plan: MethodPlan, initial: list[np.ndarray]) -> tuple[PathFigures,
 
 
 def run_flower(plan: MethodPlan) -> tuple[PathFigures, dict]:
-    """(a): the Flower simulation, timed from the observer's rounds."""
-    from decentral_bench.simulation import simulate
-
+    """(a): the Flower simulation, timed by the engine round by round."""
     round_times: list[float] = []
     first_round_end: list[float] = []
     actor_rss: list[float] = []
 
-    def sink(server_round: int, metrics: dict[str, float]) -> None:
-        round_times.append(metrics["round_time_s"])
-        if server_round == 1:
+    def sink(report: RoundReport) -> None:
+        round_times.append(report.wall_time_s)
+        if report.server_round == 1:
             first_round_end.append(time.perf_counter())
-        if server_round == plan.rounds:
+        if report.server_round == plan.rounds:
             actor_rss.append(_actors_peak_rss_mb())
 
     started = time.perf_counter()
@@ -169,11 +170,8 @@ def run_flower(plan: MethodPlan) -> tuple[PathFigures, dict]:
 def run_workload(workload: str, rounds: int | None = None, train_samples: int | None = None,
                  cpus_per_agent: int = 1) -> WorkloadResult:
     """Both paths on one workload, plain loop first, and their comparison."""
-    from decentral_bench.server_app import initial_arrays
-
     plan = build_plan(workload, rounds, train_samples, cpus_per_agent)
-    initial = from_record(initial_arrays(plan))
-    plain, plain_final = run_plain(plan, initial)
+    plain, plain_final = run_plain(plan)
     flower, flower_final = run_flower(plan)
     difference = max(float(np.max(np.abs(a - b)))
                      for agent in plain_final
@@ -187,10 +185,9 @@ def run_workload(workload: str, rounds: int | None = None, train_samples: int | 
 
 
 def environment() -> dict[str, str]:
-    import flwr
-
+    """The versions and the machine the figures were taken with."""
     return {"python": platform.python_version(), "torch": torch.__version__,
-            "flwr": flwr.__version__, "cpus": str(len(__import__("os").sched_getaffinity(0))),
+            "flwr": version("flwr"), "cpus": str(len(os.sched_getaffinity(0))),
             "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none",
             "torch_threads": str(torch.get_num_threads())}
 

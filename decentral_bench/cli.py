@@ -9,17 +9,26 @@ import signal
 import sys
 import warnings
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.progress import Progress as ProgressBars
 from rich.table import Table
 
 from decentral_bench import scenario as scenario_file
 from decentral_bench.scenario import ScenarioError
+
+if TYPE_CHECKING:
+    from decentral_bench.runner import MethodResult
 
 # Piped output (CI logs, files) gets wide tables instead of rich's 80-column default.
 console = Console(width=None if sys.stdout.isatty() else 160)
@@ -78,18 +87,20 @@ class RichProgress:
 
     def __init__(self, bars: ProgressBars) -> None:
         self.bars = bars
-        self.tasks: dict[str, int] = {}
+        self.tasks: dict[str, TaskID] = {}
 
     def method_started(self, name: str, rounds: int) -> None:
         self.tasks[name] = self.bars.add_task(name, total=rounds, status="starting Flower")
 
     def round_finished(self, name: str, server_round: int, metrics: dict[str, float]) -> None:
         accuracy = metrics.get("test_accuracy_mean")
-        status = f"test acc {accuracy:.3f}" if accuracy is not None else ""
-        self.bars.update(self.tasks[name], completed=server_round,
-                         **({"status": status} if status else {}))
+        if accuracy is None:
+            self.bars.update(self.tasks[name], completed=server_round)
+        else:
+            self.bars.update(self.tasks[name], completed=server_round,
+                             status=f"test acc {accuracy:.3f}")
 
-    def method_finished(self, result) -> None:
+    def method_finished(self, result: MethodResult) -> None:
         self.bars.update(self.tasks[result.name], status=result.status.lower())
 
 
@@ -120,6 +131,7 @@ def run(
 ) -> None:
     """Run a scenario (every sweep combination × seed × method) as Flower simulations,
     recorded in MLflow. A re-run skips the runs it already finished."""
+    from decentral_bench.flower.simulation import FlowerEngine
     from decentral_bench.runner import run_scenario
     from decentral_bench.sweep import expand
     from decentral_bench.tracking import ui_command
@@ -138,9 +150,10 @@ def run(
                TextColumn("rounds"), TimeElapsedColumn(), TextColumn("{task.fields[status]}"))
     try:
         with ProgressBars(*columns, console=console) as bars:
-            result = run_scenario(parsed, source=None if settings else scenario,
+            result = run_scenario(parsed, FlowerEngine(verbose),
+                                  source=None if settings else scenario,
                                   tracking_uri=tracking_uri, progress=RichProgress(bars),
-                                  verbose=verbose, fresh=fresh)
+                                  fresh=fresh)
     except KeyboardInterrupt:
         errors.print("interrupted: the running child and the parent run are marked KILLED")
         raise typer.Exit(130) from None
@@ -169,19 +182,21 @@ def report(
         help="Report rounds to reach this mean test accuracy.")] = None,
 ) -> None:
     """Print a scenario run's comparison table from the MLflow store (no re-run)."""
-    from mlflow.tracking import MlflowClient
-
     from decentral_bench.report import (
         as_csv,
         group_records,
         latest_per_configuration,
-        load_records,
         summary_rows,
     )
-    from decentral_bench.tracking import DEFAULT_TRACKING_URI, find_parent_run
+    from decentral_bench.tracking import (
+        DEFAULT_TRACKING_URI,
+        find_parent_run,
+        load_records,
+        open_store,
+    )
 
     client_uri = tracking_uri or DEFAULT_TRACKING_URI
-    client = MlflowClient(tracking_uri=client_uri)
+    client = open_store(client_uri)
     parent = find_parent_run(client, target)
     if parent is None or parent.data.tags.get("kind") != "scenario":
         errors.print(f"[bold red]error[/]: no experiment or scenario (parent) run "

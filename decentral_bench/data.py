@@ -260,7 +260,7 @@ def partition_indices(config: DatasetConfig, seed: int, agents: int) -> tuple[np
     if agents == 1:
         return (np.arange(len(labels)),)
     if config.partition.kind == "shards":
-        return _class_shards(labels, agents, config.partition.classes_per_agent, seed)
+        return _class_shards(labels, agents, config.partition.classes_per_agent or 1, seed)
     order = np.random.default_rng([seed, 1]).permutation(len(labels))
     table = HuggingFaceDataset.from_dict({"label": labels[order], "index": order})
     partitioner = _partitioner(config, seed, agents, len(labels))

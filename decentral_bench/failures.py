@@ -17,7 +17,14 @@ import networkx as nx
 import numpy as np
 
 from decentral_bench.scenario import FailuresConfig, TopologyConfig
-from decentral_bench.topology import Topology, max_degree_weights, metropolis_weights
+from decentral_bench.topology import (
+    Topology,
+    lazy,
+    max_degree_weights,
+    metropolis_weights,
+    second_eigenvalue,
+    spectrum,
+)
 
 
 @dataclass(frozen=True)
@@ -31,8 +38,7 @@ class RoundNetwork:
     @cached_property
     def lambda2(self) -> float:
         """λ2 of Π_k (1 when the alive graph is disconnected)."""
-        values = np.sort(np.linalg.eigvalsh(self.mixing_matrix))[::-1]
-        return float(values[1]) if len(values) > 1 else 0.0
+        return second_eigenvalue(spectrum(self.mixing_matrix))
 
     def metrics(self) -> dict[str, float]:
         alive_graph = self.graph.subgraph(self.alive)
@@ -48,9 +54,7 @@ def recomputed_mixing(config: TopologyConfig, graph: nx.Graph) -> np.ndarray:
     """Π_k on a (possibly disconnected) alive graph; isolated agents keep their own point."""
     matrix = max_degree_weights(graph) if config.mixing == "max_degree" \
         else metropolis_weights(graph)
-    if config.lazy:
-        matrix = (np.eye(len(matrix)) + matrix) / 2.0
-    return matrix
+    return lazy(matrix) if config.lazy else matrix
 
 
 class FailureSchedule:

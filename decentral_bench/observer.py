@@ -1,32 +1,27 @@
-"""Turns what the network tap saw in a round into that round's metrics.
+"""Turns each engine's `RoundReport` into that round's metrics.
 
-The observer sees every agent's published parameters and reported metrics,
-the way an omniscient monitor of a real deployment would. Nothing it
-computes flows back into training.
+The observer sees every agent's published point and reported figures, the way
+an omniscient monitor of a real deployment would. Nothing it computes flows
+back into training (consensus control, which is defined by reading Ξ², reads
+it through its own controller; see DESIGN.md, decision 5).
 """
 
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable, Sequence
 
-import numpy as np
+import torch
 
-from decentral_bench.arrays import from_record
-from decentral_bench.data import load_dataset, partition_indices
+from decentral_bench.engine import EventSink, RoundReport
 from decentral_bench.metrics import agent_statistics, average_parameters, consensus_distance
-from decentral_bench.models import build_model
-from decentral_bench.network_tap import Traffic
 from decentral_bench.plan import MethodPlan
-from decentral_bench.training import evaluate, from_numpy, select_device
-from strategies.gossip_router import METRICS_KEY, PUBLISHED_KEY
+from decentral_bench.training import evaluate, select_device
 
 AGENT_METRICS = ("train_loss", "train_accuracy", "test_loss", "test_accuracy", "minibatch_loss",
                  "client_time_s")
 
 RoundSink = Callable[[int, dict[str, float]], None]
-EventSink = Callable[[int, str], None]
 
 
 class Diverged(RuntimeError):
@@ -34,36 +29,27 @@ class Diverged(RuntimeError):
 
 
 class AverageModelEvaluator:
-    """Test loss and accuracy of a parameter set on the scenario's held-out split (server side)."""
+    """Test loss and accuracy of a parameter set on the scenario's held-out split."""
 
     def __init__(self, plan: MethodPlan) -> None:
-        dataset = load_dataset(plan.scenario.dataset, plan.seed)
+        dataset = plan.dataset
         self.device = select_device(plan.scenario.resources.device)
-        self.model = build_model(plan.scenario.model, dataset.input_shape, dataset.num_classes,
-                                 plan.seed).to(self.device)
+        self.model = plan.build_model().to(self.device)
         self.features = dataset.test_x.to(self.device)
         self.labels = dataset.test_y.to(self.device)
 
-    def __call__(self, arrays: Sequence[np.ndarray]) -> tuple[float, float]:
-        return evaluate(self.model, from_numpy(list(arrays), self.device),
+    def __call__(self, parameters: Sequence[torch.Tensor]) -> tuple[float, float]:
+        return evaluate(self.model, [p.to(self.device) for p in parameters],
                         self.features, self.labels)
 
 
-def epochs_per_round(plan: MethodPlan) -> float:
-    """Passes over its own data an average agent makes per round."""
-    if not plan.is_gossip:
-        return float(plan.local_epochs)
-    parts = partition_indices(plan.scenario.dataset, plan.seed, plan.agents)
-    mean_size = sum(len(part) for part in parts) / len(parts)
-    return plan.local_steps * min(plan.batch_size, mean_size) / mean_size
-
-
 class RoundObserver:
-    """Computes per-round metrics from the tap and hands them to `sink`.
+    """Computes per-round metrics from the engine's reports and hands them to `sink`.
 
     Metrics: mean/std/min/max over agents of their reported losses and
     accuracies; test loss/accuracy of the average model x̄; consensus
-    distance Ξ² of the published parameters; bytes moved; round wall time.
+    distance Ξ² of the published points; bytes moved; round wall time; the
+    round's network when failures change it.
     """
 
     def __init__(self, plan: MethodPlan, sink: RoundSink,
@@ -71,65 +57,47 @@ class RoundObserver:
         self.plan = plan
         self.sink = sink
         self.on_event = on_event
-        self.agent_of_node: dict[int, int] = {}
         self.evaluate_average = AverageModelEvaluator(plan)
-        self.round_started = time.perf_counter()
         self.bytes_total = 0
         self.previous_lambda2: float | None = None
-        self.epochs_per_round = epochs_per_round(plan)
 
     def event(self, server_round: int, text: str) -> None:
         """Something worth a line in the run's event log (a failure, a stop)."""
         if self.on_event is not None:
             self.on_event(server_round, text)
 
-    def start(self) -> None:
-        """Mark the start of the first round."""
-        self.round_started = time.perf_counter()
-
-    def observe(self, server_round: int, traffic: Traffic,
-                average: Sequence[np.ndarray] | None = None,
-                extra: dict[str, float] | None = None) -> dict[str, float]:
-        """Measure a finished round. `average` is x̄ when the strategy already holds it;
-        `extra` are the strategy's own figures of the round (alive agents, ...)."""
-        round_time = time.perf_counter() - self.round_started
-        failed = [reply for reply in traffic.replies if reply.has_error()]
-        for reply in failed:
-            agent = self.agent_of_node.get(reply.metadata.src_node_id, "?")
-            self.event(server_round, f"agent {agent} failed: {reply.error.reason}")
-        replies = [reply for reply in traffic.replies
-                   if not reply.has_error() and PUBLISHED_KEY in reply.content]
-        reports = [dict(reply.content[METRICS_KEY]) for reply in replies]
-        published = [from_record(reply.content[PUBLISHED_KEY], writable=False)
-                     for reply in replies]
-        self.bytes_total += traffic.bytes_moved
+    def observe(self, report: RoundReport) -> None:
+        """Measure a finished round and hand its metrics to the sink."""
+        server_round = report.server_round
+        for agent, reason in sorted(report.failed.items()):
+            self.event(server_round, f"agent {agent} failed: {reason}")
+        self.bytes_total += report.bytes_moved
         metrics: dict[str, float] = {
-            "round_time_s": round_time,
+            "round_time_s": report.wall_time_s,
             "lr": self.plan.lr_at(server_round),
-            "epochs": server_round * self.epochs_per_round,
-            "bytes_moved": float(traffic.bytes_moved),
+            "epochs": server_round * self.plan.epochs_per_round,
+            "bytes_moved": float(report.bytes_moved),
             "bytes_moved_total": float(self.bytes_total),
-            "agents_reporting": float(len(replies)),
-            "agents_failed": float(len(failed)),
+            "agents_reporting": float(len(report.agents)),
+            "agents_failed": float(len(report.failed)),
         }
-        for key, value in (extra or {}).items():
+        for key, value in report.network.items():
             if key == "round_lambda2":  # logged when the round's Π changes
                 if value != self.previous_lambda2:
                     metrics[key] = value
                     self.previous_lambda2 = value
             else:
                 metrics[key] = value
-        metrics.update(agent_statistics(reports, AGENT_METRICS))
-        if published:
-            metrics["consensus_distance"] = consensus_distance(published)
+        metrics.update(agent_statistics(list(report.agent_metrics.values()), AGENT_METRICS))
+        if report.points:
+            metrics["consensus_distance"] = consensus_distance(report.points)
             if self.plan.evaluates(server_round):
-                mean_model = average if average is not None else average_parameters(published)
+                mean_model = report.average if report.average is not None \
+                    else average_parameters(report.points)
                 loss, accuracy = self.evaluate_average(mean_model)
                 metrics["average_model_test_loss"] = loss
                 metrics["average_model_test_accuracy"] = accuracy
         self.sink(server_round, metrics)
-        loss = metrics.get("minibatch_loss_mean")
-        if loss is not None and not math.isfinite(loss):
+        minibatch_loss = metrics.get("minibatch_loss_mean")
+        if minibatch_loss is not None and not math.isfinite(minibatch_loss):
             raise Diverged(f"diverged at round {server_round}")
-        self.round_started = time.perf_counter()
-        return metrics

@@ -1,23 +1,31 @@
 """The effective settings of one method of a scenario, as every layer sees them.
 
-The ServerApp, the ClientApp and the plain-PyTorch reference all derive the
-agents, the graph and the step sizes from a `MethodPlan`, so they cannot
-disagree about what a method runs.
+Both engines, the ClientApp, the observer and the plain-PyTorch reference
+derive the agents, the graph, the step sizes, the failures and the starting
+point x_0 from a `MethodPlan`, so they cannot disagree about what a method runs.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Any
 
-from decentral_bench.scenario import GOSSIP_ALGORITHMS, MethodConfig, Scenario
-from decentral_bench.topology import Topology, build_topology
-from strategies.centralized_sgd import centralized_topology
+import numpy as np
+from torch import nn
+
+from decentral_bench.data import Dataset, load_dataset, partition_indices
+from decentral_bench.failures import FailureSchedule
+from decentral_bench.models import build_model
+from decentral_bench.scenario import FailuresConfig, MethodConfig, Scenario
+from decentral_bench.topology import Topology, build_topology, single_agent
+from strategies.gossip import UpdateRule
+from strategies.registry import Method, method
 
 
 @dataclass(frozen=True)
 class MethodPlan:
-    """One method of a scenario with the scenario's defaults filled in."""
+    """One method of a scenario with the scenario's and the registry's defaults filled in."""
 
     scenario: Scenario
     method: MethodConfig
@@ -27,24 +35,46 @@ class MethodPlan:
         return cls(scenario=scenario, method=scenario.method(method_name))
 
     @property
+    def definition(self) -> Method:
+        """The registry entry of the method's algorithm."""
+        return method(self.method.algorithm)
+
+    @property
     def algorithm(self) -> str:
         return self.method.algorithm
 
     @property
     def is_gossip(self) -> bool:
         """Routed by the gossip router (CDSGD family, centralized SGD) rather than FedAvg."""
-        return self.method.algorithm in GOSSIP_ALGORITHMS
+        return self.definition.is_gossip
 
     @property
     def agents(self) -> int:
-        """Number of Flower nodes: one for centralized SGD, the graph's size otherwise."""
-        return 1 if self.algorithm == "centralized_sgd" else self.scenario.topology.agents
+        """Number of agents (Flower nodes): one for a single-agent method (centralized
+        SGD), the graph's size otherwise."""
+        return 1 if self.definition.single_agent else self.scenario.topology.agents
 
     @cached_property
     def topology(self) -> Topology:
-        if self.algorithm == "centralized_sgd":
-            return centralized_topology()
+        if self.definition.single_agent:
+            return single_agent()
         return build_topology(self.scenario.topology, self.seed)
+
+    def option(self, key: str) -> Any:
+        """A method-only key (momentum, variant, fraction, ...): its value, else the
+        registry's default."""
+        value = getattr(self.method, key)
+        return value if value is not None else self.definition.options[key]
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """Every method-only key of the algorithm, resolved."""
+        return {key: self.option(key) for key in self.definition.options}
+
+    @cached_property
+    def update_rule(self) -> UpdateRule:
+        """The gossip update rule (CDSGD, Polyak or Nesterov CDMSGD)."""
+        return self.definition.update_rule(self.options)
 
     @property
     def rounds(self) -> int:
@@ -71,30 +101,16 @@ class MethodPlan:
 
     @property
     def local_epochs(self) -> int:
-        return self.method.local_epochs if self.method.local_epochs is not None else 1
+        return int(self.option("local_epochs"))
 
     @property
     def fraction(self) -> float:
-        return self.method.fraction if self.method.fraction is not None else 1.0
-
-    @property
-    def update_rule(self) -> str:
-        """The consensus update of a gossip method: cdsgd, polyak or nesterov."""
-        if self.algorithm == "cdmsgd":
-            return self.method.variant or "nesterov"
-        return "cdsgd"
-
-    @property
-    def momentum(self) -> float:
-        """μ of CDMSGD (0.9 unless set), 0 for the other methods."""
-        if self.algorithm != "cdmsgd":
-            return 0.0
-        return self.method.momentum if self.method.momentum is not None else 0.9
+        return float(self.option("fraction"))
 
     def lr_at(self, server_round: int) -> float:
         """α_k for round k = server_round − 1: α_0, or α_0 / (k + 1)^ε when diminishing."""
         training = self.scenario.training
-        if training.lr_schedule == "diminishing":
+        if training.lr_schedule == "diminishing" and training.epsilon is not None:
             return self.lr / server_round ** training.epsilon
         return self.lr
 
@@ -106,3 +122,42 @@ class MethodPlan:
         """Whether test accuracy is measured after `server_round` (always after the last)."""
         every = self.scenario.training.eval_every
         return server_round % every == 0 or server_round == self.rounds
+
+    # ------------------------------------------------------------ data, model, x_0
+
+    @property
+    def dataset(self) -> Dataset:
+        return load_dataset(self.scenario.dataset, self.seed)
+
+    @property
+    def partitions(self) -> tuple[np.ndarray, ...]:
+        """Each agent's indices into the training split."""
+        return partition_indices(self.scenario.dataset, self.seed, self.agents)
+
+    def build_model(self) -> nn.Module:
+        """The scenario's network, initialised from the seed: its parameters are x_0."""
+        dataset = self.dataset
+        return build_model(self.scenario.model, dataset.input_shape, dataset.num_classes,
+                           self.seed)
+
+    @cached_property
+    def initial_parameters(self) -> list[np.ndarray]:
+        """x_0, the same for every agent (and FedAvg's first global model)."""
+        return [p.detach().cpu().numpy() for p in self.build_model().parameters()]
+
+    @cached_property
+    def epochs_per_round(self) -> float:
+        """Passes over its own data an average agent makes per round."""
+        if not self.is_gossip:
+            return float(self.local_epochs)
+        mean_size = sum(len(part) for part in self.partitions) / self.agents
+        return self.local_steps * min(self.batch_size, mean_size) / mean_size
+
+    # ------------------------------------------------------------ failures
+
+    @cached_property
+    def failure_schedule(self) -> FailureSchedule:
+        """The scenario's failures on the graph this method runs on (none for a
+        single-agent method, whose one worker stands for the whole data set)."""
+        failures = FailuresConfig() if self.definition.single_agent else self.scenario.failures
+        return FailureSchedule(failures, self.scenario.topology, self.topology, self.seed)

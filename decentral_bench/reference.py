@@ -8,9 +8,11 @@ gradients taken at P_k:
     Polyak    X_{k+1} = Π X_k − α_k G(X_k) + μ (X_k − X_{k−1})
     Nesterov  X_{k+1} = Π P_k − α_k G(P_k)
 
-with the same x_0, minibatches and step sizes as the Flower simulation. It
-checks the simulation (both must end with the same parameters) and is the
-baseline the benchmark measures the framework's overhead against.
+with the same x_0, minibatches and step sizes as the Flower simulation. Under
+failures Π becomes the round's Π_k, and the rows of the agents that are down in
+round k keep X_k (and X_{k−1}) unchanged. It checks both engines (all must end
+with the same parameters) and is the baseline the benchmark measures the
+framework's overhead against.
 """
 
 from __future__ import annotations
@@ -21,27 +23,27 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from decentral_bench.client_app import agent_setup
+from decentral_bench.agent import AgentSetup
 from decentral_bench.plan import MethodPlan
 from decentral_bench.training import from_numpy, gradient, to_numpy
 
 
-def reference_gossip(plan: MethodPlan, initial: list[np.ndarray],
-                     on_round: Callable[[float], None] | None = None,
+def reference_gossip(plan: MethodPlan, on_round: Callable[[float], None] | None = None,
                      ) -> dict[int, list[np.ndarray]]:
-    """Every agent's published point after `plan.rounds` rounds, in matrix form.
+    """Every agent's published point after `plan.rounds` rounds, in matrix form, from x_0.
 
     `on_round` receives each round's wall time in seconds.
     """
     if not plan.is_gossip:
         raise ValueError(f"the matrix-form reference covers gossip methods, not {plan.algorithm}")
-    scenario_json = plan.scenario.to_json()
-    setups = [agent_setup(scenario_json, plan.method.name, agent) for agent in range(plan.agents)]
+    setups = [AgentSetup.build(plan, agent) for agent in range(plan.agents)]
     device = setups[0].device
-    rule, momentum = plan.update_rule, plan.momentum
-    mixing = torch.as_tensor(plan.topology.mixing_matrix, dtype=torch.float32, device=device)
+    rule, momentum = plan.update_rule.name, float(plan.options.get("momentum", 0.0))
+    schedule = plan.failure_schedule
+    static = torch.as_tensor(plan.topology.mixing_matrix, dtype=torch.float32, device=device)
     identity = torch.eye(plan.agents, device=device)
-    current = [torch.stack([tensor] * plan.agents) for tensor in from_numpy(initial, device)]
+    current = [torch.stack([tensor] * plan.agents)
+               for tensor in from_numpy(plan.initial_parameters, device)]
     previous = current
 
     def points() -> list[torch.Tensor]:
@@ -54,6 +56,12 @@ def reference_gossip(plan: MethodPlan, initial: list[np.ndarray],
         round_started = time.perf_counter()
         lr = plan.lr_at(server_round)
         first_step = (server_round - 1) * plan.local_steps
+        mixing, down = static, torch.zeros(plan.agents, dtype=torch.bool, device=device)
+        if schedule.changes_network:
+            network = schedule.network(server_round)
+            mixing = torch.as_tensor(network.mixing_matrix, dtype=torch.float32, device=device)
+            down[[agent for agent in range(plan.agents) if agent not in network.alive]] = True
+        start = current, previous
         for step in range(first_step, first_step + plan.local_steps):
             published = points()
             per_agent = [gradient(setup.model, [layer[agent] for layer in published],
@@ -68,7 +76,17 @@ def reference_gossip(plan: MethodPlan, initial: list[np.ndarray],
                 updated = [u + momentum * (x - x_prev)
                            for u, x, x_prev in zip(updated, current, previous, strict=True)]
             current, previous = updated, current
+        if bool(down.any()):  # agents that are down neither step nor publish
+            current, previous = _keep_rows(down, current, start[0]), \
+                _keep_rows(down, previous, start[1])
         if on_round is not None:
             on_round(time.perf_counter() - round_started)
     final = points()
     return {agent: to_numpy([layer[agent] for layer in final]) for agent in range(plan.agents)}
+
+
+def _keep_rows(down: torch.Tensor, new: list[torch.Tensor],
+               old: list[torch.Tensor]) -> list[torch.Tensor]:
+    """`new` with the rows of the agents in `down` taken from `old`."""
+    return [torch.where(down.view(-1, *[1] * (n.dim() - 1)), o, n)
+            for n, o in zip(new, old, strict=True)]

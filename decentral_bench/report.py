@@ -1,11 +1,11 @@
-"""Comparison reports, read back from the MLflow store.
+"""Comparison reports over the child runs read back from the MLflow store.
 
 A report groups a parent run's finished children by method and swept
 values, averages each group over its seeds, and tabulates: final and best
 mean test accuracy, rounds to a target accuracy, generalization gap
 (train − test accuracy), final Ξ², bytes moved and wall time. The run
-command and `decentral-bench report` both build it from the store, so what
-is printed is what is logged.
+command and `decentral-bench report` both build it from the store
+(`tracking.load_records`), so what is printed is what is logged.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-from mlflow.tracking import MlflowClient
 
 CURVES = ("test_accuracy_mean", "train_accuracy_mean", "consensus_distance", "test_accuracy_std",
           "bytes_moved_total", "minibatch_loss_mean")
@@ -34,7 +33,6 @@ class RunRecord:
     method: str
     seed: int
     status: str
-    error: str
     curves: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
     wall_time_s: float = math.nan
 
@@ -62,28 +60,6 @@ class Group:
         rounds = sorted(set.intersection(*(set(s) for s in series)))
         values = np.array([[s[k] for k in rounds] for s in series])
         return np.array(rounds), values.mean(axis=0), values.std(axis=0)
-
-
-def load_records(client: MlflowClient, parent_id: str) -> list[RunRecord]:
-    """The children of a parent run with their metric histories, oldest first."""
-    parent = client.get_run(parent_id)
-    children = client.search_runs([parent.info.experiment_id],
-                                  filter_string=f"tags.mlflow.parentRunId = '{parent_id}'",
-                                  order_by=["attributes.start_time ASC"], max_results=10_000)
-    records = []
-    for child in children:
-        tags = child.data.tags
-        record = RunRecord(run_id=child.info.run_id, config_hash=tags.get("config_hash", ""),
-                           label=tags.get("label", tags.get("method", "?")),
-                           method=tags.get("method", "?"), seed=int(tags.get("seed", 0)),
-                           status=child.info.status, error=tags.get("error", ""),
-                           wall_time_s=child.data.metrics.get("wall_time_s", math.nan))
-        for key in CURVES:
-            if key in child.data.metrics:
-                history = client.get_metric_history(child.info.run_id, key)
-                record.curves[key] = sorted((point.step, point.value) for point in history)
-        records.append(record)
-    return records
 
 
 def latest_per_configuration(records: Sequence[RunRecord]) -> list[RunRecord]:
@@ -117,7 +93,7 @@ def _format(value: float, digits: int = 4) -> str:
 def summary_rows(records: Sequence[RunRecord], target_accuracy: float | None = None,
                  ) -> list[tuple[str, ...]]:
     """One row per group; accuracies are means over seeds (± std when several)."""
-    rows = []
+    rows: list[tuple[str, ...]] = []
     for group in group_records(records):
         finished = group.finished
         statuses = sorted({r.status for r in group.records})

@@ -10,22 +10,38 @@ overwritten or duplicated (`fresh=True` starts a new parent).
 
 from __future__ import annotations
 
+import json
 import time
 import traceback
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
 import yaml
+from matplotlib import pyplot
 
-from decentral_bench.observer import EventSink, RoundSink
+from decentral_bench.data import label_histogram
+from decentral_bench.engine import Engine
+from decentral_bench.models import parameter_count
+from decentral_bench.observer import Diverged, RoundObserver
 from decentral_bench.plan import MethodPlan
+from decentral_bench.plots import (
+    failure_markers,
+    graph_figure,
+    label_histogram_figure,
+    report_figures,
+)
+from decentral_bench.report import (
+    as_csv,
+    as_markdown,
+    as_table_data,
+    group_records,
+    latest_per_configuration,
+    summary_rows,
+)
 from decentral_bench.scenario import Scenario
 from decentral_bench.sweep import RunSpec, expand, scenario_hash
-from decentral_bench.tracking import Tracker, flatten
-
-Execute = Callable[[RoundSink, EventSink], object]
+from decentral_bench.tracking import Tracker, flatten, load_records
 
 
 @dataclass
@@ -76,8 +92,8 @@ def method_params(plan: MethodPlan) -> dict[str, str]:
     training = plan.scenario.training
     params.update({
         "algorithm": plan.algorithm,
-        "variant": plan.update_rule if plan.algorithm == "cdmsgd" else "",
-        "momentum": str(plan.momentum),
+        "variant": plan.update_rule.name if plan.is_gossip else "",
+        "momentum": str(plan.options.get("momentum", 0.0)),
         "lr_schedule": training.lr_schedule,
         "epsilon": "" if training.epsilon is None else str(training.epsilon),
         "effective.lr": str(plan.lr),
@@ -96,21 +112,14 @@ def method_params(plan: MethodPlan) -> dict[str, str]:
 
 def log_data_and_model(tracker: Tracker, run_id: str, plan: MethodPlan) -> None:
     """Samples per agent (params, CSV), the label histogram (PNG) and the model's size."""
-    from decentral_bench.data import label_histogram, load_dataset
-    from decentral_bench.models import build_model, parameter_count
-    from decentral_bench.plots import label_histogram_figure
-
-    config = plan.scenario.dataset
-    histogram = label_histogram(config, plan.seed, plan.agents)
+    histogram = label_histogram(plan.scenario.dataset, plan.seed, plan.agents)
     samples = histogram.sum(axis=1)
-    dataset = load_dataset(config, plan.seed)
-    model = build_model(plan.scenario.model, dataset.input_shape, dataset.num_classes, plan.seed)
     tracker.log_params(run_id, {
         "data.samples_min": int(samples.min()),
         "data.samples_max": int(samples.max()),
         "data.train_samples": int(samples.sum()),
-        "data.test_samples": len(dataset.test_y),
-        "model.parameters": parameter_count(model),
+        "data.test_samples": len(plan.dataset.test_y),
+        "model.parameters": parameter_count(plan.build_model()),
     })
     rows = ["agent,samples," + ",".join(f"class_{c}" for c in range(histogram.shape[1]))]
     rows += [f"{j},{samples[j]}," + ",".join(str(v) for v in row)
@@ -119,10 +128,10 @@ def log_data_and_model(tracker: Tracker, run_id: str, plan: MethodPlan) -> None:
     tracker.log_figure(run_id, label_histogram_figure(histogram), "data/label_histogram.png")
 
 
-def record_method(plan: MethodPlan, execute: Execute, tracker: Tracker | None = None,
+def record_method(plan: MethodPlan, engine: Engine, tracker: Tracker | None = None,
                   parent_id: str | None = None, progress: Progress | None = None,
                   spec: RunSpec | None = None) -> MethodResult:
-    """Run one method through `execute` and record it as an MLflow (child) run."""
+    """Run one method on `engine` and record it as an MLflow (child) run."""
     if tracker is None:
         tracking = plan.scenario.tracking
         tracker = Tracker(tracking.uri, tracking.experiment or plan.scenario.name)
@@ -151,13 +160,12 @@ def record_method(plan: MethodPlan, execute: Execute, tracker: Tracker | None = 
         tracker.log_params(run_id, method_params(plan))
         log_data_and_model(tracker, run_id, plan)
         if plan.is_gossip:
-            from decentral_bench.plots import graph_figure
-
             tracker.set_tags(run_id, {"lambda2": f"{plan.topology.lambda2:.6g}"})
             tracker.log_matrix(run_id, plan.topology.mixing_matrix, "mixing_matrix")
             tracker.log_figure(run_id, graph_figure(plan.topology), "topology/graph.png")
         log_failure_schedule(tracker, run_id, plan)
-        execute(sink, on_event)
+        observer = RoundObserver(plan, sink, on_event)
+        engine.run(plan, observer.observe, on_event)
         result.status = "FINISHED"
     except KeyboardInterrupt:
         result.status, result.error, interrupted = "KILLED", "interrupted by the user", True
@@ -185,10 +193,6 @@ def record_method(plan: MethodPlan, execute: Execute, tracker: Tracker | None = 
 def log_failure_schedule(tracker: Tracker, run_id: str, plan: MethodPlan) -> None:
     """The failures of the scenario as params, what they mean for this method, and the
     round-by-round schedule as `failures/schedule.json`."""
-    import json
-
-    from decentral_bench.server_app import failure_schedule
-
     failures = plan.scenario.failures
     params: dict[str, str] = {}
     if failures.server is not None:
@@ -196,19 +200,17 @@ def log_failure_schedule(tracker: Tracker, run_id: str, plan: MethodPlan) -> Non
             f"after round {failures.server.round}, {failures.server.mode}"
     if failures.links is not None and not plan.is_gossip:
         params["link_failures"] = "not applicable"
-    if failures.agents and plan.algorithm == "centralized_sgd":
+    if failures.agents and plan.definition.single_agent:
         params["agent_failures"] = "not applicable"
     if params:
         tracker.log_params(run_id, params)
-    if failures != type(failures)() and plan.algorithm != "centralized_sgd":
-        schedule = failure_schedule(plan).describe(plan.rounds)
+    if failures != type(failures)() and not plan.definition.single_agent:
+        schedule = plan.failure_schedule.describe(plan.rounds)
         tracker.log_text(run_id, json.dumps(schedule, indent=2), "failures/schedule.json")
 
 
 def _reason(error: BaseException) -> str:
     """The innermost cause of an error, which is the one a user can act on."""
-    from decentral_bench.observer import Diverged
-
     while error.__cause__ is not None:
         error = error.__cause__
     if isinstance(error, Diverged):
@@ -223,42 +225,22 @@ def _parent_run(tracker: Tracker, scenario: Scenario, digest: str, fresh: bool,
     Unless `fresh`, that is the latest parent of a scenario of the same name in the
     experiment, so that widening a sweep or adding seeds runs only what is new.
     """
-    if not fresh:
-        previous = tracker.client.search_runs(
-            [tracker.experiment_id],
-            filter_string=f"tags.scenario = '{scenario.name}' and tags.kind = 'scenario'",
-            order_by=["attributes.start_time DESC"], max_results=1)
-        if previous:
-            parent_id = previous[0].info.run_id
-            finished = tracker.client.search_runs(
-                [tracker.experiment_id],
-                filter_string=f"tags.mlflow.parentRunId = '{parent_id}' "
-                              "and attributes.status = 'FINISHED'", max_results=10_000)
-            tracker.client.update_run(parent_id, status="RUNNING")
-            tracker.set_tags(parent_id, {"scenario_hash": digest})
-            return parent_id, {run.data.tags.get("config_hash", "") for run in finished}
+    previous = None if fresh else tracker.latest_parent(scenario.name)
+    if previous is not None:
+        tracker.reopen(previous)
+        tracker.set_tags(previous, {"scenario_hash": digest})
+        return previous, tracker.finished_hashes(previous)
     parent_id = tracker.start_run(f"{scenario.name} {time.strftime('%Y-%m-%d %H:%M:%S')}",
                                   tags={"scenario": scenario.name, "kind": "scenario",
                                         "scenario_hash": digest})
     return parent_id, set()
 
 
-def run_scenario(scenario: Scenario, source: Path | None = None, tracking_uri: str | None = None,
-                 progress: Progress | None = None, verbose: bool = False,
-                 execute: Callable[[MethodPlan], Execute] | None = None,
+def run_scenario(scenario: Scenario, engine: Engine, source: Path | None = None,
+                 tracking_uri: str | None = None, progress: Progress | None = None,
                  fresh: bool = False) -> ScenarioResult:
-    """Run every child of `scenario` as a Flower simulation, recorded in MLflow, and log
-    the comparison report on the parent run.
-
-    `execute` chooses how a run executes; by default, Flower's Simulation Engine.
-    """
-    from decentral_bench.simulation import simulate
-
-    if execute is None:
-        def execute(plan: MethodPlan) -> Execute:
-            return lambda sink, on_event: simulate(plan, sink, verbose=verbose,
-                                                   on_event=on_event)
-
+    """Run every child of `scenario` on `engine`, recorded in MLflow, and log the
+    comparison report on the parent run."""
     specs = expand(scenario, str(source or scenario.name))
     tracker = Tracker(tracking_uri or scenario.tracking.uri,
                       scenario.tracking.experiment or scenario.name)
@@ -275,8 +257,7 @@ def run_scenario(scenario: Scenario, source: Path | None = None, tracking_uri: s
                 result.skipped += 1
                 continue
             plan = MethodPlan.of(spec.scenario, spec.method)
-            result.runs.append(record_method(plan, execute(plan), tracker, parent_id, progress,
-                                             spec))
+            result.runs.append(record_method(plan, engine, tracker, parent_id, progress, spec))
         result.summary = log_report(tracker, parent_id, scenario)
     except KeyboardInterrupt:
         tracker.kill(parent_id)
@@ -295,26 +276,13 @@ def run_scenario(scenario: Scenario, source: Path | None = None, tracking_uri: s
 def log_report(tracker: Tracker, parent_id: str, scenario: Scenario) -> list[tuple[str, ...]]:
     """Read the parent's children back from the store and log the comparison report:
     figures, the summary as an MLflow table, CSV and Markdown."""
-    from matplotlib import pyplot
-
-    from decentral_bench.plots import failure_markers, report_figures
-    from decentral_bench.report import (
-        as_csv,
-        as_markdown,
-        as_table_data,
-        group_records,
-        latest_per_configuration,
-        load_records,
-        summary_rows,
-    )
-
     records = latest_per_configuration(load_records(tracker.client, parent_id))
     rows = summary_rows(records, scenario.report.target_accuracy)
     for name, figure in report_figures(group_records(records),
                                        failure_markers(scenario.failures)).items():
         tracker.log_figure(parent_id, figure, f"plots/{name}")
         pyplot.close(figure)
-    tracker.client.log_table(parent_id, as_table_data(rows), "summary.json")
+    tracker.log_table(parent_id, as_table_data(rows), "summary.json")
     tracker.log_text(parent_id, as_csv(rows), "summary.csv")
     tracker.log_text(parent_id, as_markdown(rows), "summary.md")
     return rows

@@ -10,24 +10,54 @@ step-size bound.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import TypeVar
 
 import networkx as nx
 import numpy as np
 
 from decentral_bench.scenario import TopologyConfig
 
+T = TypeVar("T")
+
 # Tolerances of the Assumption-2 checks.
 ENTRY_TOLERANCE = 1e-9       # |π_jl − π_lj|, |Σ_l π_jl − 1|, entries off the support
 EIGEN_TOLERANCE = 1e-9       # λ2 < 1 − tol, λN > −1 + tol, λ1 ≤ 1 + tol
 TARGET_TOLERANCE = 0.05      # |λ2 achieved − target_lambda2| for a reachable target
 MAX_CONNECT_ATTEMPTS = 200   # random draws before a family is declared hopeless
+SNAP_TOLERANCE = 1e-12       # eigenvalues this close to an integer are reported as it
 
 
 class TopologyError(ValueError):
     """A graph or mixing matrix that the paper's assumptions rule out."""
+
+
+def neighbourhood(matrix: np.ndarray, agent: int) -> list[int]:
+    """Nb(j) as the paper defines it: the agents l with π_jl ≠ 0, and j itself (even where
+    π_jj = 0: j takes its gradient at its own point)."""
+    return sorted({agent, *(int(other) for other in np.flatnonzero(matrix[agent]))})
+
+
+def lazy(matrix: np.ndarray) -> np.ndarray:
+    """The lazy mixing matrix (I + Π) / 2: same graph, eigenvalues moved into [0, 1]."""
+    return (np.eye(len(matrix)) + matrix) / 2.0
+
+
+def spectrum(matrix: np.ndarray) -> np.ndarray:
+    """Eigenvalues of a symmetric Π in decreasing order; those within `SNAP_TOLERANCE` of
+    an integer (λ1 = 1, the complete graph's λ2 = 0) are set to it, so that rounding
+    noise such as −3.7e−17 does not reach a report."""
+    values = np.sort(np.linalg.eigvalsh(matrix))[::-1]
+    nearest = np.round(values)
+    return np.where(np.abs(values - nearest) <= SNAP_TOLERANCE, nearest, values) + 0.0
+
+
+def second_eigenvalue(values: np.ndarray) -> float:
+    """λ2 of a spectrum in decreasing order (0 for a single agent)."""
+    return float(values[1]) if len(values) > 1 else 0.0
 
 
 @dataclass(frozen=True)
@@ -42,20 +72,15 @@ class Topology:
     def agents(self) -> int:
         return self.graph.number_of_nodes()
 
-    def neighbours(self, agent: int) -> list[int]:
-        """Nb(j): the agents whose weight in row j is non-zero, j itself included."""
-        return [int(other) for other in np.flatnonzero(self.mixing_matrix[agent])]
-
     @cached_property
     def eigenvalues(self) -> np.ndarray:
         """Eigenvalues of Π in decreasing order, λ1 = 1 ≥ λ2 ≥ ... ≥ λN."""
-        return np.sort(np.linalg.eigvalsh(self.mixing_matrix))[::-1]
+        return spectrum(self.mixing_matrix)
 
     @property
     def lambda2(self) -> float:
         """Second largest eigenvalue of Π (0 for a single agent)."""
-        values = self.eigenvalues
-        return float(values[1]) if len(values) > 1 else 0.0
+        return second_eigenvalue(self.eigenvalues)
 
     @property
     def lambda_n(self) -> float:
@@ -96,7 +121,7 @@ def _exponential_graph(n: int) -> nx.Graph:
 
 def _read_edges(config: TopologyConfig) -> list[tuple[int, int]]:
     if not isinstance(config.edges, str):
-        return [tuple(edge) for edge in config.edges or ()]
+        return [(edge[0], edge[1]) for edge in config.edges or ()]
     edges = []
     for number, line in enumerate(Path(config.edges).read_text().splitlines(), start=1):
         text = line.split("#", 1)[0].replace(",", " ").split()
@@ -119,7 +144,7 @@ def _edge_list_graph(config: TopologyConfig) -> nx.Graph:
     return graph
 
 
-def _seeded_connected(draw, n: int, what: str, seed: int) -> nx.Graph:
+def _seeded_connected(draw: Callable[[int], nx.Graph], n: int, what: str, seed: int) -> nx.Graph:
     """Re-draw a random graph with seeds seed, seed+1, ... until it is connected."""
     for attempt in range(MAX_CONNECT_ATTEMPTS):
         graph = draw(seed + attempt)
@@ -133,7 +158,7 @@ def _random_graph(config: TopologyConfig, seed: int, p: float | None = None,
                   degree: int | None = None, k: int | None = None) -> nx.Graph:
     n = config.agents
     if config.kind == "erdos_renyi":
-        p = config.p if p is None else p
+        p = _required(config.p if p is None else p, "p")
         if n > 1 and p < 0.5 * math.log(n) / n:
             raise TopologyError(
                 f"erdos_renyi with p = {p:g} on {n} agents is almost never connected; "
@@ -141,17 +166,25 @@ def _random_graph(config: TopologyConfig, seed: int, p: float | None = None,
         return _seeded_connected(lambda s: nx.erdos_renyi_graph(n, p, seed=s), n,
                                  f"erdos_renyi(p={p:g})", seed)
     if config.kind == "random_regular":
-        degree = config.degree if degree is None else degree
+        degree = _required(config.degree if degree is None else degree, "degree")
         if degree >= n or (n * degree) % 2:
             raise TopologyError(f"no {degree}-regular graph on {n} agents: the degree must be "
                                 "below N and N × degree even")
         return _seeded_connected(lambda s: nx.random_regular_graph(degree, n, seed=s), n,
                                  f"random_regular(degree={degree})", seed)
-    k = config.k if k is None else k
+    k = _required(config.k if k is None else k, "k")
+    rewiring = _required(config.p, "p")
     if k >= n:
         raise TopologyError(f"small_world needs k below the number of agents ({n}), got {k}")
-    return _seeded_connected(lambda s: nx.watts_strogatz_graph(n, k, config.p, seed=s), n,
-                             f"small_world(k={k}, p={config.p:g})", seed)
+    return _seeded_connected(lambda s: nx.watts_strogatz_graph(n, k, rewiring, seed=s), n,
+                             f"small_world(k={k}, p={rewiring:g})", seed)
+
+
+def _required(value: T | None, key: str) -> T:
+    """A family parameter that scenario validation guarantees is set."""
+    if value is None:
+        raise TopologyError(f"topology.{key} is needed by this graph family")
+    return value
 
 
 def build_graph(config: TopologyConfig, seed: int = 0) -> nx.Graph:
@@ -244,10 +277,8 @@ def mixing_matrix(config: TopologyConfig, graph: nx.Graph) -> np.ndarray:
     elif config.mixing == "uniform":
         matrix = uniform_weights(graph)
     else:
-        matrix = read_matrix(config.matrix_file)
-    if config.lazy:
-        matrix = (np.eye(len(matrix)) + matrix) / 2.0
-    return matrix
+        matrix = read_matrix(_required(config.matrix_file, "matrix_file"))
+    return lazy(matrix) if config.lazy else matrix
 
 
 # ---------------------------------------------------------------- Assumption 2
@@ -281,7 +312,7 @@ def check_assumption_2(matrix: np.ndarray, graph: nx.Graph) -> None:
     if len(bad_rows):
         rows = ", ".join(f"row {j} sums to {sums[j]:.6g}" for j in bad_rows[:5])
         raise TopologyError(f"Π is not stochastic (rows must sum to 1): {rows}")
-    values = np.sort(np.linalg.eigvalsh(matrix))[::-1]
+    values = spectrum(matrix)
     if values[0] > 1.0 + EIGEN_TOLERANCE:
         raise TopologyError(f"Assumption 2(d) violated: I ⪰ Π fails, λ1 = {values[0]:.6g} > 1")
     if n > 1 and values[1] >= 1.0 - EIGEN_TOLERANCE:
@@ -317,7 +348,7 @@ def _family_candidates(config: TopologyConfig) -> list[tuple[str, dict]]:
 
 def _closest_to_target(config: TopologyConfig, seed: int) -> Topology:
     """Within the family's free parameter, the connected graph whose λ2 is nearest the target."""
-    target = config.target_lambda2
+    target = _required(config.target_lambda2, "target_lambda2")
     best: tuple[float, Topology] | None = None
     reached: list[float] = []
     for label, parameter in _family_candidates(config):

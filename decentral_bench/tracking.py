@@ -1,14 +1,15 @@
 """MLflow: one parent run per scenario run, one child run per method.
 
-Runs are addressed by id through `MlflowClient`, never through MLflow's
-thread-local "active run", because the ServerApp that reports rounds runs in
-a thread of its own.
+The only module that speaks MLflow. Runs are addressed by id through
+`MlflowClient`, never through MLflow's thread-local "active run", because the
+engine that reports rounds may run in a thread of its own.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import tempfile
 import warnings
 from collections.abc import Mapping
@@ -17,8 +18,11 @@ from typing import Any
 
 import numpy as np
 from mlflow.entities import Metric, Param, RunStatus
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from mlflow.utils.time import get_current_time_millis
+
+from decentral_bench.report import CURVES, RunRecord
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 PARENT_TAG = "mlflow.parentRunId"
@@ -93,8 +97,8 @@ class Tracker:
     def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
         self.client.log_text(run_id, text, artifact_file)
 
-    def log_file(self, run_id: str, path: str | Path, artifact_path: str | None = None) -> None:
-        self.client.log_artifact(run_id, str(path), artifact_path)
+    def log_table(self, run_id: str, data: Mapping[str, list[str]], artifact_file: str) -> None:
+        self.client.log_table(run_id, dict(data), artifact_file)
 
     def log_matrix(self, run_id: str, matrix: np.ndarray, name: str) -> None:
         """A matrix as `name`.npy and `name`.csv artifacts."""
@@ -119,10 +123,56 @@ class Tracker:
         self.client.set_terminated(run_id, RunStatus.to_string(RunStatus.KILLED))
 
 
+    def latest_parent(self, scenario_name: str) -> str | None:
+        """The id of the latest parent run of a scenario of this name in the experiment."""
+        previous = self.client.search_runs(
+            [self.experiment_id],
+            filter_string=f"tags.scenario = '{scenario_name}' and tags.kind = 'scenario'",
+            order_by=["attributes.start_time DESC"], max_results=1)
+        return previous[0].info.run_id if previous else None
+
+    def finished_hashes(self, parent_id: str) -> set[str]:
+        """The configuration hashes of the parent's children that FINISHED."""
+        finished = self.client.search_runs(
+            [self.experiment_id],
+            filter_string=f"tags.mlflow.parentRunId = '{parent_id}' "
+                          "and attributes.status = 'FINISHED'", max_results=10_000)
+        return {run.data.tags.get("config_hash", "") for run in finished}
+
+    def reopen(self, parent_id: str) -> None:
+        """Mark a parent run RUNNING again (it is being resumed)."""
+        self.client.update_run(parent_id, status="RUNNING")
+
+
+def open_store(uri: str | None) -> MlflowClient:
+    """A client of the tracking store at `uri` (default: sqlite:///mlflow.db)."""
+    return MlflowClient(tracking_uri=uri or DEFAULT_TRACKING_URI)
+
+
+def load_records(client: MlflowClient, parent_id: str) -> list[RunRecord]:
+    """The children of a parent run with their metric histories, oldest first."""
+    parent = client.get_run(parent_id)
+    children = client.search_runs([parent.info.experiment_id],
+                                  filter_string=f"tags.mlflow.parentRunId = '{parent_id}'",
+                                  order_by=["attributes.start_time ASC"], max_results=10_000)
+    records = []
+    for child in children:
+        tags = child.data.tags
+        record = RunRecord(run_id=child.info.run_id, config_hash=tags.get("config_hash", ""),
+                           label=tags.get("label", tags.get("method", "?")),
+                           method=tags.get("method", "?"), seed=int(tags.get("seed", 0)),
+                           status=child.info.status,
+                           wall_time_s=child.data.metrics.get("wall_time_s", math.nan))
+        for key in CURVES:
+            if key in child.data.metrics:
+                history = client.get_metric_history(child.info.run_id, key)
+                record.curves[key] = sorted((point.step, point.value) for point in history)
+        records.append(record)
+    return records
+
+
 def find_parent_run(client: MlflowClient, target: str) -> Any | None:
     """A parent (scenario) run by id, or the latest one of an experiment by name."""
-    from mlflow.exceptions import MlflowException
-
     experiment = client.get_experiment_by_name(target)
     if experiment is not None:
         runs = client.search_runs([experiment.experiment_id],

@@ -45,7 +45,8 @@ def gradient(model: nn.Module, parameters: list[torch.Tensor], features: torch.T
     logits = model(features)
     loss = functional.cross_entropy(logits, labels)
     loss.backward()
-    grads = [p.grad.detach().clone() for p in model.parameters()]
+    grads = [p.grad.detach().clone() if p.grad is not None else torch.zeros_like(p)
+             for p in model.parameters()]
     if weight_decay:
         grads = [g + weight_decay * x for g, x in zip(grads, parameters, strict=True)]
     accuracy = (logits.argmax(dim=1) == labels).float().mean().item()

@@ -1,29 +1,26 @@
 """CDMSGD: consensus-based distributed momentum SGD (Jiang et al. 2017, supplementary 7).
 
-Node j keeps x_k^j and x_{k−1}^j (x_{−1}^j = x_0^j) in its own state. It
-publishes one point p_k^j per round, the point its neighbours mix and the
-point where it takes its own gradient:
+Node j keeps x_k^j and x_{k−1}^j (x_{−1}^j = x_0^j). It publishes one point
+p_k^j per round, the point its neighbours mix and the point where it takes its
+own gradient:
 
-- CDSGD (no momentum, eq. 5):   p_k = x_k
-      x_{k+1}^j = Σ_{l∈Nb(j)} π_jl x_k^l − α_k g_j(x_k^j)
 - Polyak (heavy ball):          p_k = x_k
       x_{k+1}^j = Σ_{l∈Nb(j)} π_jl x_k^l − α_k g_j(x_k^j) + μ (x_k^j − x_{k−1}^j)
 - Nesterov:                     p_k = y_k = x_k + μ (x_k − x_{k−1})
       x_{k+1}^j = Σ_{l∈Nb(j)} π_jl y_k^l − α_k g_j(y_k^j)
 
-All functions are pure over lists of tensors.
+All functions are pure over lists of tensors (one agent's, or all agents' stacked).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from dataclasses import dataclass
 
 import torch
 
-from strategies.cdsgd import Parameters, cdsgd_update
-
-UpdateRule = Literal["cdsgd", "polyak", "nesterov"]
+from strategies.cdsgd import cdsgd_update, mix, sgd_step
+from strategies.gossip import GossipState, Parameters
 
 
 def nesterov_lookahead(current: Parameters, previous: Parameters,
@@ -32,21 +29,19 @@ def nesterov_lookahead(current: Parameters, previous: Parameters,
     return [x + momentum * (x - x_prev) for x, x_prev in zip(current, previous, strict=True)]
 
 
-def published_point(rule: UpdateRule, current: Parameters, previous: Parameters,
-                    momentum: float) -> list[torch.Tensor]:
-    """p_k^j: what node j publishes, its neighbours mix, and it takes its gradient at."""
-    if rule == "nesterov":
-        return nesterov_lookahead(current, previous, momentum)
-    return list(current)
+def heavy_ball(mixed: Parameters, gradient: Parameters, lr: float, momentum: float,
+               current: Parameters, previous: Parameters) -> list[torch.Tensor]:
+    """x_{k+1} = mixed − α g + μ (x_k − x_{k−1})."""
+    return [s + momentum * (x - x_prev) for s, x, x_prev in
+            zip(sgd_step(mixed, gradient, lr), current, previous, strict=True)]
 
 
 def polyak_update(neighbour_parameters: Sequence[Parameters], weights: Sequence[float],
                   gradient: Parameters, lr: float, momentum: float, current: Parameters,
                   previous: Parameters) -> list[torch.Tensor]:
     """x_{k+1}^j = Σ π_jl x_k^l − α g_j(x_k^j) + μ (x_k^j − x_{k−1}^j)."""
-    step = cdsgd_update(neighbour_parameters, weights, gradient, lr)
-    return [s + momentum * (x - x_prev)
-            for s, x, x_prev in zip(step, current, previous, strict=True)]
+    return heavy_ball(mix(neighbour_parameters, weights), gradient, lr, momentum, current,
+                      previous)
 
 
 def nesterov_update(neighbour_points: Sequence[Parameters], weights: Sequence[float],
@@ -55,12 +50,50 @@ def nesterov_update(neighbour_points: Sequence[Parameters], weights: Sequence[fl
     return cdsgd_update(neighbour_points, weights, gradient, lr)
 
 
-def consensus_step(rule: UpdateRule, neighbour_points: Sequence[Parameters],
-                   weights: Sequence[float], gradient: Parameters, lr: float, momentum: float,
-                   current: Parameters, previous: Parameters) -> list[torch.Tensor]:
-    """x_{k+1}^j under `rule`, from the points Nb(j) published and g_j at j's own point."""
-    if rule == "polyak":
-        return polyak_update(neighbour_points, weights, gradient, lr, momentum, current, previous)
-    if rule == "nesterov":
-        return nesterov_update(neighbour_points, weights, gradient, lr)
-    return cdsgd_update(neighbour_points, weights, gradient, lr)
+@dataclass(frozen=True)
+class Polyak:
+    """Heavy-ball CDMSGD. Publishes x_k; keeps x_{k−1} between rounds."""
+
+    momentum: float
+    name: str = "polyak"
+
+    def published_point(self, state: GossipState) -> list[torch.Tensor]:
+        return list(state.current)
+
+    def advance(self, state: GossipState, mixed: Parameters, gradient: Parameters,
+                lr: float) -> GossipState:
+        updated = heavy_ball(mixed, gradient, lr, self.momentum, state.current, state.memory)
+        return GossipState(updated, state.current)
+
+    def kept(self, state: GossipState) -> list[torch.Tensor] | None:
+        return state.memory
+
+    def restore(self, own_point: list[torch.Tensor],
+                kept: list[torch.Tensor] | None) -> GossipState:
+        return GossipState(own_point, own_point if kept is None else kept)  # x_{−1} = x_0
+
+
+@dataclass(frozen=True)
+class Nesterov:
+    """Nesterov CDMSGD. Publishes the look-ahead y_k; keeps x_k between rounds (the
+    message brings y_k back, and x_{k−1} is needed only to form y_k)."""
+
+    momentum: float
+    name: str = "nesterov"
+
+    def published_point(self, state: GossipState) -> list[torch.Tensor]:
+        return nesterov_lookahead(state.current, state.memory, self.momentum)
+
+    def advance(self, state: GossipState, mixed: Parameters, gradient: Parameters,
+                lr: float) -> GossipState:
+        return GossipState(sgd_step(mixed, gradient, lr), state.current)
+
+    def kept(self, state: GossipState) -> list[torch.Tensor] | None:
+        return state.current
+
+    def restore(self, own_point: list[torch.Tensor],
+                kept: list[torch.Tensor] | None) -> GossipState:
+        # x_0 = y_0 before the first round. The memory is read only to form a look-ahead,
+        # which a round takes from the message (own_point) before its first step.
+        current = own_point if kept is None else kept
+        return GossipState(current, current)

@@ -7,10 +7,11 @@ pure: it returns new tensors and changes none of its inputs.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 
-Parameters = Sequence[torch.Tensor]
+from strategies.gossip import GossipState, Parameters
 
 
 def mix(neighbour_parameters: Sequence[Parameters], weights: Sequence[float]) -> list[torch.Tensor]:
@@ -41,3 +42,26 @@ def cdsgd_update(neighbour_parameters: Sequence[Parameters], weights: Sequence[f
     `gradient` is g_j evaluated at the agent's own x_k^j on a minibatch of its own data.
     """
     return sgd_step(mix(neighbour_parameters, weights), gradient, lr)
+
+
+@dataclass(frozen=True)
+class CDSGD:
+    """Eq. 5 as an update rule: p_k = x_k, x_{k+1} = Σ π_jl x_k^l − α g_j(x_k^j).
+    Nothing is kept between rounds: the message brings x_k^j back."""
+
+    name: str = "cdsgd"
+
+    def published_point(self, state: GossipState) -> list[torch.Tensor]:
+        return list(state.current)
+
+    def advance(self, state: GossipState, mixed: Parameters, gradient: Parameters,
+                lr: float) -> GossipState:
+        updated = sgd_step(mixed, gradient, lr)
+        return GossipState(updated, updated)
+
+    def kept(self, state: GossipState) -> list[torch.Tensor] | None:
+        return None
+
+    def restore(self, own_point: list[torch.Tensor],
+                kept: list[torch.Tensor] | None) -> GossipState:
+        return GossipState(own_point, own_point)

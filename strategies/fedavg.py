@@ -1,11 +1,28 @@
-"""The server-based baseline: Flower's own FedAvg, unmodified."""
+"""The server-based baseline: Flower's own FedAvg, computing exactly what it always does.
+
+`ObservedFedAvg` subclasses `flwr.serverapp.strategy.FedAvg` only to add two
+hooks at the documented extension points of a `Strategy`: `configure_train`
+(before a round samples its nodes: crashed agents are hidden then) and
+`aggregate_train` (after the round's replies are averaged: the round is
+measured then). The message keys are the project's protocol keys, passed
+explicitly.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+
+from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
+from flwr.serverapp import Grid
 from flwr.serverapp.strategy import FedAvg
 
+from strategies.protocol import CONFIG_KEY, PUBLISHED_KEY, WEIGHT_KEY
 
-def build_fedavg(fraction: float) -> FedAvg:
+BeforeRound = Callable[[int], None]
+AfterRound = Callable[[int, list[Message], ArrayRecord | None], None]
+
+
+class ObservedFedAvg(FedAvg):
     """Stock `FedAvg` sampling `fraction` of the connected clients per round.
 
     Clients are only trained (no federated evaluation round): each reply
@@ -13,10 +30,30 @@ def build_fedavg(fraction: float) -> FedAvg:
     on the server. One available node suffices, so that crashed agents
     (hidden from the grid) do not stall a round.
     """
-    return FedAvg(
-        fraction_train=fraction,
-        fraction_evaluate=0.0,
-        min_train_nodes=1,
-        min_evaluate_nodes=0,
-        min_available_nodes=1,
-    )
+
+    def __init__(self, fraction: float, before_round: BeforeRound,
+                 after_round: AfterRound) -> None:
+        super().__init__(
+            fraction_train=fraction,
+            fraction_evaluate=0.0,
+            min_train_nodes=1,
+            min_evaluate_nodes=0,
+            min_available_nodes=1,
+            weighted_by_key=WEIGHT_KEY,
+            arrayrecord_key=PUBLISHED_KEY,
+            configrecord_key=CONFIG_KEY,
+        )
+        self.before_round = before_round
+        self.after_round = after_round
+
+    def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
+                        grid: Grid) -> Iterable[Message]:
+        self.before_round(server_round)
+        return super().configure_train(server_round, arrays, config, grid)
+
+    def aggregate_train(self, server_round: int, replies: Iterable[Message],
+                        ) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        replies = list(replies)
+        arrays, metrics = super().aggregate_train(server_round, replies)
+        self.after_round(server_round, replies, arrays)
+        return arrays, metrics

@@ -9,64 +9,21 @@ the latest published arrays of each node, to forward them; it never averages.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Collection, Mapping
 
 import numpy as np
-from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, RecordDict
+from flwr.app import ArrayRecord, ConfigRecord, Message, RecordDict
 from flwr.serverapp import Grid
 
-PUBLISHED_KEY = "arrays"
-METRICS_KEY = "metrics"
-MIXING_KEY = "mixing"
-CONFIG_KEY = "config"
-LOCAL_ONLY_KEY = "local-only"  # FedAvg after a server failure: train from your own model
-IDENTIFY_TYPE = MessageType.QUERY
-
-
-def neighbour_key(agent: int) -> str:
-    """Record key under which agent `agent`'s published arrays travel."""
-    return f"x.{agent}"
-
-
-def wait_for_nodes(grid: Grid, count: int, timeout: float) -> list[int]:
-    """The node ids once at least `count` nodes have connected (they register asynchronously)."""
-    deadline = time.monotonic() + timeout
-    node_ids = list(grid.get_node_ids())
-    while len(node_ids) < count:
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"only {len(node_ids)} nodes connected within {timeout:.0f} s "
-                               f"but the scenario needs {count} (one per agent); give the "
-                               "federation that many SuperNodes, e.g. `flwr federation "
-                               f"simulation-config @none/default local --num-supernodes {count}`")
-        time.sleep(0.01)
-        node_ids = list(grid.get_node_ids())
-    return node_ids
-
-
-def discover_agents(grid: Grid, agents: int, timeout: float = 60.0) -> dict[int, int]:
-    """Map agent index j (the node's partition id) to its Flower node id.
-
-    Sends every node a query; each answers with its `partition-id`. Agents
-    0..agents−1 must all be present; nodes with larger ids are left idle.
-    """
-    node_ids = wait_for_nodes(grid, agents, timeout)
-    queries = [Message(RecordDict(), dst_node_id=node, message_type=IDENTIFY_TYPE)
-               for node in node_ids]
-    node_of_agent: dict[int, int] = {}
-    for reply in grid.send_and_receive(queries, timeout=timeout):
-        if reply.has_error():
-            raise RuntimeError(f"node {reply.metadata.src_node_id} did not identify itself: "
-                               f"{reply.error.reason}")
-        partition = int(reply.content["identity"]["partition-id"])
-        if partition < agents:
-            node_of_agent[partition] = reply.metadata.src_node_id
-    missing = sorted(set(range(agents)) - set(node_of_agent))
-    if missing:
-        raise RuntimeError(f"the topology has {agents} agents but only {len(node_ids)} nodes "
-                           f"answered; agents without a node: {missing}")
-    return node_of_agent
-
+from decentral_bench.topology import neighbourhood
+from strategies.protocol import (
+    CONFIG_KEY,
+    MIXING_KEY,
+    PUBLISHED_KEY,
+    ROUND_KEY,
+    TRAIN_TYPE,
+    neighbour_key,
+)
 
 RoundCallback = Callable[[int, list[Message]], None]
 # Π_k and the agents that are up in round k, for time-varying networks (failures).
@@ -102,18 +59,18 @@ class GossipRouter:
         agents = sorted(self.node_of_agent) if alive is None else sorted(alive)
         messages = []
         for agent in agents:
-            neighbours = sorted({agent, *(int(other) for other in np.flatnonzero(matrix[agent]))})
+            neighbours = neighbourhood(matrix, agent)
             content = RecordDict({neighbour_key(l): published[l] for l in neighbours})
             content[MIXING_KEY] = ConfigRecord({
                 "agents": neighbours,
                 "weights": [float(matrix[agent, l]) for l in neighbours],
             })
             round_config = ConfigRecord(dict(config))
-            round_config["server-round"] = server_round
+            round_config[ROUND_KEY] = server_round
             round_config["agent"] = agent
             content[CONFIG_KEY] = round_config
             messages.append(Message(content, dst_node_id=self.node_of_agent[agent],
-                                    message_type=MessageType.TRAIN,
+                                    message_type=TRAIN_TYPE,
                                     group_id=str(server_round)))
         return messages
 
@@ -137,12 +94,12 @@ class GossipRouter:
                 timeout=timeout))
             delivered = [reply for reply in replies if not reply.has_error()]
             if alive and not delivered:
-                reasons = "; ".join(sorted({reply.error.reason for reply in replies})) \
+                reasons = "; ".join(sorted({str(reply.error.reason) for reply in replies})) \
                     or "no reply before the timeout"
                 raise RuntimeError(f"round {server_round}: every agent failed: {reasons}")
             for reply in delivered:
                 published[self.agent_of_node[reply.metadata.src_node_id]] = \
-                    reply.content[PUBLISHED_KEY]
+                    reply.content.array_records[PUBLISHED_KEY]
             if on_round is not None:
                 on_round(server_round, replies)
         return published

@@ -6,6 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from decentral_bench.engine import Engine, FinalParameters
+from decentral_bench.flower.simulation import FlowerEngine
+from decentral_bench.observer import RoundObserver
+from decentral_bench.plan import MethodPlan
 from decentral_bench.scenario import Scenario, parse
 
 
@@ -32,3 +36,18 @@ def tiny_scenario(**overrides: object) -> Scenario:
 def tracking_uri(tmp_path: Path) -> str:
     """A fresh sqlite MLflow store in a temporary folder."""
     return f"sqlite:///{tmp_path / 'mlflow.db'}"
+
+
+def observed_run(plan: MethodPlan, engine: Engine | None = None,
+                 ) -> tuple[FinalParameters, dict[int, dict[str, float]], list[tuple[int, str]]]:
+    """Run `plan` on `engine` (default: the Flower engine) through the product's observer.
+    Returns the final parameters, each round's metrics and the events."""
+    rounds: dict[int, dict[str, float]] = {}
+    events: list[tuple[int, str]] = []
+
+    def on_event(server_round: int, text: str) -> None:
+        events.append((server_round, text))
+
+    observer = RoundObserver(plan, rounds.__setitem__, on_event)
+    final = (engine or FlowerEngine()).run(plan, observer.observe, on_event)
+    return final, rounds, events

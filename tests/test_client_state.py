@@ -11,11 +11,12 @@ from conftest import tiny_scenario
 from flwr.app import Context, RecordDict
 from flwr.supercore.task_identity import TaskIdentity
 
-from decentral_bench import client_app
-from decentral_bench.arrays import from_record
+from decentral_bench.flower import client_app
+from decentral_bench.flower.arrays import from_record, to_record
+from decentral_bench.flower.server_app import train_config
 from decentral_bench.plan import MethodPlan
-from decentral_bench.server_app import initial_arrays, train_config
-from strategies.gossip_router import PUBLISHED_KEY, GossipRouter
+from strategies.gossip_router import GossipRouter
+from strategies.protocol import PUBLISHED_KEY
 
 METHODS = {
     "cdsgd": {"name": "M", "algorithm": "cdsgd"},
@@ -40,7 +41,7 @@ def run_rounds(rule: str, rounds: int) -> tuple[MethodPlan, dict[int, Context], 
     plan = MethodPlan.of(tiny_scenario(topology={"kind": "ring", "agents": 3},
                                        methods=[METHODS[rule]]), "M")
     router = GossipRouter(plan.topology.mixing_matrix, {agent: agent + 10 for agent in range(3)})
-    published = {agent: initial_arrays(plan) for agent in range(3)}
+    published = {agent: to_record(plan.initial_parameters) for agent in range(3)}
     contexts = {agent: Context(run_id=1, node_id=agent + 10, state=RecordDict(),
                                node_config={"partition-id": agent}, run_config={})
                 for agent in range(3)}
@@ -68,9 +69,10 @@ def test_nesterov_keeps_x_k_from_which_it_published_y_k() -> None:
     """y_k = x_k + μ (x_k − x_{k−1}), with x_k and x_{k−1} the kept iterates of rounds
     k and k−1: the agent published the look-ahead and kept the iterate."""
     plan, _, published, kept = run_rounds("nesterov", 3)
-    assert plan.momentum > 0
+    momentum = plan.option("momentum")
+    assert momentum > 0
     for agent in range(3):
         for y, x, x_before in zip(published[2][agent], kept[2][agent], kept[1][agent],
                                   strict=True):
-            np.testing.assert_allclose(y, x + plan.momentum * (x - x_before), atol=1e-6)
+            np.testing.assert_allclose(y, x + momentum * (x - x_before), atol=1e-6)
             assert not np.allclose(y, x)

@@ -110,7 +110,8 @@ def test_cifar_through_torchvision(tmp_path: Path, monkeypatch: pytest.MonkeyPat
         return {"data": RNG.integers(0, 256, (count, 3072), dtype=np.uint8),
                 label_key: [(offset + i) % classes for i in range(count)]}
 
-    train_list = [[file, _pickle(folder / file, batch(6, 6 * i))]
+    first = batch(6, 0)
+    train_list = [[file, _pickle(folder / file, first if i == 0 else batch(6, 6 * i))]
                   for i, (file, _) in enumerate(kind.train_list)]
     test_list = [[file, _pickle(folder / file, batch(4, 0))] for file, _ in kind.test_list]
     meta = dict(kind.meta)
@@ -124,7 +125,13 @@ def test_cifar_through_torchvision(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     dataset = load_dataset(DatasetConfig(name=name, root=str(tmp_path), augment=True), 0)
     assert dataset.train_x.shape == (6 * len(train_list), 3, 32, 32)
     assert dataset.test_x.shape == (4 * len(test_list), 3, 32, 32)
-    assert abs(float(dataset.train_x.mean())) < 1.5  # normalised
+    # Each row holds the red, green and blue planes of 32×32; the loader normalises every
+    # channel c as (pixel / 255 − mean_c) / std_c.
+    mean, std = NORMALISATION[name]
+    for image, channel, row, column in ((0, 0, 0, 0), (2, 1, 5, 7), (5, 2, 31, 30)):
+        pixel = first["data"][image][channel * 1024 + row * 32 + column] / 255.0
+        assert float(dataset.train_x[image, channel, row, column]) == pytest.approx(
+            (pixel - mean[channel]) / std[channel], rel=1e-5, abs=1e-6)
 
 
 DIGITS = {"iid": {}, "dirichlet": {"alpha": 0.5}, "shards": {"classes_per_agent": 2},
@@ -201,10 +208,11 @@ def test_cnn_paper_layers() -> None:
 def test_agent_data_lives_on_the_gpu() -> None:
     from conftest import tiny_scenario
 
-    from decentral_bench.client_app import agent_setup
+    from decentral_bench.agent import AgentSetup
+    from decentral_bench.plan import MethodPlan
 
     scenario = tiny_scenario(resources={"device": "cuda"})
-    setup = agent_setup(scenario.to_json(), "CDSGD", 0)
+    setup = AgentSetup.build(MethodPlan.of(scenario, "CDSGD"), 0)
     features, labels = setup.minibatch(0)
     assert features.is_cuda and labels.is_cuda and setup.features.is_cuda
     assert next(setup.model.parameters()).is_cuda

@@ -6,10 +6,9 @@ import numpy as np
 import pytest
 from conftest import tiny_scenario
 
+from decentral_bench.flower.simulation import simulate
 from decentral_bench.plan import MethodPlan
 from decentral_bench.reference import reference_gossip
-from decentral_bench.server_app import initial_arrays
-from decentral_bench.simulation import simulate
 
 pytestmark = pytest.mark.slow
 
@@ -30,9 +29,9 @@ def test_flower_run_equals_matrix_form_on_a_4_ring(case: str) -> None:
         "rounds": 5, "batch_size": 16, "lr": 0.1, "seed": 3, **training})
     plan = MethodPlan.of(scenario, "M")
     rounds: list[int] = []
-    final = simulate(plan, sink=lambda server_round, _: rounds.append(server_round))
-    start = initial_arrays(plan).to_numpy_ndarrays()
-    expected = reference_gossip(plan, start)
+    final = simulate(plan, report=lambda report: rounds.append(report.server_round))
+    start = plan.initial_parameters
+    expected = reference_gossip(plan)
     assert rounds == [1, 2, 3, 4, 5]
     assert sorted(final) == [0, 1, 2, 3]
     for agent in range(4):
@@ -56,9 +55,8 @@ def test_agents_with_zero_self_weight_still_step_from_their_own_point(tmp_path) 
         training={"rounds": 3, "batch_size": 16, "lr": 0.1, "seed": 3})
     plan = MethodPlan.of(scenario, "M")
     np.testing.assert_array_equal(plan.topology.mixing_matrix, matrix)
-    final = simulate(plan, sink=lambda *_: None)
-    start = initial_arrays(plan).to_numpy_ndarrays()
-    expected = reference_gossip(plan, start)
+    final = simulate(plan, report=lambda _: None)
+    expected = reference_gossip(plan)
     for agent in range(4):
         for got, want in zip(final[agent], expected[agent], strict=True):
             np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)

@@ -5,17 +5,18 @@ from __future__ import annotations
 import networkx as nx
 import numpy as np
 import pytest
-from conftest import tiny_scenario
+from conftest import observed_run, tiny_scenario
 from flwr.app import Context, Message
 from flwr.clientapp import ClientApp
 
-from decentral_bench import client_app as product_client
 from decentral_bench.failures import FailureSchedule
+from decentral_bench.flower import client_app as product_client
+from decentral_bench.flower.simulation import FlowerEngine
 from decentral_bench.plan import MethodPlan
 from decentral_bench.scenario import FailuresConfig, TopologyConfig
-from decentral_bench.simulation import simulate
 from decentral_bench.topology import build_topology, check_assumption_2
-from strategies.gossip_router import MIXING_KEY, GossipRouter, neighbour_key
+from strategies.gossip_router import GossipRouter
+from strategies.protocol import MIXING_KEY, neighbour_key
 
 
 def _schedule(failures: dict, agents: int = 10, seed: int = 0) -> FailureSchedule:
@@ -99,11 +100,7 @@ def _config():
 # ---------------------------------------------------------------- through Flower
 
 def _run(plan: MethodPlan, client: ClientApp = product_client.app):
-    rounds: dict[int, dict[str, float]] = {}
-    events: list[tuple[int, str]] = []
-    final = simulate(plan, sink=lambda k, metrics: rounds.__setitem__(k, metrics), client=client,
-                     on_event=lambda k, text: events.append((k, text)))
-    return final, rounds, events
+    return observed_run(plan, FlowerEngine(client=client))
 
 
 @pytest.mark.slow
@@ -173,3 +170,55 @@ def test_gossip_run_with_crashes_and_link_drops() -> None:
         assert rounds[k]["alive_edges"] == expected.metrics()["alive_edges"]
         assert rounds[k]["components"] >= 1
     assert "round_lambda2" in rounds[1]
+
+
+def test_survivors_mix_over_the_alive_graph_with_metropolis_weights() -> None:
+    """A 5-ring with agent 2 down is the path 3–4–0–1. Metropolis weights worked out by
+    hand: 1/(1 + max(d_j, d_l)) on its edges (degrees 1, 2, 2, 1: every edge 1/3), the rest
+    of each row on the diagonal; the crashed agent's row and column are e_2."""
+    config = TopologyConfig(kind="ring", agents=5)
+    schedule = FailureSchedule(FailuresConfig.model_validate(
+        {"agents": [{"agent": 2, "round": 2, "recover": 4}]}), config,
+        build_topology(config, 0), 0)
+    third = 1 / 3
+    expected = np.array([
+        [third, third, 0, 0, third],
+        [third, 2 * third, 0, 0, 0],
+        [0, 0, 1, 0, 0],
+        [0, 0, 0, 2 * third, third],
+        [third, 0, 0, third, third],
+    ])
+    for k in (2, 3):
+        np.testing.assert_allclose(schedule.network(k).mixing_matrix, expected, atol=1e-12)
+    for k in (1, 4):
+        np.testing.assert_allclose(schedule.network(k).mixing_matrix,
+                                   schedule.topology.mixing_matrix, atol=0)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("variant", ["polyak", "nesterov"])
+def test_a_crashed_agent_is_frozen_and_the_run_equals_the_matrix_form_with_pi_k(
+        variant: str) -> None:
+    """Agent 2 is down in rounds 2–3 and links drop: it publishes nothing while down, its
+    point stays what it published in round 1, and every agent ends where the matrix form
+    with the rounds' Π_k (and frozen rows for the agents down) says."""
+    from decentral_bench.flower.simulation import simulate
+    from decentral_bench.reference import reference_gossip
+
+    scenario = tiny_scenario(
+        topology={"kind": "ring", "agents": 5},
+        methods=[{"name": "M", "algorithm": "cdmsgd", "variant": variant}],
+        training={"rounds": 5, "batch_size": 16, "lr": 0.1, "seed": 2, "local_steps": 2},
+        failures={"agents": [{"agent": 2, "round": 2, "recover": 4}],
+                  "links": {"drop_probability": 0.3, "seed": 4}})
+    plan = MethodPlan.of(scenario, "M")
+    reports = []
+    final = simulate(plan, report=reports.append)
+    assert [report.agents for report in reports] == [
+        [0, 1, 2, 3, 4], [0, 1, 3, 4], [0, 1, 3, 4], [0, 1, 2, 3, 4], [0, 1, 2, 3, 4]]
+    expected = reference_gossip(plan)
+    for agent in range(5):
+        for got, want in zip(final[agent], expected[agent], strict=True):
+            np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
+    assert any(schedule_drops for schedule_drops in
+               (plan.failure_schedule.dropped_edges(k) for k in range(1, 6)))

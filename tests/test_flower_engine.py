@@ -8,8 +8,8 @@ from queue import Queue
 
 from flwr.server.superlink.fleet.vce import vce_api
 
-from decentral_bench import flower_engine
-from decentral_bench.flower_engine import ReplyCounter, prompt_pickup
+from decentral_bench.flower import engine_patch as flower_engine
+from decentral_bench.flower.engine_patch import ReplyCounter, patch_mismatches, prompt_pickup
 
 
 def test_a_waiter_wakes_when_the_count_is_reached_not_before() -> None:
@@ -65,3 +65,9 @@ def test_the_hooks_are_installed_only_inside_prompt_pickup_and_count_stored_repl
         assert state.stored == ["a", "b"]
     assert vce_api.put_message_into_state is original
     assert not flower_engine.replies_stored.active
+
+
+def test_the_patch_fits_the_installed_flwr() -> None:
+    """Fails when flwr changes the two loops the patch replaces (or how the engine starts
+    them): then the patch is skipped with a warning, and must be rewritten for the new flwr."""
+    assert patch_mismatches() == []

@@ -15,10 +15,11 @@ def test_module_level_apps_run_a_scenario_from_the_run_config(tmp_path: Path,
     from flwr.simulation.run_simulation import _run_simulation
     from flwr.supercore.telemetry import EventType
 
-    from decentral_bench import client_app, server_app
+    from decentral_bench.flower import app as server_app
+    from decentral_bench.flower import client_app
+    from decentral_bench.flower.simulation import backend_config
     from decentral_bench.plan import MethodPlan
     from decentral_bench.scenario import parse
-    from decentral_bench.simulation import backend_config
 
     scenario = tmp_path / "app.yaml"
     scenario.write_text(f"""\
@@ -56,7 +57,7 @@ def test_a_failed_method_is_recorded_and_also_fails_the_flower_run(tmp_path: Pat
                                                                     tracking_uri: str) -> None:
     """Under `flwr run` the ServerApp raises after recording, so Flower's run status
     (`flwr list`) says failed, as MLflow does."""
-    from decentral_bench import server_app
+    from decentral_bench.flower import app as server_app
 
     scenario = tmp_path / "missing.yaml"
     scenario.write_text(f"""\

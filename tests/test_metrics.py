@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 from flwr.app import ArrayRecord
 
-from decentral_bench.arrays import from_record, to_record
-from decentral_bench.metrics import average_parameters, consensus_distance
+from decentral_bench.engine import stack_points
+from decentral_bench.flower.arrays import from_record, to_record
+from decentral_bench.metrics import average_parameters
+from decentral_bench.metrics import consensus_distance as stacked_consensus_distance
 
 SHAPES = [(3, 1, 2, 2), (3,), (7, 5), (1,)]
 
@@ -16,6 +18,10 @@ def agents(count: int, seed: int = 0, scale: float = 1.0) -> list[list[np.ndarra
     rng = np.random.default_rng(seed)
     return [[(scale * rng.standard_normal(shape)).astype(np.float32) for shape in SHAPES]
             for _ in range(count)]
+
+
+def consensus_distance(parameters: list[list[np.ndarray]]) -> float:
+    return stacked_consensus_distance(stack_points(parameters))
 
 
 def test_consensus_distance_is_the_mean_squared_distance_to_the_average() -> None:
@@ -46,8 +52,9 @@ def test_consensus_distance_keeps_small_disagreements_between_large_parameters()
 
 def test_average_parameters_is_the_layerwise_mean() -> None:
     parameters = agents(3)
-    for got, *layers in zip(average_parameters(parameters), *parameters, strict=True):
-        np.testing.assert_allclose(got, np.mean(layers, axis=0), rtol=1e-6)
+    for got, *layers in zip(average_parameters(stack_points(parameters)), *parameters,
+                            strict=True):
+        np.testing.assert_allclose(got.numpy(), np.mean(layers, axis=0), rtol=1e-6)
 
 
 def test_records_round_trip_and_read_as_flower_writes_them() -> None:

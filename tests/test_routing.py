@@ -15,12 +15,13 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, Message
 from flwr.clientapp import ClientApp
 from flwr.simulation import run_simulation
 
-from decentral_bench import client_app as product_client
-from decentral_bench.network_tap import NetworkTap
+from decentral_bench.flower import client_app as product_client
+from decentral_bench.flower.arrays import to_record
+from decentral_bench.flower.network_tap import NetworkTap
+from decentral_bench.flower.server_app import run_method
+from decentral_bench.flower.simulation import backend_config
 from decentral_bench.plan import MethodPlan
-from decentral_bench.server_app import initial_arrays, run_method
-from decentral_bench.simulation import backend_config
-from strategies.gossip_router import MIXING_KEY, PUBLISHED_KEY, neighbour_key
+from strategies.protocol import MIXING_KEY, PUBLISHED_KEY, neighbour_key
 
 pytestmark = pytest.mark.slow
 
@@ -78,7 +79,7 @@ def test_nodes_receive_exactly_their_neighbours_arrays_bit_identical() -> None:
     def _main(grid, context) -> None:
         recorder = RecordingGrid(grid)
         recorded.append(recorder)
-        run_method(recorder, plan, sink=lambda *_: None)
+        run_method(recorder, plan, report=lambda _: None)
 
     run_simulation(server_app=server, client_app=echo_app, num_supernodes=5,
                    backend_config=backend_config(plan))
@@ -87,7 +88,7 @@ def test_nodes_receive_exactly_their_neighbours_arrays_bit_identical() -> None:
               if "echo" in reply.content]
     assert len(echoes) == 5 * 4
     rounds = [echoes[i:i + 5] for i in range(0, len(echoes), 5)]
-    published = {agent: digest(initial_arrays(plan)) for agent in range(5)}
+    published = {agent: digest(to_record(plan.initial_parameters)) for agent in range(5)}
     for round_echoes in rounds:
         for echo in round_echoes:
             agent = echo["agent"]

@@ -59,6 +59,7 @@ def test_sweep_rejects_unknown_and_unsweepable_keys() -> None:
 @pytest.mark.slow
 def test_resume_skips_finished_runs_and_marks_failures(tmp_path: Path, tracking_uri: str,
                                                       ) -> None:
+    from decentral_bench.flower.simulation import FlowerEngine
     from decentral_bench.runner import run_scenario
 
     scenario = tiny_scenario(
@@ -67,7 +68,7 @@ def test_resume_skips_finished_runs_and_marks_failures(tmp_path: Path, tracking_
         training={"rounds": 2, "batch_size": 16, "lr": 0.1, "seeds": [0]},
         sweep={"training.lr": [0.1, 1e38], "dataset.name": ["digits", "fashion_mnist"]},
         tracking={"uri": tracking_uri})
-    first = run_scenario(scenario)
+    first = run_scenario(scenario, FlowerEngine())
     statuses = {run.name: (run.status, run.error) for run in first.runs}
     assert statuses["CDSGD lr=0.1 name=digits seed=0"] == ("FINISHED", None)
     assert statuses["CDSGD lr=1e+38 name=digits seed=0"] == ("FAILED", "diverged at round 2")
@@ -89,7 +90,7 @@ def test_resume_skips_finished_runs_and_marks_failures(tmp_path: Path, tracking_
     wider = scenario.model_copy(update={"training": scenario.training.model_copy(
         update={"seeds": (0, 1)})})
     wider = parse(wider.model_dump(mode="json"), "<test>")
-    second = run_scenario(wider, execute=None)
+    second = run_scenario(wider, FlowerEngine())
     assert second.parent_run_id == first.parent_run_id
     assert second.skipped == 1
     assert len(second.runs) == 7

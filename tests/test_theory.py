@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from decentral_bench.scenario import TopologyConfig
-from decentral_bench.topology import build_topology
+from decentral_bench.topology import build_topology, neighbourhood
 from strategies.cdsgd import cdsgd_update
 
 AGENTS, DIMENSION, ROWS = 8, 5, 60
@@ -51,7 +51,7 @@ def _run(alpha: float, rounds: int, batch: int | None, seed: int = 0,
         gradient_norms += [float(np.linalg.norm(g)) for g in grads]
         updated = []
         for j in range(AGENTS):
-            neighbours = TOPOLOGY.neighbours(j)
+            neighbours = neighbourhood(PI, j)
             step = cdsgd_update([[torch.as_tensor(x[l])] for l in neighbours],
                                 [float(PI[j, l]) for l in neighbours],
                                 [torch.as_tensor(grads[j])], alpha)

@@ -2,8 +2,9 @@
 
 `NetworkTap` wraps the Grid a ServerApp is given. Strategies send through it
 unchanged; it counts the bytes of the arrays that cross the network and keeps
-the replies of the current round for the observers (consensus distance,
-per-agent accuracy spread). No algorithm reads what the tap records.
+the replies of the current round, which `round_report` turns into the
+engine-neutral `RoundReport` the observer measures. No algorithm reads what
+the tap records.
 """
 
 from __future__ import annotations
@@ -17,7 +18,10 @@ from flwr.app import Message, RecordDict
 from flwr.serverapp import Grid
 from flwr.supercore.run import Run
 
-from decentral_bench.flower_engine import messages_pushed, replies_stored
+from decentral_bench.engine import RoundReport, stack_points
+from decentral_bench.flower.arrays import from_record
+from decentral_bench.flower.engine_patch import messages_pushed, replies_stored
+from strategies.protocol import METRICS_KEY, PUBLISHED_KEY
 
 
 def array_bytes(message: Message) -> int:
@@ -33,7 +37,7 @@ class Traffic:
 
     bytes_sent: int = 0
     bytes_received: int = 0
-    messages: int = 0
+    destinations: dict[str, int] = field(default_factory=dict)  # message id → node id
     replies: list[Message] = field(default_factory=list)
 
     @property
@@ -77,9 +81,10 @@ class NetworkTap(Grid):
     def push_messages(self, messages: Iterable[Message]) -> Iterable[str]:
         messages = list(messages)
         self.traffic.bytes_sent += sum(array_bytes(message) for message in messages)
-        self.traffic.messages += len(messages)
-        message_ids = self.grid.push_messages(messages)
-        messages_pushed.set()  # wake the simulation engine's pick-up loop (flower_engine)
+        message_ids = list(self.grid.push_messages(messages))
+        for message_id, message in zip(message_ids, messages, strict=True):
+            self.traffic.destinations[message_id] = message.metadata.dst_node_id
+        messages_pushed.set()  # wake the simulation engine's pick-up loop (engine_patch)
         return message_ids
 
     def pull_messages(self, message_ids: Iterable[str]) -> Iterable[Message]:
@@ -114,3 +119,33 @@ class NetworkTap(Grid):
         """The traffic recorded since the last drain; the tap starts afresh."""
         traffic, self.traffic = self.traffic, Traffic()
         return traffic
+
+
+def round_report(server_round: int, traffic: Traffic, agent_of_node: dict[int, int],
+                 network: dict[str, float] | None = None) -> RoundReport:
+    """What a round's traffic shows: each agent's published point and metrics, and the
+    agents whose message got an error or no reply (named by agent index, found from
+    the node each message was sent to)."""
+    answered = {str(reply.metadata.reply_to_message_id): reply for reply in traffic.replies}
+    failed: dict[int, str] = {}
+    agents, points, metrics = [], [], {}
+    for message_id, node in traffic.destinations.items():
+        agent = agent_of_node[node]
+        reply = answered.get(message_id)
+        if reply is None:
+            failed[agent] = "no reply before the timeout"
+        elif reply.has_error():
+            failed[agent] = str(reply.error.reason)
+        elif PUBLISHED_KEY in reply.content:
+            agents.append(agent)
+            points.append(from_record(reply.content.array_records[PUBLISHED_KEY],
+                                      writable=False))
+            metrics[agent] = {key: float(value) for key, value in
+                              reply.content.metric_records[METRICS_KEY].items()
+                              if isinstance(value, int | float)}
+    order = sorted(range(len(agents)), key=agents.__getitem__)
+    return RoundReport(
+        server_round=server_round, agents=[agents[i] for i in order],
+        points=stack_points([points[i] for i in order]),
+        agent_metrics={agent: metrics[agent] for agent in sorted(metrics)},
+        failed=failed, bytes_moved=traffic.bytes_moved, network=dict(network or {}))

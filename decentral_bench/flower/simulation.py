@@ -1,4 +1,5 @@
-"""Launching one method as a Flower simulation (Ray-backed Simulation Engine)."""
+"""The Flower engine: one method as a Flower simulation (Ray-backed Simulation Engine),
+one node per agent, running the project's ServerApp and ClientApp."""
 
 from __future__ import annotations
 
@@ -12,11 +13,11 @@ from contextlib import contextmanager
 from flwr.clientapp import ClientApp
 from flwr.simulation import run_simulation
 
-from decentral_bench.client_app import app as client_app
-from decentral_bench.flower_engine import prompt_pickup
-from decentral_bench.observer import EventSink, RoundSink
+from decentral_bench.engine import EventSink, FinalParameters, ReportSink
+from decentral_bench.flower.client_app import app as client_app
+from decentral_bench.flower.engine_patch import prompt_pickup
+from decentral_bench.flower.server_app import make_server_app
 from decentral_bench.plan import MethodPlan
-from decentral_bench.server_app import FinalParameters, make_server_app
 from decentral_bench.training import select_device
 
 
@@ -66,17 +67,18 @@ def quiet_flower(verbose: bool) -> Iterator[None]:
             logger.setLevel(level)
 
 
-def simulate(plan: MethodPlan, sink: RoundSink, verbose: bool = False,
+def simulate(plan: MethodPlan, report: ReportSink, verbose: bool = False,
              client: ClientApp = client_app, on_event: EventSink | None = None,
              ) -> FinalParameters:
-    """Run one method of a scenario in Flower's Simulation Engine, one node per agent.
+    """Run one method of a scenario in Flower's Simulation Engine, one node per agent,
+    handing each round to `report`.
 
     Returns the final parameters (see `server_app.run_method`).
     """
     final: FinalParameters = {}
     threads = min(plan.scenario.resources.cpus_per_agent, available_cpus())
     stop = threading.Event()
-    server_app = make_server_app(plan, sink, threads=threads, on_finished=final.update,
+    server_app = make_server_app(plan, report, threads=threads, on_finished=final.update,
                                  on_event=on_event, stop=stop)
     failure: list[BaseException] = []
 
@@ -105,3 +107,17 @@ def simulate(plan: MethodPlan, sink: RoundSink, verbose: bool = False,
     if not final:
         raise RuntimeError("the Flower simulation ended without finishing its rounds")
     return final
+
+
+class FlowerEngine:
+    """The reference engine: Flower's Simulation Engine (see `simulate`)."""
+
+    name = "flower"
+
+    def __init__(self, verbose: bool = False, client: ClientApp = client_app) -> None:
+        self.verbose = verbose
+        self.client = client
+
+    def run(self, plan: MethodPlan, report: ReportSink, on_event: EventSink) -> FinalParameters:
+        return simulate(plan, report, verbose=self.verbose, client=self.client,
+                        on_event=on_event)

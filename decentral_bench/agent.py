@@ -1,0 +1,90 @@
+"""One agent: its data, its minibatch stream, its gradient oracle and its evaluation.
+
+Engine-neutral: the ClientApp, the vectorized engine and the matrix-form
+reference all draw agent j's minibatches from here, so they train on the same
+samples in the same order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import torch
+from torch import nn
+
+from decentral_bench.data import augment, evaluation_subset, minibatch_indices
+from decentral_bench.models import build_model
+from decentral_bench.plan import MethodPlan
+from decentral_bench.scenario import ModelConfig
+from decentral_bench.training import evaluate, gradient, select_device
+
+
+@lru_cache(maxsize=8)
+def shared_model(config: ModelConfig, input_shape: tuple[int, ...], num_classes: int,
+                 device: torch.device) -> nn.Module:
+    """One module per process and architecture: agents hold their parameters as tensor
+    lists and evaluate the module at them."""
+    return build_model(config, input_shape, num_classes, 0).to(device)
+
+
+@dataclass(frozen=True)
+class AgentSetup:
+    """What agent `agent` needs to train under `plan`."""
+
+    plan: MethodPlan
+    agent: int
+    model: nn.Module
+    device: torch.device
+    features: torch.Tensor
+    labels: torch.Tensor
+    train_evaluation: tuple[torch.Tensor, torch.Tensor]
+    test_evaluation: tuple[torch.Tensor, torch.Tensor]
+
+    @classmethod
+    def build(cls, plan: MethodPlan, agent: int) -> AgentSetup:
+        """Agent `agent`'s partition of the training set (on the scenario's device) and
+        its seeded evaluation subsets."""
+        device = select_device(plan.scenario.resources.device)
+        dataset = plan.dataset
+        own = torch.as_tensor(plan.partitions[agent])
+        features, labels = dataset.train_x[own].to(device), dataset.train_y[own].to(device)
+        limit = plan.scenario.training.eval_samples
+        return cls(
+            plan=plan, agent=agent, device=device, features=features, labels=labels,
+            model=shared_model(plan.scenario.model, dataset.input_shape, dataset.num_classes,
+                               device),
+            train_evaluation=evaluation_subset(features, labels, limit, plan.seed),
+            test_evaluation=evaluation_subset(dataset.test_x.to(device),
+                                              dataset.test_y.to(device), limit, plan.seed),
+        )
+
+    def minibatch_index(self, step: int) -> torch.Tensor:
+        """Positions in this agent's data of its `step`-th minibatch."""
+        index = minibatch_indices(len(self.labels), self.plan.batch_size, self.plan.seed,
+                                  self.agent, step)
+        return torch.as_tensor(index, device=self.device)
+
+    def minibatch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The minibatch of this agent's `step`-th SGD step (augmented when asked)."""
+        index = self.minibatch_index(step)
+        features = self.features[index]
+        if self.plan.scenario.dataset.augment:
+            features = augment(features, self.plan.seed, self.agent, step)
+        return features, self.labels[index]
+
+    def gradient_at(self, parameters: list[torch.Tensor], step: int,
+                    ) -> tuple[list[torch.Tensor], float]:
+        """g_j at `parameters` on the minibatch of `step` (weight decay included), and the
+        minibatch loss."""
+        grads, loss, _ = gradient(self.model, parameters, *self.minibatch(step),
+                                  weight_decay=self.plan.weight_decay)
+        return grads, loss
+
+    def evaluate(self, parameters: list[torch.Tensor]) -> dict[str, float]:
+        """Loss and accuracy on the agent's training data and on the test set (each the
+        seeded `eval_samples` subset when set)."""
+        train_loss, train_accuracy = evaluate(self.model, parameters, *self.train_evaluation)
+        test_loss, test_accuracy = evaluate(self.model, parameters, *self.test_evaluation)
+        return {"train_loss": train_loss, "train_accuracy": train_accuracy,
+                "test_loss": test_loss, "test_accuracy": test_accuracy}

@@ -1,0 +1,84 @@
+"""The engine seam: what every engine is given, and what it reports each round.
+
+An engine runs one method of a scenario (a `MethodPlan`) and hands each
+finished round to a sink as a `RoundReport`: engine-neutral facts, no Flower
+type in sight. The observer turns reports into metrics; runner, tracking and
+report never see how the round was computed. Engines: the Flower engine
+(`decentral_bench.flower.simulation`, the reference and default) and the
+vectorized engine (`decentral_bench.vectorized`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from decentral_bench.plan import MethodPlan
+
+# Each agent's final point: the last published point of every agent (gossip), the
+# global model under agent 0 (FedAvg), or every agent's own model (FedAvg after a
+# server loss in mode `local`).
+FinalParameters = dict[int, list[np.ndarray]]
+
+
+@dataclass
+class RoundReport:
+    """One finished round, as an omniscient monitor of the network would see it.
+
+    `points` holds the points the reporting `agents` published this round, one
+    tensor per model parameter with the agents along the first dimension (in the
+    order of `agents`). `agent_metrics` are the figures each agent reported
+    (minibatch loss; train/test loss and accuracy on evaluation rounds).
+    """
+
+    server_round: int
+    agents: list[int]
+    points: list[torch.Tensor]
+    agent_metrics: dict[int, dict[str, float]]
+    failed: dict[int, str] = field(default_factory=dict)  # agent → why its round failed
+    bytes_moved: int = 0
+    network: dict[str, float] = field(default_factory=dict)  # alive agents, edges, λ2 of Π_k
+    average: list[torch.Tensor] | None = None  # x̄ when the server holds it (FedAvg)
+    wall_time_s: float = 0.0  # the engine's time for the round, measurement excluded
+
+
+ReportSink = Callable[[RoundReport], None]
+EventSink = Callable[[int, str], None]
+
+
+class Engine(Protocol):
+    """Runs one method of a scenario, round by round."""
+
+    name: str
+
+    def run(self, plan: MethodPlan, report: ReportSink, on_event: EventSink) -> FinalParameters:
+        """Run every round of `plan`, handing each to `report` as it finishes and
+        noting events (a server failure, a stop) to `on_event`. Returns the final
+        parameters."""
+        ...
+
+
+class RoundClock:
+    """Times rounds from the end of the previous round's report to this round's."""
+
+    def __init__(self) -> None:
+        self.started = time.perf_counter()
+
+    def lap(self) -> float:
+        """Seconds since the clock last restarted."""
+        return time.perf_counter() - self.started
+
+    def restart(self) -> None:
+        self.started = time.perf_counter()
+
+
+def stack_points(points: list[list[np.ndarray]]) -> list[torch.Tensor]:
+    """Per-agent parameter lists → one tensor per parameter, agents along dimension 0."""
+    if not points:
+        return []
+    return [torch.from_numpy(np.stack(layers)) for layers in zip(*points, strict=True)]

@@ -1,0 +1,146 @@
+"""The Flower ClientApp: one agent, training on its own partition.
+
+A message's config record names the scenario (as JSON) and the method, so
+the same ClientApp serves every method and every scenario. It decodes the
+message, runs the method's round from `strategies` (the registry says which)
+and encodes the reply:
+
+- gossip methods (CDSGD, CDMSGD, centralized SGD): the message holds the points
+  Nb(j) (j itself among them) published last round and the weights π_jl; the
+  agent mixes them and steps along the gradient at its own point
+  (`strategies.gossip.gossip_round`). What the message cannot supply (x_{k−1}^j
+  under Polyak, x_k^j under Nesterov) stays in its Flower context between rounds;
+  the context crosses the engine on every call, so it keeps nothing else.
+- FedAvg: the message holds the global model; the agent trains `local_epochs`
+  epochs on its data (`strategies.local_sgd`) and returns the result.
+
+Every reply carries the agent's new point and its metrics.
+"""
+
+from __future__ import annotations
+
+import time
+from functools import lru_cache
+
+import torch
+from flwr.app import ConfigRecord, Context, Message, MetricRecord, RecordDict
+from flwr.clientapp import ClientApp
+
+from decentral_bench.agent import AgentSetup
+from decentral_bench.data import steps_per_epoch
+from decentral_bench.flower.arrays import from_record, to_record
+from decentral_bench.plan import MethodPlan
+from decentral_bench.scenario import Scenario
+from decentral_bench.training import from_numpy, to_numpy
+from strategies.cdsgd import mix
+from strategies.gossip import gossip_round
+from strategies.local_sgd import local_sgd
+from strategies.protocol import (
+    CONFIG_KEY,
+    IDENTITY_KEY,
+    LOCAL_ONLY_KEY,
+    METRICS_KEY,
+    MIXING_KEY,
+    PUBLISHED_KEY,
+    ROUND_KEY,
+    WEIGHT_KEY,
+    int_value,
+    neighbour_key,
+    number_list,
+)
+
+CURRENT_KEY = "x"  # FedAvg: the agent's last model, for training once the server is lost
+KEPT_KEY = "kept"  # gossip: what the next round's message cannot supply (the rule's `kept`)
+
+app = ClientApp()
+
+
+@lru_cache(maxsize=8)
+def plan_of(scenario_json: str, method_name: str) -> MethodPlan:
+    """The plan a message names (parsed once per process)."""
+    return MethodPlan.of(Scenario.model_validate_json(scenario_json), method_name)
+
+
+@lru_cache(maxsize=512)
+def agent_setup(scenario_json: str, method_name: str, agent: int) -> AgentSetup:
+    """Agent `agent` under a method of a scenario, built once per process."""
+    return AgentSetup.build(plan_of(scenario_json, method_name), agent)
+
+
+def _limit_threads(config: ConfigRecord) -> None:
+    threads = int_value(config, "threads") if "threads" in config else 0
+    if threads > 0 and torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+
+
+def _state(context: Context, key: str, device: torch.device) -> list[torch.Tensor] | None:
+    if key not in context.state.array_records:
+        return None
+    return from_numpy(from_record(context.state.array_records[key]), device)
+
+
+def gossip_client_round(setup: AgentSetup, content: RecordDict, context: Context,
+                        server_round: int) -> tuple[list[torch.Tensor], float]:
+    """One round of a gossip method. Returns the point to publish and the mean loss."""
+    plan, rule = setup.plan, setup.plan.update_rule
+    mixing = content.config_records[MIXING_KEY]
+    neighbours = [int(agent) for agent in number_list(mixing, "agents")]
+    weights = number_list(mixing, "weights")
+    points = [from_numpy(from_record(content.array_records[neighbour_key(l)]), setup.device)
+              for l in neighbours]
+    own_point = points[neighbours.index(setup.agent)]
+    state = rule.restore(own_point, _state(context, KEPT_KEY, setup.device))
+    state, losses = gossip_round(rule, state, own_point, mix(points, weights),
+                                 setup.gradient_at, plan.lr_at(server_round),
+                                 (server_round - 1) * plan.local_steps, plan.local_steps)
+    kept = rule.kept(state)
+    if kept is not None:
+        context.state[KEPT_KEY] = to_record(to_numpy(kept))
+    return rule.published_point(state), float(sum(losses)) / len(losses)
+
+
+def local_client_round(setup: AgentSetup, content: RecordDict, context: Context,
+                       server_round: int) -> tuple[list[torch.Tensor], float]:
+    """FedAvg's client update: `local_epochs` epochs of SGD from the global model, or, once
+    the server is lost (`local-only`), from the agent's own last model."""
+    plan = setup.plan
+    if content.config_records[CONFIG_KEY].get(LOCAL_ONLY_KEY, False):
+        start = _state(context, CURRENT_KEY, setup.device) or \
+            from_numpy(plan.initial_parameters, setup.device)
+    else:
+        start = from_numpy(from_record(content.array_records[PUBLISHED_KEY]), setup.device)
+    steps = plan.local_epochs * steps_per_epoch(len(setup.labels), plan.batch_size)
+    parameters, losses = local_sgd(start, setup.gradient_at, plan.lr_at(server_round),
+                                   (server_round - 1) * steps, steps)
+    server = plan.scenario.failures.server
+    if server is not None and server.mode == "local":  # kept only for when the server is lost
+        context.state[CURRENT_KEY] = to_record(to_numpy(parameters))
+    return parameters, float(sum(losses)) / len(losses)
+
+
+@app.query()
+def identify(message: Message, context: Context) -> Message:
+    """Tell the router which agent (partition) this node is."""
+    partition = int(context.node_config["partition-id"])
+    content = RecordDict({IDENTITY_KEY: ConfigRecord({"partition-id": partition})})
+    return Message(content, reply_to=message)
+
+
+@app.train()
+def train(message: Message, context: Context) -> Message:
+    """One round of the method named in the message's config."""
+    started = time.perf_counter()
+    config = message.content.config_records[CONFIG_KEY]
+    _limit_threads(config)
+    agent = int(context.node_config["partition-id"])
+    setup = agent_setup(str(config["scenario"]), str(config["method"]), agent)
+    server_round = int_value(config, ROUND_KEY)
+    client_round = gossip_client_round if setup.plan.is_gossip else local_client_round
+    parameters, minibatch_loss = client_round(setup, message.content, context, server_round)
+    metrics = MetricRecord({WEIGHT_KEY: len(setup.labels), "minibatch_loss": minibatch_loss})
+    if setup.plan.evaluates(server_round):
+        metrics.update(setup.evaluate(parameters))
+    published = to_record(to_numpy(parameters))
+    metrics["client_time_s"] = time.perf_counter() - started
+    return Message(RecordDict({PUBLISHED_KEY: published, METRICS_KEY: metrics}),
+                   reply_to=message)

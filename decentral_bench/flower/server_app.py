@@ -1,0 +1,184 @@
+"""The Flower ServerApp side of one method.
+
+Gossip methods (CDSGD, CDMSGD, centralized SGD) run the gossip router (it
+routes, never aggregates), on the round's network when failures are injected;
+FedAvg runs Flower's stock strategy while its server lives. All send through a
+`NetworkTap`, and each finished round is handed on as a `RoundReport`.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from flwr.app import ArrayRecord, ConfigRecord, Context, Message, RecordDict
+from flwr.serverapp import Grid, ServerApp
+
+from decentral_bench.engine import EventSink, FinalParameters, ReportSink, RoundClock
+from decentral_bench.failures import RoundNetwork
+from decentral_bench.flower.arrays import from_record, to_record
+from decentral_bench.flower.network_tap import NetworkTap, round_report
+from decentral_bench.flower.nodes import discover_agents
+from decentral_bench.plan import MethodPlan
+from strategies.fedavg import ObservedFedAvg
+from strategies.gossip_router import GossipRouter
+from strategies.protocol import CONFIG_KEY, LOCAL_ONLY_KEY, PUBLISHED_KEY, ROUND_KEY, TRAIN_TYPE
+
+
+def train_config(plan: MethodPlan, threads: int) -> ConfigRecord:
+    """What every training message tells the ClientApp: scenario, method, thread budget."""
+    return ConfigRecord({
+        "scenario": plan.scenario.to_json(),
+        "method": plan.method.name,
+        "threads": threads,
+    })
+
+
+class _Round:
+    """Hands rounds to the sink as `RoundReport`s, timed by the engine."""
+
+    def __init__(self, tap: NetworkTap, node_of_agent: dict[int, int],
+                 report: ReportSink) -> None:
+        self.tap = tap
+        self.agent_of_node = {node: agent for agent, node in node_of_agent.items()}
+        self.report = report
+        self.clock = RoundClock()
+
+    def finish(self, server_round: int, network: dict[str, float],
+               average: ArrayRecord | None = None, moved_nothing: bool = False) -> int:
+        """Report the round from the tap's traffic; returns how many agents reported."""
+        wall_time = self.clock.lap()
+        finished = round_report(server_round, self.tap.drain(), self.agent_of_node, network)
+        finished.wall_time_s = wall_time
+        if average is not None:
+            finished.average = [torch.from_numpy(a) for a in from_record(average)]
+        if moved_nothing:  # the replies only report to the observer: no server, no traffic
+            finished.bytes_moved = 0
+        self.report(finished)
+        self.clock.restart()
+        return len(finished.agents)
+
+
+def run_method(grid: Grid, plan: MethodPlan, report: ReportSink, threads: int = 1,
+               on_event: EventSink | None = None,
+               stop: threading.Event | None = None) -> FinalParameters:
+    """Run every round of one method on `grid`, handing each round to `report`.
+
+    Returns the final parameters: each agent's last published point for the
+    gossip methods, the last global model (under agent 0) for FedAvg, or each
+    agent's own model when FedAvg's server failed with mode `local`.
+    """
+    tap = NetworkTap(grid, stop=stop)
+    config = train_config(plan, threads)
+    node_of_agent = discover_agents(tap, plan.agents)
+    tap.drain()
+    rounds = _Round(tap, node_of_agent, report)
+    if plan.is_gossip:
+        return _run_gossip(tap, plan, rounds, config, node_of_agent)
+    return _run_fedavg(tap, plan, rounds, config, node_of_agent, on_event or (lambda *_: None))
+
+
+def _run_gossip(tap: NetworkTap, plan: MethodPlan, rounds: _Round, config: ConfigRecord,
+                node_of_agent: dict[int, int]) -> FinalParameters:
+    schedule = plan.failure_schedule
+    networks: dict[int, RoundNetwork] = {}
+
+    def network_at(server_round: int) -> tuple[np.ndarray, frozenset[int]]:
+        networks[server_round] = network = schedule.network(server_round)
+        return network.mixing_matrix, network.alive
+
+    def finish(server_round: int, _: list[Message]) -> None:
+        network = networks[server_round]
+        figures = {**network.metrics(), "round_lambda2": network.lambda2} \
+            if schedule.changes_network else {}
+        rounds.finish(server_round, figures)
+
+    router = GossipRouter(plan.topology.mixing_matrix, node_of_agent)
+    rounds.clock.restart()
+    published = router.start(tap, to_record(plan.initial_parameters), plan.rounds, config,
+                             on_round=finish, network_at=network_at)
+    return {agent: from_record(arrays) for agent, arrays in published.items()}
+
+
+def _run_fedavg(tap: NetworkTap, plan: MethodPlan, rounds: _Round, config: ConfigRecord,
+                node_of_agent: dict[int, int], on_event: EventSink) -> FinalParameters:
+    """Stock FedAvg while the server lives; then local training alone, or a halt."""
+    schedule = plan.failure_schedule
+    server = plan.scenario.failures.server
+    server_rounds = plan.rounds if server is None else server.round
+
+    def alive(server_round: int) -> dict[str, float]:
+        down = schedule.crashed(server_round)
+        return {"alive_agents": float(plan.agents - len(down))} \
+            if plan.scenario.failures.agents else {}
+
+    def hide_crashed(server_round: int) -> None:
+        tap.down_nodes = {node_of_agent[agent] for agent in schedule.crashed(server_round)}
+
+    def finish(server_round: int, _: list[Message], average: ArrayRecord | None) -> None:
+        reported = rounds.finish(server_round, {"aggregated": 1.0, **alive(server_round)},
+                                 average)
+        if not reported:
+            raise RuntimeError(f"round {server_round}: every agent failed")
+
+    strategy = ObservedFedAvg(plan.fraction, before_round=hide_crashed, after_round=finish)
+    final: FinalParameters = {0: plan.initial_parameters}
+    if server_rounds > 0:
+        rounds.clock.restart()
+        result = strategy.start(grid=tap, initial_arrays=to_record(plan.initial_parameters),
+                                num_rounds=server_rounds, train_config=config)
+        if result.arrays is not None:
+            final = {0: from_record(result.arrays)}
+    if server is None or server_rounds == plan.rounds:
+        return final
+    on_event(server_rounds, f"the server failed after round {server_rounds} "
+                            f"(mode {server.mode})")
+    if server.mode == "halt":
+        return final
+    models: FinalParameters = {}
+    for server_round in range(server_rounds + 1, plan.rounds + 1):
+        models.update(_train_alone(tap, server_round, config, node_of_agent,
+                                   schedule.crashed(server_round)))
+        rounds.finish(server_round, {"aggregated": 0.0, **alive(server_round)},
+                      moved_nothing=True)
+    return models
+
+
+def _train_alone(tap: NetworkTap, server_round: int, config: ConfigRecord,
+                 node_of_agent: dict[int, int], down: set[int]) -> FinalParameters:
+    """After the server is lost: each client trains on its own data from its own last
+    model, with no aggregation. The rounds go on only so the metrics show what is lost."""
+    messages = []
+    for agent, node in sorted(node_of_agent.items()):
+        if agent in down:
+            continue
+        round_config = ConfigRecord(dict(config))
+        round_config[ROUND_KEY] = server_round
+        round_config[LOCAL_ONLY_KEY] = True
+        messages.append(Message(RecordDict({CONFIG_KEY: round_config}), dst_node_id=node,
+                                message_type=TRAIN_TYPE))
+    replies = list(tap.send_and_receive(messages, timeout=3600.0))
+    delivered = [reply for reply in replies if not reply.has_error()]
+    if messages and not delivered:
+        raise RuntimeError(f"round {server_round}: every agent failed")
+    agent_of_node = {node: agent for agent, node in node_of_agent.items()}
+    return {agent_of_node[reply.metadata.src_node_id]:
+            from_record(reply.content.array_records[PUBLISHED_KEY]) for reply in delivered}
+
+
+def make_server_app(plan: MethodPlan, report: ReportSink, threads: int,
+                    on_finished: Callable[[FinalParameters], None] | None = None,
+                    on_event: EventSink | None = None,
+                    stop: threading.Event | None = None) -> ServerApp:
+    """A ServerApp that runs `plan`, reports rounds to `report` and hands over the result."""
+    server = ServerApp()
+
+    @server.main()
+    def _main(grid: Grid, context: Context) -> None:
+        final = run_method(grid, plan, report, threads, on_event, stop)
+        if on_finished is not None:
+            on_finished(final)
+
+    return server

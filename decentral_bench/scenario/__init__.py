@@ -1,0 +1,32 @@
+"""Scenario files: the YAML a user writes, parsed into a typed, validated `Scenario`.
+
+- `sections`, `graph`, `methods`, `schema`: the format, section by section;
+- `loading`: reading a file, with `--set` style overrides;
+- `errors`: problems phrased as file, key path and what was expected.
+"""
+
+from decentral_bench.scenario.errors import ScenarioError
+from decentral_bench.scenario.graph import TopologyConfig
+from decentral_bench.scenario.loading import load, parse, set_key
+from decentral_bench.scenario.methods import MethodConfig
+from decentral_bench.scenario.schema import UNSWEEPABLE, Scenario, is_scenario_key, json_schema
+from decentral_bench.scenario.sections import (
+    AgentCrashConfig,
+    DatasetConfig,
+    FailuresConfig,
+    LinkFailuresConfig,
+    ModelConfig,
+    PartitionConfig,
+    ReportConfig,
+    ResourcesConfig,
+    ServerFailureConfig,
+    TrackingConfig,
+    TrainingConfig,
+)
+
+__all__ = [
+    "UNSWEEPABLE", "AgentCrashConfig", "DatasetConfig", "FailuresConfig", "LinkFailuresConfig",
+    "MethodConfig", "ModelConfig", "PartitionConfig", "ReportConfig", "ResourcesConfig",
+    "Scenario", "ScenarioError", "ServerFailureConfig", "TopologyConfig", "TrackingConfig",
+    "TrainingConfig", "is_scenario_key", "json_schema", "load", "parse", "set_key",
+]

@@ -1,0 +1,72 @@
+"""Errors in scenario files, phrased for the person who wrote the file.
+
+Every problem names the file, the dotted key path (``topology.agents``,
+``methods[1].algorithm``) and what was expected, so a user can fix the file
+without reading a traceback.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+
+class ScenarioError(ValueError):
+    """A scenario file that cannot be run, with every problem found in it."""
+
+    def __init__(self, source: str, problems: list[tuple[str, str]]) -> None:
+        self.source = source
+        self.problems = problems
+        lines = [f"{source}: {key}: {message}" if key else f"{source}: {message}"
+                 for key, message in problems]
+        super().__init__("\n".join(lines))
+
+
+def key_path(location: tuple[int | str, ...]) -> str:
+    """A pydantic error location as the dotted path a user writes (`methods[0].lr`)."""
+    path = ""
+    for part in location:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif part.startswith("function-") or part in {"str", "dict"}:
+            continue
+        else:
+            path += f".{part}" if path else part
+    return path
+
+
+def describe(error: Any, model: type[BaseModel]) -> tuple[str, str]:
+    """One pydantic error (an `ErrorDetails` mapping) as (key path, message)."""
+    location = tuple(error["loc"])
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        parent = key_path(location[:-1])
+        allowed = allowed_keys(model, location[:-1])
+        hint = f"; allowed keys here: {', '.join(allowed)}" if allowed else ""
+        return parent or "(top level)", f"unknown key '{location[-1]}'{hint}"
+    if kind == "missing":
+        return key_path(location), "missing required key"
+    message = error["msg"]
+    if kind.startswith("value_error"):
+        message = message.removeprefix("Value error, ")
+    given = error.get("input")
+    if not isinstance(given, dict | list) and kind != "value_error":
+        message += f" (got {given!r})"
+    return key_path(location) or "(top level)", message
+
+
+def allowed_keys(model: type[BaseModel], location: tuple[int | str, ...]) -> list[str]:
+    """The keys the schema allows at `location`."""
+    current: Any = model
+    for part in location:
+        if isinstance(part, int):
+            continue
+        field = getattr(current, "model_fields", {}).get(part)
+        if field is None:
+            return []
+        annotation = field.annotation
+        inner = getattr(annotation, "__args__", None)
+        current = inner[0] if inner else annotation
+    fields = getattr(current, "model_fields", None)
+    return sorted(fields) if fields else []

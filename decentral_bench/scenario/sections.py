@@ -1,0 +1,200 @@
+"""The sections of a scenario file: data, model, training, failures, tracking, resources."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+
+
+class Strict(BaseModel):
+    """Unknown keys and non-finite numbers are errors; a parsed scenario never changes."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+class PartitionConfig(Strict):
+    """How the training set is split over the agents."""
+
+    kind: Literal["iid", "dirichlet", "shards", "by_size"] = "iid"
+    alpha: float | None = Field(None, gt=0.0, description="dirichlet: concentration α")
+    classes_per_agent: int | None = Field(None, ge=1, description="shards: classes per agent")
+    sizes: tuple[float, ...] | None = Field(
+        None, description="by_size: relative n_j per agent (default 1, 2, ..., N)")
+
+    @model_validator(mode="after")
+    def _keys_fit_the_kind(self) -> PartitionConfig:
+        owners = {"alpha": "dirichlet", "classes_per_agent": "shards", "sizes": "by_size"}
+        for key, owner in owners.items():
+            if getattr(self, key) is not None and self.kind != owner:
+                raise ValueError(f"'{key}' applies to partition kind '{owner}' only")
+        if self.kind == "dirichlet" and self.alpha is None:
+            raise ValueError("partition 'dirichlet' needs alpha (e.g. 0.1 for strong skew)")
+        if self.kind == "shards" and self.classes_per_agent is None:
+            raise ValueError("partition 'shards' needs classes_per_agent (e.g. 2)")
+        if self.sizes is not None and any(size <= 0 for size in self.sizes):
+            raise ValueError("every relative size must be positive")
+        return self
+
+
+DatasetName = Literal["digits", "fashion_mnist", "mnist", "cifar10", "cifar100"]
+
+
+class DatasetConfig(Strict):
+    """The data set, its held-out test split and its partition over agents."""
+
+    name: DatasetName = "digits"
+    partition: PartitionConfig = PartitionConfig()
+    test_fraction: float | None = Field(
+        None, gt=0.0, lt=1.0, description="digits only: held-out share (default 0.2)")
+    root: str | None = Field(None, description="folder holding the data set's files")
+    download: bool = Field(False, description="mnist/cifar: let torchvision download")
+    augment: bool = Field(False, description="cifar: random crop (pad 4) and horizontal flip")
+    train_samples: int | None = Field(
+        None, ge=1, description="use a seeded, class-stratified subset of the training set")
+
+    @field_validator("partition", mode="before")
+    @classmethod
+    def _partition_shorthand(cls, value: Any) -> Any:
+        return {"kind": value} if isinstance(value, str) else value
+
+    @field_validator("root")
+    @classmethod
+    def _root_folder(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        base = (info.context or {}).get("base", Path.cwd())
+        path = Path(value).expanduser()
+        return str((path if path.is_absolute() else Path(base) / path).resolve())
+
+    @model_validator(mode="after")
+    def _keys_fit_the_data_set(self) -> DatasetConfig:
+        if self.test_fraction is not None and self.name != "digits":
+            raise ValueError(f"'test_fraction' applies to digits only; {self.name} has its "
+                             "own test split")
+        if self.augment and not self.name.startswith("cifar"):
+            raise ValueError("'augment' applies to cifar10 and cifar100 only")
+        if self.download and self.name not in ("mnist", "cifar10", "cifar100"):
+            raise ValueError(f"'download' applies to mnist, cifar10 and cifar100, not {self.name}")
+        return self
+
+
+class ModelConfig(Strict):
+    """The network every agent trains."""
+
+    name: Literal["mlp", "cnn_paper", "resnet20"] = "mlp"
+    hidden: tuple[int, ...] | None = Field(
+        None, description="mlp only: hidden layer widths (default [64])")
+
+    @model_validator(mode="after")
+    def _widths(self) -> ModelConfig:
+        if self.hidden is not None:
+            if self.name != "mlp":
+                raise ValueError("'hidden' applies to model 'mlp' only")
+            if any(width <= 0 for width in self.hidden):
+                raise ValueError("every hidden layer width must be a positive integer")
+        return self
+
+
+class TrainingConfig(Strict):
+    """Optimisation settings shared by every method unless a method overrides them."""
+
+    rounds: int = Field(100, ge=1)
+    local_steps: int = Field(1, ge=1, description="Minibatch steps per round.")
+    batch_size: int = Field(32, ge=1)
+    lr: float = Field(0.1, gt=0.0)
+    seed: int = Field(0, ge=0)
+    seeds: tuple[int, ...] | None = Field(
+        None, description="run every method once per seed (replaces seed)")
+    eval_every: int = Field(1, ge=1, description="Evaluate test accuracy every this many rounds.")
+    eval_samples: int | None = Field(
+        None, ge=1, description="agents evaluate on at most this many train/test samples "
+                                "(a seeded subset); the average model uses the whole test set")
+    lr_schedule: Literal["constant", "diminishing"] = "constant"
+    epsilon: float | None = Field(
+        None, description="diminishing: α_k = α_0 / (k + 1)^ε with ε in (0.5, 1]")
+    weight_decay: float = Field(0.0, ge=0.0, description="L2 term λx added inside g_j")
+
+    @field_validator("seeds")
+    @classmethod
+    def _seed_list(cls, value: tuple[int, ...] | None) -> tuple[int, ...] | None:
+        if value is not None:
+            if not value:
+                raise ValueError("list at least one seed, or drop 'seeds'")
+            if any(seed < 0 for seed in value) or len(set(value)) != len(value):
+                raise ValueError("seeds must be distinct non-negative integers")
+        return value
+
+    @model_validator(mode="after")
+    def _schedule(self) -> TrainingConfig:
+        if self.lr_schedule == "diminishing":
+            if self.epsilon is None:
+                raise ValueError("lr_schedule 'diminishing' needs epsilon in (0.5, 1]")
+            if not 0.5 < self.epsilon <= 1.0:
+                raise ValueError(f"epsilon must lie in (0.5, 1] (the paper's condition), "
+                                 f"got {self.epsilon}")
+        elif self.epsilon is not None:
+            raise ValueError("epsilon goes with lr_schedule: diminishing")
+        return self
+
+
+class ServerFailureConfig(Strict):
+    """The aggregating server is lost after round `round`."""
+
+    round: int = Field(ge=0, description="last round the server completes")
+    mode: Literal["local", "halt"] = Field(
+        "local", description="local: clients go on training alone; halt: training stops")
+
+
+class AgentCrashConfig(Strict):
+    """Agent `agent` neither trains nor publishes from `round` until `recover` (if given)."""
+
+    agent: int = Field(ge=0)
+    round: int = Field(ge=1, description="first round the agent is down")
+    recover: int | None = Field(None, description="first round it is back, from its last state")
+
+    @model_validator(mode="after")
+    def _recovers_later(self) -> AgentCrashConfig:
+        if self.recover is not None and self.recover <= self.round:
+            raise ValueError(f"recover ({self.recover}) must come after round ({self.round})")
+        return self
+
+
+class LinkFailuresConfig(Strict):
+    """Every round, every edge of the graph fails independently with `drop_probability`."""
+
+    drop_probability: float = Field(ge=0.0, lt=1.0)
+    seed: int | None = Field(None, ge=0, description="default: training.seed")
+
+
+class FailuresConfig(Strict):
+    """Failures to inject: the server, agents, links."""
+
+    server: ServerFailureConfig | None = None
+    agents: tuple[AgentCrashConfig, ...] = ()
+    links: LinkFailuresConfig | None = None
+
+
+class TrackingConfig(Strict):
+    """Where the MLflow runs go."""
+
+    experiment: str | None = Field(None, description="Defaults to the scenario name.")
+    uri: str | None = Field(None, description="Defaults to sqlite:///mlflow.db.")
+
+
+class ResourcesConfig(Strict):
+    """Where the agents compute."""
+
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    cpus_per_agent: int = Field(1, ge=1, description="Ray CPUs and torch threads per agent")
+    gpus_per_agent: float | None = Field(
+        None, gt=0.0, le=1.0, description="GPU share per agent (default: split one GPU)")
+
+
+class ReportConfig(Strict):
+    """What the comparison report measures."""
+
+    target_accuracy: float | None = Field(
+        None, gt=0.0, le=1.0, description="report the first round the mean test accuracy "
+                                          "reaches this")

@@ -1,0 +1,53 @@
+"""Every record key and message type the ServerApp and the ClientApp exchange.
+
+The gossip router, Flower's FedAvg (given these keys explicitly) and the
+ClientApp all read them from here, so no side depends on another's defaults.
+
+A training message holds:
+
+- `CONFIG_KEY`: a ConfigRecord with the scenario (JSON), the method name, the
+  thread budget, `server-round`, and for FedAvg after a server loss `LOCAL_ONLY_KEY`;
+- gossip methods: the points p_k^l of Nb(j) under `neighbour_key(l)` and, under
+  `MIXING_KEY`, the agents l and their weights π_jl;
+- FedAvg: the global model under `PUBLISHED_KEY`.
+
+A reply holds the agent's new point under `PUBLISHED_KEY` and its metrics under
+`METRICS_KEY`, `WEIGHT_KEY` among them (FedAvg weighs the average by it).
+"""
+
+from __future__ import annotations
+
+from flwr.app import ConfigRecord, MessageType
+
+PUBLISHED_KEY = "arrays"         # ArrayRecord: the point an agent publishes (FedAvg: global model)
+METRICS_KEY = "metrics"          # MetricRecord: an agent's figures of the round
+CONFIG_KEY = "config"            # ConfigRecord: what to run and which round
+MIXING_KEY = "mixing"            # ConfigRecord: Nb(j) as "agents" and π_jl as "weights"
+IDENTITY_KEY = "identity"        # ConfigRecord: a node's "partition-id" (its agent index)
+WEIGHT_KEY = "num-examples"      # metric: the agent's training samples, FedAvg's weight
+LOCAL_ONLY_KEY = "local-only"    # config flag: FedAvg's server is lost, train from your own model
+ROUND_KEY = "server-round"       # config: the round being run (FedAvg sets it itself)
+
+TRAIN_TYPE = MessageType.TRAIN   # a round of training
+IDENTIFY_TYPE = MessageType.QUERY  # "which agent are you?"
+
+
+def neighbour_key(agent: int) -> str:
+    """Record key under which agent `agent`'s published arrays travel."""
+    return f"x.{agent}"
+
+
+def int_value(config: ConfigRecord, key: str) -> int:
+    """An integer entry of a config record (a round number, an agent index)."""
+    value = config[key]
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise TypeError(f"config entry '{key}' should be an integer, got {value!r}")
+    return int(value)
+
+
+def number_list(config: ConfigRecord, key: str) -> list[float]:
+    """A list-of-numbers entry of a config record (agents, weights)."""
+    value = config[key]
+    if not isinstance(value, list) or not all(isinstance(v, int | float) for v in value):
+        raise TypeError(f"config entry '{key}' should be a list of numbers, got {value!r}")
+    return [float(v) for v in value]

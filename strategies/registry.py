@@ -1,0 +1,101 @@
+"""The methods a scenario can name: algorithm name → how it runs.
+
+Scenario validation, the plan, the ClientApp and both engines read this table;
+nothing else branches on algorithm names. Adding a gossip algorithm is one
+module with its update rule (see `strategies.gossip.UpdateRule`) and one entry
+here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from strategies.cdmsgd import Nesterov, Polyak
+from strategies.cdsgd import CDSGD
+from strategies.gossip import UpdateRule
+
+Routing = Literal["gossip", "server"]
+
+
+@dataclass(frozen=True)
+class Method:
+    """One algorithm.
+
+    `routing` is "gossip" (the server only routes points along the graph's edges and
+    the agents run `rule`) or "server" (Flower's FedAvg aggregates; the agents run
+    local SGD). `options` are the method keys only this algorithm takes, with their
+    defaults; `forbids` the common keys it rejects, with the reason.
+    """
+
+    algorithm: str
+    summary: str
+    routing: Routing
+    options: Mapping[str, Any] = field(default_factory=dict)
+    forbids: Mapping[str, str] = field(default_factory=dict)
+    single_agent: bool = False  # one node holding all the data, on the graph Π = [1]
+    rule: Callable[[Mapping[str, Any]], UpdateRule] | None = None
+
+    @property
+    def is_gossip(self) -> bool:
+        return self.routing == "gossip"
+
+    def update_rule(self, options: Mapping[str, Any]) -> UpdateRule:
+        """The gossip update rule under the resolved `options`."""
+        if self.rule is None:
+            raise ValueError(f"'{self.algorithm}' is not a gossip method: it has no update rule")
+        return self.rule(options)
+
+
+def _cdmsgd_rule(options: Mapping[str, Any]) -> UpdateRule:
+    if options["variant"] == "polyak":
+        return Polyak(momentum=options["momentum"])
+    return Nesterov(momentum=options["momentum"])
+
+
+METHODS: dict[str, Method] = {method.algorithm: method for method in (
+    Method("cdsgd", "CDSGD, Jiang et al. 2017 eq. 5: mix the neighbours' points, step at "
+           "your own", "gossip", rule=lambda options: CDSGD()),
+    Method("cdmsgd", "CDMSGD, Jiang et al. 2017: CDSGD with Polyak or Nesterov momentum",
+           "gossip", options={"momentum": 0.9, "variant": "nesterov"}, rule=_cdmsgd_rule),
+    Method("fedavg", "Flower's stock FedAvg: local epochs, then the example-weighted "
+           "average on the server", "server", options={"fraction": 1.0, "local_epochs": 1},
+           forbids={"local_steps": "FedAvg trains 'local_epochs' per round; remove "
+                                   "'local_steps'"}),
+    Method("centralized_sgd", "centralized SGD: CDSGD on the one-node graph Π = [1] with "
+           "all the data", "gossip", single_agent=True, rule=lambda options: CDSGD()),
+)}
+
+ALGORITHMS: tuple[str, ...] = tuple(METHODS)
+
+
+def method(algorithm: str) -> Method:
+    """The registry entry of `algorithm`."""
+    try:
+        return METHODS[algorithm]
+    except KeyError:
+        raise ValueError(f"unknown algorithm '{algorithm}'; known: "
+                         f"{', '.join(ALGORITHMS)}") from None
+
+
+def option_owners(key: str) -> list[str]:
+    """The algorithms that take the method key `key`."""
+    return [name for name, entry in METHODS.items() if key in entry.options]
+
+
+def check_method_keys(algorithm: str, given: Mapping[str, Any]) -> list[str]:
+    """Problems with the method keys set in `given` (None values count as unset)."""
+    entry = method(algorithm)
+    problems = []
+    for key, value in given.items():
+        if value is None:
+            continue
+        owners = option_owners(key)
+        if owners and key not in entry.options:
+            which = " or ".join(f"'{owner}'" for owner in owners)
+            problems.append(f"'{key}' applies to algorithm {which} only, not '{algorithm}'; "
+                            "remove it")
+        if key in entry.forbids:
+            problems.append(entry.forbids[key])
+    return problems

@@ -90,7 +90,7 @@ class RichProgress:
         self.tasks: dict[str, TaskID] = {}
 
     def method_started(self, name: str, rounds: int) -> None:
-        self.tasks[name] = self.bars.add_task(name, total=rounds, status="starting Flower")
+        self.tasks[name] = self.bars.add_task(name, total=rounds, status="starting")
 
     def round_finished(self, name: str, server_round: int, metrics: dict[str, float]) -> None:
         accuracy = metrics.get("test_accuracy_mean")
@@ -127,17 +127,22 @@ def run(
     fresh: Annotated[bool, typer.Option(
         help="Start a new parent run instead of resuming the last one of this scenario.")
     ] = False,
+    engine: Annotated[str | None, typer.Option(
+        help="flower (default) or vectorized; overrides the file's resources.engine.")
+    ] = None,
     verbose: Annotated[bool, typer.Option(help="Show Flower's own logs.")] = False,
 ) -> None:
-    """Run a scenario (every sweep combination × seed × method) as Flower simulations,
-    recorded in MLflow. A re-run skips the runs it already finished."""
-    from decentral_bench.flower.simulation import FlowerEngine
+    """Run a scenario (every sweep combination × seed × method) on the Flower engine (or the
+    vectorized one), recorded in MLflow. A re-run skips the runs it already finished."""
     from decentral_bench.runner import run_scenario
     from decentral_bench.sweep import expand
     from decentral_bench.tracking import ui_command
 
     try:
-        parsed = _load_checked(scenario, partitions=True, overrides=_overrides(settings))
+        overrides = _overrides(settings)
+        if engine is not None:
+            overrides["resources.engine"] = engine
+        parsed = _load_checked(scenario, partitions=True, overrides=overrides)
         specs = expand(parsed, str(scenario))
     except ScenarioError as error:
         _print_problems(error)
@@ -150,10 +155,9 @@ def run(
                TextColumn("rounds"), TimeElapsedColumn(), TextColumn("{task.fields[status]}"))
     try:
         with ProgressBars(*columns, console=console) as bars:
-            result = run_scenario(parsed, FlowerEngine(verbose),
-                                  source=None if settings else scenario,
+            result = run_scenario(parsed, source=None if settings else scenario,
                                   tracking_uri=tracking_uri, progress=RichProgress(bars),
-                                  fresh=fresh)
+                                  fresh=fresh, verbose=verbose)
     except KeyboardInterrupt:
         errors.print("interrupted: the running child and the parent run are marked KILLED")
         raise typer.Exit(130) from None

@@ -284,24 +284,40 @@ def label_histogram(config: DatasetConfig, seed: int, agents: int) -> np.ndarray
 # ---------------------------------------------------------------- minibatches
 
 
-@lru_cache(maxsize=256)
-def _epoch_order(size: int, seed: int, agent: int, epoch: int) -> np.ndarray:
+def epoch_order(size: int, seed: int, agent: int, epoch: int) -> np.ndarray:
+    """Agent `agent`'s shuffle of its `size` samples for epoch `epoch`."""
     return np.random.default_rng([seed, 2, agent, epoch]).permutation(size)
 
 
-def minibatch_indices(size: int, batch_size: int, seed: int, agent: int, step: int) -> np.ndarray:
-    """Positions (into an agent's own data) of the minibatch of its `step`-th SGD step.
+_cached_epoch_order = lru_cache(maxsize=256)(epoch_order)
+
+
+def batch_slot(size: int, batch_size: int, step: int) -> tuple[int, int, int]:
+    """(epoch, start, stop): the `step`-th minibatch is `epoch_order(..., epoch)[start:stop]`.
 
     Each epoch is a fresh shuffle without replacement (Algorithm 1, line 3);
     the batches of an epoch are consecutive slices of it, the remainder that
-    does not fill a batch is left to later epochs' shuffles.
+    does not fill a batch is left to later epochs' shuffles. A batch as large
+    as the data is the whole data, freshly shuffled every step.
     """
     if batch_size >= size:
-        return _epoch_order(size, seed, agent, step)
-    batches_per_epoch = size // batch_size
-    epoch, position = divmod(step, batches_per_epoch)
-    order = _epoch_order(size, seed, agent, epoch)
-    return order[position * batch_size:(position + 1) * batch_size]
+        return step, 0, size
+    epoch, position = divmod(step, size // batch_size)
+    return epoch, position * batch_size, (position + 1) * batch_size
+
+
+def minibatch_indices(size: int, batch_size: int, seed: int, agent: int, step: int) -> np.ndarray:
+    """Positions (into an agent's own data) of the minibatch of its `step`-th SGD step."""
+    epoch, start, stop = batch_slot(size, batch_size, step)
+    return _cached_epoch_order(size, seed, agent, epoch)[start:stop]
+
+
+def evaluation_indices(size: int, limit: int | None, seed: int) -> np.ndarray:
+    """The positions of at most `limit` of `size` samples, the same seeded choice every
+    round (all of them, in order, without a limit)."""
+    if limit is None or limit >= size:
+        return np.arange(size)
+    return np.sort(np.random.default_rng([seed, 3]).choice(size, limit, replace=False))
 
 
 def evaluation_subset(features: torch.Tensor, labels: torch.Tensor, limit: int | None,
@@ -309,8 +325,7 @@ def evaluation_subset(features: torch.Tensor, labels: torch.Tensor, limit: int |
     """At most `limit` samples of a labelled set, the same seeded choice every round."""
     if limit is None or limit >= len(labels):
         return features, labels
-    keep = np.sort(np.random.default_rng([seed, 3]).choice(len(labels), limit, replace=False))
-    index = torch.as_tensor(keep, device=labels.device)
+    index = torch.as_tensor(evaluation_indices(len(labels), limit, seed), device=labels.device)
     return features[index], labels[index]
 
 

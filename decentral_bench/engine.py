@@ -41,7 +41,8 @@ class RoundReport:
     points: list[torch.Tensor]
     agent_metrics: dict[int, dict[str, float]]
     failed: dict[int, str] = field(default_factory=dict)  # agent → why its round failed
-    bytes_moved: int = 0
+    bytes_moved: int = 0  # what the modelled network moves (`decentral_bench.traffic`)
+    router_bytes: int = 0  # what the Flower router moves to simulate it
     network: dict[str, float] = field(default_factory=dict)  # alive agents, edges, λ2 of Π_k
     average: list[torch.Tensor] | None = None  # x̄ when the server holds it (FedAvg)
     wall_time_s: float = 0.0  # the engine's time for the round, measurement excluded

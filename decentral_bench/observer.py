@@ -78,6 +78,7 @@ class RoundObserver:
             "epochs": server_round * self.plan.epochs_per_round,
             "bytes_moved": float(report.bytes_moved),
             "bytes_moved_total": float(self.bytes_total),
+            "router_bytes_moved": float(report.router_bytes),
             "agents_reporting": float(len(report.agents)),
             "agents_failed": float(len(report.failed)),
         }

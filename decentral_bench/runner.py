@@ -22,6 +22,7 @@ from matplotlib import pyplot
 
 from decentral_bench.data import label_histogram
 from decentral_bench.engine import Engine
+from decentral_bench.engines import build_engine
 from decentral_bench.models import parameter_count
 from decentral_bench.observer import Diverged, RoundObserver
 from decentral_bench.plan import MethodPlan
@@ -157,7 +158,7 @@ def record_method(plan: MethodPlan, engine: Engine, tracker: Tracker | None = No
     started = time.perf_counter()
     interrupted = False
     try:
-        tracker.log_params(run_id, method_params(plan))
+        tracker.log_params(run_id, {**method_params(plan), "engine": engine.name})
         log_data_and_model(tracker, run_id, plan)
         if plan.is_gossip:
             tracker.set_tags(run_id, {"lambda2": f"{plan.topology.lambda2:.6g}"})
@@ -236,11 +237,12 @@ def _parent_run(tracker: Tracker, scenario: Scenario, digest: str, fresh: bool,
     return parent_id, set()
 
 
-def run_scenario(scenario: Scenario, engine: Engine, source: Path | None = None,
+def run_scenario(scenario: Scenario, engine: Engine | None = None, source: Path | None = None,
                  tracking_uri: str | None = None, progress: Progress | None = None,
-                 fresh: bool = False) -> ScenarioResult:
-    """Run every child of `scenario` on `engine`, recorded in MLflow, and log the
-    comparison report on the parent run."""
+                 fresh: bool = False, verbose: bool = False) -> ScenarioResult:
+    """Run every child of `scenario`, recorded in MLflow, and log the comparison report
+    on the parent run. Children run on `engine`, by default the one each child's
+    `resources.engine` names."""
     specs = expand(scenario, str(source or scenario.name))
     tracker = Tracker(tracking_uri or scenario.tracking.uri,
                       scenario.tracking.experiment or scenario.name)
@@ -257,7 +259,8 @@ def run_scenario(scenario: Scenario, engine: Engine, source: Path | None = None,
                 result.skipped += 1
                 continue
             plan = MethodPlan.of(spec.scenario, spec.method)
-            result.runs.append(record_method(plan, engine, tracker, parent_id, progress, spec))
+            runs_on = engine or build_engine(spec.scenario, verbose)
+            result.runs.append(record_method(plan, runs_on, tracker, parent_id, progress, spec))
         result.summary = log_report(tracker, parent_id, scenario)
     except KeyboardInterrupt:
         tracker.kill(parent_id)

@@ -7,6 +7,8 @@ function evaluated at those parameters.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import torch
 from torch import nn
@@ -65,6 +67,11 @@ def evaluate(model: nn.Module, parameters: list[torch.Tensor], features: torch.T
         total_loss += functional.cross_entropy(logits, target, reduction="sum").item()
         correct += int((logits.argmax(dim=1) == target).sum().item())
     return total_loss / len(labels), correct / len(labels)
+
+
+def available_cpus() -> int:
+    """CPUs this process may use."""
+    return max(1, len(os.sched_getaffinity(0)))
 
 
 def select_device(requested: str) -> torch.device:

@@ -9,11 +9,13 @@ the tap records.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+import numpy as np
 from flwr.app import Message, RecordDict
 from flwr.serverapp import Grid
 from flwr.supercore.run import Run
@@ -25,10 +27,13 @@ from strategies.protocol import METRICS_KEY, PUBLISHED_KEY
 
 
 def array_bytes(message: Message) -> int:
-    """Bytes of the parameter arrays a message carries."""
+    """Bytes of the parameter data a message carries (the arrays' values, not the `.npy`
+    headers and record keys Flower also ships)."""
     if message.has_error():
         return 0
-    return sum(record.count_bytes() for record in message.content.array_records.values())
+    return sum(np.dtype(array.dtype).itemsize * math.prod(array.shape)
+               for record in message.content.array_records.values()
+               for array in record.values())
 
 
 @dataclass
@@ -41,7 +46,7 @@ class Traffic:
     replies: list[Message] = field(default_factory=list)
 
     @property
-    def bytes_moved(self) -> int:
+    def router_bytes(self) -> int:
         return self.bytes_sent + self.bytes_received
 
 
@@ -148,4 +153,4 @@ def round_report(server_round: int, traffic: Traffic, agent_of_node: dict[int, i
         server_round=server_round, agents=[agents[i] for i in order],
         points=stack_points([points[i] for i in order]),
         agent_metrics={agent: metrics[agent] for agent in sorted(metrics)},
-        failed=failed, bytes_moved=traffic.bytes_moved, network=dict(network or {}))
+        failed=failed, router_bytes=traffic.router_bytes, network=dict(network or {}))

@@ -22,6 +22,7 @@ from decentral_bench.flower.arrays import from_record, to_record
 from decentral_bench.flower.network_tap import NetworkTap, round_report
 from decentral_bench.flower.nodes import discover_agents
 from decentral_bench.plan import MethodPlan
+from decentral_bench.traffic import gossip_peer_bytes, parameter_bytes
 from strategies.fedavg import ObservedFedAvg
 from strategies.gossip_router import GossipRouter
 from strategies.protocol import CONFIG_KEY, LOCAL_ONLY_KEY, PUBLISHED_KEY, ROUND_KEY, TRAIN_TYPE
@@ -40,22 +41,30 @@ class _Round:
     """Hands rounds to the sink as `RoundReport`s, timed by the engine."""
 
     def __init__(self, tap: NetworkTap, node_of_agent: dict[int, int],
-                 report: ReportSink) -> None:
+                 report: ReportSink, point_bytes: int) -> None:
         self.tap = tap
+        self.point_bytes = point_bytes
         self.agent_of_node = {node: agent for agent, node in node_of_agent.items()}
         self.report = report
         self.clock = RoundClock()
 
-    def finish(self, server_round: int, network: dict[str, float],
-               average: ArrayRecord | None = None, moved_nothing: bool = False) -> int:
-        """Report the round from the tap's traffic; returns how many agents reported."""
+    def finish(self, server_round: int, network: dict[str, float], *,
+               graph: RoundNetwork | None = None, average: ArrayRecord | None = None,
+               moved_nothing: bool = False) -> int:
+        """Report the round from the tap's traffic; returns how many agents reported.
+
+        Gossip rounds give their `graph`: the network moves each point once over each
+        edge used. Otherwise (FedAvg) the network is the server's: it moves what the
+        router moves, or nothing once the server is lost (`moved_nothing`)."""
         wall_time = self.clock.lap()
         finished = round_report(server_round, self.tap.drain(), self.agent_of_node, network)
         finished.wall_time_s = wall_time
         if average is not None:
             finished.average = [torch.from_numpy(a) for a in from_record(average)]
         if moved_nothing:  # the replies only report to the observer: no server, no traffic
-            finished.bytes_moved = 0
+            finished.router_bytes = 0
+        finished.bytes_moved = finished.router_bytes if graph is None else gossip_peer_bytes(
+            graph.mixing_matrix, graph.alive, self.point_bytes)
         self.report(finished)
         self.clock.restart()
         return len(finished.agents)
@@ -74,7 +83,7 @@ def run_method(grid: Grid, plan: MethodPlan, report: ReportSink, threads: int = 
     config = train_config(plan, threads)
     node_of_agent = discover_agents(tap, plan.agents)
     tap.drain()
-    rounds = _Round(tap, node_of_agent, report)
+    rounds = _Round(tap, node_of_agent, report, parameter_bytes(plan.initial_parameters))
     if plan.is_gossip:
         return _run_gossip(tap, plan, rounds, config, node_of_agent)
     return _run_fedavg(tap, plan, rounds, config, node_of_agent, on_event or (lambda *_: None))
@@ -90,10 +99,10 @@ def _run_gossip(tap: NetworkTap, plan: MethodPlan, rounds: _Round, config: Confi
         return network.mixing_matrix, network.alive
 
     def finish(server_round: int, _: list[Message]) -> None:
-        network = networks[server_round]
+        network = networks.pop(server_round)
         figures = {**network.metrics(), "round_lambda2": network.lambda2} \
             if schedule.changes_network else {}
-        rounds.finish(server_round, figures)
+        rounds.finish(server_round, figures, graph=network)
 
     router = GossipRouter(plan.topology.mixing_matrix, node_of_agent)
     rounds.clock.restart()
@@ -119,7 +128,7 @@ def _run_fedavg(tap: NetworkTap, plan: MethodPlan, rounds: _Round, config: Confi
 
     def finish(server_round: int, _: list[Message], average: ArrayRecord | None) -> None:
         reported = rounds.finish(server_round, {"aggregated": 1.0, **alive(server_round)},
-                                 average)
+                                 average=average)
         if not reported:
             raise RuntimeError(f"round {server_round}: every agent failed")
 

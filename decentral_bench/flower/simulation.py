@@ -4,7 +4,6 @@ one node per agent, running the project's ServerApp and ClientApp."""
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import warnings
 from collections.abc import Iterator
@@ -18,13 +17,7 @@ from decentral_bench.flower.client_app import app as client_app
 from decentral_bench.flower.engine_patch import prompt_pickup
 from decentral_bench.flower.server_app import make_server_app
 from decentral_bench.plan import MethodPlan
-from decentral_bench.training import select_device
-
-
-def available_cpus() -> int:
-    """CPUs this process may use."""
-    return max(1, len(os.sched_getaffinity(0)))
-
+from decentral_bench.training import available_cpus, select_device
 
 # Ray passes a task's arguments up to this size inside the call and larger ones through
 # its shared-memory object store. Its default, 100 KiB, sends a 5-agent digits message

@@ -184,8 +184,14 @@ class TrackingConfig(Strict):
 
 
 class ResourcesConfig(Strict):
-    """Where the agents compute."""
+    """Where and how the agents compute."""
 
+    engine: Literal["flower", "vectorized"] = Field(
+        "flower", description="flower: Flower's simulation engine (the reference); "
+                              "vectorized: all agents as one batched PyTorch program")
+    agent_chunk: int | None = Field(
+        None, ge=1, description="vectorized: agents per batched call (default: what fits in "
+                                "free memory)")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     cpus_per_agent: int = Field(1, ge=1, description="Ray CPUs and torch threads per agent")
     gpus_per_agent: float | None = Field(

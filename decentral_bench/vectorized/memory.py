@@ -1,0 +1,66 @@
+"""How many agents the vectorized engine handles per batched call, from free memory.
+
+Per agent a training call holds its gradient and a few temporaries of the
+model's size, and the activations of its minibatch for the backward pass; an
+evaluation call holds the activations of one evaluation batch. The chunk is
+the number of agents whose share fits in `MEMORY_SHARE` of the free memory of
+the device (`torch.cuda.mem_get_info`, or MemAvailable in /proc/meminfo).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import torch
+from torch import nn
+
+MEMORY_SHARE = 0.4      # of the free memory, for one call's per-agent buffers
+PARAMETER_COPIES = 4    # gradient, the update's temporaries
+ACTIVATION_COPIES = 3   # activations kept for backward, their gradients, headroom
+
+
+def free_memory_bytes(device: torch.device) -> int:
+    """Free memory of the device now."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free)
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES"))
+
+
+def activation_floats(model: nn.Module, sample: torch.Tensor) -> int:
+    """Floats every module outputs for one sample (a forward pass with hooks)."""
+    total = 0
+
+    def count(_: nn.Module, __: object, output: object) -> None:
+        nonlocal total
+        if isinstance(output, torch.Tensor):
+            total += output.numel()
+
+    handles = [module.register_forward_hook(count) for module in model.modules()]
+    try:
+        with torch.no_grad():
+            model(sample.unsqueeze(0))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return total
+
+
+def agents_per_call(model: nn.Module, sample: torch.Tensor, samples_per_agent: int,
+                    agents: int, device: torch.device, training: bool = True) -> int:
+    """How many agents' gradients (or, not `training`, evaluations of
+    `samples_per_agent` samples) fit in one batched call."""
+    parameters = sum(p.numel() for p in model.parameters())
+    per_agent = ACTIVATION_COPIES * samples_per_agent * activation_floats(model, sample)
+    if training:
+        per_agent += PARAMETER_COPIES * parameters
+    budget = MEMORY_SHARE * free_memory_bytes(device) / (4 * per_agent)
+    return max(1, min(agents, math.floor(budget)))

@@ -1,0 +1,175 @@
+"""The vectorized engine computes what the Flower engine computes: same parameters, same
+per-round metrics; its sparse and dense mixing, chunked and whole calls agree."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import observed_run, tiny_scenario
+from mlflow.tracking import MlflowClient
+
+from decentral_bench.engine import FinalParameters
+from decentral_bench.flower.simulation import FlowerEngine
+from decentral_bench.plan import MethodPlan
+from decentral_bench.reference import reference_gossip
+from decentral_bench.vectorized import VectorizedEngine
+from decentral_bench.vectorized.mixing import Mixer
+
+TIMES = ("round_time_s", "client_time_s")  # wall-clock figures, engine-specific
+
+CASES = {
+    "cdsgd-ring": {"topology": {"kind": "ring", "agents": 5}},
+    "polyak-local-steps-weight-decay": {
+        "methods": [{"name": "M", "algorithm": "cdmsgd", "variant": "polyak"}],
+        "training": {"rounds": 4, "batch_size": 16, "lr": 0.1, "seed": 3, "local_steps": 2,
+                     "weight_decay": 1e-3}},
+    "nesterov-diminishing": {
+        "methods": [{"name": "M", "algorithm": "cdmsgd", "momentum": 0.8}],
+        "training": {"rounds": 4, "batch_size": 16, "lr": 0.1, "seed": 3,
+                     "lr_schedule": "diminishing", "epsilon": 0.75}},
+    "centralized-sgd": {"methods": [{"name": "M", "algorithm": "centralized_sgd"}]},
+    "fedavg-uneven-data": {
+        "methods": [{"name": "M", "algorithm": "fedavg", "local_epochs": 2}],
+        "dataset": {"name": "digits", "partition": {"kind": "dirichlet", "alpha": 0.5}},
+        "training": {"rounds": 3, "batch_size": 16, "lr": 0.05, "seed": 1}},
+    "nesterov-crash-and-link-drops": {
+        "methods": [{"name": "M", "algorithm": "cdmsgd"}],
+        "topology": {"kind": "ring", "agents": 5},
+        "training": {"rounds": 5, "batch_size": 16, "lr": 0.1, "seed": 2, "local_steps": 2},
+        "failures": {"agents": [{"agent": 2, "round": 2, "recover": 4}],
+                     "links": {"drop_probability": 0.3, "seed": 4}}},
+    "fedavg-server-lost-local-and-crash": {
+        "methods": [{"name": "M", "algorithm": "fedavg"}],
+        "training": {"rounds": 5, "batch_size": 32, "lr": 0.1, "seed": 0},
+        "failures": {"server": {"round": 3, "mode": "local"},
+                     "agents": [{"agent": 1, "round": 2, "recover": 5}]}},
+    "fedavg-server-lost-halt": {
+        "methods": [{"name": "M", "algorithm": "fedavg"}],
+        "training": {"rounds": 4, "batch_size": 32, "lr": 0.1, "seed": 0},
+        "failures": {"server": {"round": 2, "mode": "halt"}}},
+}
+
+
+def _plan(case: str) -> MethodPlan:
+    settings = {"methods": [{"name": "M", "algorithm": "cdsgd"}],
+                "training": {"rounds": 4, "batch_size": 16, "lr": 0.1, "seed": 3},
+                **CASES[case]}
+    return MethodPlan.of(tiny_scenario(**settings), "M")
+
+
+def assert_same_parameters(got: FinalParameters, want: FinalParameters) -> None:
+    assert sorted(got) == sorted(want)
+    for agent in want:
+        for a, b in zip(got[agent], want[agent], strict=True):
+            np.testing.assert_allclose(a, b, rtol=0, atol=1e-5)
+
+
+def assert_same_metrics(got: dict[int, dict[str, float]],
+                        want: dict[int, dict[str, float]]) -> None:
+    assert sorted(got) == sorted(want)
+    for server_round in want:
+        expected = {key: value for key, value in want[server_round].items()
+                    if not key.startswith(TIMES)}
+        measured = {key: value for key, value in got[server_round].items()
+                    if not key.startswith(TIMES)}
+        assert sorted(measured) == sorted(expected), server_round
+        for key, value in expected.items():
+            assert measured[key] == pytest.approx(value, rel=1e-5, abs=2e-5), \
+                (server_round, key)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_both_engines_end_with_the_same_parameters_and_metrics(case: str) -> None:
+    plan = _plan(case)
+    flower_final, flower_rounds, flower_events = observed_run(plan, FlowerEngine())
+    final, rounds, events = observed_run(plan, VectorizedEngine())
+    assert_same_parameters(final, flower_final)
+    assert_same_metrics(rounds, flower_rounds)
+    assert events == flower_events
+    assert rounds[1]["router_bytes_moved"] > 0
+
+
+@pytest.mark.parametrize("case", ["cdsgd-ring", "polyak-local-steps-weight-decay",
+                                  "nesterov-diminishing", "centralized-sgd",
+                                  "nesterov-crash-and-link-drops"])
+def test_gossip_methods_equal_the_matrix_form(case: str) -> None:
+    plan = _plan(case)
+    final, _, _ = observed_run(plan, VectorizedEngine())
+    expected = reference_gossip(plan)
+    assert_same_parameters(final, expected)
+    start = plan.initial_parameters
+    assert not np.allclose(final[0][0], start[0])  # it trained
+
+
+@pytest.mark.parametrize("agents", [8, 13])
+def test_sparse_and_dense_mixing_agree(agents: int) -> None:
+    plan = MethodPlan.of(tiny_scenario(topology={"kind": "ring", "agents": agents}), "CDSGD")
+    points = [torch.randn(agents, 7, 3), torch.randn(agents, 5)]
+    sparse = Mixer(plan.topology.mixing_matrix, torch.device("cpu"), dense=False)(points)
+    dense = Mixer(plan.topology.mixing_matrix, torch.device("cpu"), dense=True)(points)
+    matrix = torch.as_tensor(plan.topology.mixing_matrix, dtype=torch.float32)
+    for s, d, p in zip(sparse, dense, points, strict=True):
+        torch.testing.assert_close(s, d, rtol=0, atol=1e-6)
+        torch.testing.assert_close(d, torch.einsum("jl,l...->j...", matrix, p), rtol=0,
+                                   atol=1e-6)
+    # The default picks dense above a quarter of non-zero entries (a ring has 3 per row).
+    assert Mixer(plan.topology.mixing_matrix, torch.device("cpu")).dense == (3 / agents > 0.25)
+
+
+@pytest.mark.parametrize("chunk", [1, 3])
+def test_chunked_calls_equal_one_call(chunk: int) -> None:
+    """7 agents in calls of 1 or 3 (3 does not divide 7), against all agents at once."""
+    scenario = tiny_scenario(topology={"kind": "ring", "agents": 7},
+                             methods=[{"name": "M", "algorithm": "cdmsgd"}],
+                             training={"rounds": 3, "batch_size": 16, "lr": 0.1, "seed": 5,
+                                       "eval_every": 1})
+    plan = MethodPlan.of(scenario, "M")
+    whole, whole_rounds, _ = observed_run(plan, VectorizedEngine(chunk=100))
+    chunked, chunked_rounds, _ = observed_run(plan, VectorizedEngine(chunk=chunk))
+    assert_same_parameters(chunked, whole)
+    assert_same_metrics(chunked_rounds, whole_rounds)
+
+
+def test_fedavg_samples_the_same_number_of_agents_as_flower() -> None:
+    scenario = tiny_scenario(topology={"kind": "complete", "agents": 6},
+                             methods=[{"name": "M", "algorithm": "fedavg", "fraction": 0.5}],
+                             training={"rounds": 4, "batch_size": 32, "lr": 0.1, "seed": 0})
+    _, rounds, _ = observed_run(MethodPlan.of(scenario, "M"), VectorizedEngine())
+    assert [rounds[k]["agents_reporting"] for k in range(1, 5)] == [3, 3, 3, 3]
+
+
+SCENARIO = """\
+name: vectorized-cli
+model: {name: mlp, hidden: [16]}
+topology: {kind: ring, agents: 6}
+training: {rounds: 30, batch_size: 16, lr: 0.1, eval_every: 10}
+methods: [{name: CDSGD, algorithm: cdsgd}, {name: FedAvg, algorithm: fedavg}]
+tracking: {experiment: vectorized-cli}
+"""
+
+
+def test_the_cli_runs_a_scenario_on_the_vectorized_engine(tmp_path: Path,
+                                                         tracking_uri: str) -> None:
+    path = tmp_path / "v.yaml"
+    path.write_text(SCENARIO)
+    done = subprocess.run(
+        [sys.executable, "-m", "decentral_bench", "run", str(path), "--engine", "vectorized",
+         "--tracking-uri", tracking_uri], capture_output=True, text=True, check=False,
+        cwd=tmp_path, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    client = MlflowClient(tracking_uri=tracking_uri)
+    runs = client.search_runs([client.get_experiment_by_name("vectorized-cli").experiment_id],
+                              filter_string="tags.method != ''")
+    assert sorted(run.data.tags["method"] for run in runs) == ["CDSGD", "FedAvg"]
+    for run in runs:
+        assert run.info.status == "FINISHED"
+        assert run.data.params["engine"] == "vectorized"
+        history = client.get_metric_history(run.info.run_id, "test_accuracy_mean")
+        assert [point.step for point in history] == [10, 20, 30]
+        assert history[-1].value > history[0].value

@@ -1,7 +1,7 @@
 """Benchmark harness: `python benchmarks/run.py [WORKLOAD ...] [--rounds N] [--output FILE]`.
 
-The same as `decentral-bench bench`: the Flower simulation against a plain
-PyTorch loop doing the identical computation, workload by workload.
+The same as `decentral-bench bench`: the engines against loops doing the identical
+computation, workload by workload.
 """
 
 from decentral_bench.cli import cli

@@ -285,38 +285,56 @@ def bench(
         help="Fashion-MNIST: a class-stratified training subset, for shorter runs.")] = None,
     cpus_per_agent: Annotated[int, typer.Option(
         help="resources.cpus_per_agent of the Flower path (actors × threads).")] = 1,
+    paths: Annotated[str | None, typer.Option(
+        help="Comma-separated paths to time: flower, plain, vectorized, funcloop "
+             "(default: all each workload lists).")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     output: Annotated[Path, typer.Option(help="JSON file of the figures.")] = Path(
         "bench.json"),
 ) -> None:
-    """Time the Flower path against a plain PyTorch loop doing the identical computation."""
-    from decentral_bench.bench import WORKLOADS, environment, run_workload, write_json
+    """Time the engines against loops doing the identical computation: the Flower engine,
+    the vectorized engine, a plain per-agent PyTorch loop and a hand-written torch.func
+    loop. All must end with the same parameters."""
+    from decentral_bench.benchmark import (
+        DEFAULT,
+        PATHS,
+        WORKLOADS,
+        environment,
+        run_workload,
+        write_json,
+    )
 
-    chosen = workloads or [name for name in WORKLOADS if name.startswith("digits")]
+    chosen = workloads or list(DEFAULT)
     if chosen == ["all"]:
         chosen = list(WORKLOADS)
     unknown = [name for name in chosen if name not in WORKLOADS]
+    picked = tuple(paths.split(",")) if paths else None
+    unknown += [name for name in picked or () if name not in PATHS]
     if unknown:
-        errors.print(f"unknown workload {', '.join(unknown)}; known: {', '.join(WORKLOADS)}")
+        errors.print(f"unknown workload or path {', '.join(unknown)}; workloads: "
+                     f"{', '.join(WORKLOADS)}; paths: {', '.join(PATHS)}")
         raise typer.Exit(EXIT_BAD_INPUT)
     console.print(environment())
     results = []
-    table = Table(title="Flower path (a) vs plain PyTorch loop (b)")
+    table = Table(title="seconds per round, by path (all must end with the same parameters)")
     for column in ("workload", "agents", "steps/round", "path", "wall s", "start-up s",
-                   "s/round", "samples/s", "peak RSS MB", "ratio a/b", "same params"):
+                   "s/round", "samples/s", "peak MB", "vs flower", "same params"):
         table.add_column(column)
     with console.status("benchmarking") as status:
         for name in chosen:
             status.update(f"benchmarking {name}")
-            result = run_workload(name, rounds, train_samples, cpus_per_agent)
+            result = run_workload(name, rounds, train_samples, cpus_per_agent, picked, device)
             results.append(result)
-            for label, figures in (("flower", result.flower), ("plain", result.plain)):
-                table.add_row(name, str(result.agents), str(result.steps_per_round), label,
+            for path, figures in result.paths.items():
+                speedup = result.ratio("flower", path)
+                difference = result.max_parameter_difference.get(path)
+                table.add_row(name, str(result.agents), str(result.steps_per_round), path,
                               f"{figures.wall_s:.1f}", f"{figures.startup_s:.1f}",
                               f"{figures.round_s:.4f}", f"{figures.samples_per_s:.0f}",
-                              f"{figures.peak_rss_mb:.0f}",
-                              f"{result.ratio:.2f}" if label == "flower" else "",
-                              f"{result.parameters_match} ({result.max_parameter_difference:.1e})"
-                              if label == "flower" else "")
+                              f"{figures.peak_memory_mb:.0f}",
+                              "" if speedup is None else f"{speedup:.1f}×",
+                              "reference" if difference is None else
+                              f"{difference <= 1e-5} ({difference:.1e})")
     console.print(table)
     write_json(results, output)
     console.print(f"figures written to {output}")

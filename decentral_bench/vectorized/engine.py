@@ -33,7 +33,7 @@ from decentral_bench.traffic import gossip_peer_bytes, gossip_router_bytes, para
 from decentral_bench.training import available_cpus, select_device
 from decentral_bench.vectorized.batches import AgentBatches
 from decentral_bench.vectorized.functional import EVAL_BATCH, StackedModel
-from decentral_bench.vectorized.memory import agents_per_call
+from decentral_bench.vectorized.memory import agents_per_call, keep_freed_memory
 from decentral_bench.vectorized.mixing import Mixer
 from strategies.gossip import GossipState, gossip_round
 
@@ -60,6 +60,7 @@ class VectorizedEngine:
         self.dense = dense
 
     def run(self, plan: MethodPlan, report: ReportSink, on_event: EventSink) -> FinalParameters:
+        keep_freed_memory()
         threads = torch.get_num_threads()
         torch.set_num_threads(available_cpus())
         try:
@@ -121,6 +122,12 @@ class _StackedRun:
         values = {key: column.tolist() for key, column in columns.items()}
         return {agent: {key: values[key][i] for key in values} for i, agent in enumerate(agents)}
 
+    def lap(self) -> float:
+        """The round's time so far, the device's queued work included."""
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        return self.clock.lap()
+
     def finish(self, report: RoundReport) -> None:
         self.report(report)
         self.clock.restart()
@@ -159,7 +166,7 @@ class _StackedRun:
                 published = keep_rows(down, published, before[1])
                 rows = torch.as_tensor(alive, device=self.device)
                 reporting = [p[rows] for p in published]
-            wall_time = self.clock.lap()
+            wall_time = self.lap()
             mean_loss = torch.stack(losses).to(torch.float64).mean(dim=0)
             figures = {}
             if schedule.changes_network:
@@ -230,7 +237,7 @@ class _StackedRun:
             share = weights[rows] / weights[rows].sum()
             global_model = [(share.view(-1, *[1] * (p.dim() - 1)) * p).sum(dim=0)
                             for p in trained]
-            wall_time = self.clock.lap()
+            wall_time = self.lap()
             moved = 2 * len(sampled) * self.point_bytes
             self.finish(RoundReport(
                 server_round=server_round, agents=sampled, points=trained,
@@ -250,7 +257,7 @@ class _StackedRun:
             trained, losses = self.local_epochs(alive, [p[rows] for p in own], server_round)
             for stored, new in zip(own, trained, strict=True):
                 stored[rows] = new
-            wall_time = self.clock.lap()
+            wall_time = self.lap()
             self.finish(RoundReport(
                 server_round=server_round, agents=alive, points=trained,
                 agent_metrics=self.agent_metrics(alive, trained, losses, server_round),

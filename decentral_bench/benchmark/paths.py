@@ -1,0 +1,220 @@
+"""The timed paths of one workload, each computing the same CDSGD rounds:
+
+- `flower`: the Flower engine (Ray actors, one ClientApp call per agent per round);
+- `plain`: the matrix-form reference, one PyTorch call per agent per step;
+- `vectorized`: the vectorized engine;
+- `funcloop`: a hand-written `torch.func` loop of the same maths, nothing else
+  (no reports, no failure schedule, no metrics): the limit of this machine.
+
+Each returns its figures and every agent's final point.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+import numpy as np
+import torch
+from torch.func import functional_call, grad, vmap
+from torch.nn import functional
+
+from decentral_bench.data import batch_slot, epoch_order
+from decentral_bench.engine import FinalParameters, RoundReport
+from decentral_bench.flower.simulation import simulate
+from decentral_bench.plan import MethodPlan
+from decentral_bench.reference import reference_gossip
+from decentral_bench.training import available_cpus, select_device
+from decentral_bench.vectorized import VectorizedEngine
+from decentral_bench.vectorized.memory import keep_freed_memory
+from decentral_bench.vectorized.mixing import Mixer
+
+
+@dataclass
+class PathFigures:
+    """What one path did on one workload."""
+
+    wall_s: float
+    startup_s: float
+    round_s: float          # median time per round, without the first (warm-up) and the last
+    samples_per_s: float
+    peak_memory_mb: float   # peak resident memory it added (host), or peak GPU memory
+    round_times: list[float] = field(default_factory=list)
+
+
+class PeakMemory:
+    """Peak resident memory of this process above its level at the start (sampled every
+    10 ms from /proc), plus that of Flower's actor processes; on a GPU, peak allocation."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.peak_kb = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    @staticmethod
+    def _rss_kb() -> int:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        return 0
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.01):
+            self.peak_kb = max(self.peak_kb, self._rss_kb() - self.base_kb)
+
+    def __enter__(self) -> PeakMemory:
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+        self.base_kb = self._rss_kb()
+        self._thread.start()
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 trace: TracebackType | None) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    @property
+    def megabytes(self) -> float:
+        if self.device.type == "cuda":
+            return torch.cuda.max_memory_allocated(self.device) / 2**20
+        return self.peak_kb / 1024
+
+
+def actors_peak_rss_mb() -> float:
+    """Peak resident memory of the live Flower actor processes, summed (Linux /proc)."""
+    total = 0
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            text = status.read_text()
+        except OSError:
+            continue
+        if "ray::ClientAppA" in text.split("\n", 1)[0]:
+            for line in text.splitlines():
+                if line.startswith("VmHWM:"):
+                    total += int(line.split()[1])
+    return total / 1024
+
+
+def figures(wall: float, startup: float, round_times: list[float], samples_per_round: int,
+            peak_memory_mb: float) -> PathFigures:
+    # Steady state: not the first round (warm-up), not the last (the engines evaluate every
+    # agent after the last round; the loops do not).
+    steady = round_times[1:-1] or round_times
+    round_s = float(np.median(steady))
+    return PathFigures(wall_s=wall, startup_s=startup, round_s=round_s,
+                       samples_per_s=samples_per_round / round_s, peak_memory_mb=peak_memory_mb,
+                       round_times=[round(t, 5) for t in round_times])
+
+
+def _samples(plan: MethodPlan) -> int:
+    return plan.agents * plan.local_steps * plan.batch_size
+
+
+def run_plain(plan: MethodPlan) -> tuple[PathFigures, FinalParameters]:
+    """The matrix-form reference loop, timed round by round."""
+    round_times: list[float] = []
+    with PeakMemory(torch.device("cpu")) as memory:
+        started = time.perf_counter()
+        final = reference_gossip(plan, on_round=round_times.append)
+        wall = time.perf_counter() - started
+    return figures(wall, wall - sum(round_times), round_times, _samples(plan),
+                   memory.megabytes), final
+
+
+def _run_engine(plan: MethodPlan, engine: str) -> tuple[PathFigures, FinalParameters]:
+    """An engine, timed by its own round clock (measurement excluded)."""
+    round_times: list[float] = []
+    first_round_end: list[float] = []
+    actor_rss: list[float] = []
+
+    def sink(report: RoundReport) -> None:
+        round_times.append(report.wall_time_s)
+        if report.server_round == 1:
+            first_round_end.append(time.perf_counter())
+        if report.server_round == plan.rounds and engine == "flower":
+            actor_rss.append(actors_peak_rss_mb())
+
+    device = select_device(plan.scenario.resources.device) if engine == "vectorized" \
+        else torch.device("cpu")
+    with PeakMemory(device) as memory:
+        started = time.perf_counter()
+        if engine == "flower":
+            final = simulate(plan, sink)
+        else:
+            final = VectorizedEngine().run(plan, sink, lambda *_: None)
+        wall = time.perf_counter() - started
+    startup = first_round_end[0] - round_times[0] - started
+    return figures(wall, startup, round_times, _samples(plan),
+                   memory.megabytes + (actor_rss[0] if actor_rss else 0.0)), final
+
+
+def run_flower(plan: MethodPlan) -> tuple[PathFigures, FinalParameters]:
+    return _run_engine(plan, "flower")
+
+
+def run_vectorized(plan: MethodPlan) -> tuple[PathFigures, FinalParameters]:
+    return _run_engine(plan, "vectorized")
+
+
+def run_funcloop(plan: MethodPlan) -> tuple[PathFigures, FinalParameters]:
+    """CDSGD written directly with torch.func: X ← Π X − α ∇F(X) on the same minibatches
+    (with the engine's allocator setting, `keep_freed_memory`)."""
+    keep_freed_memory()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(available_cpus())
+    device = select_device(plan.scenario.resources.device)
+    dataset = plan.dataset
+    train_x, train_y = dataset.train_x.to(device), dataset.train_y.to(device)
+    model = plan.build_model().to(device)
+    names = [name for name, _ in model.named_parameters()]
+    parts, size = plan.partitions, [len(part) for part in plan.partitions]
+    orders: dict[int, tuple[int, np.ndarray]] = {}
+
+    def batch(agent: int, step: int) -> np.ndarray:
+        epoch, start, stop = batch_slot(size[agent], plan.batch_size, step)
+        if orders.get(agent, (-1,))[0] != epoch:
+            orders[agent] = (epoch, epoch_order(size[agent], plan.seed, agent, epoch))
+        return parts[agent][orders[agent][1][start:stop]]
+
+    def loss(parameters: tuple[torch.Tensor, ...], x: torch.Tensor,
+             y: torch.Tensor) -> torch.Tensor:
+        logits = functional_call(model, dict(zip(names, parameters, strict=True)), (x,))
+        return functional.cross_entropy(logits, y)
+
+    gradients = vmap(grad(loss))
+    mix = Mixer(plan.topology.mixing_matrix, device)
+    x = [torch.from_numpy(a).to(device).repeat(plan.agents, *[1] * a.ndim)
+         for a in plan.initial_parameters]
+    round_times: list[float] = []
+    try:
+        with PeakMemory(device) as memory:
+            started = time.perf_counter()
+            for server_round in range(1, plan.rounds + 1):
+                round_started = time.perf_counter()
+                lr = plan.lr_at(server_round)
+                first = (server_round - 1) * plan.local_steps
+                for step in range(first, first + plan.local_steps):
+                    index = torch.from_numpy(np.stack([batch(j, step)
+                                                       for j in range(plan.agents)]))
+                    index = index.to(device)
+                    g = gradients(tuple(x), train_x[index], train_y[index])
+                    mixed = mix(x) if step == first else x
+                    x = [m - lr * d for m, d in zip(mixed, g, strict=True)]
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
+                round_times.append(time.perf_counter() - round_started)
+            wall = time.perf_counter() - started
+    finally:
+        torch.set_num_threads(threads)
+    final = {j: [p[j].cpu().numpy() for p in x] for j in range(plan.agents)}
+    return figures(wall, wall - sum(round_times), round_times, _samples(plan),
+                   memory.megabytes), final
+
+
+RUNNERS = {"flower": run_flower, "plain": run_plain, "vectorized": run_vectorized,
+           "funcloop": run_funcloop}

@@ -1,0 +1,50 @@
+"""`decentral-bench bench` times every path of a workload and checks they agree."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from decentral_bench.cli import cli
+
+
+def _bench(tmp_path: Path, *arguments: str) -> dict:
+    output = tmp_path / "bench.json"
+    done = CliRunner().invoke(cli, ["bench", *arguments, "--output", str(output)])
+    assert done.exit_code == 0, done.output
+    return json.loads(output.read_text())
+
+
+def test_the_batched_paths_and_the_plain_loop_end_with_the_same_parameters(
+        tmp_path: Path) -> None:
+    figures = _bench(tmp_path, "digits-mlp-5", "digits-mlp-32", "--rounds", "4", "--paths",
+                     "plain,funcloop,vectorized")
+    assert [result["workload"] for result in figures["results"]] == ["digits-mlp-5",
+                                                                      "digits-mlp-32"]
+    for result in figures["results"]:
+        assert result["reference_path"] == "plain"
+        assert set(result["max_parameter_difference"]) == {"funcloop", "vectorized"}
+        assert result["parameters_match"]
+        for path in ("plain", "funcloop", "vectorized"):
+            assert len(result["paths"][path]["round_times"]) == 4
+            assert result["paths"][path]["round_s"] > 0
+        assert result["vectorized_over_funcloop"] > 0
+    assert figures["environment"]["flwr"] == "1.41.0"
+
+
+@pytest.mark.slow
+def test_the_flower_path_is_timed_beside_the_vectorized_engine(tmp_path: Path) -> None:
+    figures = _bench(tmp_path, "digits-mlp-5", "--rounds", "4", "--paths", "flower,vectorized")
+    [result] = figures["results"]
+    assert result["reference_path"] == "vectorized"
+    assert result["parameters_match"]
+    assert result["speedup_vectorized_over_flower"] > 1
+
+
+def test_unknown_workloads_and_paths_are_refused(tmp_path: Path) -> None:
+    done = CliRunner().invoke(cli, ["bench", "digits-mlp-5", "--paths", "warp"])
+    assert done.exit_code == 2
+    assert "unknown workload or path warp" in done.output

@@ -87,9 +87,14 @@ class ModelConfig(Strict):
     name: Literal["mlp", "cnn_paper", "resnet20"] = "mlp"
     hidden: tuple[int, ...] | None = Field(
         None, description="mlp only: hidden layer widths (default [64])")
+    dropout: float | None = Field(
+        None, ge=0.0, lt=1.0, description="cnn_paper only: dropout probability after each "
+                                          "pooling layer (the authors' code: 0.25; default 0)")
 
     @model_validator(mode="after")
     def _widths(self) -> ModelConfig:
+        if self.dropout is not None and self.name != "cnn_paper":
+            raise ValueError("'dropout' applies to model 'cnn_paper' only")
         if self.hidden is not None:
             if self.name != "mlp":
                 raise ValueError("'hidden' applies to model 'mlp' only")
@@ -121,6 +126,11 @@ class TrainingConfig(Strict):
     eval_samples: int | None = Field(
         None, ge=1, description="agents evaluate on at most this many train/test samples "
                                 "(a seeded subset); the average model uses the whole test set")
+    train_evaluation: Literal["common", "own"] = Field(
+        "common", description="where agents measure training loss and accuracy: common, one "
+                              "seeded subset of the whole training set for every agent (as the "
+                              "authors' code; the generalization gap compares like with like); "
+                              "own, each agent's own partition")
     lr_schedule: Literal["constant", "diminishing", "step"] = "constant"
     epsilon: float | None = Field(
         None, description="diminishing: α_k = α_0 / (k + 1)^ε with ε in (0.5, 1]")

@@ -32,7 +32,7 @@ from decentral_bench.engine import (
 from decentral_bench.metrics import consensus_distance
 from decentral_bench.plan import MethodPlan
 from decentral_bench.traffic import gossip_round_bytes, parameter_bytes
-from decentral_bench.training import available_cpus, select_device
+from decentral_bench.training import available_cpus, select_device, step_seed
 from decentral_bench.vectorized.batches import AgentBatches
 from decentral_bench.vectorized.functional import EVAL_BATCH, StackedModel
 from decentral_bench.vectorized.memory import agents_per_call, keep_freed_memory
@@ -131,7 +131,9 @@ class _StackedRun:
         self.initial = [torch.from_numpy(array).to(self.device)
                         for array in plan.initial_parameters]
         self.point_bytes = parameter_bytes(plan.initial_parameters)
+        self.common_training = plan.scenario.training.train_evaluation == "common"
         self.train_index, self.train_valid = self.batches.evaluation_sets()
+        self.train_x, self.train_y = self.batches.common_training_set()
         self.test_x, self.test_y = self.batches.test_set()
         self.clock = RoundClock()
 
@@ -141,7 +143,11 @@ class _StackedRun:
 
     def gradient_at(self, agents: Sequence[int], steps: Sequence[int],
                     points: Stack) -> tuple[Stack, torch.Tensor]:
-        """Each of `agents` at its point and its step's minibatch: gradients and losses."""
+        """Each of `agents` at its point and its step's minibatch: gradients and losses.
+        Dropout masks are drawn from a generator seeded by (seed, step): a run repeats
+        exactly (though the Flower engine's agents draw other masks)."""
+        if self.plan.scenario.model.dropout:
+            torch.manual_seed(step_seed(self.plan.seed, *steps[:1]))
         features, labels, weights = self.batches.minibatches(agents, steps)
         return self.model.gradients(points, features, labels, weights,
                                     self.plan.weight_decay)
@@ -159,14 +165,18 @@ class _StackedRun:
                       server_round: int) -> dict[int, dict[str, float]]:
         """What each agent reports: the round's `columns` (one value per agent of the
         stack: its mean minibatch loss, ...), and on evaluation rounds its loss and
-        accuracy on its own training samples and on the test set."""
+        accuracy on training data (common or its own) and on the test set."""
         rows = torch.as_tensor(agents, device=self.device)
         columns = {key: column[rows] if len(column) != len(agents) else column
                    for key, column in columns.items()}
         if self.plan.evaluates(server_round):
-            columns["train_loss"], columns["train_accuracy"] = self.model.evaluate_own(
-                points, self.batches.train_x, self.batches.train_y, self.train_index[rows],
-                self.train_valid[rows], self.eval_chunk)
+            if self.common_training:
+                columns["train_loss"], columns["train_accuracy"] = self.model.evaluate_shared(
+                    points, self.train_x, self.train_y, self.eval_chunk)
+            else:
+                columns["train_loss"], columns["train_accuracy"] = self.model.evaluate_own(
+                    points, self.batches.train_x, self.batches.train_y,
+                    self.train_index[rows], self.train_valid[rows], self.eval_chunk)
             columns["test_loss"], columns["test_accuracy"] = self.model.evaluate_shared(
                 points, self.test_x, self.test_y, self.eval_chunk)
         values = {key: column.tolist() for key, column in columns.items()}

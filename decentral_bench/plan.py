@@ -165,9 +165,16 @@ class MethodPlan:
         return self.scenario.training.weight_decay
 
     def evaluates(self, server_round: int) -> bool:
-        """Whether test accuracy is measured after `server_round` (always after the last)."""
-        every = self.scenario.training.eval_every
-        return server_round % every == 0 or server_round == self.rounds
+        """Whether test accuracy is measured after `server_round`: every `eval_every` rounds,
+        or each time another `eval_every_epochs` epochs are complete; always after the last."""
+        training = self.scenario.training
+        if server_round == self.rounds:
+            return True
+        if training.eval_every_epochs is None:
+            return server_round % training.eval_every == 0
+        per_epoch = self.epochs_per_round / training.eval_every_epochs
+        return math.floor(server_round * per_epoch + 1e-9) > \
+            math.floor((server_round - 1) * per_epoch + 1e-9)
 
     # ------------------------------------------------------------ data, model, x_0
 

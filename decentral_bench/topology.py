@@ -340,7 +340,16 @@ def _checked(config: TopologyConfig, graph: nx.Graph, note: str = "") -> Topolog
                             f"({parts} components); the paper assumes a connected graph")
     matrix = mixing_matrix(config, graph)
     check_assumption_2(matrix, graph)
+    if config.mixing == "matrix":  # edges a user's Π gives no weight carry no messages
+        graph = support_graph(matrix)
     return Topology(graph=graph, mixing_matrix=matrix, note=note)
+
+
+def support_graph(matrix: np.ndarray) -> nx.Graph:
+    """The graph of the links Π uses: j–l for every π_jl ≠ 0, j ≠ l."""
+    graph = nx.empty_graph(len(matrix))
+    graph.add_edges_from((int(j), int(l)) for j, l in np.argwhere(np.triu(matrix, 1) != 0))
+    return graph
 
 
 def _family_candidates(config: TopologyConfig) -> list[tuple[str, dict]]:

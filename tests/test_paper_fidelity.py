@@ -109,3 +109,17 @@ def test_the_two_momentum_forms_differ_and_each_repeats() -> None:
     assert not np.allclose(local[0], iterates[0])
     for a, b in zip(run("local"), local, strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_evaluation_every_so_many_epochs_lines_methods_up() -> None:
+    """eval_every_epochs: 1 measures FedAvg (E = 2) every round, and a gossip method each
+    time its agents pass another epoch, whatever its round length."""
+    scenario = tiny_scenario(methods=METHODS, training={"epochs": 4, "batch_size": 16,
+                                                        "eval_every_epochs": 1})
+    fedavg, gossip = MethodPlan.of(scenario, "FedAvg"), MethodPlan.of(scenario, "CDSGD")
+    assert [k for k in range(1, fedavg.rounds + 1) if fedavg.evaluates(k)] == [1, 2]
+    measured = [k for k in range(1, gossip.rounds + 1) if gossip.evaluates(k)]
+    epochs_at = [k * gossip.epochs_per_round for k in measured]
+    assert len(measured) == 4 and measured[-1] == gossip.rounds
+    assert all(e >= n + 1 and e - gossip.epochs_per_round < n + 1
+               for n, e in enumerate(epochs_at[:3]))

@@ -123,6 +123,10 @@ class TrainingConfig(Strict):
     seeds: tuple[int, ...] | None = Field(
         None, description="run every method once per seed (replaces seed)")
     eval_every: int = Field(1, ge=1, description="Evaluate test accuracy every this many rounds.")
+    eval_every_epochs: float | None = Field(
+        None, gt=0.0, description="instead of eval_every: evaluate whenever a method's agents "
+                                  "complete another this-many epochs (methods whose rounds "
+                                  "differ in length are then measured at the same epochs)")
     eval_samples: int | None = Field(
         None, ge=1, description="agents evaluate on at most this many train/test samples "
                                 "(a seeded subset); the average model uses the whole test set")

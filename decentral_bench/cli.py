@@ -48,8 +48,6 @@ def _print_problems(error: ScenarioError) -> None:
 
 def _overrides(settings: list[str] | None) -> dict[str, object]:
     """`--set key=value` pairs; values are read as YAML (20 → int, [2, 8] → list)."""
-    import yaml
-
     overrides: dict[str, object] = {}
     for setting in settings or []:
         key, separator, value = setting.partition("=")
@@ -57,7 +55,7 @@ def _overrides(settings: list[str] | None) -> dict[str, object]:
             errors.print(f"[bold red]error[/]: --set {escape(setting)}: expected key=value, "
                          "e.g. --set training.rounds=20", highlight=False, soft_wrap=True)
             raise typer.Exit(EXIT_BAD_INPUT)
-        overrides[key.strip()] = yaml.safe_load(value)
+        overrides[key.strip()] = scenario_file.read_yaml(value)
     return overrides
 
 
@@ -225,20 +223,47 @@ def report(
 
 
 @cli.command()
-def validate(files: Annotated[list[Path], typer.Argument(help="Scenario YAML files.")]) -> None:
+def validate(
+    files: Annotated[list[Path], typer.Argument(help="Scenario YAML files.")],
+    explain: Annotated[bool, typer.Option("--explain", help="Also print each scenario with "
+                       "every default filled in, and its runs with rounds and epochs.")] = False,
+) -> None:
     """Check scenario files without running them (exit 2 if any is invalid)."""
+    from decentral_bench.scenario.explain import explanation
+
     bad = 0
     for path in files:
         try:
             parsed = _load_checked(path)
+            text = explanation(parsed, str(path)) if explain else ""
         except ScenarioError as error:
             _print_problems(error)
             bad += 1
         else:
             console.print(f"[green]ok[/]: {escape(str(path))} ({parsed.name}, "
                           f"{len(parsed.methods)} methods)", highlight=False, soft_wrap=True)
+            print(text, end="")
     if bad:
         raise typer.Exit(EXIT_BAD_INPUT)
+
+
+@cli.command()
+def init(
+    file: Annotated[Path, typer.Argument(help="The scenario file to write (must not exist).")],
+    template: Annotated[str, typer.Option("--from", help="A shipped scenario: quickstart, "
+                        "server_failure, paper/fig1a_cdsgd_vs_sgd, ...")] = "quickstart",
+) -> None:
+    """Write a commented scenario file to start from (never replaces a file)."""
+    from decentral_bench.scenario.scaffold import ScaffoldError, write_scaffold
+
+    try:
+        write_scaffold(file, template)
+    except ScaffoldError as error:
+        errors.print(f"[bold red]error[/]: {escape(str(error))}", highlight=False,
+                     soft_wrap=True)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    console.print(f"wrote {escape(str(file))}; see what it runs with: decentral-bench "
+                  f"validate {escape(str(file))} --explain", highlight=False, soft_wrap=True)
 
 
 @cli.command()
@@ -341,9 +366,16 @@ def bench(
 
 
 @cli.command()
-def schema() -> None:
-    """Print the JSON Schema of scenario files (for editors)."""
-    print(json.dumps(scenario_file.json_schema(), indent=2))
+def schema(output: Annotated[Path | None, typer.Option(
+        help="Write the schema to this file instead of printing it.")] = None) -> None:
+    """Print the JSON Schema of scenario files, for editors."""
+    from decentral_bench.scenario.export import schema_text
+
+    if output is None:
+        print(schema_text(), end="")
+    else:
+        output.write_text(schema_text())
+        errors.print(f"schema written to {output}")
 
 
 def _interrupt(signum: int, frame: object) -> None:

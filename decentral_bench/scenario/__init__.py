@@ -11,7 +11,7 @@
 from decentral_bench.scenario.errors import ScenarioError
 from decentral_bench.scenario.export import json_schema
 from decentral_bench.scenario.graph import TopologyConfig
-from decentral_bench.scenario.loading import load, parse, set_key
+from decentral_bench.scenario.loading import load, parse, read_yaml, set_key
 from decentral_bench.scenario.methods import MethodConfig
 from decentral_bench.scenario.schema import UNSWEEPABLE, Scenario, is_scenario_key
 from decentral_bench.scenario.sections import (
@@ -32,5 +32,5 @@ __all__ = [
     "UNSWEEPABLE", "AgentCrashConfig", "DatasetConfig", "FailuresConfig", "LinkFailuresConfig",
     "MethodConfig", "ModelConfig", "PartitionConfig", "ReportConfig", "ResourcesConfig",
     "Scenario", "ScenarioError", "ServerFailureConfig", "TopologyConfig", "TrackingConfig",
-    "TrainingConfig", "is_scenario_key", "json_schema", "load", "parse", "set_key",
+    "TrainingConfig", "is_scenario_key", "json_schema", "load", "parse", "read_yaml", "set_key",
 ]

@@ -23,6 +23,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import yaml
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
 from pydantic_core import core_schema
 
@@ -140,6 +141,13 @@ def plain_schema() -> dict[str, Any]:
     """The schema with each key's description as written in the models."""
     schema: dict[str, Any] = json.loads(_generated())
     return schema
+
+
+def yaml_value(value: Any) -> str:
+    """A value as YAML writes it on one line: `[64]`, `{kind: dirichlet, alpha: 0.1}`."""
+    text = yaml.safe_dump(value, default_flow_style=True, allow_unicode=True,
+                          sort_keys=False, width=10_000)
+    return text.removesuffix("\n...\n").strip()
 
 
 def shown(value: Any) -> str:

@@ -57,6 +57,7 @@ class Scenario(Strict):
         TrainingConfig(), description="optimisation settings every method shares unless it "
         "overrides them")
     methods: tuple[MethodConfig, ...] = Field(
+        json_schema_extra={"minItems": 1},
         description="the methods to compare, each run on the same data, graph and x_0")
     failures: FailuresConfig = Field(
         FailuresConfig(), description="failures to inject: the server, agents, links")

@@ -71,7 +71,8 @@ class TopologyConfig(Strict):
         "default (or target_lambda2)")
     edges: tuple[tuple[NonNegativeInt, NonNegativeInt], ...] | str | None = Field(
         None, description="edges: an inline list [[j, l], ...] of agents 0 .. N − 1, or the "
-        "path of a text file of 'j l' lines (relative to the scenario file's folder)")
+        "path of a text file of 'j l' lines (relative to the scenario file's folder). No "
+        "default: kind edges needs it")
     mixing: Literal["metropolis", "max_degree", "uniform", "matrix"] = Field(
         "metropolis", description="how Π's weights π_jl are built (Jiang et al. Assumption "
         "2): metropolis: 1 / (1 + max(d_j, d_l)); max_degree: 1 / (1 + d_max); uniform: "
@@ -81,11 +82,11 @@ class TopologyConfig(Strict):
     matrix_file: str | None = Field(
         None, pattern=r"\.(npy|csv)$", description="mixing: matrix: a .npy or .csv file "
         "holding Π (N × N, symmetric, rows summing to 1), relative to the scenario file's "
-        "folder")
+        "folder. No default: mixing matrix needs it")
     target_lambda2: float | None = Field(
         None, gt=0.0, lt=1.0, description="erdos_renyi, random_regular, small_world: pick "
         "the family parameter (p, degree or k) whose Π has λ2 within 0.05 of this value in "
-        "(0, 1) (Jiang et al. Fig. 2b)")
+        "(0, 1) (Jiang et al. Fig. 2b). Default: unset, the family's own key is used")
     seed: NonNegativeInt | None = Field(
         None, description="seed of the random graph families. Default: training.seed")
 

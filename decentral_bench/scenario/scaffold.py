@@ -20,10 +20,10 @@ from decentral_bench.scenario.export import (
     Key,
     keys,
     plain_schema,
-    shown,
     yaml_value,
 )
 from decentral_bench.scenario.loading import parse, read_yaml
+from decentral_bench.scenario.schema import shorthand_key
 
 SCENARIOS = SCHEMA_FILE.parent / "scenarios"
 WIDTH = 100
@@ -44,10 +44,12 @@ def templates() -> dict[str, Path]:
             for path in sorted(SCENARIOS.rglob("*.yaml"))}
 
 
-def _comment(text: str, indent: str, hang: str = "") -> list[str]:
-    """`text` as comment lines at `indent`, wrapped, later lines indented by `hang`."""
+def _comment(text: str, indent: str, hang: str = "", margin: int = 0) -> list[str]:
+    """`text` as comment lines at `indent` (after `margin` more columns), wrapped, later
+    lines indented by `hang`."""
     return [f"{indent}# {line}" for line in textwrap.wrap(
-        text, WIDTH - len(indent) - 2, subsequent_indent=hang)]
+        text, WIDTH - margin - len(indent) - 2, subsequent_indent=hang,
+        break_on_hyphens=False)]
 
 
 def _seen_from(target: Path, path: Path) -> str:
@@ -71,10 +73,12 @@ def _header(template: Path) -> list[str]:
 
 
 class _Writer:
-    """Emits sections in the schema's key order, each key under its description."""
+    """Emits sections in the schema's key order, each key under its description; a key
+    the template leaves out is commented out with its default (a section with its keys)."""
 
-    def __init__(self, described: dict[str, Key]) -> None:
+    def __init__(self, described: dict[str, Key], margin: int = 0) -> None:
         self.described = described
+        self.margin = margin  # columns taken left of the lines (by commenting them out)
         self.lines: list[str] = []
 
     def children(self, prefix: str) -> list[str]:
@@ -85,8 +89,8 @@ class _Writer:
     def section(self, data: dict[str, Any], prefix: str, indent: str) -> None:
         for path in self.children(prefix):
             name = path[len(prefix):]
-            key = self.described[path]
-            self.lines += _comment(key.schema["description"], indent)
+            self.lines += _comment(self.described[path].schema["description"], indent,
+                                   margin=self.margin)
             if name in data:
                 self.value(data[name], path, indent)
             else:
@@ -94,14 +98,18 @@ class _Writer:
 
     def value(self, value: Any, path: str, indent: str) -> None:
         name = path.rsplit(".", 1)[-1]
-        has_keys = any(other.startswith(f"{path}.") for other in self.described)
-        if isinstance(value, dict) and has_keys:
+        if isinstance(value, dict) and self.children(f"{path}."):
             self.lines.append(f"{indent}{name}:")
             self.section(value, f"{path}.", indent + "  ")
-        elif isinstance(value, list) and value and isinstance(value[0], dict):
+        elif isinstance(value, list) and self.children(f"{path}[]."):
             self.items(value, path, indent)
-        else:
+        elif isinstance(value, str) and shorthand_key(path):
             self.lines.append(f"{indent}{name}: {yaml_value(value)}")
+            self.commented({**self.defaults(path), shorthand_key(path): value}, path, indent,
+                           "the same, with every key:")
+        else:
+            self.lines.append(f"{indent}{name}: {yaml_value(value)}" if value is not None
+                              else f"{indent}{name}:")
 
     def items(self, value: list[dict[str, Any]], path: str, indent: str) -> None:
         """A list of mappings (methods, crashes): what each item's keys mean, then one item
@@ -109,25 +117,30 @@ class _Writer:
         self.lines.append(f"{indent}# Each item's keys:")
         for child in self.children(f"{path}[]."):
             text = f"{child.rsplit('.', 1)[-1]}: {self.described[child].schema['description']}"
-            self.lines += _comment(text, indent, hang="    ")
-        self.lines.append(f"{indent}{path.rsplit('.', 1)[-1]}:")
-        self.lines += [f"{indent}  - {yaml_value(item)}" for item in value]
+            self.lines += _comment(text, indent, hang="    ", margin=self.margin)
+        name = path.rsplit(".", 1)[-1]
+        self.lines += [f"{indent}{name}:", *(f"{indent}  - {yaml_value(item)}" for item in value)]
+        if not value:
+            self.lines[-1] += " []"
+
+    def defaults(self, path: str) -> Any:
+        """A key's default; a section's as the mapping of its keys' defaults."""
+        nested = self.children(f"{path}.")
+        if nested:
+            return {child.rsplit(".", 1)[-1]: self.defaults(child) for child in nested}
+        return self.described[path].schema.get("default")
+
+    def commented(self, value: Any, path: str, indent: str, title: str = "") -> None:
+        """`value` of the key at `path`, commented out, under `title`."""
+        block = _Writer(self.described, self.margin + len(indent) + 2)
+        block.value(value, path, "")
+        self.lines += [f"{indent}# {title}"] if title else []
+        self.lines += [f"{indent}# {line}" for line in block.lines]
 
     def unset(self, path: str, indent: str) -> None:
-        """A key the template leaves out, commented out: with its default, or, for a
-        section, with its keys."""
-        name = path.rsplit(".", 1)[-1]
-        default = self.described[path].schema.get("default")
-        nested = self.children(f"{path}.")
-        if nested and not isinstance(default, list):
-            self.lines.append(f"{indent}# {name}:")
-            for child in nested:
-                child_default = self.described[child].schema.get("default")
-                shown_value = "" if child_default is None else f" {shown(child_default)}"
-                self.lines.append(f"{indent}#   {child[len(path) + 1:]}:{shown_value}")
-        else:
-            self.lines.append(f"{indent}# {name}: {'' if default is None else yaml_value(default)}"
-                              .rstrip())
+        """A key the template leaves out, commented out with its default: uncommenting it
+        (and filling in what it requires) gives a valid key."""
+        self.commented(self.defaults(path), path, indent)
 
 
 def _relocated(data: dict[str, Any], template: Path, target: Path) -> dict[str, Any]:

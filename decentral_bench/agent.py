@@ -17,7 +17,7 @@ from decentral_bench.data import augment, evaluation_subset, minibatch_indices
 from decentral_bench.models import build_model
 from decentral_bench.plan import MethodPlan
 from decentral_bench.scenario import ModelConfig
-from decentral_bench.training import evaluate, gradient, select_device
+from decentral_bench.training import evaluate, gradient, select_device, step_seed
 
 
 @lru_cache(maxsize=8)
@@ -50,11 +50,13 @@ class AgentSetup:
         own = torch.as_tensor(plan.partitions[agent])
         features, labels = dataset.train_x[own].to(device), dataset.train_y[own].to(device)
         limit = plan.scenario.training.eval_samples
+        train_set = (features, labels) if plan.scenario.training.train_evaluation == "own" \
+            else (dataset.train_x.to(device), dataset.train_y.to(device))
         return cls(
             plan=plan, agent=agent, device=device, features=features, labels=labels,
             model=shared_model(plan.scenario.model, dataset.input_shape, dataset.num_classes,
                                device),
-            train_evaluation=evaluation_subset(features, labels, limit, plan.seed),
+            train_evaluation=evaluation_subset(*train_set, limit, plan.seed),
             test_evaluation=evaluation_subset(dataset.test_x.to(device),
                                               dataset.test_y.to(device), limit, plan.seed),
         )
@@ -76,14 +78,18 @@ class AgentSetup:
     def gradient_at(self, parameters: list[torch.Tensor], step: int,
                     ) -> tuple[list[torch.Tensor], float]:
         """g_j at `parameters` on the minibatch of `step` (weight decay included), and the
-        minibatch loss."""
+        minibatch loss. Dropout draws its masks from a generator seeded by (seed, agent,
+        step), so a run repeats exactly."""
+        if self.plan.scenario.model.dropout:
+            torch.manual_seed(step_seed(self.plan.seed, self.agent, step))
         grads, loss, _ = gradient(self.model, parameters, *self.minibatch(step),
                                   weight_decay=self.plan.weight_decay)
         return grads, loss
 
     def evaluate(self, parameters: list[torch.Tensor]) -> dict[str, float]:
-        """Loss and accuracy on the agent's training data and on the test set (each the
-        seeded `eval_samples` subset when set)."""
+        """Loss and accuracy on training data (a common subset of the whole training set,
+        or the agent's own partition: `training.train_evaluation`) and on the test set
+        (each the seeded `eval_samples` subset when set)."""
         train_loss, train_accuracy = evaluate(self.model, parameters, *self.train_evaluation)
         test_loss, test_accuracy = evaluate(self.model, parameters, *self.test_evaluation)
         return {"train_loss": train_loss, "train_accuracy": train_accuracy,

@@ -148,7 +148,8 @@ def run(
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     console.print(f"[bold]{parsed.name}[/]: {len(specs)} runs ({len(parsed.methods)} methods"
                   f"{', a sweep' if parsed.sweep else ''}), {parsed.topology.agents} agents "
-                  f"({parsed.topology.kind}), {parsed.training.rounds} rounds")
+                  f"({parsed.topology.kind}), " + (f"{parsed.training.rounds} rounds"
+                  if parsed.training.rounds is not None else f"{parsed.training.epochs:g} epochs"))
     columns = (TextColumn("{task.description:>24}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("rounds"), TimeElapsedColumn(), TextColumn("{task.fields[status]}"))
     try:

@@ -1,6 +1,6 @@
 """Scenario files: the YAML a user writes, parsed into a typed, validated `Scenario`.
 
-- `sections`, `graph`, `methods`, `schema`: the format, section by section;
+- `base`, `sections`, `graph`, `methods`, `schema`: the format, section by section;
 - `rules`: rules between the keys of a section, for the loader and the schema alike;
 - `export`: the JSON Schema for editors; `keytable`: the README's table of every key;
 - `loading`: reading a file, with `--set` style overrides;

@@ -15,10 +15,10 @@ from typing import Any
 
 from decentral_bench.data import DataError
 from decentral_bench.plan import MethodPlan
+from decentral_bench.scenario.base import Strict
 from decentral_bench.scenario.export import keys, plain_schema, yaml_value
 from decentral_bench.scenario.rules import OnlyWith
 from decentral_bench.scenario.schema import Scenario
-from decentral_bench.scenario.sections import Strict
 from decentral_bench.sweep import RunSpec, expand
 
 
@@ -37,10 +37,13 @@ def effective_method(plan: MethodPlan) -> dict[str, Any]:
         if key in settings or not _applies(method, key):
             continue
         value = getattr(method, key)
-        if value is None and hasattr(MethodPlan, key):
-            value = getattr(plan, key)
-        elif value is None and key in plan.definition.options:
-            value = plan.option(key)
+        try:
+            if value is None and hasattr(MethodPlan, key):
+                value = getattr(plan, key)
+            elif value is None and key in plan.definition.options:
+                value = plan.option(key)
+        except DataError:  # epochs, or rounds from epochs, need the data set's size
+            value = None
         settings[key] = value
     return settings
 
@@ -94,21 +97,25 @@ class PlannedRun:
     """One child run as `run` will start it."""
 
     name: str
-    rounds: int
-    epochs_per_round: float | None  # None where the data set cannot be read here
+    rounds: int | None  # None where the data set cannot be read here (and
+    epochs_per_round: float | None  # the method's budget is in epochs)
 
     @property
     def epochs(self) -> float | None:
-        return None if self.epochs_per_round is None else self.rounds * self.epochs_per_round
+        if self.rounds is None or self.epochs_per_round is None:
+            return None
+        return self.rounds * self.epochs_per_round
 
 
 def planned(spec: RunSpec) -> PlannedRun:
     plan = MethodPlan.of(spec.scenario, spec.method)
     try:
         per_round: float | None = plan.epochs_per_round
+        rounds: int | None = plan.rounds
     except DataError:
         per_round = None
-    return PlannedRun(spec.name, plan.rounds, per_round)
+        rounds = plan.method.rounds or spec.scenario.training.rounds
+    return PlannedRun(spec.name, rounds, per_round)
 
 
 def _count(number: int, thing: str) -> str:
@@ -132,8 +139,9 @@ def explanation(scenario: Scenario, source: str) -> str:
              f"# {_count(len(runs), 'run')}: {_count(combinations, 'sweep combination')} × "
              f"{_count(seeds, 'seed')} × {_count(len(scenario.methods), 'method')}",
              f"{'run':<{width}}  {'rounds':>7}  {'epochs/round':>12}  {'epochs':>8}"]
-    lines += [f"{run.name:<{width}}  {run.rounds:>7}  {_number(run.epochs_per_round, 4):>12}  "
-              f"{_number(run.epochs, 2):>8}" for run in runs]
+    lines += [f"{run.name:<{width}}  {run.rounds or '?':>7}  "
+              f"{_number(run.epochs_per_round, 4):>12}  {_number(run.epochs, 2):>8}"
+              for run in runs]
     if any(run.epochs is None for run in runs):
         lines.append("(?: the data set cannot be read here, so its size is unknown)")
     return "\n".join(lines) + "\n"

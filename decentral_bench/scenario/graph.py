@@ -13,8 +13,8 @@ from pydantic import (
     model_validator,
 )
 
+from decentral_bench.scenario.base import Count, Strict
 from decentral_bench.scenario.rules import Is, IsSet, Needs, OnlyWith, Within
-from decentral_bench.scenario.sections import Count, Strict
 
 TopologyKind = Literal["complete", "ring", "path", "star", "torus", "hypercube", "erdos_renyi",
                        "random_regular", "small_world", "exponential", "edges"]

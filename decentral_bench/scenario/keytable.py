@@ -52,6 +52,9 @@ UNEXPRESSED = (
     Unexpressed("failures.server.round", "below training.rounds",
                 r"failures\.server\.round \d+ must be below training\.rounds"),
     Unexpressed("methods[].name", "unique within the scenario", r"method names must be unique"),
+    Unexpressed("training.milestones", "increasing", r"they must increase"),
+    Unexpressed("methods[].consensus_control.phases", "phases training.milestones makes",
+                r"phase \d+ does not exist"),
     Unexpressed("topology.edges, topology.matrix_file", "the file exists", r"file not found: "),
 )
 

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
-from decentral_bench.scenario.rules import Is, OnlyWith
-from decentral_bench.scenario.sections import Count, Strict
+from decentral_bench.scenario.base import Count, Strict
+from decentral_bench.scenario.rules import Is, IsSet, Needs, Not, OnlyWith
 from strategies.registry import ALGORITHMS, METHODS, option_owners
 
 Algorithm = Literal[ALGORITHMS]  # type: ignore[valid-type]
@@ -30,11 +30,55 @@ def _registry_rules() -> tuple[OnlyWith, ...]:
     return tuple(rules)
 
 
+class ConsensusControlConfig(Strict):
+    """Consensus control (Kong et al. 2021): gossip-only exchanges after a round's step,
+    in chosen step-size phases, to keep the consensus distance Ξ² low where it matters."""
+
+    mode: Literal["fixed", "adaptive", "exact"] = Field(
+        description="fixed: gossip_steps exchanges every round; adaptive: exchanges until Ξ² "
+        "meets the target; exact: every agent gets x̄ (an all-reduce)")
+    gossip_steps: Count | None = Field(
+        None, description="fixed: gossip-only exchanges after every training round. No "
+        "default: fixed needs it")
+    target_ratio: float | None = Field(
+        None, gt=0.0, lt=1.0, description="adaptive: after control Ξ² ≤ target_ratio × Ξ² "
+        "before control, this round, in (0, 1). No default: adaptive needs it or target")
+    target: float | None = Field(
+        None, gt=0.0, description="adaptive: an absolute bound on Ξ² after control, instead "
+        "of target_ratio. Default: unset")
+    max_gossip_steps: Count | None = Field(
+        None, description="adaptive: at most this many exchanges per round; reaching it is "
+        "logged as an event. Default: 50")
+    phases: tuple[Count, ...] | None = Field(
+        None, json_schema_extra={"minItems": 1, "uniqueItems": True},
+        description="the step-size phases (numbered from 1, split by training.milestones) "
+        "where control acts. Default: all")
+
+    rules = (
+        OnlyWith("gossip_steps", Is("mode", "fixed")),
+        OnlyWith("target_ratio", Is("mode", "adaptive")),
+        OnlyWith("target", Is("mode", "adaptive")),
+        OnlyWith("max_gossip_steps", Is("mode", "adaptive")),
+        Needs(Is("mode", "fixed"), ("gossip_steps",), "mode 'fixed' needs gossip_steps, e.g. 3"),
+        Needs(Is("mode", "adaptive"), ("target_ratio", "target"),
+              "mode 'adaptive' needs target_ratio (e.g. 0.25) or target"),
+        OnlyWith("target", Not(IsSet("target_ratio")), "give target_ratio or target, not both"),
+    )
+
+    @field_validator("phases")
+    @classmethod
+    def _distinct(cls, value: tuple[int, ...] | None) -> tuple[int, ...] | None:
+        if value is not None and (not value or len(set(value)) != len(value)):
+            raise ValueError("list distinct phases, numbered from 1, e.g. [1]")
+        return value
+
+
 class MethodConfig(Strict):
     """One method to compare.
 
-    `fraction` and `local_epochs` belong to FedAvg, `momentum` and `variant` to CDMSGD
-    (the registry says which algorithm takes which key).
+    `fraction` and `local_epochs` belong to FedAvg; `momentum`, `variant` and
+    `momentum_buffer` to CDMSGD; `consensus_control` to the gossip methods (the
+    registry says which algorithm takes which key).
     """
 
     name: str = Field(
@@ -50,6 +94,10 @@ class MethodConfig(Strict):
         None, description="cdmsgd: the momentum form, Polyak x_{k+1} = Σ π_jl x_k^l − α g + "
         "μ(x_k − x_{k−1}) or Nesterov (steps from y_k = x_k + μ(x_k − x_{k−1})). Default: "
         "nesterov, as the paper's experiments")
+    momentum_buffer: Literal["iterates", "local"] | None = Field(
+        None, description="cdmsgd: iterates, the paper's equations' μ(x_k − x_{k−1}); or "
+        "local, the authors' code: a velocity of the agent's own gradient steps, never mixed. "
+        "Default: iterates")
     fraction: float | None = Field(
         None, gt=0.0, le=1.0, description="fedavg: fraction C of the clients sampled each "
         "round, in (0, 1]. Default: 1.0")
@@ -65,6 +113,13 @@ class MethodConfig(Strict):
         None, description="this method's minibatch size. Default: training.batch_size")
     rounds: Count | None = Field(
         None, description="this method's rounds (a FedAvg round is E epochs, a gossip round "
-        "local_steps minibatches). Default: training.rounds")
+        "local_steps minibatches). Default: training.rounds or training.epochs")
+    epochs: float | None = Field(
+        None, gt=0.0, description="this method's epochs, instead of rounds. Default: "
+        "training's")
+    consensus_control: ConsensusControlConfig | None = Field(
+        None, description="gossip methods: extra gossip-only exchanges after each round "
+        "(Kong et al. 2021). Default: none")
 
-    rules = _registry_rules()
+    rules = (*_registry_rules(),
+             OnlyWith("epochs", Not(IsSet("rounds")), "give rounds or epochs, not both"))

@@ -4,7 +4,8 @@ A section lists its rules in `rules`; the loader checks them after the keys' own
 and the exported JSON Schema states them as `if`/`then` clauses, so an editor and the
 loader agree on them. Three kinds cover the scenario format:
 
-- `OnlyWith("alpha", Is("kind", "dirichlet"))`: a key may be set only under a condition;
+- `OnlyWith("alpha", Is("kind", "dirichlet"))`: a key may be set only under a condition
+  (`OnlyWith("epochs", Not(IsSet("rounds")), message)`: not both);
 - `Needs(Is("kind", "dirichlet"), ("alpha",), message)`: under a condition, one of the keys
   must be set;
 - `Within(Is("kind", "hypercube"), "agents", (1, 2, 4, ...), message)`: under a condition,
@@ -55,14 +56,17 @@ def alternatives(values: tuple[Any, ...]) -> str:
 
 @dataclass(frozen=True, init=False)
 class Is:
-    """Condition: `key` (its default when left out) is one of `values`."""
+    """Condition: `key` (its default when left out) is one of `values`; messages call the
+    key `called` (`model` for ModelConfig's `name`)."""
 
     key: str
     values: tuple[Any, ...]
+    called: str
 
-    def __init__(self, key: str, *values: Any) -> None:
+    def __init__(self, key: str, *values: Any, called: str | None = None) -> None:
         object.__setattr__(self, "key", key)
         object.__setattr__(self, "values", values)
+        object.__setattr__(self, "called", called or key)
 
     def holds(self, section: BaseModel) -> bool:
         return getattr(section, self.key) in self.values
@@ -87,6 +91,22 @@ class IsSet:
         return _set_schema(self.key, defaults)
 
 
+@dataclass(frozen=True)
+class Not:
+    """Condition: `condition` does not hold (`Not(IsSet("rounds"))`)."""
+
+    condition: Is | IsSet
+
+    def holds(self, section: BaseModel) -> bool:
+        return not self.condition.holds(section)
+
+    def schema(self, defaults: Defaults) -> dict[str, Any]:
+        return {"not": self.condition.schema(defaults)}
+
+
+Condition = Is | IsSet | Not
+
+
 class Rule(Protocol):
     """A rule between keys of one section."""
 
@@ -99,19 +119,21 @@ class Rule(Protocol):
 
 @dataclass(frozen=True)
 class OnlyWith:
-    """`key` may be set only when `condition` holds; `message` replaces the stock one."""
+    """`key` may be set only when `condition` holds; `message` replaces the stock one (which
+    only an `Is` condition has)."""
 
     key: str
-    condition: Is
+    condition: Condition
     message: str | None = None
 
     def problem(self, section: BaseModel) -> str | None:
         if not _is_set(section, self.key) or self.condition.holds(section):
             return None
+        if self.message is not None or not isinstance(self.condition, Is):
+            return self.message or f"'{self.key}' does not go with the other keys here"
         actual = getattr(section, self.condition.key)
-        return self.message or (f"'{self.key}' applies to {self.condition.key} "
-                                f"{alternatives(self.condition.values)} only, not "
-                                f"{actual!r}; remove it")
+        return (f"'{self.key}' applies to {self.condition.called} "
+                f"{alternatives(self.condition.values)} only, not {actual!r}; remove it")
 
     def clause(self, defaults: Defaults) -> dict[str, Any]:
         return {"if": _set_schema(self.key, defaults), "then": self.condition.schema(defaults)}
@@ -121,7 +143,7 @@ class OnlyWith:
 class Needs:
     """When `condition` holds, at least one of `keys` must be set."""
 
-    condition: Is | IsSet
+    condition: Condition
     keys: tuple[str, ...]
     message: str
 
@@ -140,7 +162,7 @@ class Needs:
 class Within:
     """When `condition` holds, `key`'s value (its default when left out) is in `values`."""
 
-    condition: Is | IsSet
+    condition: Condition
     key: str
     values: tuple[Any, ...]
     message: str

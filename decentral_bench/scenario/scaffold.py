@@ -115,8 +115,9 @@ class _Writer:
         """A list of mappings (methods, crashes): what each item's keys mean, then one item
         a line."""
         self.lines.append(f"{indent}# Each item's keys:")
-        for child in self.children(f"{path}[]."):
-            text = f"{child.rsplit('.', 1)[-1]}: {self.described[child].schema['description']}"
+        prefix = f"{path}[]."
+        for child in (key for key in self.described if key.startswith(prefix)):
+            text = f"{child[len(prefix):]}: {self.described[child].schema['description']}"
             self.lines += _comment(text, indent, hang="    ", margin=self.margin)
         name = path.rsplit(".", 1)[-1]
         self.lines += [f"{indent}{name}:", *(f"{indent}  - {yaml_value(item)}" for item in value)]

@@ -7,12 +7,11 @@ section are listed in its `rules` (see `decentral_bench.scenario.rules`).
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     NonNegativeInt,
     PositiveFloat,
@@ -21,54 +20,8 @@ from pydantic import (
     model_validator,
 )
 
-from decentral_bench.scenario.rules import (
-    Is,
-    Needs,
-    OnlyWith,
-    Rule,
-    Shorthand,
-    clauses,
-    problems,
-)
-
-# A whole number ≥ 1 (rounds, agents, sizes).
-Count = Annotated[int, Field(ge=1)]
-
-
-def _as_tuples(value: Any) -> Any:
-    """YAML lists as tuples, at any depth (the sections are frozen and hashable)."""
-    if isinstance(value, list | tuple):
-        return tuple(_as_tuples(item) for item in value)
-    if isinstance(value, dict):
-        return {key: _as_tuples(item) for key, item in value.items()}
-    return value
-
-
-def _rules_schema(schema: dict[str, Any], section: type[Any]) -> None:
-    """Add a section's `rules` to its JSON Schema as `if`/`then` clauses."""
-    if section.rules:
-        schema["allOf"] = clauses(section, section.rules)
-
-
-class Strict(BaseModel):
-    """Unknown keys, non-finite numbers and values of the wrong type ("4" for 4, true for 1)
-    are errors; a parsed scenario never changes."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, strict=True,
-                              json_schema_extra=_rules_schema)
-    rules: ClassVar[tuple[Rule, ...]] = ()
-
-    @model_validator(mode="before")
-    @classmethod
-    def _lists_as_tuples(cls, data: Any) -> Any:
-        return _as_tuples(data) if isinstance(data, dict) else data
-
-    @model_validator(mode="after")
-    def _follow_the_rules(self) -> Any:
-        found = problems(self, self.rules)
-        if found:
-            raise ValueError("; ".join(found))
-        return self
+from decentral_bench.scenario.base import Count, Strict
+from decentral_bench.scenario.rules import Is, IsSet, Needs, Not, OnlyWith, Shorthand
 
 
 class PartitionConfig(Strict):
@@ -132,9 +85,9 @@ class DatasetConfig(Strict):
         "samples, for quick runs. Default: the whole training set")
 
     rules = (
-        OnlyWith("test_fraction", Is("name", "digits")),
-        OnlyWith("augment", Is("name", "cifar10", "cifar100")),
-        OnlyWith("download", Is("name", "mnist", "cifar10", "cifar100")),
+        OnlyWith("test_fraction", Is("name", "digits", called="data set")),
+        OnlyWith("augment", Is("name", "cifar10", "cifar100", called="data set")),
+        OnlyWith("download", Is("name", "mnist", "cifar10", "cifar100", called="data set")),
     )
 
     @field_validator("root")
@@ -157,16 +110,28 @@ class ModelConfig(Strict):
     hidden: tuple[Count, ...] | None = Field(
         None, description="mlp only: the hidden layers' widths, input to output. Default: "
         "[64]")
+    dropout: float | None = Field(
+        None, ge=0.0, lt=1.0, description="cnn_paper only: dropout probability in [0, 1) "
+        "after each pooling layer (the authors' code: 0.25). Default: 0")
 
-    rules = (OnlyWith("hidden", Is("name", "mlp")),)
+    rules = (OnlyWith("hidden", Is("name", "mlp", called="model")),
+             OnlyWith("dropout", Is("name", "cnn_paper", called="model")))
+
+
+DEFAULT_ROUNDS = 100
 
 
 class TrainingConfig(Strict):
     """Optimisation settings shared by every method unless a method overrides them."""
 
-    rounds: Count = Field(
-        100, description="communication rounds per method: a consensus step (CDSGD, CDMSGD, "
-        "SGD) or a FedAvg round; a method's own `rounds` overrides it")
+    rounds: Count | None = Field(
+        None, description=f"communication rounds per method: a consensus step (CDSGD, "
+        "CDMSGD, SGD) or a FedAvg round; a method's own `rounds` overrides it. Default: "
+        f"{DEFAULT_ROUNDS}, unless epochs is given")
+    epochs: float | None = Field(
+        None, gt=0.0, description="instead of rounds: the passes over its own data every "
+        "method makes (a gossip round is local_steps minibatches, a FedAvg round local_epochs "
+        "epochs). Default: unset, rounds count")
     local_steps: Count = Field(
         1, description="minibatch gradient steps per round of the gossip methods; 1 is "
         "Jiang et al.'s Algorithm 1, more adds local_steps − 1 plain SGD steps after eq. 5")
@@ -174,7 +139,8 @@ class TrainingConfig(Strict):
         32, description="minibatch size b' of each agent's stochastic gradient g_j (Jiang et "
         "al. eq. 5), in samples")
     lr: float = Field(
-        0.1, gt=0.0, description="step size α of eq. 5 (α_0 of a diminishing schedule)")
+        0.1, gt=0.0, description="step size α of eq. 5 (α_0 of a diminishing or step "
+        "schedule)")
     seed: NonNegativeInt = Field(
         0, description="seed of the partition, x_0, the minibatch order and random graphs")
     seeds: tuple[NonNegativeInt, ...] | None = Field(
@@ -187,20 +153,42 @@ class TrainingConfig(Strict):
         None, description="agents evaluate on a seeded subset of at most this many "
         "training and test samples; the average model x̄ always uses the whole test set. "
         "Default: all samples")
-    lr_schedule: Literal["constant", "diminishing"] = Field(
+    train_evaluation: Literal["common", "own"] = Field(
+        "common", description="where agents measure training loss and accuracy: common, one "
+        "seeded subset of the whole training set for every agent (as the authors' code; the "
+        "generalization gap compares like with like); own, each agent's own partition")
+    lr_schedule: Literal["constant", "diminishing", "step"] = Field(
         "constant", description="constant: α_k = α; diminishing: α_k = α_0 / (k + 1)^ε "
-        "(Jiang et al. section 7, needs epsilon)")
+        "(Jiang et al. section 7, needs epsilon); step: α multiplied by gamma at each of the "
+        "milestones")
     epsilon: float | None = Field(
         None, gt=0.5, le=1.0, description="diminishing: exponent ε of α_k = α_0 / (k + 1)^ε, "
         "in (0.5, 1] as the paper's convergence result requires. No default: diminishing "
         "needs it")
+    milestones: tuple[float, ...] | None = Field(
+        None, json_schema_extra={"minItems": 1, "items": {"anyOf": [
+            {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1},
+            {"type": "integer", "minimum": 1}]}},
+        description="step: where the step size drops, increasing, as fractions of a method's "
+        "rounds (0.5) or round numbers (50); they split training into phases 1, 2, ... No "
+        "default: step needs them")
+    gamma: float | None = Field(
+        None, gt=0.0, le=1.0, description="step: the factor in (0, 1] the step size is "
+        "multiplied by at each milestone. Default: 0.1")
     weight_decay: float = Field(
         0.0, ge=0.0, description="L2 coefficient λ ≥ 0: g_j(x) = ∇f_j(x) + λx")
 
     rules = (
+        OnlyWith("epochs", Not(IsSet("rounds")), "give rounds or epochs, not both"),
         Needs(Is("lr_schedule", "diminishing"), ("epsilon",),
               "lr_schedule 'diminishing' needs epsilon in (0.5, 1]"),
         OnlyWith("epsilon", Is("lr_schedule", "diminishing")),
+        Needs(Is("lr_schedule", "step"), ("milestones",),
+              "lr_schedule 'step' needs milestones, e.g. [0.5, 0.75]"),
+        OnlyWith("milestones", Is("lr_schedule", "step"),
+                 "milestones and gamma go with lr_schedule: step"),
+        OnlyWith("gamma", Is("lr_schedule", "step"),
+                 "milestones and gamma go with lr_schedule: step"),
     )
 
     @field_validator("seeds")
@@ -212,6 +200,22 @@ class TrainingConfig(Strict):
             if len(set(value)) != len(value):
                 raise ValueError("seeds must be distinct")
         return value
+
+    @field_validator("milestones")
+    @classmethod
+    def _milestones(cls, value: tuple[float, ...] | None) -> tuple[float, ...] | None:
+        if value is not None:
+            problem = "list at least one" if not value else milestone_problem(value)
+            if problem:
+                raise ValueError(problem)
+        return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _rounds_or_epochs(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("rounds") is None and data.get("epochs") is None:
+            return {**data, "rounds": DEFAULT_ROUNDS}
+        return data
 
 
 class ServerFailureConfig(Strict):
@@ -298,3 +302,14 @@ class ReportConfig(Strict):
     target_accuracy: float | None = Field(
         None, gt=0.0, le=1.0, description="the report gives the first round at which the "
         "mean test accuracy reaches this, in (0, 1]. Default: not reported")
+
+
+def milestone_problem(milestones: tuple[float, ...]) -> str | None:
+    """Why a list of step-size milestones is unusable (None when it is fine): each is a
+    fraction in (0, 1) or a whole round number ≥ 1, in increasing order."""
+    for value in milestones:
+        if not (0.0 < value < 1.0 or (value >= 1.0 and float(value).is_integer())):
+            return f"{value:g} is neither a fraction in (0, 1) nor a round number"
+    if any(later <= earlier for earlier, later in itertools.pairwise(milestones)):
+        return "they must increase"
+    return None

@@ -53,7 +53,8 @@ UNEXPRESSED = (
                 r"failures\.server\.round \d+ must be below training\.rounds"),
     Unexpressed("methods[].name", "unique within the scenario", r"method names must be unique"),
     Unexpressed("training.milestones", "increasing", r"they must increase"),
-    Unexpressed("methods[].consensus_control.phases", "phases training.milestones makes",
+    Unexpressed("methods[].consensus_control.phases",
+                "at most the phases the schedule has (milestones + 1)",
                 r"phase \d+ does not exist"),
     Unexpressed("topology.edges, topology.matrix_file", "the file exists", r"file not found: "),
 )
@@ -99,9 +100,12 @@ def values(schema: dict[str, Any]) -> str:
     """What a key takes, in a few words: `integer ≥ 1`, `` `iid` | `dirichlet` ``."""
     if "enum" in schema:
         return " \\| ".join(f"`{shown(value)}`" for value in schema["enum"])
-    if "anyOf" in schema:
-        return " or ".join(values(option) for option in schema["anyOf"]
-                           if option.get("type") != "null")
+    if "anyOf" in schema:  # keywords beside anyOf hold for its array option too
+        beside = {key: schema[key] for key in ("items", "minItems", "uniqueItems")
+                  if key in schema}
+        return " or ".join(values({**option, **beside} if option.get("type") == "array"
+                                  else option)
+                           for option in schema["anyOf"] if option.get("type") != "null")
     if "$ref" in schema or "allOf" in schema or schema.get("type") == "object":
         return "mapping"
     kind = schema.get("type")

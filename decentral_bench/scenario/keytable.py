@@ -101,8 +101,8 @@ def values(schema: dict[str, Any]) -> str:
     if "enum" in schema:
         return " \\| ".join(f"`{shown(value)}`" for value in schema["enum"])
     if "anyOf" in schema:  # keywords beside anyOf hold for its array option too
-        beside = {key: schema[key] for key in ("items", "minItems", "uniqueItems")
-                  if key in schema}
+        beside: dict[str, Any] = {key: schema[key] for key in
+                                  ("items", "minItems", "uniqueItems") if key in schema}
         return " or ".join(values({**option, **beside} if option.get("type") == "array"
                                   else option)
                            for option in schema["anyOf"] if option.get("type") != "null")

@@ -9,7 +9,7 @@ import signal
 import sys
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 from rich.console import Console
@@ -136,7 +136,7 @@ def run(
     vectorized one), recorded in MLflow. A re-run skips the runs it already finished."""
     from decentral_bench.runner import run_scenario
     from decentral_bench.sweep import expand
-    from decentral_bench.tracking import ui_command
+    from decentral_bench.tracking import is_server, ui_command, ui_link
 
     try:
         overrides = _overrides(settings)
@@ -147,6 +147,7 @@ def run(
     except ScenarioError as error:
         _print_problems(error)
         raise typer.Exit(EXIT_BAD_INPUT) from None
+    origin = " ".join([str(scenario), *(f"--set {setting}" for setting in settings or [])])
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     console.print(f"[bold]{parsed.name}[/]: {len(specs)} runs ({len(parsed.methods)} methods"
                   f"{', a sweep' if parsed.sweep else ''}), {parsed.topology.agents} agents "
@@ -158,7 +159,7 @@ def run(
         with ProgressBars(*columns, console=console) as bars:
             result = run_scenario(parsed, source=None if settings else scenario,
                                   tracking_uri=tracking_uri, progress=RichProgress(bars),
-                                  fresh=fresh, verbose=verbose)
+                                  fresh=fresh, verbose=verbose, origin=origin)
     except KeyboardInterrupt:
         errors.print("interrupted: the running child and the parent run are marked KILLED")
         raise typer.Exit(130) from None
@@ -170,7 +171,12 @@ def run(
         errors.print(f"[bold red]{escape(failed.name)} {failed.status}[/]: "
                      f"{escape(failed.error or '')}", highlight=False, soft_wrap=True)
     console.print(f"MLflow parent run {result.parent_run_id} in {result.tracking_uri}")
-    console.print(f"Open the UI with: [bold]{ui_command(result.tracking_uri)}[/]")
+    link = ui_link(result.tracking_uri, result.experiment_id)
+    if is_server(result.tracking_uri):
+        console.print(f"Open the runs: {link}", soft_wrap=True)
+    else:
+        console.print(f"Open the UI with: [bold]{ui_command(result.tracking_uri)}[/]")
+        console.print(f"then the runs: {link}", soft_wrap=True)
     if result.failed:
         raise typer.Exit(1)
 
@@ -184,7 +190,10 @@ def report(
     plot: Annotated[Path | None, typer.Option(help="Write the report's figures here.")] = None,
     csv: Annotated[bool, typer.Option("--csv", help="Print CSV instead of a table.")] = False,
     target_accuracy: Annotated[float | None, typer.Option(
-        help="Report rounds to reach this mean test accuracy.")] = None,
+        help="Report rounds and epochs to reach this mean test accuracy.")] = None,
+    x_axis: Annotated[str, typer.Option(
+        help="The figures' x axis: epochs (passes over an agent's data) or rounds.")
+    ] = "epochs",
 ) -> None:
     """Print a scenario run's comparison table from the MLflow store (no re-run)."""
     from decentral_bench.report import (
@@ -200,6 +209,10 @@ def report(
         open_store,
     )
 
+    if x_axis not in ("epochs", "rounds"):
+        errors.print(f"[bold red]error[/]: --x-axis {escape(x_axis)}: expected epochs or rounds",
+                     highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_BAD_INPUT)
     client_uri = tracking_uri or DEFAULT_TRACKING_URI
     client = open_store(client_uri)
     parent = find_parent_run(client, target)
@@ -220,8 +233,9 @@ def report(
         from decentral_bench.plots import report_figures
 
         plot.mkdir(parents=True, exist_ok=True)
-        for name, figure in report_figures(group_records(records)).items():
-            figure.savefig(plot / name, dpi=120)
+        axis: Literal["epochs", "rounds"] = "rounds" if x_axis == "rounds" else "epochs"
+        for name, figure in report_figures(group_records(records), x_axis=axis).items():
+            figure.savefig(plot / name)
         errors.print(f"figures written to {plot}")
 
 

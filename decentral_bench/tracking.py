@@ -10,11 +10,14 @@ from __future__ import annotations
 import json
 import logging
 import math
+import posixpath
+import re
 import tempfile
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import numpy as np
 from mlflow.entities import Metric, Param, RunStatus
@@ -22,25 +25,20 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from mlflow.utils.time import get_current_time_millis
 
+from decentral_bench.provenance import Provenance
+from decentral_bench.provenance import collect as collect_provenance
 from decentral_bench.report import CURVES, RunRecord
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 PARENT_TAG = "mlflow.parentRunId"
+DESCRIPTION_TAG = "mlflow.note.content"
 MAX_PARAM_LENGTH = 6000
-
-
-def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
-    """Nested mapping → {"a.b.c": "value"}; lists of mappings become JSON."""
-    flat: dict[str, str] = {}
-    for key, value in data.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            flat.update(flatten(value, f"{name}."))
-        elif isinstance(value, list | tuple):
-            flat[name] = json.dumps(value)[:MAX_PARAM_LENGTH]
-        else:
-            flat[name] = str(value)[:MAX_PARAM_LENGTH]
-    return flat
+UI_ADDRESS = "http://127.0.0.1:5000"  # where `mlflow ui` serves by default
+# The runs view of the "Model training" workflow (MLflow 3 opens GenAI traces by default),
+# sorted by run name so that every method's run is listed, not folded under its parent.
+RUNS_VIEW = ("runs?workflowType=machine_learning&orderByKey="
+             + quote("tags.`mlflow.runName`") + "&orderByAsc=true")
+INVALID_KEY_CHARACTERS = re.compile(r"[^\w\-./ :]")
 
 
 def ui_command(uri: str) -> str:
@@ -48,11 +46,53 @@ def ui_command(uri: str) -> str:
     return f"mlflow ui --backend-store-uri {uri}"
 
 
+def is_server(uri: str) -> bool:
+    """Whether `uri` is a tracking server (which serves the UI itself)."""
+    return uri.startswith(("http://", "https://"))
+
+
+def ui_link(uri: str, experiment_id: str) -> str:
+    """The address of an experiment's runs view: on the tracking server itself, or where
+    `mlflow ui` serves a local store by default."""
+    base = uri.rstrip("/") if is_server(uri) else UI_ADDRESS
+    return f"{base}/#/experiments/{experiment_id}/{RUNS_VIEW}"
+
+
+def metric_key(text: str) -> str:
+    """`text` as a valid MLflow metric name ("CDSGD agents=8" → "CDSGD agents:8")."""
+    return INVALID_KEY_CHARACTERS.sub("_", text.replace("=", ":"))
+
+
+def provenance_tags(provenance: Provenance) -> dict[str, str]:
+    """MLflow's source, user and git tags ("Source" and "Created by" in the UI), and
+    the versions of Python and the libraries as `version.*` tags."""
+    tags = {"mlflow.source.name": provenance.source, "mlflow.source.type": "LOCAL",
+            "mlflow.user": provenance.user}
+    if provenance.git_commit is not None:
+        tags["mlflow.source.git.commit"] = provenance.git_commit
+        tags["git_dirty"] = str(provenance.git_dirty).lower()
+    tags.update({f"version.{name}": value for name, value in provenance.versions.items()})
+    return tags
+
+
+def matrix_csv(matrix: np.ndarray) -> str:
+    """A square matrix over agents as CSV with agent headers, entries as %.6g."""
+    names = [f"agent_{j}" for j in range(len(matrix))]
+    rows = [",".join(["", *names])]
+    rows += [",".join([name, *(f"{value:.6g}" for value in row)])
+             for name, row in zip(names, matrix, strict=True)]
+    return "\n".join(rows) + "\n"
+
+
 class Tracker:
     """Writes runs, parameters, per-round metrics and artifacts to one MLflow store."""
 
-    def __init__(self, uri: str | None, experiment: str) -> None:
+    def __init__(self, uri: str | None, experiment: str, source: str | None = None) -> None:
+        """Open (or create) `experiment` in the store at `uri`; every run it starts is
+        tagged with where it came from (`source`: the scenario file, by default the
+        experiment's name)."""
         self.uri = uri or DEFAULT_TRACKING_URI
+        self.run_tags = provenance_tags(collect_provenance(source or experiment))
         store_log = logging.getLogger("mlflow.store.db.utils")
         level = store_log.level
         store_log.setLevel(logging.WARNING)  # "Creating initial MLflow database tables..."
@@ -73,7 +113,7 @@ class Tracker:
 
     def start_run(self, name: str, tags: Mapping[str, str], parent_id: str | None = None) -> str:
         """A new run in the experiment; a child of `parent_id` when given."""
-        all_tags = dict(tags)
+        all_tags = {**self.run_tags, **tags}
         if parent_id is not None:
             all_tags[PARENT_TAG] = parent_id
         run = self.client.create_run(self.experiment_id, run_name=name, tags=all_tags)
@@ -94,17 +134,37 @@ class Tracker:
         for key, value in tags.items():
             self.client.set_tag(run_id, key, value)
 
+    def describe_run(self, run_id: str, text: str) -> None:
+        """The run's description (Markdown), shown on its overview page."""
+        self.client.set_tag(run_id, DESCRIPTION_TAG, text)
+
+    def describe_experiment(self, text: str) -> None:
+        """The experiment's description (Markdown)."""
+        self.client.set_experiment_tag(self.experiment_id, DESCRIPTION_TAG, text)
+
     def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
         self.client.log_text(run_id, text, artifact_file)
 
-    def log_table(self, run_id: str, data: Mapping[str, list[str]], artifact_file: str) -> None:
-        self.client.log_table(run_id, dict(data), artifact_file)
+    def log_table(self, run_id: str, data: Mapping[str, list[Any]], artifact_file: str) -> None:
+        """An MLflow table (JSON, columns → values). A table already logged under that
+        name is replaced: `MlflowClient.log_table` would append the rows to it."""
+        folder = posixpath.dirname(artifact_file) or None
+        if artifact_file not in {item.path for item in self.client.list_artifacts(run_id, folder)}:
+            self.client.log_table(run_id, dict(data), artifact_file)
+            return
+        columns = list(data)
+        rows = [list(values) for values in zip(*data.values(), strict=True)]
+        with tempfile.TemporaryDirectory() as temporary:
+            path = Path(temporary) / posixpath.basename(artifact_file)
+            path.write_text(json.dumps({"columns": columns, "data": rows}))
+            self.client.log_artifact(run_id, str(path), folder)
 
     def log_matrix(self, run_id: str, matrix: np.ndarray, name: str) -> None:
-        """A matrix as `name`.npy and `name`.csv artifacts."""
+        """A matrix over agents as `topology/name`.npy (exact) and `.csv` (agent headers,
+        %.6g)."""
         with tempfile.TemporaryDirectory() as folder:
             np.save(Path(folder) / f"{name}.npy", matrix)
-            np.savetxt(Path(folder) / f"{name}.csv", matrix, delimiter=",", fmt="%.17g")
+            (Path(folder) / f"{name}.csv").write_text(matrix_csv(matrix))
             self.client.log_artifacts(run_id, folder, "topology")
 
     def log_figure(self, run_id: str, figure: Any, artifact_file: str) -> None:
@@ -143,7 +203,6 @@ class Tracker:
         """Mark a parent run RUNNING again (it is being resumed)."""
         self.client.update_run(parent_id, status="RUNNING")
 
-
 def open_store(uri: str | None) -> MlflowClient:
     """A client of the tracking store at `uri` (default: sqlite:///mlflow.db)."""
     return MlflowClient(tracking_uri=uri or DEFAULT_TRACKING_URI)
@@ -161,7 +220,7 @@ def load_records(client: MlflowClient, parent_id: str) -> list[RunRecord]:
         record = RunRecord(run_id=child.info.run_id, config_hash=tags.get("config_hash", ""),
                            label=tags.get("label", tags.get("method", "?")),
                            method=tags.get("method", "?"), seed=int(tags.get("seed", 0)),
-                           status=child.info.status,
+                           status=child.info.status, algorithm=tags.get("algorithm", ""),
                            wall_time_s=child.data.metrics.get("wall_time_s", math.nan))
         for key in CURVES:
             if key in child.data.metrics:

@@ -3,40 +3,53 @@
 from __future__ import annotations
 
 import json
-import logging
 import os
 import signal
 import sys
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import Annotated, Literal
 
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-)
-from rich.progress import Progress as ProgressBars
 from rich.table import Table
 
 from decentral_bench import scenario as scenario_file
+from decentral_bench.console import RichProgress, progress_bars, summary_table
 from decentral_bench.scenario import ScenarioError
-
-if TYPE_CHECKING:
-    from decentral_bench.runner import MethodResult
 
 # Piped output (CI logs, files) gets wide tables instead of rich's 80-column default.
 console = Console(width=None if sys.stdout.isatty() else 160)
 errors = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
-cli = typer.Typer(add_completion=False, no_args_is_help=True,
+cli = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Benchmark decentralized SGD against FedAvg on Flower, recorded in MLflow.")
 
 EXIT_BAD_INPUT = 2
+EXIT_ENVIRONMENT = 3  # the store, the disk or a file failed: one line says which
+EXIT_INTERNAL = 70  # a bug: one line, and the traceback in a file
+# Modules whose warnings reach the console; third parties' (pandas, alembic, SQLAlchemy)
+# only with `run --verbose`.
+OWN_MODULES = r"(decentral_bench|strategies)(\.|$)"
+debug_mode = {"on": False}
+
+
+@cli.callback()
+def options(debug: Annotated[bool, typer.Option(
+        "--debug", help="On an internal error, print the full traceback.")] = False) -> None:
+    """Benchmark decentralized SGD against FedAvg on Flower, recorded in MLflow."""
+    debug_mode["on"] = debug
+
+
+def _environment_exit(error: Exception, uri: str | None) -> None:
+    """Print a failure of the environment (store, disk) as one line and exit; return if
+    `error` is not one."""
+    from decentral_bench.errors import environment_problem
+
+    problem = environment_problem(error, uri)
+    if problem is not None:
+        errors.print(f"[bold red]error[/]: {escape(problem)}", highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_ENVIRONMENT) from None
 
 
 def _print_problems(error: ScenarioError) -> None:
@@ -61,60 +74,6 @@ def _overrides(settings: list[str] | None) -> dict[str, object]:
     return overrides
 
 
-def _load_checked(path: Path, partitions: bool = False,
-                  overrides: dict[str, object] | None = None) -> scenario_file.Scenario:
-    """Load a scenario, build its graph and find its data, so that those errors surface
-    before any run; with `partitions`, also split the data over the agents."""
-    from decentral_bench.data import DataError, check_available, partition_indices
-    from decentral_bench.topology import TopologyError, build_topology
-
-    parsed = scenario_file.load(path, overrides)
-    try:
-        build_topology(parsed.topology, parsed.training.seed)
-    except TopologyError as error:
-        raise ScenarioError(str(path), [("topology", str(error))]) from None
-    try:
-        check_available(parsed.dataset)
-        if partitions:
-            partition_indices(parsed.dataset, parsed.training.seed, parsed.topology.agents)
-    except DataError as error:
-        raise ScenarioError(str(path), [("dataset", str(error))]) from None
-    return parsed
-
-
-class RichProgress:
-    """Progress bars, one per method, with the latest accuracy."""
-
-    def __init__(self, bars: ProgressBars) -> None:
-        self.bars = bars
-        self.tasks: dict[str, TaskID] = {}
-
-    def method_started(self, name: str, rounds: int) -> None:
-        self.tasks[name] = self.bars.add_task(name, total=rounds, status="starting")
-
-    def round_finished(self, name: str, server_round: int, metrics: dict[str, float]) -> None:
-        accuracy = metrics.get("test_accuracy_mean")
-        if accuracy is None:
-            self.bars.update(self.tasks[name], completed=server_round)
-        else:
-            self.bars.update(self.tasks[name], completed=server_round,
-                             status=f"test acc {accuracy:.3f}")
-
-    def method_finished(self, result: MethodResult) -> None:
-        self.bars.update(self.tasks[result.name], status=result.status.lower())
-
-
-def _summary_table(title: str, rows: list[tuple[str, ...]]) -> Table:
-    from decentral_bench.report import COLUMNS
-
-    table = Table(title=title)
-    for column in COLUMNS:
-        table.add_column(column)
-    for row in rows:
-        table.add_row(*row)
-    return table
-
-
 @cli.command()
 def run(
     scenario: Annotated[Path, typer.Argument(help="Scenario YAML file.")],
@@ -130,20 +89,30 @@ def run(
     engine: Annotated[str | None, typer.Option(
         help="flower (default) or vectorized; overrides the file's resources.engine.")
     ] = None,
-    verbose: Annotated[bool, typer.Option(help="Show Flower's own logs.")] = False,
+    verbose: Annotated[bool, typer.Option(
+        help="Show Flower's own logs and third-party warnings.")] = False,
 ) -> None:
     """Run a scenario (every sweep combination × seed × method) on the Flower engine (or the
     vectorized one), recorded in MLflow. A re-run skips the runs it already finished."""
+    from decentral_bench.checks import check_scenario
     from decentral_bench.runner import run_scenario
-    from decentral_bench.sweep import expand
-    from decentral_bench.tracking import is_server, ui_command, ui_link
+    from decentral_bench.tracking import (
+        DEFAULT_TRACKING_URI,
+        configure_mlflow,
+        is_server,
+        ui_command,
+        ui_link,
+    )
+
+    configure_mlflow(verbose)
+    if verbose:
+        warnings.resetwarnings()
 
     try:
         overrides = _overrides(settings)
         if engine is not None:
             overrides["resources.engine"] = engine
-        parsed = _load_checked(scenario, partitions=True, overrides=overrides)
-        specs = expand(parsed, str(scenario))
+        parsed, specs = check_scenario(scenario, overrides)
     except ScenarioError as error:
         _print_problems(error)
         raise typer.Exit(EXIT_BAD_INPUT) from None
@@ -153,20 +122,21 @@ def run(
                   f"{', a sweep' if parsed.sweep else ''}), {parsed.topology.agents} agents "
                   f"({parsed.topology.kind}), " + (f"{parsed.training.rounds} rounds"
                   if parsed.training.rounds is not None else f"{parsed.training.epochs:g} epochs"))
-    columns = (TextColumn("{task.description:>24}"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("rounds"), TimeElapsedColumn(), TextColumn("{task.fields[status]}"))
     try:
-        with ProgressBars(*columns, console=console) as bars:
+        with progress_bars(console) as bars:
             result = run_scenario(parsed, source=None if settings else scenario,
                                   tracking_uri=tracking_uri, progress=RichProgress(bars),
                                   fresh=fresh, verbose=verbose, origin=origin)
     except KeyboardInterrupt:
         errors.print("interrupted: the running child and the parent run are marked KILLED")
         raise typer.Exit(130) from None
+    except Exception as error:
+        _environment_exit(error, tracking_uri or parsed.tracking.uri or DEFAULT_TRACKING_URI)
+        raise
     if result.skipped:
         console.print(f"{result.skipped} runs already finished in this parent run were skipped "
                       "(--fresh runs everything again)")
-    console.print(_summary_table(f"{parsed.name}: results", result.summary))
+    console.print(summary_table(f"{parsed.name}: results", result.summary))
     for failed in result.failed:
         errors.print(f"[bold red]{escape(failed.name)} {failed.status}[/]: "
                      f"{escape(failed.error or '')}", highlight=False, soft_wrap=True)
@@ -204,6 +174,7 @@ def report(
     )
     from decentral_bench.tracking import (
         DEFAULT_TRACKING_URI,
+        configure_mlflow,
         find_parent_run,
         load_records,
         open_store,
@@ -213,8 +184,13 @@ def report(
         errors.print(f"[bold red]error[/]: --x-axis {escape(x_axis)}: expected epochs or rounds",
                      highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_BAD_INPUT)
+    configure_mlflow()
     client_uri = tracking_uri or DEFAULT_TRACKING_URI
-    client = open_store(client_uri)
+    try:
+        client = open_store(client_uri)
+    except Exception as error:
+        _environment_exit(error, client_uri)
+        raise
     parent = find_parent_run(client, target)
     if parent is None or parent.data.tags.get("kind") != "scenario":
         errors.print(f"[bold red]error[/]: no experiment or scenario (parent) run "
@@ -228,7 +204,7 @@ def report(
     if csv:
         print(as_csv(rows), end="")
     else:
-        console.print(_summary_table(f"{parent.info.run_name} ({parent.info.run_id})", rows))
+        console.print(summary_table(f"{parent.info.run_name} ({parent.info.run_id})", rows))
     if plot is not None:
         from decentral_bench.plots import report_figures
 
@@ -241,11 +217,14 @@ def report(
 
 @cli.command()
 def validate(files: Annotated[list[Path], typer.Argument(help="Scenario YAML files.")]) -> None:
-    """Check scenario files without running them (exit 2 if any is invalid)."""
+    """Check scenario files as `run` would before training, without training: every sweep
+    combination, graph, data files, partitions, model and device (exit 2 if any fails)."""
+    from decentral_bench.checks import check_scenario
+
     bad = 0
     for path in files:
         try:
-            parsed = _load_checked(path)
+            parsed, _ = check_scenario(path)
         except ScenarioError as error:
             _print_problems(error)
             bad += 1
@@ -263,14 +242,17 @@ def topology(
     plot: Annotated[Path | None, typer.Option(help="Draw the graph to this PNG file.")] = None,
 ) -> None:
     """Show a scenario's graph: agents, edges, degrees, λ2, λN, spectral gap, 1 − λN."""
-    from decentral_bench.topology import build_topology
+    from decentral_bench.topology import TopologyError, build_topology
 
     try:
-        parsed = _load_checked(scenario)
+        parsed = scenario_file.load(scenario)
+        built = build_topology(parsed.topology, parsed.training.seed)
+    except TopologyError as error:
+        _print_problems(ScenarioError(str(scenario), [("topology", str(error))]))
+        raise typer.Exit(EXIT_BAD_INPUT) from None
     except ScenarioError as error:
         _print_problems(error)
         raise typer.Exit(EXIT_BAD_INPUT) from None
-    built = build_topology(parsed.topology, parsed.training.seed)
     summary = built.summary()
     if as_json:
         print(json.dumps({"kind": parsed.topology.kind, "mixing": parsed.topology.mixing,
@@ -420,9 +402,29 @@ def main() -> None:
 
     SIGTERM (and SIGINT, even where a shell started us in the background with it ignored)
     stops a run the way Ctrl-C does: the running child and its parent end KILLED.
+    Third-party warnings stay off the console. A failure of the environment is one
+    line; an internal error one line and a file holding its traceback (`--debug`
+    prints it).
     """
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _interrupt)
-    warnings.filterwarnings("ignore", category=DeprecationWarning)
-    logging.getLogger("mlflow").setLevel(logging.WARNING)
-    cli()
+    warnings.filterwarnings("ignore")
+    warnings.filterwarnings("default", module=OWN_MODULES)
+    try:
+        cli()
+    except Exception as error:
+        from decentral_bench.errors import environment_problem, write_traceback
+
+        problem = environment_problem(error)
+        if problem is not None:
+            errors.print(f"[bold red]error[/]: {escape(problem)}", highlight=False,
+                         soft_wrap=True)
+            sys.exit(EXIT_ENVIRONMENT)
+        if debug_mode["on"]:
+            raise
+        path = write_traceback(error)
+        errors.print(f"[bold red]internal error[/]: {escape(type(error).__name__)}: "
+                     f"{escape(str(error).splitlines()[0] if str(error) else '')} (full "
+                     f"traceback in {path}; --debug prints it)", highlight=False,
+                     soft_wrap=True)
+        sys.exit(EXIT_INTERNAL)

@@ -198,6 +198,15 @@ def graph_figure(topology: Topology) -> Figure:
     return figure
 
 
+def matrix_csv(matrix: np.ndarray) -> str:
+    """A matrix over agents (Π) as a person reads it: CSV with agent headers, %.6g."""
+    names = [f"agent_{j}" for j in range(len(matrix))]
+    rows = [",".join(["", *names])]
+    rows += [",".join([name, *(f"{value:.6g}" for value in row)])
+             for name, row in zip(names, matrix, strict=True)]
+    return "\n".join(rows) + "\n"
+
+
 def label_histogram_figure(histogram: np.ndarray) -> Figure:
     """Stacked bars: samples of each class held by each agent (agents on integer ticks)."""
     agents, classes = histogram.shape

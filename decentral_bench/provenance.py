@@ -7,7 +7,9 @@ in the store can be traced to the code and libraries that produced it.
 from __future__ import annotations
 
 import getpass
+import os
 import platform
+import socket
 import subprocess
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -23,13 +25,15 @@ PACKAGES = {"decentral_bench": "decentral-bench", "flwr": "flwr", "torch": "torc
 class Provenance:
     """What produced a run: `source` (the scenario file or name), the user, the git
     commit of the code (None outside a git checkout) and whether the checkout had
-    uncommitted changes, and the versions of Python and the key libraries."""
+    uncommitted changes, the versions of Python and the key libraries, and the
+    process (see `process_identity`)."""
 
     source: str
     user: str
     git_commit: str | None
     git_dirty: bool
     versions: dict[str, str] = field(default_factory=dict)
+    process: str = ""
 
 
 def _git(*arguments: str) -> str | None:
@@ -71,8 +75,45 @@ def user() -> str:
         return "unknown"
 
 
+def _start_ticks(pid: int) -> str | None:
+    """When process `pid` started, in clock ticks after boot (Linux /proc); None if
+    there is no such process or no /proc."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]  # field 22, after the command name
+
+
+def process_identity(pid: int | None = None) -> str:
+    """`host:pid:start` of a process (this one by default): unique on a host even after
+    the pid is reused."""
+    pid = os.getpid() if pid is None else pid
+    return f"{socket.gethostname()}:{pid}:{_start_ticks(pid) or ''}"
+
+
+def process_is_gone(identity: str) -> bool | None:
+    """Whether the process `identity` names has ended: True or False on this host, None
+    for another host's process (which cannot be looked at from here)."""
+    parts = identity.rsplit(":", 2)
+    if len(parts) != 3 or not parts[1].isdigit():
+        return True  # no identity recorded: a run from before identities were kept
+    host, pid, start = parts[0], int(parts[1]), parts[2]
+    if host != socket.gethostname():
+        return None
+    if start and Path("/proc").is_dir():
+        return _start_ticks(pid) != start
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
 def collect(source: str) -> Provenance:
-    """The provenance of runs started now from `source`."""
+    """The provenance of runs started now from `source`, by this process."""
     commit, dirty = git_state()
     return Provenance(source=source, user=user(), git_commit=commit, git_dirty=dirty,
-                      versions=versions())
+                      versions=versions(), process=process_identity())

@@ -10,6 +10,7 @@ overwritten or duplicated (`fresh=True` starts a new parent).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 import traceback
@@ -24,6 +25,7 @@ from matplotlib.figure import Figure
 from decentral_bench.data import label_histogram
 from decentral_bench.engine import Engine
 from decentral_bench.engines import build_engine
+from decentral_bench.errors import environment_problem
 from decentral_bench.models import parameter_count
 from decentral_bench.notes import child_note, comment_header, parent_note, scenario_note
 from decentral_bench.observer import Diverged, RoundObserver
@@ -32,8 +34,10 @@ from decentral_bench.plots import (
     failure_markers,
     graph_figure,
     label_histogram_figure,
+    matrix_csv,
     report_figures,
 )
+from decentral_bench.provenance import process_is_gone
 from decentral_bench.report import (
     GroupSummary,
     as_csv,
@@ -143,14 +147,15 @@ def record_method(plan: MethodPlan, engine: Engine, tracker: Tracker | None = No
     if progress is not None:
         progress.method_started(spec.name, plan.rounds)
     started = time.perf_counter()
-    interrupted = False
+    interrupted, environment = False, None
     try:
         tracker.log_params(run_id, method_params(plan, engine.name))
         log_data_and_model(tracker, run_id, plan)
         tracker.describe_run(run_id, child_note(plan, spec))
         if plan.is_gossip and not plan.definition.single_agent:
             tracker.set_tags(run_id, {"lambda2": f"{plan.topology.lambda2:.6g}"})
-            tracker.log_matrix(run_id, plan.topology.mixing_matrix, "mixing_matrix")
+            matrix = plan.topology.mixing_matrix
+            tracker.log_matrix(run_id, matrix, "mixing_matrix", matrix_csv(matrix))
             log_figure(tracker, run_id, graph_figure(plan.topology), "topology/graph.png")
         log_failure_schedule(tracker, run_id, plan)
         observer = RoundObserver(plan, sink, on_event)
@@ -158,9 +163,11 @@ def record_method(plan: MethodPlan, engine: Engine, tracker: Tracker | None = No
         result.status = "FINISHED"
     except KeyboardInterrupt:
         result.status, result.error, interrupted = "KILLED", "interrupted by the user", True
-    except Exception as error:  # a failed run must not stop the others
+    except Exception as error:  # a failed run must not stop the others ...
         result.status, result.error = "FAILED", _reason(error)
         result.events.append((len(result.history), "".join(traceback.format_exception(error))))
+        if environment_problem(error, tracker.uri) is not None:
+            environment = error  # ... unless the store or the disk failed: the next would too
     result.wall_time_s = time.perf_counter() - started
     tracker.log_metrics(run_id, {"wall_time_s": result.wall_time_s}, step=plan.rounds)
     if result.events:
@@ -176,6 +183,8 @@ def record_method(plan: MethodPlan, engine: Engine, tracker: Tracker | None = No
         progress.method_finished(result)
     if interrupted:
         raise KeyboardInterrupt
+    if environment is not None:
+        raise environment
     return result
 
 
@@ -218,11 +227,24 @@ def _parent_run(tracker: Tracker, scenario: Scenario, digest: str, fresh: bool,
     if previous is not None:
         tracker.reopen(previous)
         tracker.set_tags(previous, {"scenario_hash": digest})
+        mark_lost_children(tracker, previous)
         return previous, tracker.finished_hashes(previous)
     parent_id = tracker.start_run(f"{scenario.name} {time.strftime('%Y-%m-%d %H:%M:%S')}",
                                   tags={"scenario": scenario.name, "kind": "scenario",
                                         "scenario_hash": digest})
     return parent_id, set()
+
+
+def mark_lost_children(tracker: Tracker, parent_id: str) -> list[str]:
+    """Mark the parent's children that are still RUNNING but whose process has ended
+    (killed, out of memory, a reboot) KILLED with the error `process lost`; they run
+    again as not finished. Children of a live process, or of another host's, are left
+    alone. Returns the ids marked."""
+    lost = [run_id for run_id, process in tracker.running_children(parent_id).items()
+            if process_is_gone(process)]
+    for run_id in lost:
+        tracker.kill(run_id, "process lost")
+    return lost
 
 
 def run_scenario(scenario: Scenario, engine: Engine | None = None, source: Path | None = None,
@@ -261,7 +283,8 @@ def run_scenario(scenario: Scenario, engine: Engine | None = None, source: Path 
         tracker.kill(parent_id)
         raise
     except Exception as error:
-        tracker.fail(parent_id, _reason(error) + "\n\n" + traceback.format_exc())
+        with contextlib.suppress(Exception):  # the store may be what failed: keep `error`
+            tracker.fail(parent_id, _reason(error) + "\n\n" + traceback.format_exc())
         raise
     if result.failed:
         names = ", ".join(r.name for r in result.failed)

@@ -8,7 +8,7 @@ import signal
 import sys
 import warnings
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TextIO
 
 import typer
 from rich.console import Console
@@ -28,9 +28,11 @@ cli = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 EXIT_BAD_INPUT = 2
 EXIT_ENVIRONMENT = 3  # the store, the disk or a file failed: one line says which
 EXIT_INTERNAL = 70  # a bug: one line, and the traceback in a file
-# Modules whose warnings reach the console; third parties' (pandas, alembic, SQLAlchemy)
+# Folders whose warnings reach the console; third parties' (pandas, alembic, SQLAlchemy)
 # only with `run --verbose`.
-OWN_MODULES = r"(decentral_bench|strategies)(\.|$)"
+OWN_CODE = tuple(str(Path(__file__).resolve().parents[1] / package) + os.sep
+                 for package in ("decentral_bench", "strategies"))
+show_any_warning = warnings.showwarning
 debug_mode = {"on": False}
 
 
@@ -106,7 +108,7 @@ def run(
 
     configure_mlflow(verbose)
     if verbose:
-        warnings.resetwarnings()
+        warnings.showwarning = show_any_warning
 
     try:
         overrides = _overrides(settings)
@@ -393,6 +395,14 @@ def schema() -> None:
     print(json.dumps(scenario_file.json_schema(), indent=2))
 
 
+def _show_own_warning(message: Warning | str, category: type[Warning], filename: str,
+                      lineno: int, file: TextIO | None = None, line: str | None = None) -> None:
+    """Show a warning raised in the project's code; drop third parties' (whose import-time
+    filters would defeat a filter set here)."""
+    if filename.startswith(OWN_CODE):
+        show_any_warning(message, category, filename, lineno, file, line)
+
+
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
@@ -408,8 +418,7 @@ def main() -> None:
     """
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _interrupt)
-    warnings.filterwarnings("ignore")
-    warnings.filterwarnings("default", module=OWN_MODULES)
+    warnings.showwarning = _show_own_warning
     try:
         cli()
     except Exception as error:

@@ -108,6 +108,8 @@ def configure_mlflow(verbose: bool = False) -> None:
     MLflow's log off the console unless `verbose` (its errors reach us as exceptions)."""
     for key, value in HTTP_SETTINGS.items():
         os.environ.setdefault(key, value)
+    if not verbose:  # "🏃 View run ... at: URL" after every run on a server
+        os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     logging.getLogger("mlflow").setLevel(logging.WARNING if verbose else logging.CRITICAL)
 
 

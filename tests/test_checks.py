@@ -7,6 +7,7 @@ from __future__ import annotations
 import signal
 import sys
 import tempfile
+import warnings
 from pathlib import Path
 
 import pytest
@@ -134,6 +135,7 @@ def test_an_internal_error_is_one_line_and_a_traceback_file(
     monkeypatch.setattr(cli.scenario_file, "json_schema", broken)
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     monkeypatch.setattr(sys, "argv", ["decentral-bench", "schema"])
+    monkeypatch.setattr(warnings, "showwarning", warnings.showwarning)  # main() replaces it
     handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
     try:  # main() installs its own signal handlers: give pytest its own back
         with pytest.raises(SystemExit) as exited:

@@ -33,7 +33,7 @@ resources: {{engine: vectorized}}
 LAUNCHER = """\
 import sys, time
 from pathlib import Path
-import decentral_bench.checks, decentral_bench.cli, decentral_bench.runner
+import decentral_bench.cli, decentral_bench.runner
 ready, go = Path(sys.argv[1]), Path(sys.argv[2])
 ready.touch()
 while not go.exists():
@@ -185,6 +185,8 @@ def test_a_run_records_into_a_real_mlflow_server(tmp_path: Path, mlflow_server: 
                           check=False)
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"Open the runs: {mlflow_server}/#/experiments/" in done.stdout
+    assert not [word for word in (*THIRD_PARTY_NOISE, "View run") if word in done.stdout +
+                done.stderr], done.stdout + done.stderr
     client = MlflowClient(mlflow_server)
     runs = client.search_runs([client.get_experiment_by_name("served").experiment_id])
     [parent] = [run for run in runs if run.data.tags.get("kind") == "scenario"]

@@ -11,6 +11,7 @@ run and each child run (Markdown; `tracking` stores them as MLflow's description
 from __future__ import annotations
 
 from decentral_bench.plan import MethodPlan
+from decentral_bench.run_params import resolved_options
 from decentral_bench.scenario import Scenario
 from decentral_bench.sweep import RunSpec
 
@@ -34,10 +35,13 @@ def compared(scenario: Scenario) -> str:
     """One line: the methods, the data, the agents and graph, the rounds, seeds, sweep."""
     partition = scenario.dataset.partition
     split = partition.kind + (f" α = {partition.alpha:g}" if partition.alpha is not None else "")
-    seeds = scenario.training.seeds or (scenario.training.seed,)
+    training = scenario.training
+    seeds = training.seeds or (training.seed,)
+    budget = f"{training.rounds} rounds" if training.rounds is not None else \
+        f"{training.epochs:g} epochs"
     line = (f"{_listed([m.name for m in scenario.methods])} on {scenario.dataset.name} "
             f"({split} split, {scenario.model.name} model), {scenario.topology.agents} agents "
-            f"on a {scenario.topology.kind} graph, {scenario.training.rounds} rounds, "
+            f"on a {scenario.topology.kind} graph, {budget}, "
             f"seed{'s' if len(seeds) > 1 else ''} {', '.join(str(s) for s in seeds)}")
     if scenario.sweep:
         line += "; sweeping " + "; ".join(f"{path} over {', '.join(str(v) for v in values)}"
@@ -75,17 +79,18 @@ def parent_note(scenario: Scenario, header: str, table: str,
         "run's metrics.", *own_words(scenario, header)])
 
 
+def _setting(key: str, value: object) -> str:
+    if isinstance(value, dict):
+        return f"{key}: " + ", ".join(_setting(k, v) for k, v in value.items())
+    return f"{key} {value:g}" if isinstance(value, float) else f"{key} {value}"
+
+
 def method_line(plan: MethodPlan) -> str:
-    """The method, its algorithm and the options that define its variant."""
-    options = plan.options
-    details = [plan.algorithm]
-    if "variant" in options:
-        details.append(f"{options['variant']} momentum μ = {options['momentum']:g}")
-    elif "momentum" in options:
-        details.append(f"momentum μ = {options['momentum']:g}")
-    if not plan.is_gossip:
-        details.append(f"C = {plan.fraction:g}, E = {plan.local_epochs}")
-    return f"**{plan.method.name}** ({', '.join(details)})"
+    """The method, its algorithm and the options that define its variant (after the
+    registry's defaults), e.g. `CDMSGD (cdmsgd, momentum 0.9, variant nesterov)`."""
+    details = [plan.algorithm] + [_setting(key, value) for key, value
+                                  in resolved_options(plan).items() if value is not None]
+    return f"**{plan.method.name}** ({'; '.join(details)})"
 
 
 def graph_line(plan: MethodPlan) -> str:
@@ -102,10 +107,9 @@ def graph_line(plan: MethodPlan) -> str:
 
 def child_note(plan: MethodPlan, spec: RunSpec) -> str:
     """A child run's description: method, variant, graph and λ2, seed, step size, epochs."""
-    epochs = plan.rounds * plan.epochs_per_round
     text = (f"{method_line(plan)} on {graph_line(plan)}; seed {spec.seed}.\n\n"
             f"{plan.rounds} rounds at lr {plan.lr:g}, batch {plan.batch_size}: "
-            f"{epochs:.3g} epochs over each agent's data. {plan.definition.summary}.")
+            f"{plan.epochs:.3g} epochs over each agent's data. {plan.definition.summary}.")
     if spec.swept:
         text += "\n\nSwept values: " + ", ".join(f"{path} = {value}" for path, value in spec.swept)
     return text

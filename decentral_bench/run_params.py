@@ -13,6 +13,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from pydantic import BaseModel
+
 from decentral_bench.plan import MethodPlan
 
 # Sections that name or organise runs, or that a child states elsewhere (tags, the run's
@@ -44,6 +46,12 @@ def _number(value: Any) -> str:
     return f"{value:.6g}" if isinstance(value, float) else str(value)
 
 
+def resolved_options(plan: MethodPlan) -> dict[str, Any]:
+    """The algorithm's own keys after the registry's defaults, sections as mappings."""
+    return {key: value.model_dump(mode="json", exclude_none=True)
+            if isinstance(value, BaseModel) else value for key, value in plan.options.items()}
+
+
 def method_params(plan: MethodPlan, engine: str) -> dict[str, str]:
     """A child's params: data, model, effective training settings, the method and its
     resolved options, the graph and its spectrum (gossip methods with a graph), the
@@ -53,13 +61,15 @@ def method_params(plan: MethodPlan, engine: str) -> dict[str, str]:
     scenario["resources"].pop("engine", None)
     training = scenario["training"]
     training.update(rounds=plan.rounds, lr=plan.lr, batch_size=plan.batch_size)
+    if plan.method.epochs is not None:
+        training["epochs"] = plan.method.epochs
     if plan.is_gossip:
         training["local_steps"] = plan.local_steps
     else:
         training.pop("local_steps", None)
     params = flatten(scenario)
     params.update(flatten({"name": plan.method.name, "algorithm": plan.algorithm,
-                           **plan.options}, "method."))
+                           **resolved_options(plan)}, "method."))
     params["agents"] = str(plan.agents)
     params["engine"] = engine
     if plan.is_gossip and not plan.definition.single_agent:

@@ -63,8 +63,8 @@ def test_experiment_parent_and_children_have_descriptions(
     notes = {method: run.data.tags["mlflow.note.content"] for method, run in children.items()}
     assert notes["CDSGD"].startswith("**CDSGD** (cdsgd) on a complete graph of 4 agents "
                                      "(metropolis mixing), λ2 = 0; seed 3.")
-    assert notes["FedAvg"].startswith("**FedAvg** (fedavg, C = 1, E = 1) on 4 clients of a "
-                                      "server that aggregates (no graph); seed 3.")
+    assert notes["FedAvg"].startswith("**FedAvg** (fedavg; fraction 1; local_epochs 1) on 4 "
+                                      "clients of a server that aggregates (no graph); seed 3.")
     assert "one agent holding all the training data" in notes["SGD"]
 
 

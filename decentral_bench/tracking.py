@@ -15,6 +15,7 @@ import posixpath
 import re
 import tempfile
 import time
+import traceback
 import urllib.error
 import urllib.request
 import warnings
@@ -91,10 +92,12 @@ def provenance_tags(provenance: Provenance) -> dict[str, str]:
 HTTP_SETTINGS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
                  "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
                  "MLFLOW_HTTP_REQUEST_TIMEOUT": "20"}
-# What opening a store fails with while another process migrates it (MLflow 3.17, sqlite).
+# What opening a store fails with while another process migrates it (MLflow 3.17, sqlite),
+# besides any error raised inside the migration itself.
 MIGRATION_RACE = ("already exists", "duplicate column", "Online migration expected",
                   "database is locked", "no such table", "no such column",
                   "Circular dependency")
+MIGRATION_CODE = ("/alembic/", "/mlflow/store/db_migrations/")
 STORE_PROBLEMS = {  # sqlite message → what it means for the user
     "unable to open database file": "cannot create or open the database file",
     "readonly database": "the database is read-only",
@@ -123,6 +126,14 @@ def causes(error: BaseException) -> Iterator[BaseException]:
 
 def _messages(error: BaseException) -> str:
     return " ".join(str(seen) for seen in causes(error))
+
+
+def _migration_race(error: BaseException) -> bool:
+    """Whether opening a store failed the way a concurrent schema migration makes it."""
+    if any(race in _messages(error) for race in MIGRATION_RACE):
+        return True
+    return any(part in frame.f_code.co_filename for seen in causes(error)
+               for frame, _ in traceback.walk_tb(seen.__traceback__) for part in MIGRATION_CODE)
 
 
 def store_problem(error: BaseException, uri: str) -> str | None:
@@ -177,8 +188,7 @@ def connect(uri: str, attempts: int = 10) -> MlflowClient:
                     return client
                 except Exception as error:
                     attempt += 1
-                    text = _messages(error)
-                    if attempt < attempts and any(race in text for race in MIGRATION_RACE):
+                    if attempt < attempts and _migration_race(error):
                         time.sleep(0.5 * attempt)
                         continue
                     problem = store_problem(error, uri)

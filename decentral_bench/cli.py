@@ -6,17 +6,22 @@ import json
 import os
 import signal
 import sys
-import warnings
 from pathlib import Path
-from typing import Annotated, Literal, TextIO
+from typing import Annotated, Literal
 
+import click
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from decentral_bench import scenario as scenario_file
-from decentral_bench.console import RichProgress, progress_bars, summary_table
+from decentral_bench.console import (
+    RichProgress,
+    own_warnings_only,
+    progress_bars,
+    summary_table,
+)
 from decentral_bench.scenario import ScenarioError
 
 # Piped output (CI logs, files) gets wide tables instead of rich's 80-column default.
@@ -26,13 +31,6 @@ cli = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="Benchmark decentralized SGD against FedAvg on Flower, recorded in MLflow.")
 
 EXIT_BAD_INPUT = 2
-EXIT_ENVIRONMENT = 3  # the store, the disk or a file failed: one line says which
-EXIT_INTERNAL = 70  # a bug: one line, and the traceback in a file
-# Folders whose warnings reach the console; third parties' (pandas, alembic, SQLAlchemy)
-# only with `run --verbose`.
-OWN_CODE = tuple(str(Path(__file__).resolve().parents[1] / package) + os.sep
-                 for package in ("decentral_bench", "strategies"))
-show_any_warning = warnings.showwarning
 debug_mode = {"on": False}
 
 
@@ -46,7 +44,7 @@ def options(debug: Annotated[bool, typer.Option(
 def _environment_exit(error: Exception, uri: str | None) -> None:
     """Print a failure of the environment (store, disk) as one line and exit; return if
     `error` is not one."""
-    from decentral_bench.errors import environment_problem
+    from decentral_bench.errors import EXIT_ENVIRONMENT, environment_problem
 
     problem = environment_problem(error, uri)
     if problem is not None:
@@ -108,7 +106,7 @@ def run(
 
     configure_mlflow(verbose)
     if verbose:
-        warnings.showwarning = show_any_warning
+        own_warnings_only(False)
 
     try:
         overrides = _overrides(settings)
@@ -163,8 +161,8 @@ def report(
     csv: Annotated[bool, typer.Option("--csv", help="Print CSV instead of a table.")] = False,
     target_accuracy: Annotated[float | None, typer.Option(
         help="Report rounds and epochs to reach this mean test accuracy.")] = None,
-    x_axis: Annotated[str, typer.Option(
-        help="The figures' x axis: epochs (passes over an agent's data) or rounds.")
+    x_axis: Annotated[str, typer.Option(click_type=click.Choice(["epochs", "rounds"]),
+                                        help="The figures' x axis: epochs or rounds.")
     ] = "epochs",
 ) -> None:
     """Print a scenario run's comparison table from the MLflow store (no re-run)."""
@@ -182,10 +180,6 @@ def report(
         open_store,
     )
 
-    if x_axis not in ("epochs", "rounds"):
-        errors.print(f"[bold red]error[/]: --x-axis {escape(x_axis)}: expected epochs or rounds",
-                     highlight=False, soft_wrap=True)
-        raise typer.Exit(EXIT_BAD_INPUT)
     configure_mlflow()
     client_uri = tracking_uri or DEFAULT_TRACKING_URI
     try:
@@ -395,14 +389,6 @@ def schema() -> None:
     print(json.dumps(scenario_file.json_schema(), indent=2))
 
 
-def _show_own_warning(message: Warning | str, category: type[Warning], filename: str,
-                      lineno: int, file: TextIO | None = None, line: str | None = None) -> None:
-    """Show a warning raised in the project's code; drop third parties' (whose import-time
-    filters would defeat a filter set here)."""
-    if filename.startswith(OWN_CODE):
-        show_any_warning(message, category, filename, lineno, file, line)
-
-
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
@@ -418,22 +404,14 @@ def main() -> None:
     """
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _interrupt)
-    warnings.showwarning = _show_own_warning
+    own_warnings_only()
     try:
         cli()
     except Exception as error:
-        from decentral_bench.errors import environment_problem, write_traceback
+        from decentral_bench.errors import environment_problem, failure_line
 
-        problem = environment_problem(error)
-        if problem is not None:
-            errors.print(f"[bold red]error[/]: {escape(problem)}", highlight=False,
-                         soft_wrap=True)
-            sys.exit(EXIT_ENVIRONMENT)
-        if debug_mode["on"]:
+        if debug_mode["on"] and environment_problem(error) is None:
             raise
-        path = write_traceback(error)
-        errors.print(f"[bold red]internal error[/]: {escape(type(error).__name__)}: "
-                     f"{escape(str(error).splitlines()[0] if str(error) else '')} (full "
-                     f"traceback in {path}; --debug prints it)", highlight=False,
-                     soft_wrap=True)
-        sys.exit(EXIT_INTERNAL)
+        code, line = failure_line(error)
+        errors.print(escape(line), style="bold red", highlight=False, soft_wrap=True)
+        sys.exit(code)

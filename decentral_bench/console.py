@@ -1,8 +1,12 @@
-"""What the command line draws: a progress bar per child run, and the summary table."""
+"""What the command line shows: a progress bar per child run, the summary table, and
+warnings from the project's own code only (third parties' with `run --verbose`)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import os
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
 
 from rich.console import Console
 from rich.progress import (
@@ -19,6 +23,23 @@ from decentral_bench.report import COLUMNS
 
 if TYPE_CHECKING:
     from decentral_bench.runner import MethodResult
+
+OWN_CODE = tuple(str(Path(__file__).resolve().parents[1] / package) + os.sep
+                 for package in ("decentral_bench", "strategies"))
+SHOW_ANY_WARNING = warnings.showwarning
+
+
+def _show_own_warning(message: Warning | str, category: type[Warning], filename: str,
+                      lineno: int, file: TextIO | None = None, line: str | None = None) -> None:
+    if filename.startswith(OWN_CODE):
+        SHOW_ANY_WARNING(message, category, filename, lineno, file, line)
+
+
+def own_warnings_only(only: bool = True) -> None:
+    """Show warnings raised in the project's code and drop third parties' (pandas,
+    alembic, SQLAlchemy), or show every one again. Filtering where a warning is shown
+    holds even where a library adds its own filters when it is imported."""
+    warnings.showwarning = _show_own_warning if only else SHOW_ANY_WARNING
 
 
 def progress_bars(console: Console) -> ProgressBars:

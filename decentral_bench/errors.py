@@ -17,6 +17,8 @@ from pathlib import Path
 
 from decentral_bench.tracking import StoreError, causes, store_problem
 
+EXIT_ENVIRONMENT = 3  # the store, the disk or a file failed: one line says which
+EXIT_INTERNAL = 70  # a bug: one line, and the traceback in a file
 NO_SPACE = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 NO_ACCESS = {errno.EACCES, errno.EPERM, errno.EROFS}
 
@@ -42,3 +44,14 @@ def write_traceback(error: BaseException) -> Path:
     path = Path(tempfile.gettempdir()) / f"decentral-bench-error-{stamp}-{os.getpid()}.txt"
     path.write_text("".join(traceback.format_exception(error)))
     return path
+
+
+def failure_line(error: BaseException, uri: str | None = None) -> tuple[int, str]:
+    """The exit status and the one line to print for an error that ended a command; an
+    internal error's traceback is written to a file that the line names."""
+    problem = environment_problem(error, uri)
+    if problem is not None:
+        return EXIT_ENVIRONMENT, f"error: {problem}"
+    first = str(error).splitlines()[0] if str(error) else ""
+    return EXIT_INTERNAL, (f"internal error: {type(error).__name__}: {first} (full traceback "
+                           f"in {write_traceback(error)}; --debug prints it)")

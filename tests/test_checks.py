@@ -5,9 +5,12 @@ line and a traceback file."""
 from __future__ import annotations
 
 import signal
+import socket
 import sys
 import tempfile
+import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -16,6 +19,7 @@ from typer.testing import CliRunner
 
 from decentral_bench import cli
 from decentral_bench.checks import check_scenario
+from decentral_bench.errors import EXIT_ENVIRONMENT, EXIT_INTERNAL
 from decentral_bench.scenario import ScenarioError, load
 
 BASE = """\
@@ -126,29 +130,62 @@ def test_validate_exits_2_naming_file_and_key_for_each_problem(tmp_path: Path) -
         in done.stderr
 
 
+@pytest.fixture
+def main_exit(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+              ) -> Callable[..., tuple[object, str]]:
+    """Run the console script's `main()` with arguments; its exit status and stderr.
+    Restores what main() replaces in the process (signal handlers, warnings' display)."""
+    monkeypatch.setattr(warnings, "showwarning", warnings.showwarning)
+
+    def run(*arguments: str) -> tuple[object, str]:
+        monkeypatch.setattr(sys, "argv", ["decentral-bench", *arguments])
+        handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGINT,
+                                                                    signal.SIGTERM)}
+        try:
+            with pytest.raises(SystemExit) as exited:
+                cli.main()
+        finally:
+            for signum, handler in handlers.items():
+                signal.signal(signum, handler)
+        return exited.value.code, capsys.readouterr().err
+
+    return run
+
+
 def test_an_internal_error_is_one_line_and_a_traceback_file(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
-        ) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        main_exit: Callable[..., tuple[object, str]]) -> None:
     def broken() -> dict:
         raise RuntimeError("the schema broke\nsecond line")
 
     monkeypatch.setattr(cli.scenario_file, "json_schema", broken)
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    monkeypatch.setattr(sys, "argv", ["decentral-bench", "schema"])
-    monkeypatch.setattr(warnings, "showwarning", warnings.showwarning)  # main() replaces it
-    handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
-    try:  # main() installs its own signal handlers: give pytest its own back
-        with pytest.raises(SystemExit) as exited:
-            cli.main()
-        monkeypatch.setattr(sys, "argv", ["decentral-bench", "--debug", "schema"])
-        with pytest.raises(RuntimeError, match="the schema broke"):
-            cli.main()
-    finally:
-        for signum, handler in handlers.items():
-            signal.signal(signum, handler)
-    assert exited.value.code == cli.EXIT_INTERNAL
-    message = capsys.readouterr().err
+    code, message = main_exit("schema")
+    assert code == EXIT_INTERNAL
     assert message.count("\n") == 1
     assert "internal error: RuntimeError: the schema broke (full traceback in" in message
     [written] = tmp_path.glob("decentral-bench-error-*.txt")
     assert "Traceback" in written.read_text() and "second line" in written.read_text()
+    with pytest.raises(RuntimeError, match="the schema broke"):
+        main_exit("--debug", "schema")
+
+
+def test_a_store_that_cannot_be_opened_is_one_line_within_seconds(
+        tmp_path: Path, main_exit: Callable[..., tuple[object, str]]) -> None:
+    folder_as_file = tmp_path / "a-file"
+    folder_as_file.write_text("")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        nobody = f"http://127.0.0.1:{probe.getsockname()[1]}"  # closed: nothing listens
+    scenario = _file(tmp_path, "")
+    for uri, words in ((f"sqlite:///{folder_as_file}/mlflow.db", "cannot create the folder"),
+                       (f"sqlite:///{tmp_path}", "which is not a file"),
+                       (nobody, "cannot reach the MLflow tracking server")):
+        started = time.monotonic()
+        code, message = main_exit("run", str(scenario), "--tracking-uri", uri)
+        assert time.monotonic() - started < 30
+        assert code == EXIT_ENVIRONMENT
+        lines = message.strip().splitlines()
+        assert len(lines) == 1 and words in lines[0] and uri in lines[0], message
+    code, message = main_exit("report", "checked", "--tracking-uri", nobody)
+    assert code == EXIT_ENVIRONMENT and "cannot reach" in message

@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: install dev demo test lint ui-check data clean
+.PHONY: install dev demo test lint docs ui-check data clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,10 @@ test: $(DEV_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/python -m pytest
+
+# The README's table of scenario keys and scenario.schema.json, from the scenario models.
+docs: $(STAMP)
+	$(BIN)/python -m decentral_bench.scenario.keytable
 
 # The MLflow UI in a real browser (Debian's headless Chromium) lists the quickstart's runs;
 # screenshots go to build/ui-check/.

@@ -41,17 +41,6 @@ def options(debug: Annotated[bool, typer.Option(
     debug_mode["on"] = debug
 
 
-def _environment_exit(error: Exception, uri: str | None) -> None:
-    """Print a failure of the environment (store, disk) as one line and exit; return if
-    `error` is not one."""
-    from decentral_bench.errors import EXIT_ENVIRONMENT, environment_problem
-
-    problem = environment_problem(error, uri)
-    if problem is not None:
-        errors.print(f"[bold red]error[/]: {escape(problem)}", highlight=False, soft_wrap=True)
-        raise typer.Exit(EXIT_ENVIRONMENT) from None
-
-
 def _print_problems(error: ScenarioError) -> None:
     for key, message in error.problems:
         where = f"{error.source}: {key}" if key else error.source
@@ -61,8 +50,6 @@ def _print_problems(error: ScenarioError) -> None:
 
 def _overrides(settings: list[str] | None) -> dict[str, object]:
     """`--set key=value` pairs; values are read as YAML (20 → int, [2, 8] → list)."""
-    import yaml
-
     overrides: dict[str, object] = {}
     for setting in settings or []:
         key, separator, value = setting.partition("=")
@@ -70,7 +57,7 @@ def _overrides(settings: list[str] | None) -> dict[str, object]:
             errors.print(f"[bold red]error[/]: --set {escape(setting)}: expected key=value, "
                          "e.g. --set training.rounds=20", highlight=False, soft_wrap=True)
             raise typer.Exit(EXIT_BAD_INPUT)
-        overrides[key.strip()] = yaml.safe_load(value)
+        overrides[key.strip()] = scenario_file.read_yaml(value)
     return overrides
 
 
@@ -96,13 +83,7 @@ def run(
     vectorized one), recorded in MLflow. A re-run skips the runs it already finished."""
     from decentral_bench.checks import check_scenario
     from decentral_bench.runner import run_scenario
-    from decentral_bench.tracking import (
-        DEFAULT_TRACKING_URI,
-        configure_mlflow,
-        is_server,
-        ui_command,
-        ui_link,
-    )
+    from decentral_bench.tracking import configure_mlflow, ui_instructions
 
     configure_mlflow(verbose)
     if verbose:
@@ -130,9 +111,6 @@ def run(
     except KeyboardInterrupt:
         errors.print("interrupted: the running child and the parent run are marked KILLED")
         raise typer.Exit(130) from None
-    except Exception as error:
-        _environment_exit(error, tracking_uri or parsed.tracking.uri or DEFAULT_TRACKING_URI)
-        raise
     if result.skipped:
         console.print(f"{result.skipped} runs already finished in this parent run were skipped "
                       "(--fresh runs everything again)")
@@ -141,12 +119,8 @@ def run(
         errors.print(f"[bold red]{escape(failed.name)} {failed.status}[/]: "
                      f"{escape(failed.error or '')}", highlight=False, soft_wrap=True)
     console.print(f"MLflow parent run {result.parent_run_id} in {result.tracking_uri}")
-    link = ui_link(result.tracking_uri, result.experiment_id)
-    if is_server(result.tracking_uri):
-        console.print(f"Open the runs: {link}", soft_wrap=True)
-    else:
-        console.print(f"Open the UI with: [bold]{ui_command(result.tracking_uri)}[/]")
-        console.print(f"then the runs: {link}", soft_wrap=True)
+    for line in ui_instructions(result.tracking_uri, result.experiment_id):
+        console.print(line, soft_wrap=True, highlight=False)
     if result.failed:
         raise typer.Exit(1)
 
@@ -182,11 +156,7 @@ def report(
 
     configure_mlflow()
     client_uri = tracking_uri or DEFAULT_TRACKING_URI
-    try:
-        client = open_store(client_uri)
-    except Exception as error:
-        _environment_exit(error, client_uri)
-        raise
+    client = open_store(client_uri)
     parent = find_parent_run(client, target)
     if parent is None or parent.data.tags.get("kind") != "scenario":
         errors.print(f"[bold red]error[/]: no experiment or scenario (parent) run "
@@ -212,23 +182,49 @@ def report(
 
 
 @cli.command()
-def validate(files: Annotated[list[Path], typer.Argument(help="Scenario YAML files.")]) -> None:
+def validate(
+    files: Annotated[list[Path], typer.Argument(help="Scenario YAML files.")],
+    explain: Annotated[bool, typer.Option("--explain", help="Also print each scenario with "
+                       "every default filled in, and its runs with rounds and epochs.")] = False,
+) -> None:
     """Check scenario files as `run` would before training, without training: every sweep
     combination, graph, data files, partitions, model and device (exit 2 if any fails)."""
     from decentral_bench.checks import check_scenario
+    from decentral_bench.scenario.explain import explanation
 
     bad = 0
     for path in files:
         try:
             parsed, _ = check_scenario(path)
+            text = explanation(parsed, str(path)) if explain else ""
         except ScenarioError as error:
             _print_problems(error)
             bad += 1
         else:
             console.print(f"[green]ok[/]: {escape(str(path))} ({parsed.name}, "
                           f"{len(parsed.methods)} methods)", highlight=False, soft_wrap=True)
+            print(text, end="")
     if bad:
         raise typer.Exit(EXIT_BAD_INPUT)
+
+
+@cli.command()
+def init(
+    file: Annotated[Path, typer.Argument(help="The scenario file to write (must not exist).")],
+    template: Annotated[str, typer.Option("--from", help="A shipped scenario: quickstart, "
+                        "server_failure, paper/fig1a_cdsgd_vs_sgd, ...")] = "quickstart",
+) -> None:
+    """Write a commented scenario file to start from (never replaces a file)."""
+    from decentral_bench.scenario.scaffold import ScaffoldError, write_scaffold
+
+    try:
+        write_scaffold(file, template)
+    except ScaffoldError as error:
+        errors.print(f"[bold red]error[/]: {escape(str(error))}", highlight=False,
+                     soft_wrap=True)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    console.print(f"wrote {escape(str(file))}; see what it runs with: decentral-bench "
+                  f"validate {escape(str(file))} --explain", highlight=False, soft_wrap=True)
 
 
 @cli.command()
@@ -291,6 +287,7 @@ def bench(
     from decentral_bench.benchmark import (
         DEFAULT,
         PATHS,
+        TABLE_COLUMNS,
         WORKLOADS,
         environment,
         run_workload,
@@ -310,24 +307,15 @@ def bench(
     console.print(environment())
     results = []
     table = Table(title="seconds per round, by path (all must end with the same parameters)")
-    for column in ("workload", "agents", "steps/round", "path", "wall s", "start-up s",
-                   "s/round", "samples/s", "peak MB", "vs flower", "same params"):
+    for column in TABLE_COLUMNS:
         table.add_column(column)
     with console.status("benchmarking") as status:
         for name in chosen:
             status.update(f"benchmarking {name}")
             result = run_workload(name, rounds, train_samples, cpus_per_agent, picked, device)
             results.append(result)
-            for path, figures in result.paths.items():
-                speedup = result.ratio("flower", path)
-                difference = result.max_parameter_difference.get(path)
-                table.add_row(name, str(result.agents), str(result.steps_per_round), path,
-                              f"{figures.wall_s:.1f}", f"{figures.startup_s:.1f}",
-                              f"{figures.round_s:.4f}", f"{figures.samples_per_s:.0f}",
-                              f"{figures.peak_memory_mb:.0f}",
-                              "" if speedup is None else f"{speedup:.1f}×",
-                              "reference" if difference is None else
-                              f"{difference <= 1e-5} ({difference:.1e})")
+            for row in result.table_rows():
+                table.add_row(*row)
     console.print(table)
     write_json(results, output)
     console.print(f"figures written to {output}")
@@ -345,35 +333,16 @@ def claims(
     """Judge the papers' claims from their scenarios' runs in the store: a table per
     scenario (figures over seeds, holds / does not hold / cannot be judged, why), also
     logged on each parent run as claims.md."""
-    from decentral_bench.claims import as_markdown, judge
-    from decentral_bench.paper_claims import RULES, arms_table, rules_for
-    from decentral_bench.report import group_records, latest_per_configuration
-    from decentral_bench.tracking import (
-        DEFAULT_TRACKING_URI,
-        attach_text,
-        find_parent_run,
-        load_records,
-        open_store,
-    )
+    from decentral_bench.paper_claims import judge_store
+    from decentral_bench.tracking import DEFAULT_TRACKING_URI
 
-    client = open_store(tracking_uri)
-    names = experiments or [name for base in RULES for name in (base, f"{base}_cifar10")]
-    sections = []
-    for name in names:
-        parent = find_parent_run(client, name)
-        if parent is None or parent.data.tags.get("kind") != "scenario":
-            if experiments:
-                errors.print(f"[bold red]error[/]: no scenario run '{escape(name)}' in "
-                             f"{tracking_uri or DEFAULT_TRACKING_URI}", highlight=False)
-                raise typer.Exit(EXIT_BAD_INPUT)
-            continue
-        scenario = parent.data.tags.get("scenario", name)
-        records = latest_per_configuration(load_records(client, parent.info.run_id))
-        text = f"## {scenario}\n\n" + as_markdown(judge(records, rules_for(scenario)))
-        if scenario.removesuffix("_cifar10") == "kong_phases":
-            text += "\n" + arms_table(group_records(records))
-        attach_text(client, parent.info.run_id, text, "claims.md")
-        sections.append(text)
+    try:
+        sections = judge_store(tracking_uri, experiments)
+    except LookupError as error:
+        errors.print(f"[bold red]error[/]: no scenario run {escape(str(error))} in "
+                     f"{tracking_uri or DEFAULT_TRACKING_URI}", highlight=False)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    for text in sections:
         console.print(text, markup=False, highlight=False)
     if not sections:
         errors.print("no scenario run of the papers' scenarios found; run scenarios/paper/ first")
@@ -384,9 +353,16 @@ def claims(
 
 
 @cli.command()
-def schema() -> None:
-    """Print the JSON Schema of scenario files (for editors)."""
-    print(json.dumps(scenario_file.json_schema(), indent=2))
+def schema(output: Annotated[Path | None, typer.Option(
+        help="Write the schema to this file instead of printing it.")] = None) -> None:
+    """Print the JSON Schema of scenario files, for editors."""
+    from decentral_bench.scenario.export import schema_text
+
+    if output is None:
+        print(schema_text(), end="")
+    else:
+        output.write_text(schema_text())
+        errors.print(f"schema written to {output}")
 
 
 def _interrupt(signum: int, frame: object) -> None:

@@ -26,6 +26,7 @@ from decentral_bench.data import label_histogram
 from decentral_bench.engine import Engine
 from decentral_bench.engines import build_engine
 from decentral_bench.errors import environment_problem
+from decentral_bench.local_store import StoreError
 from decentral_bench.models import parameter_count
 from decentral_bench.notes import child_note, comment_header, parent_note, scenario_note
 from decentral_bench.observer import Diverged, RoundObserver
@@ -50,7 +51,7 @@ from decentral_bench.report import (
 from decentral_bench.run_params import flatten, method_params
 from decentral_bench.scenario import Scenario
 from decentral_bench.sweep import RunSpec, expand, scenario_hash
-from decentral_bench.tracking import Tracker, load_records, metric_key
+from decentral_bench.tracking import Tracker, load_records, metric_key, store_problem
 
 
 @dataclass
@@ -285,6 +286,9 @@ def run_scenario(scenario: Scenario, engine: Engine | None = None, source: Path 
     except Exception as error:
         with contextlib.suppress(Exception):  # the store may be what failed: keep `error`
             tracker.fail(parent_id, _reason(error) + "\n\n" + traceback.format_exc())
+        problem = store_problem(error, tracker.uri)
+        if problem is not None:
+            raise StoreError(problem) from error
         raise
     if result.failed:
         names = ", ".join(r.name for r in result.failed)

@@ -70,6 +70,15 @@ def ui_link(uri: str, experiment_id: str) -> str:
     return f"{base}/#/experiments/{experiment_id}/{RUNS_VIEW}"
 
 
+def ui_instructions(uri: str, experiment_id: str) -> list[str]:
+    """What to do to see the runs: open the link on a tracking server, or start `mlflow
+    ui` on a local store and then open the link."""
+    link = ui_link(uri, experiment_id)
+    if is_server(uri):
+        return [f"Open the runs: {link}"]
+    return [f"Open the UI with: [bold]{ui_command(uri)}[/]", f"then the runs: {link}"]
+
+
 def metric_key(text: str) -> str:
     """`text` as a valid MLflow metric name ("CDSGD agents=8" → "CDSGD agents:8")."""
     return INVALID_KEY_CHARACTERS.sub("_", text.replace("=", ":"))

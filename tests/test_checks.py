@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 from decentral_bench import cli
 from decentral_bench.checks import check_scenario
 from decentral_bench.errors import EXIT_ENVIRONMENT, EXIT_INTERNAL
-from decentral_bench.scenario import ScenarioError, load
+from decentral_bench.scenario import ScenarioError, export, load
 
 BASE = """\
 name: checked
@@ -76,8 +76,8 @@ def _file(tmp_path: Path, extra: str, name: str = "s.yaml") -> Path:
      "2 sizes given for 5 agents"),
     ("dataset: {partition: {kind: shards, classes_per_agent: 11}}\n", "dataset.partition",
      "classes_per_agent 11 exceeds the 10 classes"),
-    ("sweep: {topology.agents: [2, -4]}\n", "sweep (topology.agents=-4): topology.agents",
-     "greater than or equal to 1"),
+    ("sweep: {topology.agents: [2, -4]}\n", "sweep",
+     "'topology.agents' value 2 (-4): Input should be greater than or equal to 1"),
     ("sweep: {dataset.partition: [iid, {kind: shards, classes_per_agent: 12}]}\n",
      "sweep (dataset.partition={'kind': 'shards', 'classes_per_agent': 12}): "
      "dataset.partition", "classes_per_agent 12 exceeds the 10 classes"),
@@ -125,7 +125,7 @@ def test_validate_exits_2_naming_file_and_key_for_each_problem(tmp_path: Path) -
     done = CliRunner().invoke(cli.cli, ["validate", str(good), str(sweep), str(sizes)])
     assert done.exit_code == 2
     assert f"ok: {good}" in done.stdout
-    assert f"error: {sweep}: sweep (topology.agents=-4): topology.agents:" in done.stderr
+    assert f"error: {sweep}: sweep: 'topology.agents' value 2 (-4):" in done.stderr
     assert f"error: {sizes}: dataset.partition: by_size: 2 sizes given for 5 agents" \
         in done.stderr
 
@@ -155,10 +155,10 @@ def main_exit(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str
 def test_an_internal_error_is_one_line_and_a_traceback_file(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         main_exit: Callable[..., tuple[object, str]]) -> None:
-    def broken() -> dict:
+    def broken() -> str:
         raise RuntimeError("the schema broke\nsecond line")
 
-    monkeypatch.setattr(cli.scenario_file, "json_schema", broken)
+    monkeypatch.setattr(export, "schema_text", broken)
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     code, message = main_exit("schema")
     assert code == EXIT_INTERNAL

@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: install dev demo test lint docs data clean
+.PHONY: install dev demo test lint docs ui-check data clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,15 @@ test: $(DEV_STAMP)
 # The README's table of scenario keys and scenario.schema.json, from the scenario models.
 docs: $(STAMP)
 	$(BIN)/python -m decentral_bench.scenario.keytable
+
+# The MLflow UI in a real browser (Debian's headless Chromium) lists the quickstart's runs;
+# screenshots go to build/ui-check/.
+ui-check: $(DEV_STAMP)
+	@if ! command -v chromium >/dev/null; then \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium; \
+		else sudo apt-get update -qq && sudo apt-get install -y -qq chromium; fi; \
+	fi
+	$(BIN)/python scripts/ui_check.py --screenshots build/ui-check
 
 # Real Fashion-MNIST, offline, from Debian's package (files land in /usr/share/datasets/fashion-mnist).
 data:

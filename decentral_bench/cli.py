@@ -3,36 +3,42 @@
 from __future__ import annotations
 
 import json
-import logging
 import os
 import signal
 import sys
-import warnings
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
+import click
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    TextColumn,
-    TimeElapsedColumn,
-)
-from rich.progress import Progress as ProgressBars
 from rich.table import Table
 
 from decentral_bench import scenario as scenario_file
+from decentral_bench.console import (
+    RichProgress,
+    own_warnings_only,
+    progress_bars,
+    summary_table,
+)
 from decentral_bench.scenario import ScenarioError
 
 # Piped output (CI logs, files) gets wide tables instead of rich's 80-column default.
 console = Console(width=None if sys.stdout.isatty() else 160)
 errors = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
-cli = typer.Typer(add_completion=False, no_args_is_help=True,
+cli = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Benchmark decentralized SGD against FedAvg on Flower, recorded in MLflow.")
 
 EXIT_BAD_INPUT = 2
+debug_mode = {"on": False}
+
+
+@cli.callback()
+def options(debug: Annotated[bool, typer.Option(
+        "--debug", help="On an internal error, print the full traceback.")] = False) -> None:
+    """Benchmark decentralized SGD against FedAvg on Flower, recorded in MLflow."""
+    debug_mode["on"] = debug
 
 
 def _print_problems(error: ScenarioError) -> None:
@@ -55,27 +61,6 @@ def _overrides(settings: list[str] | None) -> dict[str, object]:
     return overrides
 
 
-def _load_checked(path: Path, partitions: bool = False,
-                  overrides: dict[str, object] | None = None) -> scenario_file.Scenario:
-    """Load a scenario, build its graph and find its data, so that those errors surface
-    before any run; with `partitions`, also split the data over the agents."""
-    from decentral_bench.data import DataError, check_available, partition_indices
-    from decentral_bench.topology import TopologyError, build_topology
-
-    parsed = scenario_file.load(path, overrides)
-    try:
-        build_topology(parsed.topology, parsed.training.seed)
-    except TopologyError as error:
-        raise ScenarioError(str(path), [("topology", str(error))]) from None
-    try:
-        check_available(parsed.dataset)
-        if partitions:
-            partition_indices(parsed.dataset, parsed.training.seed, parsed.topology.agents)
-    except DataError as error:
-        raise ScenarioError(str(path), [("dataset", str(error))]) from None
-    return parsed
-
-
 @cli.command()
 def run(
     scenario: Annotated[Path, typer.Argument(help="Scenario YAML file.")],
@@ -91,36 +76,38 @@ def run(
     engine: Annotated[str | None, typer.Option(
         help="flower (default) or vectorized; overrides the file's resources.engine.")
     ] = None,
-    verbose: Annotated[bool, typer.Option(help="Show Flower's own logs.")] = False,
+    verbose: Annotated[bool, typer.Option(
+        help="Show Flower's own logs and third-party warnings.")] = False,
 ) -> None:
     """Run a scenario (every sweep combination × seed × method) on the Flower engine (or the
     vectorized one), recorded in MLflow. A re-run skips the runs it already finished."""
-    from decentral_bench.console import RichProgress, summary_table
+    from decentral_bench.checks import check_scenario
     from decentral_bench.runner import run_scenario
-    from decentral_bench.sweep import expand
-    from decentral_bench.tracking import ui_command
+    from decentral_bench.tracking import configure_mlflow, ui_instructions
+
+    configure_mlflow(verbose)
+    if verbose:
+        own_warnings_only(False)
 
     try:
         overrides = _overrides(settings)
         if engine is not None:
             overrides["resources.engine"] = engine
-        parsed = _load_checked(scenario, partitions=True, overrides=overrides)
-        specs = expand(parsed, str(scenario))
+        parsed, specs = check_scenario(scenario, overrides)
     except ScenarioError as error:
         _print_problems(error)
         raise typer.Exit(EXIT_BAD_INPUT) from None
+    origin = " ".join([str(scenario), *(f"--set {setting}" for setting in settings or [])])
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     console.print(f"[bold]{parsed.name}[/]: {len(specs)} runs ({len(parsed.methods)} methods"
                   f"{', a sweep' if parsed.sweep else ''}), {parsed.topology.agents} agents "
                   f"({parsed.topology.kind}), " + (f"{parsed.training.rounds} rounds"
                   if parsed.training.rounds is not None else f"{parsed.training.epochs:g} epochs"))
-    columns = (TextColumn("{task.description:>24}"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("rounds"), TimeElapsedColumn(), TextColumn("{task.fields[status]}"))
     try:
-        with ProgressBars(*columns, console=console) as bars:
+        with progress_bars(console) as bars:
             result = run_scenario(parsed, source=None if settings else scenario,
                                   tracking_uri=tracking_uri, progress=RichProgress(bars),
-                                  fresh=fresh, verbose=verbose)
+                                  fresh=fresh, verbose=verbose, origin=origin)
     except KeyboardInterrupt:
         errors.print("interrupted: the running child and the parent run are marked KILLED")
         raise typer.Exit(130) from None
@@ -132,7 +119,8 @@ def run(
         errors.print(f"[bold red]{escape(failed.name)} {failed.status}[/]: "
                      f"{escape(failed.error or '')}", highlight=False, soft_wrap=True)
     console.print(f"MLflow parent run {result.parent_run_id} in {result.tracking_uri}")
-    console.print(f"Open the UI with: [bold]{ui_command(result.tracking_uri)}[/]")
+    for line in ui_instructions(result.tracking_uri, result.experiment_id):
+        console.print(line, soft_wrap=True, highlight=False)
     if result.failed:
         raise typer.Exit(1)
 
@@ -146,10 +134,12 @@ def report(
     plot: Annotated[Path | None, typer.Option(help="Write the report's figures here.")] = None,
     csv: Annotated[bool, typer.Option("--csv", help="Print CSV instead of a table.")] = False,
     target_accuracy: Annotated[float | None, typer.Option(
-        help="Report rounds to reach this mean test accuracy.")] = None,
+        help="Report rounds and epochs to reach this mean test accuracy.")] = None,
+    x_axis: Annotated[str, typer.Option(click_type=click.Choice(["epochs", "rounds"]),
+                                        help="The figures' x axis: epochs or rounds.")
+    ] = "epochs",
 ) -> None:
     """Print a scenario run's comparison table from the MLflow store (no re-run)."""
-    from decentral_bench.console import summary_table
     from decentral_bench.report import (
         as_csv,
         group_records,
@@ -158,11 +148,13 @@ def report(
     )
     from decentral_bench.tracking import (
         DEFAULT_TRACKING_URI,
+        configure_mlflow,
         find_parent_run,
         load_records,
         open_store,
     )
 
+    configure_mlflow()
     client_uri = tracking_uri or DEFAULT_TRACKING_URI
     client = open_store(client_uri)
     parent = find_parent_run(client, target)
@@ -183,8 +175,9 @@ def report(
         from decentral_bench.plots import report_figures
 
         plot.mkdir(parents=True, exist_ok=True)
-        for name, figure in report_figures(group_records(records)).items():
-            figure.savefig(plot / name, dpi=120)
+        axis: Literal["epochs", "rounds"] = "rounds" if x_axis == "rounds" else "epochs"
+        for name, figure in report_figures(group_records(records), x_axis=axis).items():
+            figure.savefig(plot / name)
         errors.print(f"figures written to {plot}")
 
 
@@ -194,13 +187,15 @@ def validate(
     explain: Annotated[bool, typer.Option("--explain", help="Also print each scenario with "
                        "every default filled in, and its runs with rounds and epochs.")] = False,
 ) -> None:
-    """Check scenario files without running them (exit 2 if any is invalid)."""
+    """Check scenario files as `run` would before training, without training: every sweep
+    combination, graph, data files, partitions, model and device (exit 2 if any fails)."""
+    from decentral_bench.checks import check_scenario
     from decentral_bench.scenario.explain import explanation
 
     bad = 0
     for path in files:
         try:
-            parsed = _load_checked(path)
+            parsed, _ = check_scenario(path)
             text = explanation(parsed, str(path)) if explain else ""
         except ScenarioError as error:
             _print_problems(error)
@@ -239,14 +234,17 @@ def topology(
     plot: Annotated[Path | None, typer.Option(help="Draw the graph to this PNG file.")] = None,
 ) -> None:
     """Show a scenario's graph: agents, edges, degrees, λ2, λN, spectral gap, 1 − λN."""
-    from decentral_bench.topology import build_topology
+    from decentral_bench.topology import TopologyError, build_topology
 
     try:
-        parsed = _load_checked(scenario)
+        parsed = scenario_file.load(scenario)
+        built = build_topology(parsed.topology, parsed.training.seed)
+    except TopologyError as error:
+        _print_problems(ScenarioError(str(scenario), [("topology", str(error))]))
+        raise typer.Exit(EXIT_BAD_INPUT) from None
     except ScenarioError as error:
         _print_problems(error)
         raise typer.Exit(EXIT_BAD_INPUT) from None
-    built = build_topology(parsed.topology, parsed.training.seed)
     summary = built.summary()
     if as_json:
         print(json.dumps({"kind": parsed.topology.kind, "mixing": parsed.topology.mixing,
@@ -376,9 +374,20 @@ def main() -> None:
 
     SIGTERM (and SIGINT, even where a shell started us in the background with it ignored)
     stops a run the way Ctrl-C does: the running child and its parent end KILLED.
+    Third-party warnings stay off the console. A failure of the environment is one
+    line; an internal error one line and a file holding its traceback (`--debug`
+    prints it).
     """
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _interrupt)
-    warnings.filterwarnings("ignore", category=DeprecationWarning)
-    logging.getLogger("mlflow").setLevel(logging.WARNING)
-    cli()
+    own_warnings_only()
+    try:
+        cli()
+    except Exception as error:
+        from decentral_bench.errors import environment_problem, failure_line
+
+        if debug_mode["on"] and environment_problem(error) is None:
+            raise
+        code, line = failure_line(error)
+        errors.print(escape(line), style="bold red", highlight=False, soft_wrap=True)
+        sys.exit(code)

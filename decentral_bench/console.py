@@ -1,13 +1,52 @@
-"""What the command line draws: progress bars of a running scenario, comparison tables."""
+"""What the command line shows: a progress bar per child run, the summary table, and
+warnings from the project's own code only (third parties' with `run --verbose`)."""
 
 from __future__ import annotations
 
+import os
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.progress import Progress as ProgressBars
-from rich.progress import TaskID
 from rich.table import Table
 
 from decentral_bench.report import COLUMNS
-from decentral_bench.runner import MethodResult
+
+if TYPE_CHECKING:
+    from decentral_bench.runner import MethodResult
+
+OWN_CODE = tuple(str(Path(__file__).resolve().parents[1] / package) + os.sep
+                 for package in ("decentral_bench", "strategies"))
+SHOW_ANY_WARNING = warnings.showwarning
+
+
+def _show_own_warning(message: Warning | str, category: type[Warning], filename: str,
+                      lineno: int, file: TextIO | None = None, line: str | None = None) -> None:
+    if filename.startswith(OWN_CODE):
+        SHOW_ANY_WARNING(message, category, filename, lineno, file, line)
+
+
+def own_warnings_only(only: bool = True) -> None:
+    """Show warnings raised in the project's code and drop third parties' (pandas,
+    alembic, SQLAlchemy), or show every one again. Filtering where a warning is shown
+    holds even where a library adds its own filters when it is imported."""
+    warnings.showwarning = _show_own_warning if only else SHOW_ANY_WARNING
+
+
+def progress_bars(console: Console) -> ProgressBars:
+    """Bars labelled with the run's name, rounds done, elapsed time and status."""
+    return ProgressBars(TextColumn("{task.description:>24}"), BarColumn(), MofNCompleteColumn(),
+                        TextColumn("rounds"), TimeElapsedColumn(),
+                        TextColumn("{task.fields[status]}"), console=console)
 
 
 class RichProgress:
@@ -33,6 +72,7 @@ class RichProgress:
 
 
 def summary_table(title: str, rows: list[tuple[str, ...]]) -> Table:
+    """The comparison table (`report.COLUMNS`) as the console draws it."""
     table = Table(title=title)
     for column in COLUMNS:
         table.add_column(column)

@@ -73,8 +73,11 @@ def _images(pixels: np.ndarray, name: str) -> torch.Tensor:
 def read_idx(path: Path) -> np.ndarray:
     """An IDX file (the MNIST format), gzipped or not, as a NumPy array."""
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as stream:
-        data = stream.read()
+    try:
+        with opener(path, "rb") as stream:
+            data = stream.read()
+    except OSError as error:  # unreadable, or not the gzip file it is named as
+        raise DataError(f"cannot read {path}: {error.strerror or error}") from None
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
         raise DataError(f"{path} is not an IDX file of unsigned bytes")
     dimensions = data[3]

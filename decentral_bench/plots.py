@@ -1,86 +1,187 @@
-"""Figures that compare methods round by round."""
+"""Figures that compare methods, against epochs (default) or rounds.
+
+A round is not the same amount of training for every method: FedAvg's round
+is `local_epochs` passes over an agent's data, a gossip round `local_steps`
+minibatches. The comparison figures therefore put epochs (the per-round
+`epochs` metric: passes over an agent's own data so far) on the x axis, as
+the papers do; `x_axis="rounds"` plots against rounds instead.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
 
 import matplotlib
+import networkx as nx
 import numpy as np
 
 matplotlib.use("Agg")
 
 from matplotlib import pyplot
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from decentral_bench.report import Group
 from decentral_bench.scenario import FailuresConfig
 from decentral_bench.topology import Topology
+from strategies.registry import METHODS
 
+XAxis = Literal["epochs", "rounds"]
+X_LABELS = {"epochs": "epochs (passes over an agent's own data)", "rounds": "round"}
+# metric → (title, y axis label)
 TITLES = {
-    "test_accuracy_mean": "mean test accuracy over agents",
-    "train_accuracy_mean": "mean training accuracy over agents",
-    "consensus_distance": "consensus distance Ξ² = (1/n) Σ ||x̄ − x_i||²",
+    "test_accuracy_mean": ("Test accuracy (mean over agents)", "test accuracy"),
+    "train_accuracy_mean": ("Training accuracy (mean over agents)", "training accuracy"),
+    "consensus_distance": ("Consensus distance Ξ² = (1/n) Σ ||x̄ − x_i||²", "Ξ²"),
 }
+FIGURE_SIZE = (10.0, 6.0)  # inches, at DPI: 1200 × 720 pixels
+DPI = 120
+COLOURS = [tuple(float(c) for c in matplotlib.colors.to_rgb(f"C{index}")) for index in range(10)]
+LINE_STYLES = ("-", "--", "-.", ":")
 
 
-def metric_figure(groups: Sequence[Group], metric: str,
-                  markers: Sequence[tuple[float, str]] = ()) -> Figure:
-    """One metric against rounds, a line per group (mean over seeds, band ± std).
+@dataclass(frozen=True)
+class Style:
+    """How one group is drawn: a colour and a line style."""
 
-    `markers` are (round, label) pairs drawn as vertical lines, e.g. a server failure.
-    """
-    figure, axes = pyplot.subplots(figsize=(7, 4.5))
-    for group in groups:
-        rounds, mean, std = group.curve(metric)
-        if len(rounds) == 0:
+    colour: tuple[float, ...]
+    line_style: str
+
+
+def styles(count: int) -> list[Style]:
+    """Group i gets colour i mod 10 and line style (i + ⌊i/10⌋) mod 4: neighbours differ
+    in both, and no two of the first 40 groups share both."""
+    return [Style(COLOURS[index % 10], LINE_STYLES[(index + index // 10) % 4])
+            for index in range(count)]
+
+
+@dataclass(frozen=True)
+class FailureMarker:
+    """A failure at the end of `round`, drawn on the groups whose algorithm it hits."""
+
+    round: float
+    label: str
+    algorithms: frozenset[str]
+
+
+def failure_markers(failures: FailuresConfig) -> list[FailureMarker]:
+    """The scenario's server failure (hits server-based methods) and agent crashes and
+    recoveries (hit every method with more than one agent)."""
+    server_based = frozenset(name for name, m in METHODS.items() if not m.is_gossip)
+    multi_agent = frozenset(name for name, m in METHODS.items() if not m.single_agent)
+    markers = []
+    if failures.server is not None:
+        markers.append(FailureMarker(failures.server.round + 0.5,
+                                     f"server lost ({failures.server.mode})", server_based))
+    for crash in failures.agents:
+        markers.append(FailureMarker(crash.round - 0.5, f"agent {crash.agent} down",
+                                     multi_agent))
+        if crash.recover is not None:
+            markers.append(FailureMarker(crash.recover - 0.5, f"agent {crash.agent} back",
+                                         multi_agent))
+    return markers
+
+
+def chosen_axis(groups: Sequence[Group], x_axis: XAxis) -> XAxis:
+    """`x_axis`, or rounds where a run recorded no `epochs` (stores from before it)."""
+    drawn = [group for group in groups if group.finished]
+    if x_axis == "epochs" and not all(group.has("epochs") for group in drawn):
+        return "rounds"
+    return x_axis
+
+
+def _x(group: Group, rounds: np.ndarray, x_axis: XAxis) -> np.ndarray:
+    return group.epochs_at(rounds) if x_axis == "epochs" else rounds
+
+
+def _draw_markers(axes: Axes, groups: Sequence[Group], drawn: Sequence[Style],
+                  markers: Sequence[FailureMarker], x_axis: XAxis) -> None:
+    """Failures as vertical dotted lines. Against rounds one line per failure; against
+    epochs one per group it hits, in the group's colour (a round is a different number
+    of epochs for each method)."""
+    for marker in markers:
+        hit = [(g, s) for g, s in zip(groups, drawn, strict=True)
+               if g.algorithm in marker.algorithms and g.finished]
+        if not hit:
             continue
-        line, = axes.plot(rounds, mean, label=group.label)
-        axes.fill_between(rounds, mean - std, mean + std, color=line.get_color(), alpha=0.2)
-    for position, label in markers:
-        axes.axvline(position, color="#c44e52", linestyle=":", linewidth=1.5)
-        axes.annotate(label, (position, 0.98), xycoords=("data", "axes fraction"), rotation=90,
-                      va="top", ha="right", fontsize=8, color="#c44e52")
-    axes.set(xlabel="round", title=TITLES.get(metric, metric))
-    if metric == "consensus_distance":
-        axes.set_yscale("symlog", linthresh=1e-6)
+        places: list[tuple[float, str | tuple[float, ...], str]]
+        if x_axis == "rounds":
+            places = [(marker.round, "#c44e52", marker.label)]
+        else:
+            places = [(float(g.epochs_at(np.array([marker.round]))[0]), s.colour,
+                       f"{marker.label}: {g.label}") for g, s in hit]
+        for position, colour, text in places:
+            axes.axvline(position, color=colour, linestyle=":", linewidth=1.5)
+            axes.annotate(text, (position, 0.98), xycoords=("data", "axes fraction"),
+                          rotation=90, va="top", ha="right", fontsize=9, color=colour)
+
+
+def _finish(figure: Figure, axes: Axes, title: str, x_label: str, y_label: str) -> Figure:
+    axes.set_title(title, fontsize=13)
+    axes.set_xlabel(x_label, fontsize=11)
+    axes.set_ylabel(y_label, fontsize=11)
     axes.grid(alpha=0.3)
-    axes.legend(fontsize=8)
+    if axes.get_legend_handles_labels()[0]:
+        axes.legend(fontsize=10, title="method", loc="best")
     figure.tight_layout()
     return figure
 
 
-def spread_figure(groups: Sequence[Group], window: int = 5) -> Figure:
-    """Std of test accuracy over agents per round, moving-averaged (the paper's Fig. 2,
-    lower panels): how evenly the agents learned."""
-    figure, axes = pyplot.subplots(figsize=(7, 4.5))
-    for group in groups:
+def metric_figure(groups: Sequence[Group], metric: str,
+                  markers: Sequence[FailureMarker] = (), x_axis: XAxis = "epochs") -> Figure:
+    """One metric, a line per group (mean over seeds, band ± std), against epochs or
+    rounds; failures as vertical lines."""
+    x_axis = chosen_axis(groups, x_axis)
+    figure, axes = pyplot.subplots(figsize=FIGURE_SIZE, dpi=DPI)
+    drawn = styles(len(groups))
+    for group, style in zip(groups, drawn, strict=True):
+        rounds, mean, std = group.curve(metric)
+        if len(rounds) == 0:
+            continue
+        x = _x(group, rounds, x_axis)
+        axes.plot(x, mean, label=group.label, color=style.colour, linestyle=style.line_style,
+                  linewidth=2)
+        axes.fill_between(x, mean - std, mean + std, color=style.colour, alpha=0.15)
+    _draw_markers(axes, groups, drawn, markers, x_axis)
+    title, y_label = TITLES.get(metric, (metric, metric))
+    if metric == "consensus_distance":
+        axes.set_yscale("symlog", linthresh=1e-6)
+    return _finish(figure, axes, title, X_LABELS[x_axis], y_label)
+
+
+def spread_figure(groups: Sequence[Group], window: int = 5, x_axis: XAxis = "epochs") -> Figure:
+    """Std of test accuracy over agents, moving-averaged (the paper's Fig. 2, lower
+    panels): how evenly the agents learned."""
+    x_axis = chosen_axis(groups, x_axis)
+    figure, axes = pyplot.subplots(figsize=FIGURE_SIZE, dpi=DPI)
+    for group, style in zip(groups, styles(len(groups)), strict=True):
         rounds, mean, _ = group.curve("test_accuracy_std")
         if len(rounds) == 0:
             continue
         width = max(1, min(window, len(mean)))
         smooth = np.convolve(mean, np.ones(width) / width, mode="valid")
-        axes.plot(rounds[width - 1:], smooth, label=group.label)
-    axes.set(xlabel="round", ylabel="std of test accuracy over agents",
-             title=f"accuracy spread over agents (moving average of {window} evaluations)")
-    axes.grid(alpha=0.3)
-    axes.legend(fontsize=8)
-    figure.tight_layout()
-    return figure
+        axes.plot(_x(group, rounds[width - 1:], x_axis), smooth, label=group.label,
+                  color=style.colour, linestyle=style.line_style, linewidth=2)
+    return _finish(figure, axes,
+                   f"Accuracy spread over agents (moving average of {window} evaluations)",
+                   X_LABELS[x_axis], "std of test accuracy over agents")
 
 
-def report_figures(groups: Sequence[Group], markers: Sequence[tuple[float, str]] = (),
-                   ) -> dict[str, Figure]:
+def report_figures(groups: Sequence[Group], markers: Sequence[FailureMarker] = (),
+                   x_axis: XAxis = "epochs") -> dict[str, Figure]:
     """Every figure of a comparison report, by artifact file name."""
-    figures = {f"{metric}.png": metric_figure(groups, metric, markers) for metric in TITLES}
-    figures["accuracy_spread.png"] = spread_figure(groups)
+    figures = {f"{metric}.png": metric_figure(groups, metric, markers, x_axis)
+               for metric in TITLES}
+    figures["accuracy_spread.png"] = spread_figure(groups, x_axis=x_axis)
     return figures
 
 
 def graph_figure(topology: Topology) -> Figure:
     """The communication graph, edges labelled with π_jl (labels up to 40 agents)."""
-    import networkx as nx
-
-    figure, axes = pyplot.subplots(figsize=(6, 6))
+    figure, axes = pyplot.subplots(figsize=(7, 7), dpi=DPI)
     graph = topology.graph
     positions = (nx.circular_layout(graph) if graph.number_of_nodes() <= 40
                  else nx.spring_layout(graph, seed=0))
@@ -91,36 +192,38 @@ def graph_figure(topology: Topology) -> Figure:
         labels = {(j, l): f"{topology.mixing_matrix[j, l]:.2f}" for j, l in graph.edges()}
         nx.draw_networkx_edge_labels(graph, positions, edge_labels=labels, ax=axes, font_size=7)
     axes.set_title(f"{graph.number_of_nodes()} agents, {graph.number_of_edges()} edges, "
-                   f"λ2 = {topology.lambda2:.4f}, λN = {topology.lambda_n:.4f}")
+                   f"λ2 = {topology.lambda2:.4g}, λN = {topology.lambda_n:.4g}")
     axes.axis("off")
     figure.tight_layout()
     return figure
 
 
+def matrix_csv(matrix: np.ndarray) -> str:
+    """A matrix over agents (Π) as a person reads it: CSV with agent headers, %.6g."""
+    names = [f"agent_{j}" for j in range(len(matrix))]
+    rows = [",".join(["", *names])]
+    rows += [",".join([name, *(f"{value:.6g}" for value in row)])
+             for name, row in zip(names, matrix, strict=True)]
+    return "\n".join(rows) + "\n"
+
+
 def label_histogram_figure(histogram: np.ndarray) -> Figure:
-    """Stacked bars: samples of each class held by each agent."""
+    """Stacked bars: samples of each class held by each agent (agents on integer ticks)."""
     agents, classes = histogram.shape
-    figure, axes = pyplot.subplots(figsize=(max(5.0, 0.35 * agents + 2), 4))
+    figure, axes = pyplot.subplots(figsize=(max(6.0, 0.35 * agents + 3), 4.5), dpi=DPI)
     bottom = np.zeros(agents)
     colours = pyplot.get_cmap("tab20" if classes > 10 else "tab10")
     for label in range(classes):
-        axes.bar(range(agents), histogram[:, label], bottom=bottom,
+        axes.bar(range(agents), histogram[:, label], bottom=bottom, width=0.8,
                  color=colours(label % colours.N), label=str(label) if classes <= 20 else None)
         bottom += histogram[:, label]
     axes.set(xlabel="agent", ylabel="training samples", title="label histogram per agent")
+    axes.set_xlim(-0.6, agents - 0.4)
+    if agents <= 40:
+        axes.set_xticks(range(agents))
+    else:
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     if classes <= 20:
         axes.legend(title="class", fontsize=7, ncols=2, loc="upper left", bbox_to_anchor=(1, 1))
     figure.tight_layout()
     return figure
-
-
-def failure_markers(failures: FailuresConfig) -> list[tuple[float, str]]:
-    """Vertical lines for a scenario's server failure and agent crashes."""
-    markers: list[tuple[float, str]] = []
-    if failures.server is not None:
-        markers.append((failures.server.round + 0.5, f"server lost ({failures.server.mode})"))
-    for crash in failures.agents:
-        markers.append((crash.round - 0.5, f"agent {crash.agent} down"))
-        if crash.recover is not None:
-            markers.append((crash.recover - 0.5, f"agent {crash.agent} back"))
-    return markers

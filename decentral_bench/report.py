@@ -2,14 +2,21 @@
 
 A report groups a parent run's finished children by method and swept
 values, averages each group over its seeds, and tabulates: final and best
-mean test accuracy, rounds to a target accuracy, generalization gap
-(train − test accuracy), final Ξ², bytes moved and wall time. The run
+mean test accuracy, rounds and epochs to a target accuracy, generalization
+gap (train − test accuracy), final Ξ², bytes moved and wall time. The run
 command and `decentral-bench report` both build it from the store
 (`tracking.load_records`), so what is printed is what is logged.
+
+Rounds mean different amounts of training per method (FedAvg's round is
+`local_epochs` epochs, a gossip round `local_steps` minibatches), so the
+report also gives the point where the target is reached in epochs: passes
+over an agent's own data, the per-round `epochs` metric.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import math
 from collections import defaultdict
 from collections.abc import Sequence
@@ -21,7 +28,7 @@ CURVES = ("test_accuracy_mean", "train_accuracy_mean", "consensus_distance", "te
           "bytes_moved_total", "minibatch_loss_mean", "epochs", "phase",
           "consensus_distance_controlled")
 COLUMNS = ("method", "seeds", "status", "final test acc", "best test acc", "rounds to target",
-           "gen. gap", "Ξ² final", "MB moved", "time s")
+           "epochs to target", "gen. gap", "Ξ² final", "MB moved", "time s")
 
 
 @dataclass
@@ -34,6 +41,7 @@ class RunRecord:
     method: str
     seed: int
     status: str
+    algorithm: str = ""
     curves: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
     wall_time_s: float = math.nan
 
@@ -53,6 +61,14 @@ class Group:
     def finished(self) -> list[RunRecord]:
         return [r for r in self.records if r.status == "FINISHED"]
 
+    @property
+    def algorithm(self) -> str:
+        return self.records[0].algorithm
+
+    def has(self, key: str) -> bool:
+        """Whether every finished run of the group recorded metric `key`."""
+        return bool(self.finished) and all(key in r.curves for r in self.finished)
+
     def curve(self, key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Rounds, mean and std over seeds of a metric (rounds every seed recorded)."""
         series = [dict(r.curves.get(key, [])) for r in self.finished]
@@ -61,6 +77,65 @@ class Group:
         rounds = sorted(set.intersection(*(set(s) for s in series)))
         values = np.array([[s[k] for k in rounds] for s in series])
         return np.array(rounds), values.mean(axis=0), values.std(axis=0)
+
+    def epochs_at(self, rounds: np.ndarray) -> np.ndarray:
+        """Epochs done after each of `rounds`: the `epochs` metric, mean over seeds."""
+        known, epochs, _ = self.curve("epochs")
+        if len(known) == 0:
+            return np.full(len(rounds), math.nan)
+        return np.interp(rounds, known, epochs)
+
+
+@dataclass
+class GroupSummary:
+    """A group's figures, averaged over its finished seeds (NaN where there is none).
+
+    `rounds_to_target` and `epochs_to_target` are NaN when no target is set or it
+    was not reached; `reached` tells the two apart.
+    """
+
+    label: str
+    seeds: int
+    status: str
+    final_test_accuracy: float
+    final_test_accuracy_std: float
+    best_test_accuracy: float
+    rounds_to_target: float
+    epochs_to_target: float
+    reached: bool
+    generalization_gap: float
+    consensus_distance_final: float
+    mb_moved: float
+    wall_time_s: float
+
+    def row(self, target_accuracy: float | None) -> tuple[str, ...]:
+        """The group as the table's strings."""
+        final = _format(self.final_test_accuracy)
+        if self.seeds > 1:
+            final += f" ± {self.final_test_accuracy_std:.4f}"
+        to_target, epochs = "–", "–"
+        if target_accuracy is not None and self.seeds:
+            to_target = str(int(self.rounds_to_target)) if self.reached else "not reached"
+            epochs = _format(self.epochs_to_target, 2) if self.reached else "not reached"
+        consensus = self.consensus_distance_final
+        return (self.label, str(self.seeds), self.status, final,
+                _format(self.best_test_accuracy), to_target, epochs,
+                _format(self.generalization_gap),
+                "–" if math.isnan(consensus) else f"{consensus:.3g}",
+                _format(self.mb_moved, 2), _format(self.wall_time_s, 1))
+
+    def figures(self) -> dict[str, float]:
+        """The numeric figures by name, finite ones only (what the parent logs as metrics)."""
+        values = {"final_test_accuracy": self.final_test_accuracy,
+                  "best_test_accuracy": self.best_test_accuracy,
+                  "rounds_to_target": self.rounds_to_target,
+                  "epochs_to_target": self.epochs_to_target,
+                  "generalization_gap": self.generalization_gap,
+                  "consensus_distance_final": self.consensus_distance_final,
+                  "mb_moved": self.mb_moved, "wall_time_s": self.wall_time_s}
+        if self.seeds > 1:
+            values["final_test_accuracy_std"] = self.final_test_accuracy_std
+        return {key: value for key, value in values.items() if math.isfinite(value)}
 
 
 def latest_per_configuration(records: Sequence[RunRecord]) -> list[RunRecord]:
@@ -91,32 +166,43 @@ def _format(value: float, digits: int = 4) -> str:
     return "–" if math.isnan(value) else f"{value:.{digits}f}"
 
 
+def summarize(group: Group, target_accuracy: float | None) -> GroupSummary:
+    """A group's figures; the target is reached at the first evaluated round whose
+    mean (over seeds) test accuracy is at least `target_accuracy`."""
+    finished = group.finished
+    finals = [r.final("test_accuracy_mean") for r in finished]
+    rounds, mean, _ = group.curve("test_accuracy_mean")
+    to_target = math.nan
+    if target_accuracy is not None and len(mean):
+        reached = np.flatnonzero(mean >= target_accuracy)
+        to_target = float(rounds[reached[0]]) if len(reached) else math.nan
+    epochs = float(group.epochs_at(np.array([to_target]))[0]) if math.isfinite(to_target) \
+        else math.nan
+    return GroupSummary(
+        label=group.label, seeds=len(finished),
+        status="/".join(sorted({r.status for r in group.records})),
+        final_test_accuracy=_mean(finals),
+        final_test_accuracy_std=float(np.std(finals)) if finals else math.nan,
+        best_test_accuracy=float(mean.max()) if len(mean) else math.nan,
+        rounds_to_target=to_target, epochs_to_target=epochs,
+        reached=math.isfinite(to_target),
+        generalization_gap=_mean([r.final("train_accuracy_mean") - r.final("test_accuracy_mean")
+                                  for r in finished]),
+        consensus_distance_final=_mean([r.final("consensus_distance") for r in finished]),
+        mb_moved=_mean([r.final("bytes_moved_total") / 1e6 for r in finished]),
+        wall_time_s=_mean([r.wall_time_s for r in finished]))
+
+
+def summaries(records: Sequence[RunRecord], target_accuracy: float | None = None,
+              ) -> list[GroupSummary]:
+    """One summary per group, in first-seen order."""
+    return [summarize(group, target_accuracy) for group in group_records(records)]
+
+
 def summary_rows(records: Sequence[RunRecord], target_accuracy: float | None = None,
                  ) -> list[tuple[str, ...]]:
     """One row per group; accuracies are means over seeds (± std when several)."""
-    rows: list[tuple[str, ...]] = []
-    for group in group_records(records):
-        finished = group.finished
-        statuses = sorted({r.status for r in group.records})
-        finals = [r.final("test_accuracy_mean") for r in finished]
-        final = "–"
-        if finals:
-            final = f"{np.mean(finals):.4f}" + (f" ± {np.std(finals):.4f}" if len(finals) > 1
-                                                 else "")
-        rounds, mean, _ = group.curve("test_accuracy_mean")
-        best = float(mean.max()) if len(mean) else math.nan
-        to_target = "–"
-        if target_accuracy is not None and len(mean):
-            reached = np.flatnonzero(mean >= target_accuracy)
-            to_target = str(int(rounds[reached[0]])) if len(reached) else "not reached"
-        gap = _mean([r.final("train_accuracy_mean") - r.final("test_accuracy_mean")
-                     for r in finished])
-        consensus = _mean([r.final("consensus_distance") for r in finished])
-        moved = _mean([r.final("bytes_moved_total") / 1e6 for r in finished])
-        rows.append((group.label, str(len(finished)), "/".join(statuses), final, _format(best),
-                     to_target, _format(gap), "–" if math.isnan(consensus) else f"{consensus:.3g}",
-                     _format(moved, 2), _format(_mean([r.wall_time_s for r in finished]), 1)))
-    return rows
+    return [summary.row(target_accuracy) for summary in summaries(records, target_accuracy)]
 
 
 def as_markdown(rows: Sequence[tuple[str, ...]]) -> str:
@@ -126,9 +212,6 @@ def as_markdown(rows: Sequence[tuple[str, ...]]) -> str:
 
 
 def as_csv(rows: Sequence[tuple[str, ...]]) -> str:
-    import csv
-    import io
-
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(COLUMNS)
@@ -136,6 +219,20 @@ def as_csv(rows: Sequence[tuple[str, ...]]) -> str:
     return buffer.getvalue()
 
 
-def as_table_data(rows: Sequence[tuple[str, ...]]) -> dict[str, list[str]]:
-    """Column → values, the shape `MlflowClient.log_table` takes."""
-    return {column: [row[index] for row in rows] for index, column in enumerate(COLUMNS)}
+def as_table_data(groups: Sequence[GroupSummary]) -> dict[str, list[object]]:
+    """Column → values, the shape `MlflowClient.log_table` takes: the figures as numbers
+    (None where there is none), so that tables of several parents compare."""
+    columns: dict[str, list[object]] = {"method": [], "seeds": [], "status": []}
+    names = ("final_test_accuracy", "final_test_accuracy_std", "best_test_accuracy",
+             "rounds_to_target", "epochs_to_target", "generalization_gap",
+             "consensus_distance_final", "mb_moved", "wall_time_s")
+    for name in names:
+        columns[name] = []
+    for group in groups:
+        columns["method"].append(group.label)
+        columns["seeds"].append(group.seeds)
+        columns["status"].append(group.status)
+        for name in names:
+            value = getattr(group, name)
+            columns[name].append(value if math.isfinite(value) else None)
+    return columns

@@ -10,6 +10,7 @@ overwritten or duplicated (`fresh=True` starts a new parent).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 import traceback
@@ -19,30 +20,38 @@ from typing import Protocol
 
 import yaml
 from matplotlib import pyplot
+from matplotlib.figure import Figure
 
 from decentral_bench.data import label_histogram
 from decentral_bench.engine import Engine
 from decentral_bench.engines import build_engine
+from decentral_bench.errors import environment_problem
+from decentral_bench.local_store import StoreError
 from decentral_bench.models import parameter_count
+from decentral_bench.notes import child_note, comment_header, parent_note, scenario_note
 from decentral_bench.observer import Diverged, RoundObserver
 from decentral_bench.plan import MethodPlan
 from decentral_bench.plots import (
     failure_markers,
     graph_figure,
     label_histogram_figure,
+    matrix_csv,
     report_figures,
 )
+from decentral_bench.provenance import process_is_gone
 from decentral_bench.report import (
+    GroupSummary,
     as_csv,
     as_markdown,
     as_table_data,
     group_records,
     latest_per_configuration,
-    summary_rows,
+    summaries,
 )
+from decentral_bench.run_params import flatten, method_params
 from decentral_bench.scenario import Scenario
 from decentral_bench.sweep import RunSpec, expand, scenario_hash
-from decentral_bench.tracking import Tracker, flatten, load_records
+from decentral_bench.tracking import Tracker, load_records, metric_key, store_problem
 
 
 @dataclass
@@ -67,6 +76,7 @@ class ScenarioResult:
     parent_run_id: str
     tracking_uri: str
     runs: list[MethodResult]
+    experiment_id: str = ""
     skipped: int = 0
     summary: list[tuple[str, ...]] = field(default_factory=list)
 
@@ -85,30 +95,12 @@ class Progress(Protocol):
     def method_finished(self, result: MethodResult) -> None: ...
 
 
-def method_params(plan: MethodPlan) -> dict[str, str]:
-    """The MLflow params of a method's run: scenario, method and graph spectrum."""
-    scenario = plan.scenario.model_dump(mode="json", exclude={"methods"})
-    params = flatten(scenario)
-    params.update(flatten(plan.method.model_dump(mode="json", exclude_none=True), "method."))
-    training = plan.scenario.training
-    params.update({
-        "algorithm": plan.algorithm,
-        "variant": plan.update_rule.name if plan.is_gossip else "",
-        "momentum": str(plan.options.get("momentum", 0.0)),
-        "lr_schedule": training.lr_schedule,
-        "epsilon": "" if training.epsilon is None else str(training.epsilon),
-        "effective.lr": str(plan.lr),
-        "effective.batch_size": str(plan.batch_size),
-        "effective.agents": str(plan.agents),
-    })
-    if plan.is_gossip:
-        params["effective.local_steps"] = str(plan.local_steps)
-        params.update({f"topology.{key}": f"{value:.6g}" if isinstance(value, float) else str(value)
-                       for key, value in plan.topology.summary().items()})
-    else:
-        params["effective.local_epochs"] = str(plan.local_epochs)
-        params["effective.fraction"] = str(plan.fraction)
-    return params
+def log_figure(tracker: Tracker, run_id: str, figure: Figure, artifact_file: str) -> None:
+    """Log a figure as a PNG artifact and free it (pyplot keeps every open figure)."""
+    try:
+        tracker.log_figure(run_id, figure, artifact_file)
+    finally:
+        pyplot.close(figure)
 
 
 def log_data_and_model(tracker: Tracker, run_id: str, plan: MethodPlan) -> None:
@@ -126,7 +118,7 @@ def log_data_and_model(tracker: Tracker, run_id: str, plan: MethodPlan) -> None:
     rows += [f"{j},{samples[j]}," + ",".join(str(v) for v in row)
              for j, row in enumerate(histogram)]
     tracker.log_text(run_id, "\n".join(rows) + "\n", "data/samples_per_agent.csv")
-    tracker.log_figure(run_id, label_histogram_figure(histogram), "data/label_histogram.png")
+    log_figure(tracker, run_id, label_histogram_figure(histogram), "data/label_histogram.png")
 
 
 def record_method(plan: MethodPlan, engine: Engine, tracker: Tracker | None = None,
@@ -156,23 +148,27 @@ def record_method(plan: MethodPlan, engine: Engine, tracker: Tracker | None = No
     if progress is not None:
         progress.method_started(spec.name, plan.rounds)
     started = time.perf_counter()
-    interrupted = False
+    interrupted, environment = False, None
     try:
-        tracker.log_params(run_id, {**method_params(plan), "engine": engine.name})
+        tracker.log_params(run_id, method_params(plan, engine.name))
         log_data_and_model(tracker, run_id, plan)
-        if plan.is_gossip:
+        tracker.describe_run(run_id, child_note(plan, spec))
+        if plan.is_gossip and not plan.definition.single_agent:
             tracker.set_tags(run_id, {"lambda2": f"{plan.topology.lambda2:.6g}"})
-            tracker.log_matrix(run_id, plan.topology.mixing_matrix, "mixing_matrix")
-            tracker.log_figure(run_id, graph_figure(plan.topology), "topology/graph.png")
+            matrix = plan.topology.mixing_matrix
+            tracker.log_matrix(run_id, matrix, "mixing_matrix", matrix_csv(matrix))
+            log_figure(tracker, run_id, graph_figure(plan.topology), "topology/graph.png")
         log_failure_schedule(tracker, run_id, plan)
         observer = RoundObserver(plan, sink, on_event)
         engine.run(plan, observer.observe, on_event)
         result.status = "FINISHED"
     except KeyboardInterrupt:
         result.status, result.error, interrupted = "KILLED", "interrupted by the user", True
-    except Exception as error:  # a failed run must not stop the others
+    except Exception as error:  # a failed run must not stop the others ...
         result.status, result.error = "FAILED", _reason(error)
         result.events.append((len(result.history), "".join(traceback.format_exception(error))))
+        if environment_problem(error, tracker.uri) is not None:
+            environment = error  # ... unless the store or the disk failed: the next would too
     result.wall_time_s = time.perf_counter() - started
     tracker.log_metrics(run_id, {"wall_time_s": result.wall_time_s}, step=plan.rounds)
     if result.events:
@@ -188,6 +184,8 @@ def record_method(plan: MethodPlan, engine: Engine, tracker: Tracker | None = No
         progress.method_finished(result)
     if interrupted:
         raise KeyboardInterrupt
+    if environment is not None:
+        raise environment
     return result
 
 
@@ -230,6 +228,7 @@ def _parent_run(tracker: Tracker, scenario: Scenario, digest: str, fresh: bool,
     if previous is not None:
         tracker.reopen(previous)
         tracker.set_tags(previous, {"scenario_hash": digest})
+        mark_lost_children(tracker, previous)
         return previous, tracker.finished_hashes(previous)
     parent_id = tracker.start_run(f"{scenario.name} {time.strftime('%Y-%m-%d %H:%M:%S')}",
                                   tags={"scenario": scenario.name, "kind": "scenario",
@@ -237,23 +236,42 @@ def _parent_run(tracker: Tracker, scenario: Scenario, digest: str, fresh: bool,
     return parent_id, set()
 
 
+def mark_lost_children(tracker: Tracker, parent_id: str) -> list[str]:
+    """Mark the parent's children that are still RUNNING but whose process has ended
+    (killed, out of memory, a reboot) KILLED with the error `process lost`; they run
+    again as not finished. Children of a live process, or of another host's, are left
+    alone. Returns the ids marked."""
+    lost = [run_id for run_id, process in tracker.running_children(parent_id).items()
+            if process_is_gone(process)]
+    for run_id in lost:
+        tracker.kill(run_id, "process lost")
+    return lost
+
+
 def run_scenario(scenario: Scenario, engine: Engine | None = None, source: Path | None = None,
                  tracking_uri: str | None = None, progress: Progress | None = None,
-                 fresh: bool = False, verbose: bool = False) -> ScenarioResult:
+                 fresh: bool = False, verbose: bool = False, origin: str | None = None,
+                 ) -> ScenarioResult:
     """Run every child of `scenario`, recorded in MLflow, and log the comparison report
     on the parent run. Children run on `engine`, by default the one each child's
-    `resources.engine` names."""
+    `resources.engine` names. `source` is the scenario's file (its text is logged);
+    `origin` says where the scenario came from, as the runs' MLflow source (default:
+    the file, else the scenario's name)."""
     specs = expand(scenario, str(source or scenario.name))
     tracker = Tracker(tracking_uri or scenario.tracking.uri,
-                      scenario.tracking.experiment or scenario.name)
+                      scenario.tracking.experiment or scenario.name,
+                      source=origin or str(source or scenario.name))
     parent_id, finished = _parent_run(tracker, scenario, scenario_hash(scenario), fresh)
-    result = ScenarioResult(scenario, parent_id, tracker.uri, [])
+    result = ScenarioResult(scenario, parent_id, tracker.uri, [], tracker.experiment_id)
     try:
         if not finished:
             tracker.log_params(parent_id, flatten(scenario.model_dump(mode="json")))
         text = source.read_text() if source is not None else yaml.safe_dump(
             scenario.model_dump(mode="json"), sort_keys=False)
         tracker.log_text(parent_id, text, f"scenario/{scenario.name}.yaml")
+        header = comment_header(text)
+        tracker.describe_experiment(scenario_note(scenario, header))
+        tracker.describe_run(parent_id, scenario_note(scenario, header))
         for spec in specs:
             if spec.config_hash in finished:
                 result.skipped += 1
@@ -261,12 +279,16 @@ def run_scenario(scenario: Scenario, engine: Engine | None = None, source: Path 
             plan = MethodPlan.of(spec.scenario, spec.method)
             runs_on = engine or build_engine(spec.scenario, verbose)
             result.runs.append(record_method(plan, runs_on, tracker, parent_id, progress, spec))
-        result.summary = log_report(tracker, parent_id, scenario)
+        result.summary = log_report(tracker, parent_id, scenario, header)
     except KeyboardInterrupt:
         tracker.kill(parent_id)
         raise
     except Exception as error:
-        tracker.fail(parent_id, _reason(error) + "\n\n" + traceback.format_exc())
+        with contextlib.suppress(Exception):  # the store may be what failed: keep `error`
+            tracker.fail(parent_id, _reason(error) + "\n\n" + traceback.format_exc())
+        problem = store_problem(error, tracker.uri)
+        if problem is not None:
+            raise StoreError(problem) from error
         raise
     if result.failed:
         names = ", ".join(r.name for r in result.failed)
@@ -276,16 +298,29 @@ def run_scenario(scenario: Scenario, engine: Engine | None = None, source: Path 
     return result
 
 
-def log_report(tracker: Tracker, parent_id: str, scenario: Scenario) -> list[tuple[str, ...]]:
-    """Read the parent's children back from the store and log the comparison report:
-    figures, the summary as an MLflow table, CSV and Markdown."""
+def log_report(tracker: Tracker, parent_id: str, scenario: Scenario, header: str = "",
+               ) -> list[tuple[str, ...]]:
+    """Read the parent's children back from the store and log the comparison report on
+    the parent: figures, each group's figures as metrics (`CDSGD.final_test_accuracy`),
+    the summary as an MLflow table, CSV and Markdown, and in its description."""
     records = latest_per_configuration(load_records(tracker.client, parent_id))
-    rows = summary_rows(records, scenario.report.target_accuracy)
+    target = scenario.report.target_accuracy
+    groups = summaries(records, target)
+    rows = [group.row(target) for group in groups]
     for name, figure in report_figures(group_records(records),
                                        failure_markers(scenario.failures)).items():
-        tracker.log_figure(parent_id, figure, f"plots/{name}")
-        pyplot.close(figure)
-    tracker.log_table(parent_id, as_table_data(rows), "summary.json")
+        log_figure(tracker, parent_id, figure, f"plots/{name}")
+    tracker.log_metrics(parent_id, parent_metrics(groups), step=0)
+    tracker.log_table(parent_id, as_table_data(groups), "summary.json")
     tracker.log_text(parent_id, as_csv(rows), "summary.csv")
-    tracker.log_text(parent_id, as_markdown(rows), "summary.md")
+    table = as_markdown(rows)
+    tracker.log_text(parent_id, table, "summary.md")
+    tracker.describe_run(parent_id, parent_note(scenario, header, table, target))
     return rows
+
+
+def parent_metrics(groups: list[GroupSummary]) -> dict[str, float]:
+    """Each group's figures as `label.figure` metrics, e.g. `CDSGD.final_test_accuracy`,
+    to six significant digits (what the table shows, and what a reader can take in)."""
+    return {f"{metric_key(group.label)}.{name}": float(f"{value:.6g}")
+            for group in groups for name, value in group.figures().items()}

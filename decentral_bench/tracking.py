@@ -10,11 +10,19 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
+import posixpath
+import re
 import tempfile
+import time
+import traceback
+import urllib.error
+import urllib.request
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import numpy as np
 from mlflow.entities import Metric, Param, RunStatus
@@ -22,25 +30,27 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from mlflow.utils.time import get_current_time_millis
 
+from decentral_bench.local_store import (
+    StoreError,
+    artifact_location,
+    creation_lock,
+    prepare_sqlite,
+)
+from decentral_bench.provenance import Provenance
+from decentral_bench.provenance import collect as collect_provenance
 from decentral_bench.report import CURVES, RunRecord
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 PARENT_TAG = "mlflow.parentRunId"
+DESCRIPTION_TAG = "mlflow.note.content"
+PROCESS_TAG = "process"  # host:pid:start of the process running a run (see provenance)
 MAX_PARAM_LENGTH = 6000
-
-
-def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
-    """Nested mapping → {"a.b.c": "value"}; lists of mappings become JSON."""
-    flat: dict[str, str] = {}
-    for key, value in data.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            flat.update(flatten(value, f"{name}."))
-        elif isinstance(value, list | tuple):
-            flat[name] = json.dumps(value)[:MAX_PARAM_LENGTH]
-        else:
-            flat[name] = str(value)[:MAX_PARAM_LENGTH]
-    return flat
+UI_ADDRESS = "http://127.0.0.1:5000"  # where `mlflow ui` serves by default
+# The runs view of the "Model training" workflow (MLflow 3 opens GenAI traces by default),
+# sorted by run name so that every method's run is listed, not folded under its parent.
+RUNS_VIEW = ("runs?workflowType=machine_learning&orderByKey="
+             + quote("tags.`mlflow.runName`") + "&orderByAsc=true")
+INVALID_KEY_CHARACTERS = re.compile(r"[^\w\-./ :]")
 
 
 def ui_command(uri: str) -> str:
@@ -48,32 +58,189 @@ def ui_command(uri: str) -> str:
     return f"mlflow ui --backend-store-uri {uri}"
 
 
+def is_server(uri: str) -> bool:
+    """Whether `uri` is a tracking server (which serves the UI itself)."""
+    return uri.startswith(("http://", "https://"))
+
+
+def ui_link(uri: str, experiment_id: str) -> str:
+    """The address of an experiment's runs view: on the tracking server itself, or where
+    `mlflow ui` serves a local store by default."""
+    base = uri.rstrip("/") if is_server(uri) else UI_ADDRESS
+    return f"{base}/#/experiments/{experiment_id}/{RUNS_VIEW}"
+
+
+def ui_instructions(uri: str, experiment_id: str) -> list[str]:
+    """What to do to see the runs: open the link on a tracking server, or start `mlflow
+    ui` on a local store and then open the link."""
+    link = ui_link(uri, experiment_id)
+    if is_server(uri):
+        return [f"Open the runs: {link}"]
+    return [f"Open the UI with: [bold]{ui_command(uri)}[/]", f"then the runs: {link}"]
+
+
+def metric_key(text: str) -> str:
+    """`text` as a valid MLflow metric name ("CDSGD agents=8" → "CDSGD agents:8")."""
+    return INVALID_KEY_CHARACTERS.sub("_", text.replace("=", ":"))
+
+
+def provenance_tags(provenance: Provenance) -> dict[str, str]:
+    """MLflow's source, user and git tags ("Source" and "Created by" in the UI), and
+    the versions of Python and the libraries as `version.*` tags."""
+    tags = {"mlflow.source.name": provenance.source, "mlflow.source.type": "LOCAL",
+            "mlflow.user": provenance.user}
+    if provenance.git_commit is not None:
+        tags["mlflow.source.git.commit"] = provenance.git_commit
+        tags["git_dirty"] = str(provenance.git_dirty).lower()
+    tags.update({f"version.{name}": value for name, value in provenance.versions.items()})
+    return tags
+
+
+# MLflow's own HTTP defaults (7 retries, exponential backoff, 120 s per request) take
+# minutes to report an unreachable server; a user's MLFLOW_HTTP_REQUEST_* settings win.
+HTTP_SETTINGS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+                 "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+                 "MLFLOW_HTTP_REQUEST_TIMEOUT": "20"}
+# What opening a store fails with while another process migrates it (MLflow 3.17, sqlite),
+# besides any error raised inside the migration itself.
+MIGRATION_RACE = ("already exists", "duplicate column", "Online migration expected",
+                  "database is locked", "no such table", "no such column",
+                  "Circular dependency")
+MIGRATION_CODE = ("/alembic/", "/mlflow/store/db_migrations/")
+STORE_PROBLEMS = {  # sqlite message → what it means for the user
+    "unable to open database file": "cannot create or open the database file",
+    "readonly database": "the database is read-only",
+    "database or disk is full": "the disk is full",
+    "disk I/O error": "the disk failed to write",
+}
+
+
+def configure_mlflow(verbose: bool = False) -> None:
+    """Make MLflow's HTTP client give up on an unreachable server within seconds, and keep
+    MLflow's log off the console unless `verbose` (its errors reach us as exceptions)."""
+    for key, value in HTTP_SETTINGS.items():
+        os.environ.setdefault(key, value)
+    if not verbose:  # "🏃 View run ... at: URL" after every run on a server
+        os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+    logging.getLogger("mlflow").setLevel(logging.WARNING if verbose else logging.CRITICAL)
+
+
+def causes(error: BaseException) -> Iterator[BaseException]:
+    """The error and the errors it came from or was raised while handling."""
+    seen: BaseException | None = error
+    while seen is not None:
+        yield seen
+        seen = seen.__cause__ or seen.__context__
+
+
+def _messages(error: BaseException) -> str:
+    return " ".join(str(seen) for seen in causes(error))
+
+
+def _migration_race(error: BaseException) -> bool:
+    """Whether opening a store failed the way a concurrent schema migration makes it."""
+    if any(race in _messages(error) for race in MIGRATION_RACE):
+        return True
+    return any(part in frame.f_code.co_filename for seen in causes(error)
+               for frame, _ in traceback.walk_tb(seen.__traceback__) for part in MIGRATION_CODE)
+
+
+def store_problem(error: BaseException, uri: str) -> str | None:
+    """A failure of the store at `uri` as one line naming it and what to do, or None if
+    the error is not the store's."""
+    text = _messages(error)
+    if is_server(uri) and ("Max retries exceeded" in text or "Connection refused" in text
+                           or "API request to" in text):
+        return (f"lost the MLflow tracking server at {uri} ({text[:160]}); check that it "
+                "runs and re-run: finished runs are kept and skipped")
+    for found, meaning in STORE_PROBLEMS.items():
+        if found in text:
+            return (f"cannot write the MLflow store {uri}: {meaning}; check its folder "
+                    "(exists, writable, free space) or choose another --tracking-uri")
+    return None
+
+
+def _prepare(uri: str) -> None:
+    """Fail within seconds, naming the store, where it cannot be reached or created (MLflow
+    itself retries for minutes); create a sqlite store's folder, as MLflow would."""
+    if is_server(uri):
+        try:
+            with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=5):
+                return
+        except (urllib.error.URLError, OSError) as error:
+            reason = getattr(error, "reason", error)
+            raise StoreError(f"cannot reach the MLflow tracking server at {uri} ({reason}); "
+                             "start it (mlflow server --host 127.0.0.1 --port 5000) or set "
+                             "--tracking-uri") from None
+    prepare_sqlite(uri)
+
+
+def connect(uri: str, attempts: int = 10) -> MlflowClient:
+    """A client of the store at `uri`, its tables created and migrated.
+
+    Another program migrating the store at the same moment (`mlflow ui` opened on a new
+    store) makes this wait and retry. Raises `StoreError` naming the store when it
+    cannot be reached, created or written.
+    """
+    _prepare(uri)
+    store_log = logging.getLogger("mlflow.store.db.utils")
+    level = store_log.level
+    store_log.setLevel(logging.WARNING)  # "Creating initial MLflow database tables..."
+    attempt = 0
+    try:
+        with creation_lock(uri), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # SQLAlchemy and alembic notes on the migration
+            while True:
+                try:
+                    client = MlflowClient(tracking_uri=uri)  # creates a new store's tables
+                    client.search_experiments(max_results=1)
+                    return client
+                except Exception as error:
+                    attempt += 1
+                    if attempt < attempts and _migration_race(error):
+                        time.sleep(0.5 * attempt)
+                        continue
+                    problem = store_problem(error, uri)
+                    if problem is None:
+                        raise
+                    raise StoreError(problem) from error
+    finally:
+        store_log.setLevel(level)
+
+
 class Tracker:
     """Writes runs, parameters, per-round metrics and artifacts to one MLflow store."""
 
-    def __init__(self, uri: str | None, experiment: str) -> None:
+    def __init__(self, uri: str | None, experiment: str, source: str | None = None) -> None:
+        """Open (or create) `experiment` in the store at `uri`; every run it starts is
+        tagged with where it came from (`source`: the scenario file, by default the
+        experiment's name) and with the process that runs it."""
         self.uri = uri or DEFAULT_TRACKING_URI
-        store_log = logging.getLogger("mlflow.store.db.utils")
-        level = store_log.level
-        store_log.setLevel(logging.WARNING)  # "Creating initial MLflow database tables..."
-        try:
-            with warnings.catch_warnings():  # SQLAlchemy deprecations inside MLflow's store
-                warnings.simplefilter("ignore", DeprecationWarning)
-                self.client = MlflowClient(tracking_uri=self.uri)
-                found = self.client.get_experiment_by_name(experiment)
-        finally:
-            store_log.setLevel(level)
+        provenance = collect_provenance(source or experiment)
+        self.run_tags = {**provenance_tags(provenance), PROCESS_TAG: provenance.process}
+        self.client = connect(self.uri)
+        self.experiment_id = self._experiment(experiment)
+
+    def _experiment(self, name: str) -> str:
+        """The id of experiment `name`, created if new (artifacts beside a sqlite store);
+        a process that creates it at the same moment is no error."""
+        found = self.client.get_experiment_by_name(name)
         if found is None:
-            self.experiment_id = self.client.create_experiment(experiment)
-        elif found.lifecycle_stage == "deleted":
-            raise ValueError(f"MLflow experiment '{experiment}' is deleted in {self.uri}; "
+            try:
+                return self.client.create_experiment(
+                    name, artifact_location=artifact_location(self.uri, name))
+            except MlflowException as error:
+                if error.error_code != "RESOURCE_ALREADY_EXISTS":
+                    raise
+                found = self.client.get_experiment_by_name(name)
+        if found is None or found.lifecycle_stage == "deleted":
+            raise ValueError(f"MLflow experiment '{name}' is deleted in {self.uri}; "
                              "restore it in the MLflow UI or set tracking.experiment")
-        else:
-            self.experiment_id = found.experiment_id
+        return str(found.experiment_id)
 
     def start_run(self, name: str, tags: Mapping[str, str], parent_id: str | None = None) -> str:
         """A new run in the experiment; a child of `parent_id` when given."""
-        all_tags = dict(tags)
+        all_tags = {**self.run_tags, **tags}
         if parent_id is not None:
             all_tags[PARENT_TAG] = parent_id
         run = self.client.create_run(self.experiment_id, run_name=name, tags=all_tags)
@@ -94,17 +261,36 @@ class Tracker:
         for key, value in tags.items():
             self.client.set_tag(run_id, key, value)
 
+    def describe_run(self, run_id: str, text: str) -> None:
+        """The run's description (Markdown), shown on its overview page."""
+        self.client.set_tag(run_id, DESCRIPTION_TAG, text)
+
+    def describe_experiment(self, text: str) -> None:
+        """The experiment's description (Markdown)."""
+        self.client.set_experiment_tag(self.experiment_id, DESCRIPTION_TAG, text)
+
     def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
         self.client.log_text(run_id, text, artifact_file)
 
-    def log_table(self, run_id: str, data: Mapping[str, list[str]], artifact_file: str) -> None:
-        self.client.log_table(run_id, dict(data), artifact_file)
+    def log_table(self, run_id: str, data: Mapping[str, list[Any]], artifact_file: str) -> None:
+        """An MLflow table (JSON, columns → values). A table already logged under that
+        name is replaced: `MlflowClient.log_table` would append the rows to it."""
+        folder = posixpath.dirname(artifact_file) or None
+        if artifact_file not in {item.path for item in self.client.list_artifacts(run_id, folder)}:
+            self.client.log_table(run_id, dict(data), artifact_file)
+            return
+        columns = list(data)
+        rows = [list(values) for values in zip(*data.values(), strict=True)]
+        with tempfile.TemporaryDirectory() as temporary:
+            path = Path(temporary) / posixpath.basename(artifact_file)
+            path.write_text(json.dumps({"columns": columns, "data": rows}))
+            self.client.log_artifact(run_id, str(path), folder)
 
-    def log_matrix(self, run_id: str, matrix: np.ndarray, name: str) -> None:
-        """A matrix as `name`.npy and `name`.csv artifacts."""
+    def log_matrix(self, run_id: str, matrix: np.ndarray, name: str, csv: str) -> None:
+        """A matrix as `topology/name`.npy (exact) and `.csv` (the text given)."""
         with tempfile.TemporaryDirectory() as folder:
             np.save(Path(folder) / f"{name}.npy", matrix)
-            np.savetxt(Path(folder) / f"{name}.csv", matrix, delimiter=",", fmt="%.17g")
+            (Path(folder) / f"{name}.csv").write_text(csv)
             self.client.log_artifacts(run_id, folder, "topology")
 
     def log_figure(self, run_id: str, figure: Any, artifact_file: str) -> None:
@@ -118,10 +304,19 @@ class Tracker:
         self.client.set_tag(run_id, "error", reason[:5000])
         self.client.set_terminated(run_id, RunStatus.to_string(RunStatus.FAILED))
 
-    def kill(self, run_id: str) -> None:
-        self.client.set_tag(run_id, "error", "interrupted by the user")
+    def kill(self, run_id: str, reason: str = "interrupted by the user") -> None:
+        """Mark a run KILLED and keep why, as the `error` tag."""
+        self.client.set_tag(run_id, "error", reason)
         self.client.set_terminated(run_id, RunStatus.to_string(RunStatus.KILLED))
 
+    def running_children(self, parent_id: str) -> dict[str, str]:
+        """Run id → the process that runs it (its `process` tag, "" if none), for the
+        parent's children still marked RUNNING."""
+        running = self.client.search_runs(
+            [self.experiment_id],
+            filter_string=f"tags.mlflow.parentRunId = '{parent_id}' "
+                          "and attributes.status = 'RUNNING'", max_results=10_000)
+        return {run.info.run_id: run.data.tags.get(PROCESS_TAG, "") for run in running}
 
     def latest_parent(self, scenario_name: str) -> str | None:
         """The id of the latest parent run of a scenario of this name in the experiment."""
@@ -140,13 +335,14 @@ class Tracker:
         return {run.data.tags.get("config_hash", "") for run in finished}
 
     def reopen(self, parent_id: str) -> None:
-        """Mark a parent run RUNNING again (it is being resumed)."""
+        """Mark a parent run RUNNING again, in this process (it is being resumed)."""
+        self.client.set_tag(parent_id, PROCESS_TAG, self.run_tags[PROCESS_TAG])
         self.client.update_run(parent_id, status="RUNNING")
 
 
 def open_store(uri: str | None) -> MlflowClient:
     """A client of the tracking store at `uri` (default: sqlite:///mlflow.db)."""
-    return MlflowClient(tracking_uri=uri or DEFAULT_TRACKING_URI)
+    return connect(uri or DEFAULT_TRACKING_URI)
 
 
 def load_records(client: MlflowClient, parent_id: str) -> list[RunRecord]:
@@ -161,7 +357,7 @@ def load_records(client: MlflowClient, parent_id: str) -> list[RunRecord]:
         record = RunRecord(run_id=child.info.run_id, config_hash=tags.get("config_hash", ""),
                            label=tags.get("label", tags.get("method", "?")),
                            method=tags.get("method", "?"), seed=int(tags.get("seed", 0)),
-                           status=child.info.status,
+                           status=child.info.status, algorithm=tags.get("algorithm", ""),
                            wall_time_s=child.data.metrics.get("wall_time_s", math.nan))
         for key in CURVES:
             if key in child.data.metrics:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -30,6 +31,30 @@ def tiny_scenario(**overrides: object) -> Scenario:
         else:
             data[section] = value
     return parse(data, "<test>")
+
+
+REPO = Path(__file__).resolve().parents[1]
+# What a run or a store leaves in its working folder.
+RUN_OUTPUTS = ("mlruns", "mlartifacts", "mlflow.db", "mlflow.db.lock", "bench.json")
+
+
+def _outputs_in_checkout() -> set[Path]:
+    found = set()
+    for name in RUN_OUTPUTS:
+        path = REPO / name
+        if path.exists():
+            found |= {path, *path.rglob("*")}
+    return found
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_litter_in_the_checkout() -> Iterator[None]:
+    """Tests write only under pytest's temporary folders: after the session, no run
+    folder, store or figure file is new in the checkout."""
+    before = _outputs_in_checkout()
+    yield
+    new = sorted(str(path.relative_to(REPO)) for path in _outputs_in_checkout() - before)
+    assert not new, f"the tests wrote into the checkout: {new[:10]}"
 
 
 @pytest.fixture

@@ -167,7 +167,10 @@ def test_the_cli_runs_a_scenario_on_the_vectorized_engine(tmp_path: Path,
         cwd=tmp_path, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     client = MlflowClient(tracking_uri=tracking_uri)
-    runs = client.search_runs([client.get_experiment_by_name("vectorized-cli").experiment_id],
+    experiment_id = client.get_experiment_by_name("vectorized-cli").experiment_id
+    assert f"then the runs: http://127.0.0.1:5000/#/experiments/{experiment_id}/runs?" \
+           "workflowType=machine_learning" in done.stdout
+    runs = client.search_runs([experiment_id],
                               filter_string="tags.method != ''")
     assert sorted(run.data.tags["method"] for run in runs) == ["CDSGD", "FedAvg"]
     for run in runs:

@@ -1,0 +1,126 @@
+"""Everything `run` checks before it trains, without training or starting Ray.
+
+`validate` and `run` share `check_scenario`, so a file `validate` passes does not
+fail at `run` for a reason that could have been seen. For every sweep
+combination and seed it checks that the resolved scenario parses, that its
+graph builds (files named in it read, Assumption 2 holds), that the data set's
+files are there, that each method's split of the data over its agents can be
+made, that the model fits the data, and that the requested device exists.
+Every problem names the file, the combination and the key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from decentral_bench import scenario as scenario_file
+from decentral_bench.data import DataError, check_available, load_dataset, partition_indices
+from decentral_bench.models import build_model
+from decentral_bench.scenario import Scenario, ScenarioError
+from decentral_bench.sweep import RunSpec, expand
+from decentral_bench.topology import TopologyError, build_topology
+from strategies.registry import method
+
+
+def _where(spec: RunSpec, key: str) -> str:
+    """`key`, prefixed with the sweep combination it failed in (if the file sweeps)."""
+    if not spec.swept:
+        return key
+    combination = ", ".join(f"{path}={value!r}" for path, value in spec.swept)
+    return f"sweep ({combination}): {key}"
+
+
+def _device_problem(scenario: Scenario) -> str | None:
+    if scenario.resources.device == "cuda" and not torch.cuda.is_available():
+        return "is 'cuda' but this machine has no CUDA device; use 'auto' or 'cpu'"
+    return None
+
+
+def _partition_problem(scenario: Scenario) -> str | None:
+    """Split the data over every agent count the scenario's methods use."""
+    dataset, seed = scenario.dataset, scenario.training.seed
+    counts = {1 if method(m.algorithm).single_agent else scenario.topology.agents
+              for m in scenario.methods}
+    for agents in sorted(counts):
+        try:
+            parts = partition_indices(dataset, seed, agents)
+        except DataError as error:
+            return str(error)
+        except ValueError as error:  # flwr-datasets' partitioners reject some shapes
+            return f"cannot split the data over {agents} agents: {error}"
+        if len(parts) != agents:
+            return f"the split gives {len(parts)} parts for {agents} agents"
+    return None
+
+
+def _model_problem(scenario: Scenario) -> str | None:
+    data = load_dataset(scenario.dataset, scenario.training.seed)
+    try:
+        build_model(scenario.model, data.input_shape, data.num_classes, scenario.training.seed)
+    except ValueError as error:
+        return str(error)
+    return None
+
+
+def _checks(scenario: Scenario) -> list[tuple[str, Callable[[], str | None]]]:
+    """(key, check) pairs, in the order a run meets them; a check returns a problem."""
+
+    def topology() -> str | None:
+        try:
+            build_topology(scenario.topology, scenario.training.seed)
+        except (TopologyError, ValueError, OSError) as error:
+            return str(error)
+        return None
+
+    def data() -> str | None:
+        try:
+            check_available(scenario.dataset)
+            load_dataset(scenario.dataset, scenario.training.seed)
+        except DataError as error:
+            return str(error)
+        except OSError as error:
+            where = error.filename or scenario.dataset.root
+            return f"cannot read {where}: {error.strerror or error}"
+        return None
+
+    return [("resources.device", lambda: _device_problem(scenario)),
+            ("topology", topology), ("dataset", data),
+            ("dataset.partition", lambda: _partition_problem(scenario)),
+            ("model", lambda: _model_problem(scenario))]
+
+
+def problems_of(specs: list[RunSpec]) -> list[tuple[str, str]]:
+    """Every (key, problem) of the runs, each distinct problem once. A combination whose
+    data cannot be read skips the checks that need it."""
+    problems: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    for spec in specs:
+        resolved = spec.scenario
+        if resolved.to_json() in seen:  # the scenario's other methods: checked already
+            continue
+        seen.add(resolved.to_json())
+        for key, check in _checks(resolved):
+            problem = check()
+            if problem is None:
+                continue
+            found = (_where(spec, key), problem)
+            if found not in problems:
+                problems.append(found)
+            if key == "dataset":
+                break
+    return problems
+
+
+def check_scenario(path: Path, overrides: dict[str, object] | None = None,
+                   ) -> tuple[Scenario, list[RunSpec]]:
+    """Load a scenario file (with `--set` overrides) and check every run it asks for as
+    `run` would before training; its runs. Raises `ScenarioError` naming each problem."""
+    parsed = scenario_file.load(path, overrides)
+    specs = expand(parsed, str(path))
+    problems = problems_of(specs)
+    if problems:
+        raise ScenarioError(str(path), problems)
+    return parsed, specs

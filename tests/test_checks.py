@@ -1,0 +1,191 @@
+"""`validate` catches what `run` would before training (every sweep combination,
+partitions, files, device); non-finite numbers are refused; an internal error is one
+line and a traceback file."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from decentral_bench import cli
+from decentral_bench.checks import check_scenario
+from decentral_bench.errors import EXIT_ENVIRONMENT, EXIT_INTERNAL
+from decentral_bench.scenario import ScenarioError, export, load
+
+BASE = """\
+name: checked
+model: {name: mlp, hidden: [8]}
+topology: {kind: ring, agents: 5}
+training: {rounds: 2, batch_size: 16}
+methods: [{name: CDSGD, algorithm: cdsgd}, {name: SGD, algorithm: centralized_sgd}]
+"""
+
+NON_FINITE = [
+    ("training: {lr: .inf}", "training.lr"),
+    ("training: {lr: .nan}", "training.lr"),
+    ("training: {weight_decay: .inf}", "training.weight_decay"),
+    ("training: {lr_schedule: diminishing, epsilon: .nan}", "training.epsilon"),
+    ("dataset: {partition: {kind: dirichlet, alpha: .inf}}", "dataset.partition.alpha"),
+    ("dataset: {test_fraction: .nan}", "dataset.test_fraction"),
+    ("topology: {kind: erdos_renyi, agents: 5, p: .nan}", "topology.p"),
+    ("topology: {kind: erdos_renyi, agents: 5, target_lambda2: -.inf}",
+     "topology.target_lambda2"),
+    ("failures: {links: {drop_probability: .nan}}", "failures.links.drop_probability"),
+]
+
+
+@pytest.mark.parametrize(("section", "key"), NON_FINITE)
+def test_non_finite_numbers_are_refused_naming_the_key(tmp_path: Path, section: str,
+                                                       key: str) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("name: x\nmethods: [{name: a, algorithm: cdsgd}]\n" + section + "\n")
+    with pytest.raises(ScenarioError) as caught:
+        load(path)
+    assert [found for found, _ in caught.value.problems] == [key]
+    assert "finite number" in str(caught.value)
+
+
+def test_non_finite_method_keys_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("name: x\nmethods: [{name: a, algorithm: cdmsgd, momentum: .nan},"
+                    " {name: b, algorithm: fedavg, fraction: .inf}]\n")
+    with pytest.raises(ScenarioError) as caught:
+        load(path)
+    assert {found for found, _ in caught.value.problems} == {"methods[0].momentum",
+                                                            "methods[1].fraction"}
+
+
+def _file(tmp_path: Path, extra: str, name: str = "s.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(BASE + extra)
+    return path
+
+
+@pytest.mark.parametrize(("extra", "key", "words"), [
+    ("dataset: {partition: {kind: by_size, sizes: [1, 2]}}\n", "dataset.partition",
+     "2 sizes given for 5 agents"),
+    ("dataset: {partition: {kind: shards, classes_per_agent: 11}}\n", "dataset.partition",
+     "classes_per_agent 11 exceeds the 10 classes"),
+    ("sweep: {topology.agents: [2, -4]}\n", "sweep",
+     "'topology.agents' value 2 (-4): Input should be greater than or equal to 1"),
+    ("sweep: {dataset.partition: [iid, {kind: shards, classes_per_agent: 12}]}\n",
+     "sweep (dataset.partition={'kind': 'shards', 'classes_per_agent': 12}): "
+     "dataset.partition", "classes_per_agent 12 exceeds the 10 classes"),
+    ("dataset: {name: fashion_mnist, root: no_such_folder}\n", "dataset",
+     "Fashion-MNIST not found in"),
+    ("sweep: {topology.kind: [ring, torus]}\n", "sweep (topology.kind='torus'): topology",
+     "torus"),
+])
+def test_run_time_problems_are_found_before_running(tmp_path: Path, extra: str, key: str,
+                                                    words: str) -> None:
+    with pytest.raises(ScenarioError) as caught:
+        check_scenario(_file(tmp_path, extra))
+    problems = dict(caught.value.problems)
+    assert key in problems, caught.value.problems
+    assert words in problems[key]
+
+
+def test_an_unreadable_data_folder_names_the_file(tmp_path: Path) -> None:
+    folder = tmp_path / "fashion"
+    folder.mkdir()
+    for name in ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
+                 "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
+        (folder / name).write_text("not gzip")
+    with pytest.raises(ScenarioError) as caught:
+        check_scenario(_file(tmp_path, f"dataset: {{name: fashion_mnist, root: {folder}}}\n"))
+    assert caught.value.problems == [
+        ("dataset", f"cannot read {folder / 'train-images-idx3-ubyte.gz'}: "
+                    "Not a gzipped file (b'no')")]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_cuda_without_cuda_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ScenarioError) as caught:
+        check_scenario(_file(tmp_path, "resources: {device: cuda}\n"))
+    assert caught.value.problems == [
+        ("resources.device", "is 'cuda' but this machine has no CUDA device; use 'auto' or "
+                             "'cpu'")]
+
+
+def test_validate_exits_2_naming_file_and_key_for_each_problem(tmp_path: Path) -> None:
+    good = _file(tmp_path, "", "good.yaml")
+    sweep = _file(tmp_path, "sweep: {topology.agents: [2, -4]}\n", "sweep.yaml")
+    sizes = _file(tmp_path, "dataset: {partition: {kind: by_size, sizes: [1, 2]}}\n",
+                  "sizes.yaml")
+    done = CliRunner().invoke(cli.cli, ["validate", str(good), str(sweep), str(sizes)])
+    assert done.exit_code == 2
+    assert f"ok: {good}" in done.stdout
+    assert f"error: {sweep}: sweep: 'topology.agents' value 2 (-4):" in done.stderr
+    assert f"error: {sizes}: dataset.partition: by_size: 2 sizes given for 5 agents" \
+        in done.stderr
+
+
+@pytest.fixture
+def main_exit(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+              ) -> Callable[..., tuple[object, str]]:
+    """Run the console script's `main()` with arguments; its exit status and stderr.
+    Restores what main() replaces in the process (signal handlers, warnings' display)."""
+    monkeypatch.setattr(warnings, "showwarning", warnings.showwarning)
+
+    def run(*arguments: str) -> tuple[object, str]:
+        monkeypatch.setattr(sys, "argv", ["decentral-bench", *arguments])
+        handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGINT,
+                                                                    signal.SIGTERM)}
+        try:
+            with pytest.raises(SystemExit) as exited:
+                cli.main()
+        finally:
+            for signum, handler in handlers.items():
+                signal.signal(signum, handler)
+        return exited.value.code, capsys.readouterr().err
+
+    return run
+
+
+def test_an_internal_error_is_one_line_and_a_traceback_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        main_exit: Callable[..., tuple[object, str]]) -> None:
+    def broken() -> str:
+        raise RuntimeError("the schema broke\nsecond line")
+
+    monkeypatch.setattr(export, "schema_text", broken)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    code, message = main_exit("schema")
+    assert code == EXIT_INTERNAL
+    assert message.count("\n") == 1
+    assert "internal error: RuntimeError: the schema broke (full traceback in" in message
+    [written] = tmp_path.glob("decentral-bench-error-*.txt")
+    assert "Traceback" in written.read_text() and "second line" in written.read_text()
+    with pytest.raises(RuntimeError, match="the schema broke"):
+        main_exit("--debug", "schema")
+
+
+def test_a_store_that_cannot_be_opened_is_one_line_within_seconds(
+        tmp_path: Path, main_exit: Callable[..., tuple[object, str]]) -> None:
+    folder_as_file = tmp_path / "a-file"
+    folder_as_file.write_text("")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        nobody = f"http://127.0.0.1:{probe.getsockname()[1]}"  # closed: nothing listens
+    scenario = _file(tmp_path, "")
+    for uri, words in ((f"sqlite:///{folder_as_file}/mlflow.db", "cannot create the folder"),
+                       (f"sqlite:///{tmp_path}", "which is not a file"),
+                       (nobody, "cannot reach the MLflow tracking server")):
+        started = time.monotonic()
+        code, message = main_exit("run", str(scenario), "--tracking-uri", uri)
+        assert time.monotonic() - started < 30
+        assert code == EXIT_ENVIRONMENT
+        lines = message.strip().splitlines()
+        assert len(lines) == 1 and words in lines[0] and uri in lines[0], message
+    code, message = main_exit("report", "checked", "--tracking-uri", nobody)
+    assert code == EXIT_ENVIRONMENT and "cannot reach" in message

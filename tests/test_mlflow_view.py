@@ -1,0 +1,165 @@
+"""What a researcher sees in MLflow, read back through MLflow's client: descriptions,
+provenance, readable params, the comparison as the parent's metrics and table, the
+mixing matrix's CSV. (`make ui-check` checks the same in a real browser.)"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+from conftest import tiny_scenario
+from mlflow.tracking import MlflowClient
+
+from decentral_bench.runner import run_scenario
+from decentral_bench.scenario import load
+from decentral_bench.tracking import ui_link
+from decentral_bench.vectorized import VectorizedEngine
+
+HEADER = "# Tiny: CDSGD against FedAvg and SGD.\n# The second line of the header.\n"
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory: pytest.TempPathFactory) -> tuple[MlflowClient, str]:
+    """A three-method scenario (complete graph, so λ2 = 0) run on the vectorized engine
+    from a file with a comment header, into a fresh store; the client and parent id."""
+    folder = tmp_path_factory.mktemp("view")
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    scenario = tiny_scenario(
+        name="view", description="A small comparison.",
+        topology={"kind": "complete", "agents": 4},
+        training={"rounds": 6, "batch_size": 16, "lr": 0.1, "seed": 3, "eval_every": 2},
+        methods=[{"name": "CDSGD", "algorithm": "cdsgd"},
+                 {"name": "FedAvg", "algorithm": "fedavg"},
+                 {"name": "SGD", "algorithm": "centralized_sgd"}],
+        report={"target_accuracy": 0.05}, tracking={"uri": uri, "experiment": "view"})
+    source = folder / "view.yaml"
+    source.write_text(HEADER + json.dumps(scenario.model_dump(mode="json")))
+    result = run_scenario(scenario, VectorizedEngine(), source=source)
+    assert [run.status for run in result.runs] == ["FINISHED"] * 3
+    return MlflowClient(uri), result.parent_run_id
+
+
+def _children(client: MlflowClient, parent_id: str) -> dict[str, object]:
+    experiment = client.get_run(parent_id).info.experiment_id
+    runs = client.search_runs([experiment], f"tags.mlflow.parentRunId = '{parent_id}'")
+    return {run.data.tags["method"]: run for run in runs}
+
+
+def test_experiment_parent_and_children_have_descriptions(
+        recorded: tuple[MlflowClient, str]) -> None:
+    client, parent_id = recorded
+    experiment = client.get_experiment_by_name("view")
+    note = experiment.tags["mlflow.note.content"]
+    assert note.startswith("**view**: CDSGD, FedAvg and SGD on digits (iid split, mlp model), "
+                           "4 agents on a complete graph, 6 rounds, seed 3.")
+    assert "A small comparison." in note
+    assert "> Tiny: CDSGD against FedAvg and SGD.\n> The second line of the header." in note
+    parent = client.get_run(parent_id).data.tags["mlflow.note.content"]
+    assert "| method | seeds | status | final test acc |" in parent
+    assert "| CDSGD | 1 | FINISHED |" in parent and "target accuracy 0.05" in parent
+    children = _children(client, parent_id)
+    notes = {method: run.data.tags["mlflow.note.content"] for method, run in children.items()}
+    assert notes["CDSGD"].startswith("**CDSGD** (cdsgd) on a complete graph of 4 agents "
+                                     "(metropolis mixing), λ2 = 0; seed 3.")
+    assert notes["FedAvg"].startswith("**FedAvg** (fedavg; fraction 1; local_epochs 1) on 4 "
+                                      "clients of a server that aggregates (no graph); seed 3.")
+    assert "one agent holding all the training data" in notes["SGD"]
+
+
+def test_runs_carry_their_provenance(recorded: tuple[MlflowClient, str]) -> None:
+    client, parent_id = recorded
+    for run in [client.get_run(parent_id), *_children(client, parent_id).values()]:
+        tags = run.data.tags
+        assert tags["mlflow.source.name"].endswith("view.yaml")
+        assert tags["mlflow.user"]
+        assert tags["version.flwr"] == "1.41.0"
+        assert tags["version.torch"].startswith("2.14.1")
+        assert tags["version.decentral_bench"]
+        # The tests run from a git checkout, so the code's commit is known.
+        assert len(tags["mlflow.source.git.commit"]) == 40
+
+
+def test_child_params_are_set_meaningful_and_not_duplicated(
+        recorded: tuple[MlflowClient, str]) -> None:
+    client, parent_id = recorded
+    children = _children(client, parent_id)
+    for method, run in children.items():
+        params = run.data.params
+        assert "None" not in params.values(), method
+        assert not {"algorithm", "effective.lr", "variant", "resources.engine",
+                    "tracking.uri", "name"} & set(params), method
+        assert params["engine"] == "vectorized" and params["method.name"] == method
+        assert params["training.lr"] == "0.1" and params["training.rounds"] == "6"
+    assert not any(key.startswith("topology.") for key in children["FedAvg"].data.params)
+    assert not any(key.startswith("topology.") for key in children["SGD"].data.params)
+    assert children["FedAvg"].data.params["method.local_epochs"] == "1"
+    assert "training.local_steps" not in children["FedAvg"].data.params
+    cdsgd = children["CDSGD"]
+    assert cdsgd.data.params["topology.lambda2"] == "0"  # snapped, not -3.7e-17
+    assert cdsgd.data.tags["lambda2"] == "0"
+    assert "lambda2" not in children["SGD"].data.tags
+
+
+def test_mixing_matrix_csv_has_agent_headers_and_short_numbers(
+        recorded: tuple[MlflowClient, str], tmp_path: Path) -> None:
+    client, parent_id = recorded
+    cdsgd = _children(client, parent_id)["CDSGD"]
+    path = client.download_artifacts(cdsgd.info.run_id, "topology/mixing_matrix.csv",
+                                     str(tmp_path))
+    lines = Path(path).read_text().splitlines()
+    assert lines[0] == ",agent_0,agent_1,agent_2,agent_3"
+    assert lines[1] == "agent_0,0.25,0.25,0.25,0.25"
+
+
+def test_parent_holds_the_comparison_as_metrics_and_a_table(
+        recorded: tuple[MlflowClient, str], tmp_path: Path) -> None:
+    client, parent_id = recorded
+    parent = client.get_run(parent_id)
+    metrics = parent.data.metrics
+    children = _children(client, parent_id)
+    for method, run in children.items():
+        final = client.get_metric_history(run.info.run_id, "test_accuracy_mean")[-1].value
+        assert metrics[f"{method}.final_test_accuracy"] == pytest.approx(final, rel=1e-5)
+        assert metrics[f"{method}.wall_time_s"] > 0
+        # The target (0.05) is reached at the first evaluation, round 2.
+        assert metrics[f"{method}.rounds_to_target"] == 2
+        epochs = client.get_metric_history(run.info.run_id, "epochs")
+        assert metrics[f"{method}.epochs_to_target"] == pytest.approx(
+            next(p.value for p in epochs if p.step == 2), rel=1e-5)
+    # FedAvg's round is an epoch; a gossip round one minibatch of 16 of ~360 samples.
+    assert metrics["FedAvg.epochs_to_target"] == 2
+    assert metrics["CDSGD.epochs_to_target"] < 0.2
+    table = json.loads(Path(client.download_artifacts(parent_id, "summary.json",
+                                                      str(tmp_path))).read_text())
+    assert table["columns"][:4] == ["method", "seeds", "status", "final_test_accuracy"]
+    rows = {row[0]: dict(zip(table["columns"], row, strict=True)) for row in table["data"]}
+    assert set(rows) == {"CDSGD", "FedAvg", "SGD"}
+    assert rows["FedAvg"]["epochs_to_target"] == 2
+    assert rows["SGD"]["consensus_distance_final"] == 0
+    assert math.isclose(rows["CDSGD"]["final_test_accuracy"],
+                        metrics["CDSGD.final_test_accuracy"], rel_tol=1e-5)
+    logged = json.loads(parent.data.tags["mlflow.loggedArtifacts"])
+    assert {"path": "summary.json", "type": "table"} in logged
+
+
+def test_resuming_replaces_the_summary_table(recorded: tuple[MlflowClient, str],
+                                             tmp_path: Path) -> None:
+    """MLflow's log_table appends to a table of the same name; a resumed parent's
+    summary must still hold one row per method."""
+    client, parent_id = recorded
+    source = Path(client.get_run(parent_id).data.tags["mlflow.source.name"])
+    again = run_scenario(load(source), VectorizedEngine(), source=source)
+    assert again.parent_run_id == parent_id and again.skipped == 3
+    table = json.loads(Path(client.download_artifacts(parent_id, "summary.json",
+                                                      str(tmp_path))).read_text())
+    assert sorted(row[0] for row in table["data"]) == ["CDSGD", "FedAvg", "SGD"]
+
+
+def test_the_link_opens_the_runs_of_the_model_training_view() -> None:
+    link = ui_link("sqlite:///mlflow.db", "7")
+    assert link == ("http://127.0.0.1:5000/#/experiments/7/runs?workflowType=machine_learning"
+                    "&orderByKey=tags.%60mlflow.runName%60&orderByAsc=true")
+    assert ui_link("http://127.0.0.1:8080/", "7").startswith(
+        "http://127.0.0.1:8080/#/experiments/7/runs?")

@@ -1,0 +1,120 @@
+"""The comparison report and its figures: epochs beside rounds, readable styles, failure
+marks where each method's round falls, integer ticks, snapped eigenvalues."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+from matplotlib import pyplot
+
+from decentral_bench.plots import (
+    FailureMarker,
+    failure_markers,
+    graph_figure,
+    label_histogram_figure,
+    metric_figure,
+    styles,
+)
+from decentral_bench.report import Group, RunRecord, summarize
+from decentral_bench.scenario import FailuresConfig, TopologyConfig
+from decentral_bench.topology import build_topology
+
+
+def _record(label: str, algorithm: str, epochs_per_round: float, seed: int = 0,
+            accuracy: tuple[float, ...] = (0.5, 0.8, 0.9, 0.95)) -> RunRecord:
+    """A finished run evaluated at rounds 1..4 with the given test accuracies."""
+    rounds = range(1, len(accuracy) + 1)
+    return RunRecord(run_id=f"{label}-{seed}", config_hash=f"{label}-{seed}", label=label,
+                     method=label, seed=seed, status="FINISHED", algorithm=algorithm,
+                     curves={"test_accuracy_mean": list(zip(rounds, accuracy, strict=True)),
+                             "epochs": [(k, k * epochs_per_round) for k in rounds]})
+
+
+def test_targets_are_reported_in_rounds_and_in_epochs() -> None:
+    fedavg = summarize(Group("FedAvg", [_record("FedAvg", "fedavg", 1.0)]), 0.85)
+    cdsgd = summarize(Group("CDSGD", [_record("CDSGD", "cdsgd", 0.1),
+                                      _record("CDSGD", "cdsgd", 0.1, seed=1)]), 0.85)
+    assert (fedavg.rounds_to_target, fedavg.epochs_to_target) == (3, 3.0)
+    assert (cdsgd.rounds_to_target, cdsgd.epochs_to_target) == (3, pytest.approx(0.3))
+    row = dict(zip(("method", "seeds", "status", "final", "best", "rounds", "epochs"),
+                   cdsgd.row(0.85)[:7], strict=True))
+    assert row == {"method": "CDSGD", "seeds": "2", "status": "FINISHED",
+                   "final": "0.9500 ± 0.0000", "best": "0.9500", "rounds": "3", "epochs": "0.30"}
+    missed = summarize(Group("CDSGD", [_record("CDSGD", "cdsgd", 0.1)]), 0.99)
+    assert missed.row(0.99)[5:7] == ("not reached", "not reached")
+    assert "rounds_to_target" not in missed.figures()
+    assert summarize(Group("CDSGD", [_record("CDSGD", "cdsgd", 0.1)]), None).row(None)[5:7] \
+        == ("–", "–")
+
+
+def test_curves_are_drawn_against_epochs_by_default_and_rounds_on_request() -> None:
+    groups = [Group("FedAvg", [_record("FedAvg", "fedavg", 1.0)]),
+              Group("CDSGD", [_record("CDSGD", "cdsgd", 0.1)])]
+    figure = metric_figure(groups, "test_accuracy_mean")
+    axes = figure.axes[0]
+    lines = {line.get_label(): line for line in axes.get_lines()}
+    assert list(lines["FedAvg"].get_xdata()) == [1.0, 2.0, 3.0, 4.0]
+    assert list(lines["CDSGD"].get_xdata()) == pytest.approx([0.1, 0.2, 0.3, 0.4])
+    assert axes.get_xlabel().startswith("epochs") and axes.get_ylabel() == "test accuracy"
+    assert [text.get_text() for text in axes.get_legend().get_texts()] == ["FedAvg", "CDSGD"]
+    assert lines["FedAvg"].get_linestyle() != lines["CDSGD"].get_linestyle()
+    assert lines["FedAvg"].get_color() != lines["CDSGD"].get_color()
+    assert tuple(figure.get_size_inches() * figure.dpi) == (1200, 720)
+    pyplot.close(figure)
+    by_round = metric_figure(groups, "test_accuracy_mean", x_axis="rounds")
+    assert list(by_round.axes[0].get_lines()[1].get_xdata()) == [1, 2, 3, 4]
+    assert by_round.axes[0].get_xlabel() == "round"
+    pyplot.close(by_round)
+
+
+def test_runs_without_an_epochs_metric_are_drawn_against_rounds() -> None:
+    old = _record("CDSGD", "cdsgd", 0.1)
+    del old.curves["epochs"]
+    figure = metric_figure([Group("CDSGD", [old])], "test_accuracy_mean")
+    assert figure.axes[0].get_xlabel() == "round"
+    pyplot.close(figure)
+
+
+def test_forty_groups_get_forty_distinct_styles() -> None:
+    drawn = styles(40)
+    assert len({(style.colour, style.line_style) for style in drawn}) == 40
+    assert all(a.colour != b.colour and a.line_style != b.line_style
+               for a, b in itertools.pairwise(drawn))
+
+
+def test_failures_are_marked_where_each_hit_method_reaches_that_round() -> None:
+    failures = FailuresConfig.model_validate(
+        {"server": {"round": 2, "mode": "local"}, "agents": [{"agent": 1, "round": 3}]})
+    markers = failure_markers(failures)
+    assert markers[0] == FailureMarker(2.5, "server lost (local)", frozenset({"fedavg"}))
+    assert "centralized_sgd" not in markers[1].algorithms and "cdsgd" in markers[1].algorithms
+    groups = [Group("FedAvg", [_record("FedAvg", "fedavg", 1.0)]),
+              Group("CDSGD", [_record("CDSGD", "cdsgd", 0.1)]),
+              Group("SGD", [_record("SGD", "centralized_sgd", 0.02)])]
+    figure = metric_figure(groups, "test_accuracy_mean", markers)
+    axes = figure.axes[0]
+    marks = {text.get_text(): text.xy[0] for text in axes.texts}
+    assert marks == {"server lost (local): FedAvg": 2.5, "agent 1 down: FedAvg": 2.5,
+                     "agent 1 down: CDSGD": pytest.approx(0.25)}
+    pyplot.close(figure)
+    by_round = metric_figure(groups, "test_accuracy_mean", markers, x_axis="rounds")
+    assert {text.get_text(): text.xy[0] for text in by_round.axes[0].texts} == {
+        "server lost (local)": 2.5, "agent 1 down": 2.5}
+    pyplot.close(by_round)
+
+
+def test_a_single_agent_histogram_has_one_integer_tick() -> None:
+    figure = label_histogram_figure(np.array([[10, 20, 30]]))
+    assert list(figure.axes[0].get_xticks()) == [0]
+    pyplot.close(figure)
+
+
+def test_the_complete_graph_is_titled_with_a_snapped_lambda2() -> None:
+    topology = build_topology(TopologyConfig(kind="complete", agents=5))
+    assert topology.lambda2 == 0.0 and not math.copysign(1.0, topology.lambda2) < 0
+    figure = graph_figure(topology)
+    assert figure.axes[0].get_title() == "5 agents, 10 edges, λ2 = 0, λN = 0"
+    pyplot.close(figure)

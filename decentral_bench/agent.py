@@ -29,6 +29,32 @@ def shared_model(config: ModelConfig, input_shape: tuple[int, ...], num_classes:
 
 
 @dataclass(frozen=True)
+class AgentData:
+    """Agent j's share of the data set, on the CPU: its partition of the training set,
+    the test samples it evaluates on (the seeded `training.eval_samples` subset, or all)
+    and the data set's shape. Everything a node needs of the data set, so that a node can
+    keep it (`data_cache`) instead of loading and splitting the whole set again."""
+
+    features: torch.Tensor
+    labels: torch.Tensor
+    test_features: torch.Tensor
+    test_labels: torch.Tensor
+    input_shape: tuple[int, ...]
+    num_classes: int
+
+    @classmethod
+    def prepare(cls, plan: MethodPlan, agent: int) -> AgentData:
+        """Agent `agent`'s share, taken from the data set."""
+        dataset = plan.dataset
+        own = torch.as_tensor(plan.partitions[agent])
+        test_features, test_labels = evaluation_subset(
+            dataset.test_x, dataset.test_y, plan.scenario.training.eval_samples, plan.seed)
+        return cls(features=dataset.train_x[own], labels=dataset.train_y[own],
+                   test_features=test_features, test_labels=test_labels,
+                   input_shape=dataset.input_shape, num_classes=dataset.num_classes)
+
+
+@dataclass(frozen=True)
 class AgentSetup:
     """What agent `agent` needs to train under `plan`."""
 
@@ -42,21 +68,18 @@ class AgentSetup:
     test_evaluation: tuple[torch.Tensor, torch.Tensor]
 
     @classmethod
-    def build(cls, plan: MethodPlan, agent: int) -> AgentSetup:
-        """Agent `agent`'s partition of the training set (on the scenario's device) and
-        its seeded evaluation subsets."""
+    def build(cls, plan: MethodPlan, agent: int, data: AgentData | None = None) -> AgentSetup:
+        """Agent `agent` on the scenario's device with its seeded evaluation subsets, from
+        its share of the data (by default taken from the data set here)."""
         device = select_device(plan.scenario.resources.device)
-        dataset = plan.dataset
-        own = torch.as_tensor(plan.partitions[agent])
-        features, labels = dataset.train_x[own].to(device), dataset.train_y[own].to(device)
-        limit = plan.scenario.training.eval_samples
+        data = data or AgentData.prepare(plan, agent)
+        features, labels = data.features.to(device), data.labels.to(device)
         return cls(
             plan=plan, agent=agent, device=device, features=features, labels=labels,
-            model=shared_model(plan.scenario.model, dataset.input_shape, dataset.num_classes,
-                               device),
-            train_evaluation=evaluation_subset(features, labels, limit, plan.seed),
-            test_evaluation=evaluation_subset(dataset.test_x.to(device),
-                                              dataset.test_y.to(device), limit, plan.seed),
+            model=shared_model(plan.scenario.model, data.input_shape, data.num_classes, device),
+            train_evaluation=evaluation_subset(features, labels,
+                                               plan.scenario.training.eval_samples, plan.seed),
+            test_evaluation=(data.test_features.to(device), data.test_labels.to(device)),
         )
 
     def minibatch_index(self, step: int) -> torch.Tensor:

@@ -340,6 +340,37 @@ def bench(
     console.print(f"figures written to {output}")
 
 
+@cli.command("deploy-local")
+def deploy_local(
+    scenario: Annotated[Path, typer.Argument(help="Scenario YAML file.")],
+    method: Annotated[str, typer.Option(help="The method of the scenario to run.")],
+    tls: Annotated[bool, typer.Option(help="TLS and SuperNode authentication.")] = False,
+    tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI.")] = None,
+    wait_for_nodes: Annotated[float, typer.Option(help="Seconds to wait for nodes.")] = 60.0,
+    timeout: Annotated[float, typer.Option(help="Seconds before the run is stopped.")] = 3600.0,
+    workdir: Annotated[Path | None, typer.Option(help="Folder for the logs.")] = None,
+) -> None:
+    """Run one method of a scenario on a real Flower deployment on this machine (a SuperLink
+    and one SuperNode per agent on 127.0.0.1), recorded in MLflow. Exit 0 if it completed."""
+    from decentral_bench.flower.deploy import DeploymentError, deployable, run_locally
+
+    try:
+        parsed = deployable(_load_checked(scenario, True), str(scenario), method, tracking_uri)
+    except ScenarioError as error:
+        _print_problems(error)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    try:
+        outcome = run_locally(parsed, method, workdir, tls, wait_for_nodes=wait_for_nodes,
+                              timeout=timeout)
+    except (DeploymentError, KeyboardInterrupt) as error:  # the federation is stopped
+        errors.print(f"[bold red]error[/]: {escape(str(error) or 'interrupted')}")
+        raise typer.Exit(130 if isinstance(error, KeyboardInterrupt) else 1) from None
+    console.print(f"Flower run {outcome.run_id}: {outcome.status} (MLflow: {parsed.tracking.uri})")
+    if not outcome.completed:
+        errors.print(f"{outcome.details}; logs: {outcome.folder}")
+        raise typer.Exit(1)
+
+
 @cli.command()
 def schema() -> None:
     """Print the JSON Schema of scenario files (for editors)."""

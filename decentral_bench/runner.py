@@ -2,7 +2,9 @@
 
 A child that crashes is marked FAILED with its reason and the next one runs;
 a child whose loss turns NaN or infinite stops as FAILED (`diverged at round
-k`); Ctrl-C marks the running child and the parent KILLED. Re-running a
+k`); Ctrl-C, a signal that ends the process (SIGTERM, which is how Flower stops
+a ServerApp) or an engine's `RunStopped` (`flwr stop`) marks the running child
+and the parent KILLED, with the reason in their `error` tag. Re-running a
 scenario reuses its last parent run and skips every child already FINISHED
 with the same configuration hash: finished runs are never redone,
 overwritten or duplicated (`fresh=True` starts a new parent).
@@ -21,7 +23,7 @@ import yaml
 from matplotlib import pyplot
 
 from decentral_bench.data import label_histogram
-from decentral_bench.engine import Engine
+from decentral_bench.engine import Engine, RunStopped
 from decentral_bench.engines import build_engine
 from decentral_bench.models import parameter_count
 from decentral_bench.observer import Diverged, RoundObserver
@@ -156,7 +158,7 @@ def record_method(plan: MethodPlan, engine: Engine, tracker: Tracker | None = No
     if progress is not None:
         progress.method_started(spec.name, plan.rounds)
     started = time.perf_counter()
-    interrupted = False
+    stopped: BaseException | None = None
     try:
         tracker.log_params(run_id, {**method_params(plan), "engine": engine.name})
         log_data_and_model(tracker, run_id, plan)
@@ -168,8 +170,8 @@ def record_method(plan: MethodPlan, engine: Engine, tracker: Tracker | None = No
         observer = RoundObserver(plan, sink, on_event)
         engine.run(plan, observer.observe, on_event)
         result.status = "FINISHED"
-    except KeyboardInterrupt:
-        result.status, result.error, interrupted = "KILLED", "interrupted by the user", True
+    except STOPS as stop:
+        result.status, result.error, stopped = "KILLED", stop_reason(stop), stop
     except Exception as error:  # a failed run must not stop the others
         result.status, result.error = "FAILED", _reason(error)
         result.events.append((len(result.history), "".join(traceback.format_exception(error))))
@@ -180,14 +182,14 @@ def record_method(plan: MethodPlan, engine: Engine, tracker: Tracker | None = No
                          "events.txt")
     if result.status == "FINISHED":
         tracker.finish(run_id)
-    elif interrupted:
-        tracker.kill(run_id)
+    elif stopped is not None:
+        tracker.kill(run_id, result.error or "")
     else:
         tracker.fail(run_id, result.error or "")
     if progress is not None:
         progress.method_finished(result)
-    if interrupted:
-        raise KeyboardInterrupt
+    if stopped is not None:
+        raise stopped
     return result
 
 
@@ -208,6 +210,19 @@ def log_failure_schedule(tracker: Tracker, run_id: str, plan: MethodPlan) -> Non
     if failures != type(failures)() and not plan.definition.single_agent:
         schedule = plan.failure_schedule.describe(plan.rounds)
         tracker.log_text(run_id, json.dumps(schedule, indent=2), "failures/schedule.json")
+
+
+# What stops a run from outside: it is then KILLED (not FAILED) and the stop goes on up.
+STOPS = (KeyboardInterrupt, SystemExit, RunStopped)
+
+
+def stop_reason(stop: BaseException) -> str:
+    """Why a run was stopped, in words (the KILLED run's `error` tag)."""
+    if isinstance(stop, KeyboardInterrupt):
+        return "interrupted by the user"
+    if isinstance(stop, SystemExit):
+        return f"the process was stopped (exit code {stop.code}), e.g. by SIGTERM"
+    return str(stop)
 
 
 def _reason(error: BaseException) -> str:
@@ -262,8 +277,8 @@ def run_scenario(scenario: Scenario, engine: Engine | None = None, source: Path 
             runs_on = engine or build_engine(spec.scenario, verbose)
             result.runs.append(record_method(plan, runs_on, tracker, parent_id, progress, spec))
         result.summary = log_report(tracker, parent_id, scenario)
-    except KeyboardInterrupt:
-        tracker.kill(parent_id)
+    except STOPS as stop:
+        tracker.kill(parent_id, stop_reason(stop))
         raise
     except Exception as error:
         tracker.fail(parent_id, _reason(error) + "\n\n" + traceback.format_exc())

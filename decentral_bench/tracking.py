@@ -118,8 +118,9 @@ class Tracker:
         self.client.set_tag(run_id, "error", reason[:5000])
         self.client.set_terminated(run_id, RunStatus.to_string(RunStatus.FAILED))
 
-    def kill(self, run_id: str) -> None:
-        self.client.set_tag(run_id, "error", "interrupted by the user")
+    def kill(self, run_id: str, reason: str = "interrupted by the user") -> None:
+        """Mark a run KILLED (stopped from outside) and keep why, as the `error` tag."""
+        self.client.set_tag(run_id, "error", reason[:5000])
         self.client.set_terminated(run_id, RunStatus.to_string(RunStatus.KILLED))
 
 

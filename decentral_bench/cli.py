@@ -130,6 +130,8 @@ def run(
     engine: Annotated[str | None, typer.Option(
         help="flower (default) or vectorized; overrides the file's resources.engine.")
     ] = None,
+    ray_address: Annotated[str | None, typer.Option(
+        help="Join this Ray cluster (HOST:PORT or auto); sets resources.ray_address.")] = None,
     verbose: Annotated[bool, typer.Option(help="Show Flower's own logs.")] = False,
 ) -> None:
     """Run a scenario (every sweep combination × seed × method) on the Flower engine (or the
@@ -142,6 +144,8 @@ def run(
         overrides = _overrides(settings)
         if engine is not None:
             overrides["resources.engine"] = engine
+        if ray_address is not None:
+            overrides["resources.ray_address"] = ray_address
         parsed = _load_checked(scenario, partitions=True, overrides=overrides)
         specs = expand(parsed, str(scenario))
     except ScenarioError as error:

@@ -66,9 +66,11 @@ def _save(contents: dict[str, Any], path: Path) -> None:
 
 def _load(path: Path) -> dict[str, Any] | None:
     """The contents of a cache file, or None when it is missing or unreadable."""
+    if not path.exists():
+        return None
     try:
         return torch.load(path, weights_only=True)
-    except (OSError, RuntimeError, EOFError, ValueError):
+    except Exception:  # a torn or foreign file (the unpickler raises many kinds): made anew
         return None
 
 

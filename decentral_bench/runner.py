@@ -46,6 +46,19 @@ from decentral_bench.scenario import Scenario
 from decentral_bench.sweep import RunSpec, expand, scenario_hash
 from decentral_bench.tracking import Tracker, flatten, load_records
 
+# What stops a run from outside: it is then KILLED (not FAILED) and the stop goes on up.
+STOPS = (KeyboardInterrupt, SystemExit, RunStopped)
+
+
+def stop_reason(stop: BaseException) -> str:
+    """Why a run was stopped, in words (the KILLED run's `error` tag)."""
+    if isinstance(stop, KeyboardInterrupt):
+        return "interrupted by the user"
+    if isinstance(stop, SystemExit):
+        return (f"the process was stopped (exit code {stop.code}): a signal such as SIGTERM, "
+                "which is also how `flwr stop` ends a ServerApp")
+    return str(stop)
+
 
 @dataclass
 class MethodResult:
@@ -210,19 +223,6 @@ def log_failure_schedule(tracker: Tracker, run_id: str, plan: MethodPlan) -> Non
     if failures != type(failures)() and not plan.definition.single_agent:
         schedule = plan.failure_schedule.describe(plan.rounds)
         tracker.log_text(run_id, json.dumps(schedule, indent=2), "failures/schedule.json")
-
-
-# What stops a run from outside: it is then KILLED (not FAILED) and the stop goes on up.
-STOPS = (KeyboardInterrupt, SystemExit, RunStopped)
-
-
-def stop_reason(stop: BaseException) -> str:
-    """Why a run was stopped, in words (the KILLED run's `error` tag)."""
-    if isinstance(stop, KeyboardInterrupt):
-        return "interrupted by the user"
-    if isinstance(stop, SystemExit):
-        return f"the process was stopped (exit code {stop.code}), e.g. by SIGTERM"
-    return str(stop)
 
 
 def _reason(error: BaseException) -> str:

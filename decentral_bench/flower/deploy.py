@@ -196,10 +196,12 @@ class LocalFederation:
         command += ["--root-certificates", str(self.credentials.ca_certificate)]
         return command if key is None else [*command, "--auth-supernode-private-key", str(key)]
 
-    def start_node(self, agent: int, key: Path | None = None, worker: bool = True) -> Started:
-        """A SuperNode serving `agent` and, unless told not to, its ClientApp worker."""
+    def start_node(self, agent: int, key: Path | None = None, worker: bool = True,
+                   name: str | None = None) -> Started:
+        """A SuperNode serving `agent` (logging to `<name>.log`, by default
+        `supernode-<agent>.log`) and, unless told not to, its ClientApp worker."""
         port = free_port()
-        node = self.start(f"supernode-{agent}", self.supernode_command(agent, port, key))
+        node = self.start(name or f"supernode-{agent}", self.supernode_command(agent, port, key))
         self.wait_until_listening(node, port)
         if worker:
             self.start(f"worker-{agent}", [sys.executable, "-m", "decentral_bench.flower.worker",

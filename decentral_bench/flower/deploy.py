@@ -182,10 +182,13 @@ class LocalFederation:
                 "--ssl-certfile", str(self.credentials.server_certificate),
                 "--ssl-keyfile", str(self.credentials.server_key), "--enable-supernode-auth"]
 
-    def supernode_command(self, agent: int, port: int, key: Path | None) -> list[str]:
-        """A prompt SuperNode for `agent`: its partition, the data cache, `key` to
-        authenticate with (TLS federations)."""
-        node_config = f"partition-id={agent} num-partitions={self.agents}"
+    def supernode_command(self, agent: int | None, port: int, key: Path | None) -> list[str]:
+        """A prompt SuperNode for `agent` (None: a node without a partition-id, which the
+        ServerApp leaves out): its partition, the data cache, `key` to authenticate with
+        (TLS federations)."""
+        node_config = f"num-partitions={self.agents}"
+        if agent is not None:
+            node_config = f"partition-id={agent} {node_config}"
         if self.data_cache is not None:
             node_config += f" data-cache=\"{self.data_cache}\""
         command = [sys.executable, "-m", "decentral_bench.flower.supernode",
@@ -196,18 +199,28 @@ class LocalFederation:
         command += ["--root-certificates", str(self.credentials.ca_certificate)]
         return command if key is None else [*command, "--auth-supernode-private-key", str(key)]
 
-    def start_node(self, agent: int, key: Path | None = None, worker: bool = True,
+    def start_node(self, agent: int | None, key: Path | None = None, worker: bool = True,
                    name: str | None = None) -> Started:
         """A SuperNode serving `agent` (logging to `<name>.log`, by default
         `supernode-<agent>.log`) and, unless told not to, its ClientApp worker."""
-        port = free_port()
-        node = self.start(name or f"supernode-{agent}", self.supernode_command(agent, port, key))
-        self.wait_until_listening(node, port)
-        if worker:
-            self.start(f"worker-{agent}", [sys.executable, "-m", "decentral_bench.flower.worker",
-                                           "--runtime-api-address", f"{LOOPBACK}:{port}",
-                                           "--insecure", "--app", str(APP_FOLDER)])
-        return node
+        return self.start_nodes([(agent, key, name)], worker)[0]
+
+    def start_nodes(self, nodes: list[tuple[int | None, Path | None, str | None]],
+                    worker: bool = True) -> list[Started]:
+        """Start SuperNodes (agent, key, log name) at once, then a worker for each as soon
+        as its Runtime API listens."""
+        ports = [free_port() for _ in nodes]
+        started = [self.start(name or f"supernode-{agent}",
+                              self.supernode_command(agent, port, key))
+                   for (agent, key, name), port in zip(nodes, ports, strict=True)]
+        for node, port, (agent, _, name) in zip(started, ports, nodes, strict=True):
+            self.wait_until_listening(node, port)
+            if worker:
+                self.start(f"{name}-worker" if name else f"worker-{agent}",
+                           [sys.executable, "-m", "decentral_bench.flower.worker",
+                            "--runtime-api-address", f"{LOOPBACK}:{port}", "--insecure",
+                            "--app", str(APP_FOLDER)])
+        return started
 
     def write_connection(self) -> None:
         """The `flwr` CLI's connection to this SuperLink, in FLWR_HOME/config.toml."""
@@ -229,9 +242,18 @@ class LocalFederation:
                                   f"{done.returncode}):\n{done.stdout}{done.stderr}")
         return done.stdout
 
-    def register(self, public_key: Path) -> None:
-        """Let the SuperNode holding this key's private half join (`flwr supernode register`)."""
-        self.flwr("supernode", "register", str(public_key), CONNECTION, "--format", "json")
+    def register(self, *public_keys: Path) -> None:
+        """Let the SuperNodes holding these keys' private halves join (`flwr supernode
+        register`, one process per key, all at once)."""
+        commands = [[flower_command("flwr"), "supernode", "register", str(key), CONNECTION,
+                     "--format", "json"] for key in public_keys]
+        running = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                    env=self.environment(), cwd=self.folder, text=True)
+                   for command in commands]
+        for key, process in zip(public_keys, running, strict=True):
+            output, _ = process.communicate(timeout=120)
+            if process.returncode != 0:
+                raise DeploymentError(f"registering {key} failed:\n{output}")
 
     def __enter__(self) -> LocalFederation:
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -242,11 +264,11 @@ class LocalFederation:
         try:
             self.wait_until_listening(self.start("superlink", self.superlink_command()),
                                       self.superlink_port)
-            for agent in range(self.agents):
-                key = None if self.credentials is None else self.credentials.node_keys[agent]
-                if self.credentials is not None:
-                    self.register(self.credentials.public_key(agent))
-                self.start_node(agent, key)
+            keys: list[Path | None] = [None] * self.agents
+            if self.credentials is not None:
+                self.register(*map(self.credentials.public_key, range(self.agents)))
+                keys = list(self.credentials.node_keys)
+            self.start_nodes([(agent, keys[agent], None) for agent in range(self.agents)])
         except BaseException:
             self.stop()
             raise

@@ -23,6 +23,7 @@ from flwr.supercore.run import Run
 from decentral_bench.engine import RoundReport, stack_points
 from decentral_bench.flower.arrays import from_record
 from decentral_bench.flower.engine_patch import messages_pushed, replies_stored
+from decentral_bench.flower.nodes import readable_reason
 from strategies.protocol import METRICS_KEY, PUBLISHED_KEY
 
 
@@ -146,7 +147,7 @@ def round_report(server_round: int, traffic: Traffic, agent_of_node: dict[int, i
         if reply is None:
             failed[agent] = "no reply before the timeout"
         elif reply.has_error():
-            failed[agent] = str(reply.error.reason)
+            failed[agent] = readable_reason(str(reply.error.reason))
         elif PUBLISHED_KEY in reply.content:
             agents.append(agent)
             points.append(from_record(reply.content.array_records[PUBLISHED_KEY],

@@ -11,6 +11,7 @@ answer; the run fails only when an agent is left without a node.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,6 +34,13 @@ class NodeWait:
     timeout: float = 60.0
     poll: float = 0.05
     advice: str = ""
+
+
+def readable_reason(reason: str) -> str:
+    """A ClientApp's error as a person would say it: Flower wraps an exception's message
+    as `<class 'ValueError'>:<'message'>`; this keeps the message."""
+    wrapped = re.fullmatch(r"<class '[\w.]+'>:<'(.*)'>", reason, flags=re.DOTALL)
+    return wrapped.group(1) if wrapped else reason
 
 
 def simulation_advice(agents: int) -> str:
@@ -81,7 +89,7 @@ class Discovery:
         if reply is None:
             self.skip(node, f"did not answer the identity query within {waited:.0f} s")
         elif reply.has_error():
-            self.skip(node, str(reply.error.reason))
+            self.skip(node, readable_reason(str(reply.error.reason)))
         else:
             partition = int_value(reply.content.config_records[IDENTITY_KEY], "partition-id")
             if partition >= self.agents:

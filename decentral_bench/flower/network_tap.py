@@ -65,7 +65,7 @@ class NetworkTap(Grid):
     """
 
     def __init__(self, grid: Grid, pull_interval: float = 0.005,
-                 stop: threading.Event | None = None, max_pull_interval: float = 0.05) -> None:
+                 stop: threading.Event | None = None, max_pull_interval: float = 0.2) -> None:
         self.grid = grid
         self.pull_interval = pull_interval
         self.max_pull_interval = max_pull_interval

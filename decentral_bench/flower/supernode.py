@@ -70,18 +70,26 @@ def source_digest(function: object) -> str:
     return hashlib.sha256(inspect.getsource(function).encode()).hexdigest()[:16]  # type: ignore[arg-type]
 
 
-def patch_mismatches() -> list[str]:
-    """Why the installed flwr does not fit the prompt pauses (empty when it does)."""
+def source_mismatches(owner: object, expected_sources: dict[str, str]) -> list[str]:
+    """Why the installed flwr does not fit a patch written against flwr 1.41.0: another
+    version, or a function of `owner` that is gone or whose source (a sha256 prefix of
+    it, `expected_sources`) changed. Empty when it fits."""
     problems = []
     if flwr.__version__ != FLWR_VERSION:
         problems.append(f"flwr is {flwr.__version__}, the patch was written for {FLWR_VERSION}")
-    for name, expected in PATCHED_SOURCES.items():
-        function = getattr(start_client_internal, name, None)
+    name_of_owner = getattr(owner, "__name__", str(owner))
+    for name, expected in expected_sources.items():
+        function = getattr(owner, name, None)
         if function is None:
-            problems.append(f"start_client_internal.{name} is gone")
+            problems.append(f"{name_of_owner}.{name} is gone")
         elif source_digest(function) != expected:
-            problems.append(f"start_client_internal.{name} changed")
+            problems.append(f"{name_of_owner}.{name} changed")
     return problems
+
+
+def patch_mismatches() -> list[str]:
+    """Why the installed flwr does not fit the prompt pauses (empty when it does)."""
+    return source_mismatches(start_client_internal, PATCHED_SOURCES)
 
 
 def make_prompt() -> bool:

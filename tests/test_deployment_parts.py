@@ -9,13 +9,15 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from conftest import tiny_scenario
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_ssh_private_key
-from flwr.app import ConfigRecord, Context, Error, Message, RecordDict
+from flwr.app import ConfigRecord, Context, Error, Message, MetricRecord, RecordDict
+from flwr.serverapp.strategy.strategy_utils import aggregate_arrayrecords
 from flwr.supercore.task_identity import TaskIdentity
 from mlflow.tracking import MlflowClient
 
@@ -23,6 +25,7 @@ from decentral_bench.agent import AgentData
 from decentral_bench.data_cache import cached_agent_data, data_key
 from decentral_bench.engine import EventSink, FinalParameters, ReportSink, RunStopped
 from decentral_bench.flower import client_app, supernode
+from decentral_bench.flower.arrays import from_record, to_record
 from decentral_bench.flower.credentials import generate_credentials
 from decentral_bench.flower.deploy import absolute_tracking_uri, deployable
 from decentral_bench.flower.nodes import Discovery, NodeWait
@@ -217,3 +220,20 @@ def test_a_run_stopped_from_outside_is_killed_with_its_reason(tracking_uri: str)
     assert run.info.status == "KILLED"
     assert run.data.tags["error"].startswith("the process was stopped (exit code 0)")
     assert stop_reason(RunStopped("the Flower run was stopped")) == "the Flower run was stopped"
+
+
+def test_a_point_travels_as_one_array_that_fedavg_averages_layer_by_layer() -> None:
+    """One object per point in Flower's object protocol, not two per layer."""
+    layers = [np.arange(12, dtype=np.float32).reshape(3, 4), np.ones(4, np.float32),
+              np.full((), 2.0, np.float32)]
+    record = to_record(layers)
+    assert list(record) == ["layers:3x4|4|"]
+    for got, original in zip(from_record(record), layers, strict=True):
+        np.testing.assert_array_equal(got, original)
+        assert got.shape == original.shape
+    other = to_record([2 * layer for layer in layers])
+    weighted = [RecordDict({"arrays": rec, "metrics": MetricRecord({"num-examples": n})})
+                for rec, n in ((record, 1), (other, 3))]
+    average = aggregate_arrayrecords(weighted, "num-examples")  # FedAvg's own averaging
+    for got, original in zip(from_record(average), layers, strict=True):
+        np.testing.assert_allclose(got, 0.25 * original + 0.75 * 2 * original, rtol=1e-6)

@@ -17,7 +17,7 @@ from decentral_bench.data import augment, evaluation_subset, minibatch_indices
 from decentral_bench.models import build_model
 from decentral_bench.plan import MethodPlan
 from decentral_bench.scenario import ModelConfig
-from decentral_bench.training import evaluate, gradient, select_device
+from decentral_bench.training import evaluate, gradient, select_device, step_seed
 
 
 @lru_cache(maxsize=8)
@@ -28,17 +28,23 @@ def shared_model(config: ModelConfig, input_shape: tuple[int, ...], num_classes:
     return build_model(config, input_shape, num_classes, 0).to(device)
 
 
+Pair = tuple[torch.Tensor, torch.Tensor]  # features and labels
+
+
 @dataclass(frozen=True)
 class AgentData:
     """Agent j's share of the data set, on the CPU: its partition of the training set,
-    the test samples it evaluates on (the seeded `training.eval_samples` subset, or all)
-    and the data set's shape. Everything a node needs of the data set, so that a node can
-    keep it (`data_cache`) instead of loading and splitting the whole set again."""
+    the samples it measures training loss on when they are not its own (`common`: the
+    seeded subset of the whole training set every agent shares, under
+    `training.train_evaluation: common`; None under `own`), the test samples it
+    evaluates on (the seeded `training.eval_samples` subset, or all) and the data set's
+    shape. Everything a node needs of the data set, so that a node can keep it
+    (`data_cache`) instead of loading and splitting the whole set again."""
 
     features: torch.Tensor
     labels: torch.Tensor
-    test_features: torch.Tensor
-    test_labels: torch.Tensor
+    common: Pair | None
+    test: Pair
     input_shape: tuple[int, ...]
     num_classes: int
 
@@ -47,10 +53,11 @@ class AgentData:
         """Agent `agent`'s share, taken from the data set."""
         dataset = plan.dataset
         own = torch.as_tensor(plan.partitions[agent])
-        test_features, test_labels = evaluation_subset(
-            dataset.test_x, dataset.test_y, plan.scenario.training.eval_samples, plan.seed)
-        return cls(features=dataset.train_x[own], labels=dataset.train_y[own],
-                   test_features=test_features, test_labels=test_labels,
+        limit = plan.scenario.training.eval_samples
+        common = evaluation_subset(dataset.train_x, dataset.train_y, limit, plan.seed) \
+            if plan.scenario.training.train_evaluation == "common" else None
+        return cls(features=dataset.train_x[own], labels=dataset.train_y[own], common=common,
+                   test=evaluation_subset(dataset.test_x, dataset.test_y, limit, plan.seed),
                    input_shape=dataset.input_shape, num_classes=dataset.num_classes)
 
 
@@ -72,14 +79,18 @@ class AgentSetup:
         """Agent `agent` on the scenario's device with its seeded evaluation subsets, from
         its share of the data (by default taken from the data set here)."""
         device = select_device(plan.scenario.resources.device)
+
+        def on_device(pair: Pair) -> Pair:
+            return pair[0].to(device), pair[1].to(device)
+
         data = data or AgentData.prepare(plan, agent)
-        features, labels = data.features.to(device), data.labels.to(device)
+        features, labels = on_device((data.features, data.labels))
+        own = evaluation_subset(features, labels, plan.scenario.training.eval_samples, plan.seed)
         return cls(
             plan=plan, agent=agent, device=device, features=features, labels=labels,
             model=shared_model(plan.scenario.model, data.input_shape, data.num_classes, device),
-            train_evaluation=evaluation_subset(features, labels,
-                                               plan.scenario.training.eval_samples, plan.seed),
-            test_evaluation=(data.test_features.to(device), data.test_labels.to(device)),
+            train_evaluation=own if data.common is None else on_device(data.common),
+            test_evaluation=on_device(data.test),
         )
 
     def minibatch_index(self, step: int) -> torch.Tensor:
@@ -99,14 +110,18 @@ class AgentSetup:
     def gradient_at(self, parameters: list[torch.Tensor], step: int,
                     ) -> tuple[list[torch.Tensor], float]:
         """g_j at `parameters` on the minibatch of `step` (weight decay included), and the
-        minibatch loss."""
+        minibatch loss. Dropout draws its masks from a generator seeded by (seed, agent,
+        step), so a run repeats exactly."""
+        if self.plan.scenario.model.dropout:
+            torch.manual_seed(step_seed(self.plan.seed, self.agent, step))
         grads, loss, _ = gradient(self.model, parameters, *self.minibatch(step),
                                   weight_decay=self.plan.weight_decay)
         return grads, loss
 
     def evaluate(self, parameters: list[torch.Tensor]) -> dict[str, float]:
-        """Loss and accuracy on the agent's training data and on the test set (each the
-        seeded `eval_samples` subset when set)."""
+        """Loss and accuracy on training data (a common subset of the whole training set,
+        or the agent's own partition: `training.train_evaluation`) and on the test set
+        (each the seeded `eval_samples` subset when set)."""
         train_loss, train_accuracy = evaluate(self.model, parameters, *self.train_evaluation)
         test_loss, test_accuracy = evaluate(self.model, parameters, *self.test_evaluation)
         return {"train_loss": train_loss, "train_accuracy": train_accuracy,

@@ -154,7 +154,8 @@ def run(
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     console.print(f"[bold]{parsed.name}[/]: {len(specs)} runs ({len(parsed.methods)} methods"
                   f"{', a sweep' if parsed.sweep else ''}), {parsed.topology.agents} agents "
-                  f"({parsed.topology.kind}), {parsed.training.rounds} rounds")
+                  f"({parsed.topology.kind}), " + (f"{parsed.training.rounds} rounds"
+                  if parsed.training.rounds is not None else f"{parsed.training.epochs:g} epochs"))
     columns = (TextColumn("{task.description:>24}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("rounds"), TimeElapsedColumn(), TextColumn("{task.fields[status]}"))
     try:
@@ -373,6 +374,56 @@ def deploy_local(
     if not outcome.completed:
         errors.print(f"{outcome.details}; logs: {outcome.folder}")
         raise typer.Exit(1)
+
+
+@cli.command()
+def claims(
+    experiments: Annotated[list[str] | None, typer.Argument(
+        help="MLflow experiments (or parent run ids) of the papers' scenarios; default: "
+             "every one of them in the store.")] = None,
+    tracking_uri: Annotated[str | None, typer.Option(
+        help="MLflow tracking URI (default: sqlite:///mlflow.db).")] = None,
+    output: Annotated[Path | None, typer.Option(help="Also write the tables here.")] = None,
+) -> None:
+    """Judge the papers' claims from their scenarios' runs in the store: a table per
+    scenario (figures over seeds, holds / does not hold / cannot be judged, why), also
+    logged on each parent run as claims.md."""
+    from decentral_bench.claims import as_markdown, judge
+    from decentral_bench.paper_claims import RULES, arms_table, rules_for
+    from decentral_bench.report import group_records, latest_per_configuration
+    from decentral_bench.tracking import (
+        DEFAULT_TRACKING_URI,
+        attach_text,
+        find_parent_run,
+        load_records,
+        open_store,
+    )
+
+    client = open_store(tracking_uri)
+    names = experiments or [name for base in RULES for name in (base, f"{base}_cifar10")]
+    sections = []
+    for name in names:
+        parent = find_parent_run(client, name)
+        if parent is None or parent.data.tags.get("kind") != "scenario":
+            if experiments:
+                errors.print(f"[bold red]error[/]: no scenario run '{escape(name)}' in "
+                             f"{tracking_uri or DEFAULT_TRACKING_URI}", highlight=False)
+                raise typer.Exit(EXIT_BAD_INPUT)
+            continue
+        scenario = parent.data.tags.get("scenario", name)
+        records = latest_per_configuration(load_records(client, parent.info.run_id))
+        text = f"## {scenario}\n\n" + as_markdown(judge(records, rules_for(scenario)))
+        if scenario.removesuffix("_cifar10") == "kong_phases":
+            text += "\n" + arms_table(group_records(records))
+        attach_text(client, parent.info.run_id, text, "claims.md")
+        sections.append(text)
+        console.print(text, markup=False, highlight=False)
+    if not sections:
+        errors.print("no scenario run of the papers' scenarios found; run scenarios/paper/ first")
+        raise typer.Exit(EXIT_BAD_INPUT)
+    if output is not None:
+        output.write_text("\n".join(sections))
+        errors.print(f"claims written to {output}")
 
 
 @cli.command()

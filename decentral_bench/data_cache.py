@@ -5,12 +5,14 @@ A Flower deployment may run the ClientApp in a new process for each message
 after a restart. Either way, loading a data set and splitting it over the
 agents imports scikit-learn or torchvision and takes seconds; reading one
 agent's share back takes milliseconds. The cache holds, per data key, one file
-per agent (`agent-J.pt`: its partition) and one shared file (`test.pt`: the
-test samples the agents evaluate on and the data set's shape).
+per agent (`agent-J.pt`: its partition) and one shared file (`shared.pt`: the
+test samples the agents evaluate on, the common training samples they measure
+training loss on, and the data set's shape).
 
 The data key hashes exactly what decides the shares: the dataset section,
-the seed, the number of agents and `training.eval_samples` (and the cache's
-format), so every method and every learning rate of a scenario shares them.
+the seed, the number of agents, `training.eval_samples` and
+`training.train_evaluation` (and the cache's format), so every method and
+every learning rate of a scenario shares them.
 Files are written to a temporary name and renamed, so nodes that fill the same
 folder at once never read a half-written file. Delete the folder to rebuild.
 """
@@ -46,6 +48,7 @@ def data_key(plan: MethodPlan) -> str:
         "seed": plan.seed,
         "agents": plan.agents,
         "eval_samples": plan.scenario.training.eval_samples,
+        "train_evaluation": plan.scenario.training.train_evaluation,
     }
     text = json.dumps(decided_by, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
@@ -78,16 +81,15 @@ def cached_agent_data(plan: MethodPlan, agent: int, folder: Path) -> AgentData:
     """Agent `agent`'s share of the data under `plan`: read from `folder` when it is
     there, otherwise taken from the data set and written there."""
     entry = folder / data_key(plan)
-    own, shared = _load(entry / f"agent-{agent}.pt"), _load(entry / "test.pt")
+    own, shared = _load(entry / f"agent-{agent}.pt"), _load(entry / "shared.pt")
     if own is not None and shared is not None:
         return AgentData(features=own["features"], labels=own["labels"],
-                         test_features=shared["features"], test_labels=shared["labels"],
+                         common=shared["common"], test=shared["test"],
                          input_shape=tuple(shared["input_shape"]),
                          num_classes=int(shared["num_classes"]))
     data = AgentData.prepare(plan, agent)
     _save({"features": data.features, "labels": data.labels}, entry / f"agent-{agent}.pt")
     if shared is None:
-        _save({"features": data.test_features, "labels": data.test_labels,
-               "input_shape": list(data.input_shape), "num_classes": data.num_classes},
-              entry / "test.pt")
+        _save({"common": data.common, "test": data.test, "input_shape": list(data.input_shape),
+               "num_classes": data.num_classes}, entry / "shared.pt")
     return data

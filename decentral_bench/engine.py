@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from decentral_bench.plan import MethodPlan
+from strategies.consensus_control import ControlOutcome
 
 # Each agent's final point: the last published point of every agent (gossip), the
 # global model under agent 0 (FedAvg), or every agent's own model (FedAvg after a
@@ -30,10 +31,11 @@ FinalParameters = dict[int, list[np.ndarray]]
 class RoundReport:
     """One finished round, as an omniscient monitor of the network would see it.
 
-    `points` holds the points the reporting `agents` published this round, one
-    tensor per model parameter with the agents along the first dimension (in the
-    order of `agents`). `agent_metrics` are the figures each agent reported
-    (minibatch loss; train/test loss and accuracy on evaluation rounds).
+    `points` holds the points the reporting `agents` published this round (after
+    consensus control, if any), one tensor per model parameter with the agents
+    along the first dimension (in the order of `agents`). `agent_metrics` are the
+    figures each agent reported (minibatch loss, squared gradient norm; train/test
+    loss and accuracy on evaluation rounds).
     """
 
     server_round: int
@@ -45,6 +47,7 @@ class RoundReport:
     router_bytes: int = 0  # what the Flower router moves to simulate it
     network: dict[str, float] = field(default_factory=dict)  # alive agents, edges, λ2 of Π_k
     average: list[torch.Tensor] | None = None  # x̄ when the server holds it (FedAvg)
+    control: ControlOutcome | None = None  # consensus control's exchanges, when configured
     wall_time_s: float = 0.0  # the engine's time for the round, measurement excluded
 
 

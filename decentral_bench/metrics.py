@@ -23,10 +23,15 @@ def average_parameters(points: Sequence[torch.Tensor]) -> list[torch.Tensor]:
 
 
 def consensus_distance(points: Sequence[torch.Tensor]) -> float:
-    """Ξ² = (1/n) Σ_i ||x̄ − x_i||² (Kong et al. 2021), over all parameters, in float64.
+    """Ξ² = (1/n) Σ_i ||x̄ − x_i||² (Kong et al. 2021), over all parameters.
 
-    Layer by layer and a chunk of agents at a time, so the float64 scratch stays
-    near `CHUNK_ELEMENTS` however many agents and parameters there are.
+    Layer by layer: x̄ is accumulated row by row in float64 and rounded to a float32
+    centre c; the distances x_i − c are exact where agents nearly agree (Sterbenz), and
+    what the rounding moved c by is taken out with the identity
+    (1/n) Σ ||x_i − x̄||² = (1/n) Σ ||x_i − c||² − ||x̄ − c||². Agents that agree
+    exactly give exactly 0. A chunk of agents at a time keeps the scratch near
+    `CHUNK_ELEMENTS` floats. (Reductions along the agents' dimension, or distances in
+    float64, were 5–10 times slower on a 2-core CPU.)
     """
     if not points:
         return 0.0
@@ -34,12 +39,17 @@ def consensus_distance(points: Sequence[torch.Tensor]) -> float:
     total = 0.0
     for layer in points:
         flat = layer.reshape(n, -1)
-        mean = flat.sum(dim=0, dtype=torch.float64).div_(n)
-        rows = max(1, CHUNK_ELEMENTS // max(1, flat.shape[1]))
-        for chunk in flat.split(rows):
-            difference = chunk.to(torch.float64) - mean
-            total += float(torch.sum(difference * difference))
-    return total / n
+        mean = torch.zeros(flat.shape[1], dtype=torch.float64, device=flat.device)
+        for row in flat:
+            mean += row
+        mean /= n
+        centre = mean.to(flat.dtype)
+        for chunk in flat.split(max(1, CHUNK_ELEMENTS // max(1, flat.shape[1]))):
+            distances = torch.linalg.vector_norm(chunk - centre, dim=1).to(torch.float64)
+            total += float(distances @ distances)
+        shift = mean - centre.to(torch.float64)
+        total -= n * float(shift @ shift)
+    return max(total / n, 0.0)
 
 
 def agent_statistics(reports: Sequence[Mapping[str, float]],

@@ -21,18 +21,23 @@ def mlp(input_shape: tuple[int, ...], num_classes: int, hidden: tuple[int, ...])
     return nn.Sequential(*layers)
 
 
-def cnn_paper(input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+def cnn_paper(input_shape: tuple[int, ...], num_classes: int, dropout: float = 0.0,
+              ) -> nn.Module:
     """The CNN of Jiang et al. (2017), section 5: two 3×3 conv layers of 32 filters,
-    max-pool, two of 64, max-pool, dense 512, ReLU, one output per class.
+    max-pool, two of 64, max-pool, dense 512, ReLU, one output per class; `dropout`
+    after each pooling layer, as the authors' released code has it (0.25).
 
     'Same' padding lets it take 1- or 3-channel inputs of any size from 4×4 up.
     """
     channels, height, width = input_shape
+    def pooling() -> list[nn.Module]:
+        return [nn.MaxPool2d(2), nn.Dropout(dropout)] if dropout else [nn.MaxPool2d(2)]
+
     features = nn.Sequential(
         nn.Conv2d(channels, 32, 3, padding=1), nn.ReLU(),
-        nn.Conv2d(32, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(32, 32, 3, padding=1), nn.ReLU(), *pooling(),
         nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(),
-        nn.Conv2d(64, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(64, 64, 3, padding=1), nn.ReLU(), *pooling(),
     )
     flat = 64 * (height // 4) * (width // 4)
     return nn.Sequential(features, nn.Flatten(), nn.Linear(flat, 512), nn.ReLU(),
@@ -82,7 +87,7 @@ def build_model(config: ModelConfig, input_shape: tuple[int, ...], num_classes: 
     if len(input_shape) != 3:
         raise ValueError(f"model '{config.name}' needs image inputs C×H×W, got {input_shape}")
     if config.name == "cnn_paper":
-        return cnn_paper(input_shape, num_classes)
+        return cnn_paper(input_shape, num_classes, config.dropout or 0.0)
     return resnet20(input_shape, num_classes)
 
 

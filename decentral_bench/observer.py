@@ -17,9 +17,10 @@ from decentral_bench.engine import EventSink, RoundReport
 from decentral_bench.metrics import agent_statistics, average_parameters, consensus_distance
 from decentral_bench.plan import MethodPlan
 from decentral_bench.training import evaluate, select_device
+from strategies.consensus_control import ControlOutcome
 
 AGENT_METRICS = ("train_loss", "train_accuracy", "test_loss", "test_accuracy", "minibatch_loss",
-                 "client_time_s")
+                 "grad_norm_sq", "client_time_s")
 
 RoundSink = Callable[[int, dict[str, float]], None]
 
@@ -59,12 +60,32 @@ class RoundObserver:
         self.on_event = on_event
         self.evaluate_average = AverageModelEvaluator(plan)
         self.bytes_total = 0
+        self.gossip_steps_total = 0
         self.previous_lambda2: float | None = None
 
     def event(self, server_round: int, text: str) -> None:
         """Something worth a line in the run's event log (a failure, a stop)."""
         if self.on_event is not None:
             self.on_event(server_round, text)
+
+    def _control_metrics(self, server_round: int, control: ControlOutcome,
+                         after: float) -> dict[str, float]:
+        """Ξ² before and after consensus control (the observer's own Ξ² of the reported
+        points is the after), the exchanges and the adaptive target."""
+        self.gossip_steps_total += control.steps
+        metrics = {
+            "consensus_distance": control.before,
+            "consensus_distance_controlled": after,
+            "gossip_steps": float(control.steps),
+            "gossip_steps_total": float(self.gossip_steps_total),
+        }
+        if control.target is not None:
+            metrics["consensus_target"] = control.target
+        if control.capped:
+            self.event(server_round, f"consensus control stopped at max_gossip_steps "
+                                     f"({control.steps}) with Ξ² {after:.3g} above its target "
+                                     f"{control.target:.3g}")
+        return metrics
 
     def observe(self, report: RoundReport) -> None:
         """Measure a finished round and hand its metrics to the sink."""
@@ -82,6 +103,8 @@ class RoundObserver:
             "agents_reporting": float(len(report.agents)),
             "agents_failed": float(len(report.failed)),
         }
+        if self.plan.scenario.training.lr_schedule == "step" or report.control is not None:
+            metrics["phase"] = float(self.plan.phase(server_round))
         for key, value in report.network.items():
             if key == "round_lambda2":  # logged when the round's Π changes
                 if value != self.previous_lambda2:
@@ -90,8 +113,15 @@ class RoundObserver:
             else:
                 metrics[key] = value
         metrics.update(agent_statistics(list(report.agent_metrics.values()), AGENT_METRICS))
+        if "grad_norm_sq_mean" in metrics:
+            metrics["critical_distance_proxy"] = \
+                2.0 * metrics["lr"] ** 2 * metrics["grad_norm_sq_mean"]
         if report.points:
-            metrics["consensus_distance"] = consensus_distance(report.points)
+            distance = consensus_distance(report.points)
+            metrics["consensus_distance"] = distance
+            metrics["consensus_xi"] = math.sqrt(distance)
+            if report.control is not None:
+                metrics.update(self._control_metrics(server_round, report.control, distance))
             if self.plan.evaluates(server_round):
                 mean_model = report.average if report.average is not None \
                     else average_parameters(report.points)

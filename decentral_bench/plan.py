@@ -7,6 +7,7 @@ point x_0 from a `MethodPlan`, so they cannot disagree about what a method runs.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -18,9 +19,13 @@ from decentral_bench.data import Dataset, load_dataset, partition_indices
 from decentral_bench.failures import FailureSchedule
 from decentral_bench.models import build_model
 from decentral_bench.scenario import FailuresConfig, MethodConfig, Scenario
+from decentral_bench.scenario.sections import DEFAULT_ROUNDS
 from decentral_bench.topology import Topology, build_topology, single_agent
+from strategies.consensus_control import DEFAULT_MAX_GOSSIP_STEPS, ConsensusControl
 from strategies.gossip import UpdateRule
 from strategies.registry import Method, method
+
+DEFAULT_GAMMA = 0.1  # the step schedule's factor per milestone
 
 
 @dataclass(frozen=True)
@@ -76,10 +81,23 @@ class MethodPlan:
         """The gossip update rule (CDSGD, Polyak or Nesterov CDMSGD)."""
         return self.definition.update_rule(self.options)
 
-    @property
+    @cached_property
     def rounds(self) -> int:
-        rounds = self.method.rounds
-        return rounds if rounds is not None else self.scenario.training.rounds
+        """The method's own rounds or epochs, else the scenario's (rounds by default).
+        E epochs are the rounds that make E passes over an average agent's data: E ×
+        steps per epoch / local_steps for a gossip method, E / local_epochs for FedAvg."""
+        method, training = self.method, self.scenario.training
+        if method.rounds is not None:
+            return method.rounds
+        epochs = method.epochs if method.epochs is not None else training.epochs
+        if epochs is None:
+            return training.rounds or DEFAULT_ROUNDS
+        return max(1, math.ceil(epochs / self.epochs_per_round - 1e-9))
+
+    @property
+    def epochs(self) -> float:
+        """Passes over its data an average agent makes in the method's rounds."""
+        return self.rounds * self.epochs_per_round
 
     @property
     def seed(self) -> int:
@@ -107,21 +125,56 @@ class MethodPlan:
     def fraction(self) -> float:
         return float(self.option("fraction"))
 
+    @cached_property
+    def milestone_rounds(self) -> tuple[int, ...]:
+        """The last round of each step-size phase but the last: a fraction f of the rounds
+        R ends its phase at round ⌊f R + 1/2⌋, a whole number r at round r."""
+        return tuple(math.floor(m * self.rounds + 0.5) if m < 1 else int(m)
+                     for m in self.scenario.training.milestones or ())
+
+    def phase(self, server_round: int) -> int:
+        """The step-size phase (1, 2, ...) of `server_round`: one more than the milestones
+        it has passed."""
+        return 1 + sum(server_round > last for last in self.milestone_rounds)
+
     def lr_at(self, server_round: int) -> float:
-        """α_k for round k = server_round − 1: α_0, or α_0 / (k + 1)^ε when diminishing."""
+        """α_k for round k = server_round − 1: α_0; α_0 / (k + 1)^ε when diminishing;
+        α_0 γ^(p − 1) in step-size phase p under the step schedule."""
         training = self.scenario.training
         if training.lr_schedule == "diminishing" and training.epsilon is not None:
             return self.lr / server_round ** training.epsilon
+        if training.lr_schedule == "step":
+            gamma = training.gamma if training.gamma is not None else DEFAULT_GAMMA
+            return self.lr * gamma ** (self.phase(server_round) - 1)
         return self.lr
+
+    @cached_property
+    def consensus_control(self) -> ConsensusControl | None:
+        """The method's consensus control, if any (gossip methods only)."""
+        config = self.method.consensus_control
+        if config is None:
+            return None
+        return ConsensusControl(
+            mode=config.mode, gossip_steps=config.gossip_steps or 0,
+            target_ratio=config.target_ratio, target=config.target,
+            max_gossip_steps=config.max_gossip_steps or DEFAULT_MAX_GOSSIP_STEPS,
+            phases=None if config.phases is None else frozenset(config.phases))
 
     @property
     def weight_decay(self) -> float:
         return self.scenario.training.weight_decay
 
     def evaluates(self, server_round: int) -> bool:
-        """Whether test accuracy is measured after `server_round` (always after the last)."""
-        every = self.scenario.training.eval_every
-        return server_round % every == 0 or server_round == self.rounds
+        """Whether test accuracy is measured after `server_round`: every `eval_every` rounds,
+        or each time another `eval_every_epochs` epochs are complete; always after the last."""
+        training = self.scenario.training
+        if server_round == self.rounds:
+            return True
+        if training.eval_every_epochs is None:
+            return server_round % training.eval_every == 0
+        per_epoch = self.epochs_per_round / training.eval_every_epochs
+        return math.floor(server_round * per_epoch + 1e-9) > \
+            math.floor((server_round - 1) * per_epoch + 1e-9)
 
     # ------------------------------------------------------------ data, model, x_0
 

@@ -7,10 +7,15 @@ gradients taken at P_k:
     CDSGD     X_{k+1} = Π X_k − α_k G(X_k)                       (eq. 6)
     Polyak    X_{k+1} = Π X_k − α_k G(X_k) + μ (X_k − X_{k−1})
     Nesterov  X_{k+1} = Π P_k − α_k G(P_k)
+    local velocity (the authors' code), V_0 = 0:
+              V_{k+1} = μ V_k − α_k G(X_k);  Polyak X_{k+1} = Π X_k + V_{k+1},
+              Nesterov X_{k+1} = Π X_k + μ V_{k+1} − α_k G(X_k)
 
 with the same x_0, minibatches and step sizes as the Flower simulation. Under
 failures Π becomes the round's Π_k, and the rows of the agents that are down in
-round k keep X_k (and X_{k−1}) unchanged. It checks both engines (all must end
+round k keep X_k (and X_{k−1}) unchanged. Consensus control then applies Π_k to
+the published points P as many times as it decides (or replaces the alive rows by
+their mean), moving X_k and X_{k−1} by P's displacement. It checks both engines (all must end
 with the same parameters) and is the baseline the benchmark measures the
 framework's overhead against.
 """
@@ -19,13 +24,69 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from functools import partial
 
 import numpy as np
 import torch
 
 from decentral_bench.agent import AgentSetup
+from decentral_bench.metrics import consensus_distance
 from decentral_bench.plan import MethodPlan
 from decentral_bench.training import from_numpy, gradient, to_numpy
+from strategies.consensus_control import control_round
+
+
+class _Stack:
+    """Every agent's iterate X_k and memory (X_{k−1}, or the local forms' velocity V_k)."""
+
+    def __init__(self, rule: str, momentum: float, start: list[torch.Tensor],
+                 agents: int) -> None:
+        self.rule, self.momentum = rule, momentum
+        self.local = rule.endswith("-local")
+        self.current = [torch.stack([tensor] * agents) for tensor in start]
+        self.memory = [torch.zeros_like(x) for x in self.current] if self.local \
+            else self.current  # V_0 = 0; x_{−1} = x_0
+
+    def points(self) -> list[torch.Tensor]:
+        """P_k: X_k, or Nesterov's X_k + μ (X_k − X_{k−1})."""
+        if self.rule == "nesterov":
+            return [x + self.momentum * (x - x_prev)
+                    for x, x_prev in zip(self.current, self.memory, strict=True)]
+        return self.current
+
+    def step(self, lr: float, weights: torch.Tensor, gradients: list[torch.Tensor]) -> None:
+        """One step with mixing matrix `weights` and the gradients G(P_k)."""
+        momentum, published = self.momentum, self.points()
+        if self.local:
+            velocity = [momentum * v - lr * g for v, g in zip(self.memory, gradients, strict=True)]
+            step = velocity if self.rule == "polyak-local" else \
+                [momentum * v - lr * g for v, g in zip(velocity, gradients, strict=True)]
+            self.current = [torch.tensordot(weights, x, dims=1) + s
+                            for x, s in zip(self.current, step, strict=True)]
+            self.memory = velocity
+            return
+        updated = [torch.tensordot(weights, p, dims=1) - lr * g
+                   for p, g in zip(published, gradients, strict=True)]
+        if self.rule == "polyak":
+            updated = [u + momentum * (x - x_prev)
+                       for u, x, x_prev in zip(updated, self.current, self.memory, strict=True)]
+        self.current, self.memory = updated, self.current
+
+    def exchange(self, mixing: torch.Tensor, rows: list[int], exact: bool) -> float:
+        """Consensus control's exchange: P ← Π_k P (exact: the alive rows ← their mean),
+        X_k and X_{k−1} moved by P's displacement (a velocity is not). Returns Ξ² after."""
+        published = self.points()
+        if exact:
+            mixed = [p.clone() for p in published]
+            for m, p in zip(mixed, published, strict=True):
+                m[rows] = p[rows].mean(dim=0, keepdim=True)
+        else:
+            mixed = [torch.tensordot(mixing, p, dims=1) for p in published]
+        delta = [m - p for m, p in zip(mixed, published, strict=True)]
+        self.current = [x + d for x, d in zip(self.current, delta, strict=True)]
+        if not self.local:
+            self.memory = [x + d for x, d in zip(self.memory, delta, strict=True)]
+        return consensus_distance([p[rows] for p in self.points()])
 
 
 def reference_gossip(plan: MethodPlan, on_round: Callable[[float], None] | None = None,
@@ -38,50 +99,42 @@ def reference_gossip(plan: MethodPlan, on_round: Callable[[float], None] | None 
         raise ValueError(f"the matrix-form reference covers gossip methods, not {plan.algorithm}")
     setups = [AgentSetup.build(plan, agent) for agent in range(plan.agents)]
     device = setups[0].device
-    rule, momentum = plan.update_rule.name, float(plan.options.get("momentum", 0.0))
+    stack = _Stack(plan.update_rule.name, float(plan.options.get("momentum", 0.0)),
+                   from_numpy(plan.initial_parameters, device), plan.agents)
     schedule = plan.failure_schedule
     static = torch.as_tensor(plan.topology.mixing_matrix, dtype=torch.float32, device=device)
     identity = torch.eye(plan.agents, device=device)
-    current = [torch.stack([tensor] * plan.agents)
-               for tensor in from_numpy(plan.initial_parameters, device)]
-    previous = current
-
-    def points() -> list[torch.Tensor]:
-        if rule == "nesterov":
-            return [x + momentum * (x - x_prev)
-                    for x, x_prev in zip(current, previous, strict=True)]
-        return current
-
+    everyone = frozenset(range(plan.agents))
     for server_round in range(1, plan.rounds + 1):
         round_started = time.perf_counter()
         lr = plan.lr_at(server_round)
         first_step = (server_round - 1) * plan.local_steps
-        mixing, down = static, torch.zeros(plan.agents, dtype=torch.bool, device=device)
+        mixing, alive = static, everyone
         if schedule.changes_network:
             network = schedule.network(server_round)
             mixing = torch.as_tensor(network.mixing_matrix, dtype=torch.float32, device=device)
-            down[[agent for agent in range(plan.agents) if agent not in network.alive]] = True
-        start = current, previous
+            alive = network.alive
+        down = torch.tensor([agent not in alive for agent in range(plan.agents)], device=device)
+        start = stack.current, stack.memory
         for step in range(first_step, first_step + plan.local_steps):
-            published = points()
+            published = stack.points()
             per_agent = [gradient(setup.model, [layer[agent] for layer in published],
                                   *setup.minibatch(step), weight_decay=plan.weight_decay)[0]
                          for agent, setup in enumerate(setups)]
-            gradients = [torch.stack([g[index] for g in per_agent])
-                         for index in range(len(current))]
-            weights = mixing if step == first_step else identity
-            updated = [torch.tensordot(weights, p, dims=1) - lr * g
-                       for p, g in zip(published, gradients, strict=True)]
-            if rule == "polyak":
-                updated = [u + momentum * (x - x_prev)
-                           for u, x, x_prev in zip(updated, current, previous, strict=True)]
-            current, previous = updated, current
+            stack.step(lr, mixing if step == first_step else identity,
+                       [torch.stack([g[index] for g in per_agent])
+                        for index in range(len(published))])
         if bool(down.any()):  # agents that are down neither step nor publish
-            current, previous = _keep_rows(down, current, start[0]), \
-                _keep_rows(down, previous, start[1])
+            stack.current = _keep_rows(down, stack.current, start[0])
+            stack.memory = _keep_rows(down, stack.memory, start[1])
+        if plan.consensus_control is not None:
+            rows = sorted(alive)
+            control_round(plan.consensus_control, plan.phase(server_round),
+                          consensus_distance([p[rows] for p in stack.points()]),
+                          partial(stack.exchange, mixing, rows))
         if on_round is not None:
             on_round(time.perf_counter() - round_started)
-    final = points()
+    final = stack.points()
     return {agent: to_numpy([layer[agent] for layer in final]) for agent in range(plan.agents)}
 
 

@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 CURVES = ("test_accuracy_mean", "train_accuracy_mean", "consensus_distance", "test_accuracy_std",
-          "bytes_moved_total", "minibatch_loss_mean")
+          "bytes_moved_total", "minibatch_loss_mean", "epochs", "phase",
+          "consensus_distance_controlled")
 COLUMNS = ("method", "seeds", "status", "final test acc", "best test acc", "rounds to target",
            "gen. gap", "Ξ² final", "MB moved", "time s")
 

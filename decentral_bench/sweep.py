@@ -12,6 +12,7 @@ import hashlib
 import itertools
 import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from decentral_bench.scenario import Scenario, ScenarioError, parse, set_key
@@ -60,21 +61,25 @@ class RunSpec:
 
 
 def expand(scenario: Scenario, source: str = "<scenario>") -> list[RunSpec]:
-    """All runs of a scenario, in order: combination, then seed, then method."""
-    base = scenario.model_dump(mode="json", exclude={"sweep"})
-    base["training"]["seeds"] = None
+    """All runs of a scenario, in order: combination, then seed, then method.
+
+    Swept file names (an edges file, a matrix file) are taken relative to the scenario
+    file's folder, as the file's own are."""
+    data_base = scenario.model_dump(mode="json", exclude={"sweep"})
+    data_base["training"]["seeds"] = None
+    folder = Path(source).parent if Path(source).is_file() else None
     seeds = scenario.training.seeds or (scenario.training.seed,)
     paths = list(scenario.sweep)
     specs = []
     for values in itertools.product(*(scenario.sweep[path] for path in paths)):
         swept = tuple(zip(paths, values, strict=True))
         for seed in seeds:
-            data = copy.deepcopy(base)
+            data = copy.deepcopy(data_base)
             for path, value in swept:
                 set_key(data, path, value, source)
             data["training"]["seed"] = seed
             try:
-                resolved = parse(data, source)
+                resolved = parse(data, source, base=folder)
             except ScenarioError as error:
                 combination = ", ".join(f"{path}={value!r}" for path, value in swept)
                 raise ScenarioError(source, [(f"sweep ({combination})", message) if not key

@@ -2,9 +2,11 @@
 
 Agents are the nodes 0..N-1 of an undirected networkx graph. Π must satisfy
 Assumption 2 of Jiang et al. (2017): (a) π_jl = 0 off the edges, (b) Π
-symmetric, (c) null(I − Π) = span(1), (d) I ⪰ Π ≻ −I; with rows summing to 1
-it is doubly stochastic. λ2(Π) governs consensus (Proposition 1), λN the
-step-size bound.
+symmetric, (c) null(I − Π) = span(1), (d) I ⪰ Π ≻ −I; with non-negative
+entries and rows summing to 1 it is doubly stochastic. λ2(Π) governs consensus
+(Proposition 1), λN the step-size bound. The paper's remark that λN ≥ 0 does not
+follow from (d): the Metropolis ring has λN = −1/3 on every even ring; the lazy
+form (I + Π)/2 (`lazy: true`) moves every eigenvalue into [0, 1].
 """
 
 from __future__ import annotations
@@ -302,6 +304,11 @@ def check_assumption_2(matrix: np.ndarray, graph: nx.Graph) -> None:
         entries = ", ".join(f"π[{j},{l}]={matrix[j, l]:.3g}" for j, l in outside[:5])
         raise TopologyError(f"Assumption 2(a) violated: non-zero weight between agents that "
                             f"share no edge: {entries}")
+    negative = np.argwhere(matrix < -ENTRY_TOLERANCE)
+    if len(negative):
+        entries = ", ".join(f"π[{j},{l}]={matrix[j, l]:.3g}" for j, l in negative[:5])
+        raise TopologyError(f"Π has negative weights ({entries}): a mixing matrix is doubly "
+                            "stochastic, every entry non-negative")
     asymmetric = np.argwhere(np.abs(matrix - matrix.T) > ENTRY_TOLERANCE)
     if len(asymmetric):
         j, l = asymmetric[0]
@@ -333,7 +340,16 @@ def _checked(config: TopologyConfig, graph: nx.Graph, note: str = "") -> Topolog
                             f"({parts} components); the paper assumes a connected graph")
     matrix = mixing_matrix(config, graph)
     check_assumption_2(matrix, graph)
+    if config.mixing == "matrix":  # edges a user's Π gives no weight carry no messages
+        graph = support_graph(matrix)
     return Topology(graph=graph, mixing_matrix=matrix, note=note)
+
+
+def support_graph(matrix: np.ndarray) -> nx.Graph:
+    """The graph of the links Π uses: j–l for every π_jl ≠ 0, j ≠ l."""
+    graph = nx.empty_graph(len(matrix))
+    graph.add_edges_from((int(j), int(l)) for j, l in np.argwhere(np.triu(matrix, 1) != 0))
+    return graph
 
 
 def _family_candidates(config: TopologyConfig) -> list[tuple[str, dict]]:

@@ -172,6 +172,11 @@ def load_records(client: MlflowClient, parent_id: str) -> list[RunRecord]:
     return records
 
 
+def attach_text(client: MlflowClient, run_id: str, text: str, artifact_file: str) -> None:
+    """Write `text` as an artifact of an existing run (a report made after it ended)."""
+    client.log_text(run_id, text, artifact_file)
+
+
 def find_parent_run(client: MlflowClient, target: str) -> Any | None:
     """A parent (scenario) run by id, or the latest one of an experiment by name."""
     experiment = client.get_experiment_by_name(target)

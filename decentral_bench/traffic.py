@@ -5,7 +5,8 @@ Two figures per round:
 - `bytes_moved`, what the modelled network moves. Gossip: each agent sends its
   point once over every edge the round uses (both directions of each alive edge
   with π_jl^k > 0); FedAvg: the global model down to each sampled agent and its
-  model back up.
+  model back up; an all-reduce (consensus control's `exact` mode) 2(N − 1)/N
+  points per agent, as a ring all-reduce moves them.
 - `router_bytes_moved`, what the Flower router moves to simulate it: each alive
   agent j receives the points of Nb_k(j), its own included, and replies with its
   new point. The Flower engine measures it on the wire (parameter data only,
@@ -19,6 +20,7 @@ from collections.abc import Collection, Sequence
 import numpy as np
 
 from decentral_bench.topology import neighbourhood
+from strategies.consensus_control import ControlOutcome, averaging_matrix
 
 
 def parameter_bytes(arrays: Sequence[np.ndarray]) -> int:
@@ -41,3 +43,23 @@ def gossip_router_bytes(matrix: np.ndarray, alive: Collection[int], replies: int
     received = sum(len(neighbourhood(matrix, agent)) for agent in alive)
     return (received + replies) * point_bytes
 
+
+def all_reduce_bytes(agents: int, point_bytes: int) -> int:
+    """A ring all-reduce of one point among `agents` agents: each sends and receives
+    2(N − 1)/N points, 2(N − 1) points in all."""
+    return 2 * (agents - 1) * point_bytes
+
+
+def gossip_round_bytes(matrix: np.ndarray, alive: Collection[int], point_bytes: int,
+                       control: ControlOutcome | None = None) -> tuple[int, int]:
+    """A gossip round's (bytes_moved, router_bytes_moved): its training exchange, and the
+    gossip-only exchanges or the all-reduce of consensus control, every agent in `alive`
+    taking part and replying."""
+    moved = gossip_peer_bytes(matrix, alive, point_bytes)
+    routed = gossip_router_bytes(matrix, alive, len(alive), point_bytes)
+    if control is not None and control.exact:
+        average = averaging_matrix(len(matrix), alive)
+        return (moved + all_reduce_bytes(len(alive), point_bytes),
+                routed + gossip_router_bytes(average, alive, len(alive), point_bytes))
+    steps = 0 if control is None else control.steps
+    return (1 + steps) * moved, (1 + steps) * routed

@@ -43,6 +43,7 @@ def gradient(model: nn.Module, parameters: list[torch.Tensor], features: torch.T
     Returns the gradient, the minibatch loss and the minibatch accuracy.
     """
     load_parameters(model, parameters)
+    model.train()
     model.zero_grad(set_to_none=True)
     logits = model(features)
     loss = functional.cross_entropy(logits, labels)
@@ -58,8 +59,9 @@ def gradient(model: nn.Module, parameters: list[torch.Tensor], features: torch.T
 @torch.no_grad()
 def evaluate(model: nn.Module, parameters: list[torch.Tensor], features: torch.Tensor,
              labels: torch.Tensor, batch_size: int = 2048) -> tuple[float, float]:
-    """Mean loss and accuracy of the model at `parameters` on a labelled set."""
+    """Mean loss and accuracy of the model at `parameters` on a labelled set (dropout off)."""
     load_parameters(model, parameters)
+    model.eval()
     total_loss, correct = 0.0, 0
     for start in range(0, len(labels), batch_size):
         logits = model(features[start:start + batch_size])
@@ -67,6 +69,12 @@ def evaluate(model: nn.Module, parameters: list[torch.Tensor], features: torch.T
         total_loss += functional.cross_entropy(logits, target, reduction="sum").item()
         correct += int((logits.argmax(dim=1) == target).sum().item())
     return total_loss / len(labels), correct / len(labels)
+
+
+def step_seed(*key: int) -> int:
+    """A seed for the random draws of one step (dropout masks), from its (seed, agent,
+    step) or (seed, step): the same key, the same draws, in any process."""
+    return int(np.random.SeedSequence([7, *key]).generate_state(1)[0])
 
 
 def available_cpus() -> int:

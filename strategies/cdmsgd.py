@@ -9,6 +9,8 @@ own gradient:
 - Nesterov:                     p_k = y_k = x_k + μ (x_k − x_{k−1})
       x_{k+1}^j = Σ_{l∈Nb(j)} π_jl y_k^l − α_k g_j(y_k^j)
 
+and, as an option, the form of the authors' released code (`LocalVelocity`).
+
 All functions are pure over lists of tensors (one agent's, or all agents' stacked).
 """
 
@@ -20,7 +22,7 @@ from dataclasses import dataclass
 import torch
 
 from strategies.cdsgd import cdsgd_update, mix, sgd_step
-from strategies.gossip import GossipState, Parameters
+from strategies.gossip import GossipState, Parameters, shift_both
 
 
 def nesterov_lookahead(current: Parameters, previous: Parameters,
@@ -72,6 +74,9 @@ class Polyak:
                 kept: list[torch.Tensor] | None) -> GossipState:
         return GossipState(own_point, own_point if kept is None else kept)  # x_{−1} = x_0
 
+    def translate(self, state: GossipState, delta: Parameters) -> GossipState:
+        return shift_both(state, delta)
+
 
 @dataclass(frozen=True)
 class Nesterov:
@@ -97,3 +102,52 @@ class Nesterov:
         # which a round takes from the message (own_point) before its first step.
         current = own_point if kept is None else kept
         return GossipState(current, current)
+
+    def translate(self, state: GossipState, delta: Parameters) -> GossipState:
+        """x_k and x_{k−1} move alike, so the look-ahead y_k moves by `delta` too."""
+        return shift_both(state, delta)
+
+
+@dataclass(frozen=True)
+class LocalVelocity:
+    """CDMSGD as the authors' released code computes it (`momentum_buffer: local`): each
+    agent keeps a velocity of its own gradient steps that is never mixed,
+
+        v_{k+1} = μ v_k − α g_j(x_k)                      (v_0 = 0)
+        Polyak:    x_{k+1} = Σ π_jl x_k^l + v_{k+1}
+        Nesterov:  x_{k+1} = Σ π_jl x_k^l + μ v_{k+1} − α g_j(x_k)
+
+    It publishes x_k and keeps v_k (the memory) between rounds."""
+
+    momentum: float
+    nesterov: bool
+
+    @property
+    def name(self) -> str:
+        return "nesterov-local" if self.nesterov else "polyak-local"
+
+    def published_point(self, state: GossipState) -> list[torch.Tensor]:
+        return list(state.current)
+
+    def advance(self, state: GossipState, mixed: Parameters, gradient: Parameters,
+                lr: float) -> GossipState:
+        velocity = [self.momentum * v - lr * g
+                    for v, g in zip(state.memory, gradient, strict=True)]
+        if self.nesterov:
+            step = [self.momentum * v - lr * g for v, g in zip(velocity, gradient, strict=True)]
+        else:
+            step = velocity
+        return GossipState([m + s for m, s in zip(mixed, step, strict=True)], velocity)
+
+    def kept(self, state: GossipState) -> list[torch.Tensor] | None:
+        return state.memory
+
+    def restore(self, own_point: list[torch.Tensor],
+                kept: list[torch.Tensor] | None) -> GossipState:
+        return GossipState(own_point, [torch.zeros_like(x) for x in own_point]
+                           if kept is None else kept)
+
+    def translate(self, state: GossipState, delta: Parameters) -> GossipState:
+        """Only the iterate moves; the velocity is the agent's own and is never mixed."""
+        return GossipState([x + d for x, d in zip(state.current, delta, strict=True)],
+                           state.memory)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from strategies.gossip import GossipState, Parameters
+from strategies.gossip import GossipState, Parameters, shift_both
 
 
 def mix(neighbour_parameters: Sequence[Parameters], weights: Sequence[float]) -> list[torch.Tensor]:
@@ -65,3 +65,6 @@ class CDSGD:
     def restore(self, own_point: list[torch.Tensor],
                 kept: list[torch.Tensor] | None) -> GossipState:
         return GossipState(own_point, own_point)
+
+    def translate(self, state: GossipState, delta: Parameters) -> GossipState:
+        return shift_both(state, delta)

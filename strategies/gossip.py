@@ -65,6 +65,17 @@ class UpdateRule(Protocol):
         the message brings it back) and what it kept (None before its first round)."""
         ...
 
+    def translate(self, state: GossipState, delta: Parameters) -> GossipState:
+        """The state moved by `delta`, the displacement a gossip-only exchange gave the
+        published point (consensus control): its published point moves by `delta`."""
+        ...
+
+
+def shift_both(state: GossipState, delta: Parameters) -> GossipState:
+    """Iterate and memory moved alike: a momentum x_k − x_{k−1} is left unchanged."""
+    return GossipState([x + d for x, d in zip(state.current, delta, strict=True)],
+                       [m + d for m, d in zip(state.memory, delta, strict=True)])
+
 
 def gossip_round(rule: UpdateRule, state: GossipState, own_point: list[torch.Tensor],
                  mixed: Parameters, gradient_at: GradientAt, lr: float, first_step: int,

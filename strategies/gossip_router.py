@@ -5,11 +5,14 @@ message holding exactly the arrays that the members of Nb(j) (j included)
 published in round k−1, with their weights π_jl; node j mixes them, takes its
 own gradient step and publishes x_{k+1}^j in its reply. The router keeps only
 the latest published arrays of each node, to forward them; it never averages.
+Consensus control's extra exchanges travel the same way, flagged gossip-only
+(its all-reduce, too: every alive agent is sent every alive point, weighted 1/n,
+and averages them itself).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Collection, Mapping
 
 import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Message, RecordDict
@@ -18,16 +21,14 @@ from flwr.serverapp import Grid
 from decentral_bench.topology import neighbourhood
 from strategies.protocol import (
     CONFIG_KEY,
+    EVALUATE_TYPE,
+    GOSSIP_ONLY_KEY,
     MIXING_KEY,
     PUBLISHED_KEY,
     ROUND_KEY,
     TRAIN_TYPE,
     neighbour_key,
 )
-
-RoundCallback = Callable[[int, list[Message]], None]
-# Π_k and the agents that are up in round k, for time-varying networks (failures).
-NetworkAt = Callable[[int], tuple[np.ndarray, Collection[int]]]
 
 
 class GossipRouter:
@@ -48,12 +49,14 @@ class GossipRouter:
 
     def messages(self, published: Mapping[int, ArrayRecord], config: ConfigRecord,
                  server_round: int, mixing_matrix: np.ndarray | None = None,
-                 alive: Collection[int] | None = None) -> list[Message]:
+                 alive: Collection[int] | None = None,
+                 gossip_only: bool = False) -> list[Message]:
         """One message per alive agent with its neighbours' arrays and weights, nothing else.
 
         Nb(j) is row j's support in Π_k (`mixing_matrix`, default the static Π),
         and j itself, as the paper defines it, even where a user's Π sets π_jj = 0:
-        the agent takes its gradient at its own point p_k^j.
+        the agent takes its gradient at its own point p_k^j. A `gossip_only` message
+        (consensus control) asks the agent to mix and move, without a gradient step.
         """
         matrix = self.mixing_matrix if mixing_matrix is None else mixing_matrix
         agents = sorted(self.node_of_agent) if alive is None else sorted(alive)
@@ -68,38 +71,45 @@ class GossipRouter:
             round_config = ConfigRecord(dict(config))
             round_config[ROUND_KEY] = server_round
             round_config["agent"] = agent
+            if gossip_only:
+                round_config[GOSSIP_ONLY_KEY] = True
             content[CONFIG_KEY] = round_config
             messages.append(Message(content, dst_node_id=self.node_of_agent[agent],
                                     message_type=TRAIN_TYPE,
                                     group_id=str(server_round)))
         return messages
 
-    def start(self, grid: Grid, initial_arrays: ArrayRecord, num_rounds: int,
-              train_config: ConfigRecord, on_round: RoundCallback | None = None,
-              timeout: float = 3600.0, network_at: NetworkAt | None = None,
-              ) -> dict[int, ArrayRecord]:
-        """Run `num_rounds` rounds; return each agent's last published arrays.
+    def evaluate(self, grid: Grid, published: Mapping[int, ArrayRecord], config: ConfigRecord,
+                 server_round: int, alive: Collection[int],
+                 timeout: float = 3600.0) -> list[Message]:
+        """Ask every alive agent to evaluate its latest point (sent back to it under
+        `PUBLISHED_KEY`): how a round ends when consensus control moved the points after
+        the training step. Returns the replies, which carry only metrics."""
+        messages = []
+        for agent in sorted(alive):
+            round_config = ConfigRecord(dict(config))
+            round_config[ROUND_KEY] = server_round
+            content = RecordDict({PUBLISHED_KEY: published[agent], CONFIG_KEY: round_config})
+            messages.append(Message(content, dst_node_id=self.node_of_agent[agent],
+                                    message_type=EVALUATE_TYPE, group_id=str(server_round)))
+        return list(grid.send_and_receive(messages, timeout=timeout))
 
-        Every agent starts from the same x_0 = `initial_arrays`. An agent whose
-        reply is an error (or missing) has failed for that round: it publishes
-        nothing new and its neighbours keep mixing its last published point.
-        The run ends with an error only when every agent of a round failed.
-        """
-        published = {agent: initial_arrays for agent in self.node_of_agent}
-        for server_round in range(1, num_rounds + 1):
-            matrix, alive = (self.mixing_matrix, list(self.node_of_agent)) \
-                if network_at is None else network_at(server_round)
-            replies = list(grid.send_and_receive(
-                self.messages(published, train_config, server_round, matrix, alive),
-                timeout=timeout))
-            delivered = [reply for reply in replies if not reply.has_error()]
-            if alive and not delivered:
-                reasons = "; ".join(sorted({str(reply.error.reason) for reply in replies})) \
-                    or "no reply before the timeout"
-                raise RuntimeError(f"round {server_round}: every agent failed: {reasons}")
-            for reply in delivered:
-                published[self.agent_of_node[reply.metadata.src_node_id]] = \
-                    reply.content.array_records[PUBLISHED_KEY]
-            if on_round is not None:
-                on_round(server_round, replies)
-        return published
+    def exchange(self, grid: Grid, published: dict[int, ArrayRecord], config: ConfigRecord,
+                 server_round: int, mixing_matrix: np.ndarray, alive: Collection[int],
+                 gossip_only: bool = False, timeout: float = 3600.0) -> list[Message]:
+        """One exchange: every alive agent gets Nb_k(j)'s points in `published` and replies
+        with its new point, which replaces its entry there. An agent whose reply is an
+        error (or missing) has failed: it publishes nothing new and its neighbours keep
+        mixing its last point. Raises only when every agent failed. Returns the replies."""
+        replies = list(grid.send_and_receive(
+            self.messages(published, config, server_round, mixing_matrix, alive, gossip_only),
+            timeout=timeout))
+        delivered = [reply for reply in replies if not reply.has_error()]
+        if alive and not delivered:
+            reasons = "; ".join(sorted({str(reply.error.reason) for reply in replies})) \
+                or "no reply before the timeout"
+            raise RuntimeError(f"round {server_round}: every agent failed: {reasons}")
+        for reply in delivered:
+            published[self.agent_of_node[reply.metadata.src_node_id]] = \
+                reply.content.array_records[PUBLISHED_KEY]
+        return replies

@@ -26,9 +26,11 @@ MIXING_KEY = "mixing"            # ConfigRecord: Nb(j) as "agents" and π_jl as 
 IDENTITY_KEY = "identity"        # ConfigRecord: a node's "partition-id" (its agent index)
 WEIGHT_KEY = "num-examples"      # metric: the agent's training samples, FedAvg's weight
 LOCAL_ONLY_KEY = "local-only"    # config flag: FedAvg's server is lost, train from your own model
+GOSSIP_ONLY_KEY = "gossip-only"  # config flag: consensus control, mix and move, no gradient step
 ROUND_KEY = "server-round"       # config: the round being run (FedAvg sets it itself)
 
-TRAIN_TYPE = MessageType.TRAIN   # a round of training
+TRAIN_TYPE = MessageType.TRAIN   # a round of training (or of consensus control's gossip)
+EVALUATE_TYPE = MessageType.EVALUATE  # measure your point: not traffic of the modelled network
 IDENTIFY_TYPE = MessageType.QUERY  # "which agent are you?"
 
 

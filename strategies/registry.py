@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from strategies.cdmsgd import Nesterov, Polyak
+from strategies.cdmsgd import LocalVelocity, Nesterov, Polyak
 from strategies.cdsgd import CDSGD
 from strategies.gossip import UpdateRule
 
@@ -49,6 +49,9 @@ class Method:
 
 
 def _cdmsgd_rule(options: Mapping[str, Any]) -> UpdateRule:
+    if options["momentum_buffer"] == "local":
+        return LocalVelocity(momentum=options["momentum"],
+                             nesterov=options["variant"] == "nesterov")
     if options["variant"] == "polyak":
         return Polyak(momentum=options["momentum"])
     return Nesterov(momentum=options["momentum"])
@@ -56,9 +59,12 @@ def _cdmsgd_rule(options: Mapping[str, Any]) -> UpdateRule:
 
 METHODS: dict[str, Method] = {method.algorithm: method for method in (
     Method("cdsgd", "CDSGD, Jiang et al. 2017 eq. 5: mix the neighbours' points, step at "
-           "your own", "gossip", rule=lambda options: CDSGD()),
+           "your own", "gossip", options={"consensus_control": None},
+           rule=lambda options: CDSGD()),
     Method("cdmsgd", "CDMSGD, Jiang et al. 2017: CDSGD with Polyak or Nesterov momentum",
-           "gossip", options={"momentum": 0.9, "variant": "nesterov"}, rule=_cdmsgd_rule),
+           "gossip", options={"momentum": 0.9, "variant": "nesterov",
+                              "momentum_buffer": "iterates", "consensus_control": None},
+           rule=_cdmsgd_rule),
     Method("fedavg", "Flower's stock FedAvg: local epochs, then the example-weighted "
            "average on the server", "server", options={"fraction": 1.0, "local_epochs": 1},
            forbids={"local_steps": "FedAvg trains 'local_epochs' per round; remove "

@@ -107,20 +107,24 @@ def test_the_data_cache_gives_back_what_the_data_set_gives(tmp_path: Path) -> No
     fresh = AgentData.prepare(plan, 1)
     written = cached_agent_data(plan, 1, tmp_path)
     files = sorted(p.name for p in (tmp_path / data_key(plan)).iterdir())
-    assert files == ["agent-1.pt", "test.pt"]
+    assert files == ["agent-1.pt", "shared.pt"]
     read = cached_agent_data(plan, 1, tmp_path)
+    assert fresh.common is not None  # the default: training loss on common samples
     for made in (written, read):
-        assert torch.equal(made.features, fresh.features)
-        assert torch.equal(made.labels, fresh.labels)
-        assert torch.equal(made.test_features, fresh.test_features)
+        assert made.common is not None
+        for got, expected in ((made.features, fresh.features), (made.labels, fresh.labels),
+                              (made.test[0], fresh.test[0]), (made.common[1], fresh.common[1])):
+            assert torch.equal(got, expected)
         assert (made.input_shape, made.num_classes) == (fresh.input_shape, fresh.num_classes)
-    assert len(read.test_labels) == 50
+    assert len(read.test[1]) == len(read.common[1]) == 50
     (tmp_path / data_key(plan) / "agent-1.pt").write_bytes(b"torn")  # a damaged file is redone
     assert torch.equal(cached_agent_data(plan, 1, tmp_path).features, fresh.features)
     other_seed = MethodPlan.of(tiny_scenario(training__seed=4), "CDSGD")
     other_lr = MethodPlan.of(tiny_scenario(training__lr=0.5), "CDSGD")
     assert data_key(other_seed) != data_key(plan) != data_key(other_lr)
     assert data_key(other_lr) == data_key(MethodPlan.of(tiny_scenario(), "CDSGD"))
+    own = MethodPlan.of(tiny_scenario(training__train_evaluation="own"), "CDSGD")
+    assert data_key(own) != data_key(plan) and AgentData.prepare(own, 0).common is None
 
 
 def test_the_credentials_make_a_chain_for_loopback_and_openssh_node_keys(tmp_path: Path,

@@ -150,7 +150,10 @@ GOOD = np.array([[0.5, 0.5, 0.0], [0.5, 0.0, 0.5], [0.0, 0.5, 0.5]])
     (np.eye(3), PATH3, r"2\(c\) violated.*λ2 = 1"),
     (np.array([[0.0, 1.0], [1.0, 0.0]]), nx.path_graph(2),
      r"2\(d\) violated: Π ≻ −I fails, λN = -1"),
-    (np.array([[1.5, -0.5], [-0.5, 1.5]]), nx.path_graph(2), r"2\(d\) violated: I ⪰ Π fails"),
+    (np.array([[1.5, -0.5], [-0.5, 1.5]]), nx.path_graph(2), r"negative weights"),
+    # Symmetric, rows summing to 1, spectrum {1, 0.6, 0, 0}: only the sign is wrong.
+    (np.full((4, 4), 0.25) + 0.3 * np.outer([1, -1, 0, 0], [1, -1, 0, 0]),
+     nx.complete_graph(4), r"negative weights \(π\[0,1\]=-0.05, π\[1,0\]=-0.05\)"),
 ])
 def test_assumption_2_violations(matrix: np.ndarray, graph: nx.Graph, message: str) -> None:
     check_assumption_2(GOOD, PATH3)

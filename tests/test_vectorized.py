@@ -33,6 +33,9 @@ CASES = {
         "training": {"rounds": 4, "batch_size": 16, "lr": 0.1, "seed": 3,
                      "lr_schedule": "diminishing", "epsilon": 0.75}},
     "centralized-sgd": {"methods": [{"name": "M", "algorithm": "centralized_sgd"}]},
+    "local-velocity-nesterov": {
+        "methods": [{"name": "M", "algorithm": "cdmsgd", "momentum_buffer": "local"}],
+        "training": {"rounds": 4, "batch_size": 16, "lr": 0.1, "seed": 3, "local_steps": 2}},
     "fedavg-uneven-data": {
         "methods": [{"name": "M", "algorithm": "fedavg", "local_epochs": 2}],
         "dataset": {"name": "digits", "partition": {"kind": "dirichlet", "alpha": 0.5}},
@@ -97,7 +100,7 @@ def test_both_engines_end_with_the_same_parameters_and_metrics(case: str) -> Non
 
 @pytest.mark.parametrize("case", ["cdsgd-ring", "polyak-local-steps-weight-decay",
                                   "nesterov-diminishing", "centralized-sgd",
-                                  "nesterov-crash-and-link-drops"])
+                                  "local-velocity-nesterov", "nesterov-crash-and-link-drops"])
 def test_gossip_methods_equal_the_matrix_form(case: str) -> None:
     plan = _plan(case)
     final, _, _ = observed_run(plan, VectorizedEngine())

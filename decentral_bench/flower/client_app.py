@@ -45,6 +45,7 @@ from strategies.gossip import gossip_round
 from strategies.local_sgd import local_sgd
 from strategies.protocol import (
     CONFIG_KEY,
+    GOSSIP_ONLY_KEY,
     IDENTITY_KEY,
     LOCAL_ONLY_KEY,
     METRICS_KEY,
@@ -89,6 +90,15 @@ def _limit_threads(config: ConfigRecord, node_config: dict) -> None:
         torch.set_num_threads(threads)
 
 
+def setup_for(config: ConfigRecord, context: Context) -> AgentSetup:
+    """This node's agent under the message's scenario and method, its torch threads set
+    (node config `threads`, else the message's) and its data kept in the node's
+    `data-cache` folder, if it names one."""
+    _limit_threads(config, dict(context.node_config))
+    return agent_setup(str(config["scenario"]), str(config["method"]), partition_of(context),
+                       str(context.node_config.get("data-cache", "")))
+
+
 def partition_of(context: Context) -> int:
     """The agent index of this node: its `partition-id` node config entry."""
     if "partition-id" not in context.node_config:
@@ -108,28 +118,58 @@ def _state(context: Context, key: str, device: torch.device) -> list[torch.Tenso
     return from_numpy(from_record(context.state.array_records[key]), device)
 
 
-def gossip_client_round(setup: AgentSetup, content: RecordDict, context: Context,
-                        server_round: int) -> tuple[list[torch.Tensor], float]:
-    """One round of a gossip method. Returns the point to publish and the mean loss."""
-    plan, rule = setup.plan, setup.plan.update_rule
+def _neighbourhood(setup: AgentSetup, content: RecordDict,
+                   ) -> tuple[list[list[torch.Tensor]], list[float], list[torch.Tensor]]:
+    """The points of Nb(j) in the message, their weights π_jl, and j's own point."""
     mixing = content.config_records[MIXING_KEY]
     neighbours = [int(agent) for agent in number_list(mixing, "agents")]
-    weights = number_list(mixing, "weights")
     points = [from_numpy(from_record(content.array_records[neighbour_key(l)]), setup.device)
               for l in neighbours]
-    own_point = points[neighbours.index(setup.agent)]
-    state = rule.restore(own_point, _state(context, KEPT_KEY, setup.device))
-    state, losses = gossip_round(rule, state, own_point, mix(points, weights),
-                                 setup.gradient_at, plan.lr_at(server_round),
-                                 (server_round - 1) * plan.local_steps, plan.local_steps)
-    kept = rule.kept(state)
+    return points, number_list(mixing, "weights"), points[neighbours.index(setup.agent)]
+
+
+def _keep(context: Context, kept: list[torch.Tensor] | None) -> None:
     if kept is not None:
         context.state[KEPT_KEY] = to_record(to_numpy(kept))
-    return rule.published_point(state), float(sum(losses)) / len(losses)
+
+
+def gossip_client_round(setup: AgentSetup, content: RecordDict, context: Context,
+                        server_round: int) -> tuple[list[torch.Tensor], dict[str, float]]:
+    """One round of a gossip method. Returns the point to publish and the round's figures
+    (mean minibatch loss, mean squared gradient norm)."""
+    plan, rule = setup.plan, setup.plan.update_rule
+    points, weights, own_point = _neighbourhood(setup, content)
+    state = rule.restore(own_point, _state(context, KEPT_KEY, setup.device))
+    norms: list[float] = []
+
+    def gradient_at(point: list[torch.Tensor], step: int) -> tuple[list[torch.Tensor], float]:
+        gradient, loss = setup.gradient_at(point, step)
+        norms.append(sum(float(torch.sum(g * g)) for g in gradient))
+        return gradient, loss
+
+    state, losses = gossip_round(rule, state, own_point, mix(points, weights), gradient_at,
+                                 plan.lr_at(server_round), (server_round - 1) * plan.local_steps,
+                                 plan.local_steps)
+    _keep(context, rule.kept(state))
+    return rule.published_point(state), {"minibatch_loss": float(sum(losses)) / len(losses),
+                                         "grad_norm_sq": sum(norms) / len(norms)}
+
+
+def gossip_only_exchange(setup: AgentSetup, content: RecordDict,
+                         context: Context) -> list[torch.Tensor]:
+    """Consensus control's exchange: the mixed point Σ π_jl p^l becomes j's published
+    point, and what j keeps moves by the same displacement (`UpdateRule.translate`)."""
+    rule = setup.plan.update_rule
+    points, weights, own_point = _neighbourhood(setup, content)
+    mixed = mix(points, weights)
+    state = rule.restore(own_point, _state(context, KEPT_KEY, setup.device))
+    _keep(context, rule.kept(rule.translate(
+        state, [m - p for m, p in zip(mixed, own_point, strict=True)])))
+    return mixed
 
 
 def local_client_round(setup: AgentSetup, content: RecordDict, context: Context,
-                       server_round: int) -> tuple[list[torch.Tensor], float]:
+                       server_round: int) -> tuple[list[torch.Tensor], dict[str, float]]:
     """FedAvg's client update: `local_epochs` epochs of SGD from the global model, or, once
     the server is lost (`local-only`), from the agent's own last model."""
     plan = setup.plan
@@ -144,7 +184,7 @@ def local_client_round(setup: AgentSetup, content: RecordDict, context: Context,
     server = plan.scenario.failures.server
     if server is not None and server.mode == "local":  # kept only for when the server is lost
         context.state[CURRENT_KEY] = to_record(to_numpy(parameters))
-    return parameters, float(sum(losses)) / len(losses)
+    return parameters, {"minibatch_loss": float(sum(losses)) / len(losses)}
 
 
 @app.query()
@@ -154,20 +194,35 @@ def identify(message: Message, context: Context) -> Message:
     return Message(content, reply_to=message)
 
 
+@app.evaluate()
+def measure(message: Message, context: Context) -> Message:
+    """Loss and accuracy of the point the message brings back (the agent's latest)."""
+    setup = setup_for(message.content.config_records[CONFIG_KEY], context)
+    point = from_numpy(from_record(message.content.array_records[PUBLISHED_KEY]),
+                       setup.device)
+    metrics = MetricRecord()
+    metrics.update(setup.evaluate(point))
+    return Message(RecordDict({METRICS_KEY: metrics}), reply_to=message)
+
+
 @app.train()
 def train(message: Message, context: Context) -> Message:
     """One round of the method named in the message's config."""
     started = time.perf_counter()
     config = message.content.config_records[CONFIG_KEY]
-    _limit_threads(config, dict(context.node_config))
-    setup = agent_setup(str(config["scenario"]), str(config["method"]), partition_of(context),
-                        str(context.node_config.get("data-cache", "")))
+    setup = setup_for(config, context)
     server_round = int_value(config, ROUND_KEY)
-    client_round = gossip_client_round if setup.plan.is_gossip else local_client_round
-    parameters, minibatch_loss = client_round(setup, message.content, context, server_round)
-    metrics = MetricRecord({WEIGHT_KEY: len(setup.labels), "minibatch_loss": minibatch_loss})
-    if setup.plan.evaluates(server_round):
-        metrics.update(setup.evaluate(parameters))
+    metrics = MetricRecord({WEIGHT_KEY: len(setup.labels)})
+    if config.get(GOSSIP_ONLY_KEY, False):
+        parameters = gossip_only_exchange(setup, message.content, context)
+    else:
+        client_round = gossip_client_round if setup.plan.is_gossip else local_client_round
+        parameters, figures = client_round(setup, message.content, context, server_round)
+        metrics.update(figures)
+        # With consensus control the round ends after its exchanges: the router then asks
+        # for an evaluation of the point the agent ends it with (`measure`).
+        if setup.plan.evaluates(server_round) and setup.plan.consensus_control is None:
+            metrics.update(setup.evaluate(parameters))
     published = to_record(to_numpy(parameters))
     metrics["client_time_s"] = time.perf_counter() - started
     return Message(RecordDict({PUBLISHED_KEY: published, METRICS_KEY: metrics}),

@@ -24,13 +24,14 @@ from decentral_bench.engine import RoundReport, stack_points
 from decentral_bench.flower.arrays import from_record
 from decentral_bench.flower.engine_patch import messages_pushed, replies_stored
 from decentral_bench.flower.nodes import readable_reason
-from strategies.protocol import METRICS_KEY, PUBLISHED_KEY
+from strategies.protocol import EVALUATE_TYPE, METRICS_KEY, PUBLISHED_KEY
 
 
 def array_bytes(message: Message) -> int:
     """Bytes of the parameter data a message carries (the arrays' values, not the `.npy`
-    headers and record keys Flower also ships)."""
-    if message.has_error():
+    headers and record keys Flower also ships). Evaluation requests are measurement, not
+    traffic of the simulated network: they count nothing."""
+    if message.has_error() or message.metadata.message_type == EVALUATE_TYPE:
         return 0
     return sum(np.dtype(array.dtype).itemsize * math.prod(array.shape)
                for record in message.content.array_records.values()
@@ -135,29 +136,32 @@ class NetworkTap(Grid):
 
 def round_report(server_round: int, traffic: Traffic, agent_of_node: dict[int, int],
                  network: dict[str, float] | None = None) -> RoundReport:
-    """What a round's traffic shows: each agent's published point and metrics, and the
-    agents whose message got an error or no reply (named by agent index, found from
-    the node each message was sent to)."""
+    """What a round's traffic shows: each agent's last published point (after consensus
+    control's exchanges, when there are any) and the metrics it reported, and the agents
+    whose message got an error or no reply (named by agent index, found from the node
+    each message was sent to)."""
     answered = {str(reply.metadata.reply_to_message_id): reply for reply in traffic.replies}
     failed: dict[int, str] = {}
-    agents, points, metrics = [], [], {}
-    for message_id, node in traffic.destinations.items():
+    points: dict[int, list[np.ndarray]] = {}
+    metrics: dict[int, dict[str, float]] = {}
+    for message_id, node in traffic.destinations.items():  # in the order they were sent
         agent = agent_of_node[node]
         reply = answered.get(message_id)
         if reply is None:
             failed[agent] = "no reply before the timeout"
         elif reply.has_error():
             failed[agent] = readable_reason(str(reply.error.reason))
-        elif PUBLISHED_KEY in reply.content:
-            agents.append(agent)
-            points.append(from_record(reply.content.array_records[PUBLISHED_KEY],
-                                      writable=False))
-            metrics[agent] = {key: float(value) for key, value in
-                              reply.content.metric_records[METRICS_KEY].items()
-                              if isinstance(value, int | float)}
-    order = sorted(range(len(agents)), key=agents.__getitem__)
+        else:
+            if reply.metadata.message_type != EVALUATE_TYPE and PUBLISHED_KEY in reply.content:
+                points[agent] = from_record(reply.content.array_records[PUBLISHED_KEY],
+                                            writable=False)
+            metrics.setdefault(agent, {}).update(
+                {key: float(value) for key, value in
+                 reply.content.metric_records[METRICS_KEY].items()
+                 if isinstance(value, int | float)})
+    agents = sorted(points)
     return RoundReport(
-        server_round=server_round, agents=[agents[i] for i in order],
-        points=stack_points([points[i] for i in order]),
-        agent_metrics={agent: metrics[agent] for agent in sorted(metrics)},
+        server_round=server_round, agents=agents,
+        points=stack_points([points[agent] for agent in agents]),
+        agent_metrics={agent: metrics[agent] for agent in agents},
         failed=failed, router_bytes=traffic.router_bytes, network=dict(network or {}))

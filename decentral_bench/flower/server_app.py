@@ -9,20 +9,28 @@ FedAvg runs Flower's stock strategy while its server lives. All send through a
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection
+from functools import partial
 
-import numpy as np
 import torch
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, RecordDict
 from flwr.serverapp import Grid, ServerApp
 
-from decentral_bench.engine import EventSink, FinalParameters, ReportSink, RoundClock
+from decentral_bench.engine import (
+    EventSink,
+    FinalParameters,
+    ReportSink,
+    RoundClock,
+    stack_points,
+)
 from decentral_bench.failures import RoundNetwork
 from decentral_bench.flower.arrays import from_record, to_record
 from decentral_bench.flower.network_tap import NetworkTap, round_report
 from decentral_bench.flower.nodes import NodeWait, discover_agents
+from decentral_bench.metrics import consensus_distance
 from decentral_bench.plan import MethodPlan
-from decentral_bench.traffic import gossip_peer_bytes, parameter_bytes
+from decentral_bench.traffic import gossip_round_bytes, parameter_bytes
+from strategies.consensus_control import ControlOutcome, averaging_matrix, control_round
 from strategies.fedavg import ObservedFedAvg
 from strategies.gossip_router import GossipRouter
 from strategies.protocol import CONFIG_KEY, LOCAL_ONLY_KEY, PUBLISHED_KEY, ROUND_KEY, TRAIN_TYPE
@@ -50,12 +58,12 @@ class _Round:
 
     def finish(self, server_round: int, network: dict[str, float], *,
                graph: RoundNetwork | None = None, average: ArrayRecord | None = None,
-               moved_nothing: bool = False) -> int:
+               control: ControlOutcome | None = None, moved_nothing: bool = False) -> int:
         """Report the round from the tap's traffic; returns how many agents reported.
 
         Gossip rounds give their `graph`: the network moves each point once over each
-        edge used. Otherwise (FedAvg) the network is the server's: it moves what the
-        router moves, or nothing once the server is lost (`moved_nothing`)."""
+        edge used, in each exchange. Otherwise (FedAvg) the network is the server's: it
+        moves what the router moves, or nothing once the server is lost (`moved_nothing`)."""
         wall_time = self.clock.lap()
         finished = round_report(server_round, self.tap.drain(), self.agent_of_node, network)
         finished.wall_time_s = wall_time
@@ -63,8 +71,9 @@ class _Round:
             finished.average = [torch.from_numpy(a) for a in from_record(average)]
         if moved_nothing:  # the replies only report to the observer: no server, no traffic
             finished.router_bytes = 0
-        finished.bytes_moved = finished.router_bytes if graph is None else gossip_peer_bytes(
-            graph.mixing_matrix, graph.alive, self.point_bytes)
+        finished.control = control
+        finished.bytes_moved = finished.router_bytes if graph is None else gossip_round_bytes(
+            graph.mixing_matrix, graph.alive, self.point_bytes, control)[0]
         self.report(finished)
         self.clock.restart()
         return len(finished.agents)
@@ -95,24 +104,47 @@ def run_method(grid: Grid, plan: MethodPlan, report: ReportSink, threads: int = 
 
 def _run_gossip(tap: NetworkTap, plan: MethodPlan, rounds: _Round, config: ConfigRecord,
                 node_of_agent: dict[int, int]) -> FinalParameters:
+    """Every round: the router's training exchange on the round's network, then consensus
+    control's gossip-only exchanges, if the method has any."""
     schedule = plan.failure_schedule
-    networks: dict[int, RoundNetwork] = {}
-
-    def network_at(server_round: int) -> tuple[np.ndarray, frozenset[int]]:
-        networks[server_round] = network = schedule.network(server_round)
-        return network.mixing_matrix, network.alive
-
-    def finish(server_round: int, _: list[Message]) -> None:
-        network = networks.pop(server_round)
+    router = GossipRouter(plan.topology.mixing_matrix, node_of_agent)
+    start = to_record(plan.initial_parameters)
+    published = {agent: start for agent in node_of_agent}
+    rounds.clock.restart()
+    for server_round in range(1, plan.rounds + 1):
+        network = schedule.network(server_round)
+        router.exchange(tap, published, config, server_round, network.mixing_matrix,
+                        network.alive)
+        outcome = None
+        if plan.consensus_control is not None:
+            exchange = partial(_control_exchange, router, tap, published, config, server_round,
+                               network)
+            outcome = control_round(plan.consensus_control, plan.phase(server_round),
+                                    _consensus(published, network.alive), exchange)
+            if plan.evaluates(server_round):
+                router.evaluate(tap, published, config, server_round, network.alive)
         figures = {**network.metrics(), "round_lambda2": network.lambda2} \
             if schedule.changes_network else {}
-        rounds.finish(server_round, figures, graph=network)
-
-    router = GossipRouter(plan.topology.mixing_matrix, node_of_agent)
-    rounds.clock.restart()
-    published = router.start(tap, to_record(plan.initial_parameters), plan.rounds, config,
-                             on_round=finish, network_at=network_at)
+        rounds.finish(server_round, figures, graph=network, control=outcome)
     return {agent: from_record(arrays) for agent, arrays in published.items()}
+
+
+def _consensus(published: dict[int, ArrayRecord], alive: Collection[int]) -> float:
+    """Ξ² of the alive agents' latest points: what the adaptive controller reads."""
+    return consensus_distance(stack_points([from_record(published[agent], writable=False)
+                                            for agent in sorted(alive)]))
+
+
+def _control_exchange(router: GossipRouter, tap: NetworkTap, published: dict[int, ArrayRecord],
+                      config: ConfigRecord, server_round: int, network: RoundNetwork,
+                      exact: bool) -> float:
+    """One gossip-only exchange over the round's network (exact: every alive agent is sent
+    every alive point with weight 1/n); returns Ξ² after it."""
+    matrix = averaging_matrix(len(network.mixing_matrix), network.alive) if exact \
+        else network.mixing_matrix
+    router.exchange(tap, published, config, server_round, matrix, network.alive,
+                    gossip_only=True)
+    return _consensus(published, network.alive)
 
 
 def _run_fedavg(tap: NetworkTap, plan: MethodPlan, rounds: _Round, config: ConfigRecord,

@@ -23,6 +23,16 @@ class ScenarioError(ValueError):
         super().__init__("\n".join(lines))
 
 
+class KeyedError(ValueError):
+    """A problem a validator finds at a key below the model it validates (a cross-field
+    rule of the whole scenario names `methods[0].consensus_control.phases`)."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(message)
+        self.key = key
+        self.message = message
+
+
 def key_path(location: tuple[int | str, ...]) -> str:
     """A pydantic error location as the dotted path a user writes (`methods[0].lr`)."""
     path = ""
@@ -47,6 +57,10 @@ def describe(error: Any, model: type[BaseModel]) -> tuple[str, str]:
         return parent or "(top level)", f"unknown key '{location[-1]}'{hint}"
     if kind == "missing":
         return key_path(location), "missing required key"
+    cause = (error.get("ctx") or {}).get("error")
+    if isinstance(cause, KeyedError):
+        where = ".".join(part for part in (key_path(location), cause.key) if part)
+        return where, cause.message
     message = error["msg"]
     if kind.startswith("value_error"):
         message = message.removeprefix("Value error, ")

@@ -27,10 +27,16 @@ def parse(data: Any, source: str = "<scenario>", base: Path | None = None) -> Sc
         raise ScenarioError(source, problems) from None
 
 
+# Keys that stand for one another: setting one removes the other beside it.
+REPLACES = {"rounds": "epochs", "epochs": "rounds"}
+
+
 def set_key(data: dict[str, Any], dotted: str, value: Any, source: str = "<scenario>") -> None:
     """Set `a.b.c` (list items by number: `methods.0.lr`) in nested YAML data, in place.
 
-    Shorthand values on the way (`partition: iid`, `model: mlp`) become mappings.
+    Shorthand values on the way (`partition: iid`, `model: mlp`) become mappings. Setting
+    one of a budget's two forms (`rounds`, `epochs`) drops the other beside it, so
+    `--set training.epochs=5` works on a file that gives rounds.
     """
     parts = dotted.split(".")
     current: Any = data
@@ -51,6 +57,8 @@ def set_key(data: dict[str, Any], dotted: str, value: Any, source: str = "<scena
             raise ScenarioError(source, [(where, "cannot set a key inside a plain value")])
         if last:
             current[part] = value
+            if part in REPLACES:
+                current.pop(REPLACES[part], None)
         else:
             child = current.get(part)
             if isinstance(child, str):

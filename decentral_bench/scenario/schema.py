@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 
+from decentral_bench.scenario.errors import KeyedError
 from decentral_bench.scenario.graph import TopologyConfig
 from decentral_bench.scenario.methods import MethodConfig
 from decentral_bench.scenario.sections import (
@@ -67,14 +68,29 @@ class Scenario(Strict):
             if crash.agent >= agents:
                 problems.append(f"failures.agents[{index}].agent is {crash.agent} but agents are "
                                 f"numbered 0..{agents - 1}")
-            if crash.round > rounds:
+            if rounds is not None and crash.round > rounds:
                 problems.append(f"failures.agents[{index}].round {crash.round} is after the last "
                                 f"round ({rounds})")
-        if failures.server is not None and failures.server.round >= rounds:
+        if failures.server is not None and rounds is not None and failures.server.round >= rounds:
             problems.append(f"failures.server.round {failures.server.round} must be below "
                             f"training.rounds ({rounds}) for the failure to happen")
         if problems:
             raise ValueError("; ".join(problems))
+        return self
+
+    @model_validator(mode="after")
+    def _control_phases_exist(self) -> Scenario:
+        training = self.training
+        phases = len(training.milestones) + 1 if training.milestones else 1
+        for index, method in enumerate(self.methods):
+            control = method.consensus_control
+            beyond = [p for p in control.phases or () if p > phases] if control else []
+            if beyond:
+                split = f"training.milestones {list(training.milestones)}" \
+                    if training.milestones else "a schedule without milestones"
+                raise KeyedError(f"methods[{index}].consensus_control.phases",
+                                 f"phase {beyond[0]} does not exist: {split} gives {phases} "
+                                 f"phase{'s' if phases > 1 else ''}")
         return self
 
     @field_validator("model", mode="before")

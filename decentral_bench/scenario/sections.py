@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import Any, Literal
 
@@ -86,9 +87,14 @@ class ModelConfig(Strict):
     name: Literal["mlp", "cnn_paper", "resnet20"] = "mlp"
     hidden: tuple[int, ...] | None = Field(
         None, description="mlp only: hidden layer widths (default [64])")
+    dropout: float | None = Field(
+        None, ge=0.0, lt=1.0, description="cnn_paper only: dropout probability after each "
+                                          "pooling layer (the authors' code: 0.25; default 0)")
 
     @model_validator(mode="after")
     def _widths(self) -> ModelConfig:
+        if self.dropout is not None and self.name != "cnn_paper":
+            raise ValueError("'dropout' applies to model 'cnn_paper' only")
         if self.hidden is not None:
             if self.name != "mlp":
                 raise ValueError("'hidden' applies to model 'mlp' only")
@@ -97,10 +103,19 @@ class ModelConfig(Strict):
         return self
 
 
+DEFAULT_ROUNDS = 100
+
+
 class TrainingConfig(Strict):
     """Optimisation settings shared by every method unless a method overrides them."""
 
-    rounds: int = Field(100, ge=1)
+    rounds: int | None = Field(
+        None, ge=1, description=f"rounds every method runs (default {DEFAULT_ROUNDS}); or give "
+                                "epochs instead")
+    epochs: float | None = Field(
+        None, gt=0.0, description="passes over its data every method makes, instead of rounds: "
+                                  "a gossip round is local_steps minibatches, a FedAvg round "
+                                  "local_epochs epochs")
     local_steps: int = Field(1, ge=1, description="Minibatch steps per round.")
     batch_size: int = Field(32, ge=1)
     lr: float = Field(0.1, gt=0.0)
@@ -108,12 +123,27 @@ class TrainingConfig(Strict):
     seeds: tuple[int, ...] | None = Field(
         None, description="run every method once per seed (replaces seed)")
     eval_every: int = Field(1, ge=1, description="Evaluate test accuracy every this many rounds.")
+    eval_every_epochs: float | None = Field(
+        None, gt=0.0, description="instead of eval_every: evaluate whenever a method's agents "
+                                  "complete another this-many epochs (methods whose rounds "
+                                  "differ in length are then measured at the same epochs)")
     eval_samples: int | None = Field(
         None, ge=1, description="agents evaluate on at most this many train/test samples "
                                 "(a seeded subset); the average model uses the whole test set")
-    lr_schedule: Literal["constant", "diminishing"] = "constant"
+    train_evaluation: Literal["common", "own"] = Field(
+        "common", description="where agents measure training loss and accuracy: common, one "
+                              "seeded subset of the whole training set for every agent (as the "
+                              "authors' code; the generalization gap compares like with like); "
+                              "own, each agent's own partition")
+    lr_schedule: Literal["constant", "diminishing", "step"] = "constant"
     epsilon: float | None = Field(
         None, description="diminishing: α_k = α_0 / (k + 1)^ε with ε in (0.5, 1]")
+    milestones: tuple[float, ...] | None = Field(
+        None, description="step: where the step size drops, as fractions of a method's rounds "
+                          "(0.5) or round numbers (50); they split training into phases 1, 2, ...")
+    gamma: float | None = Field(
+        None, gt=0.0, le=1.0, description="step: the step size is multiplied by gamma at each "
+                                          "milestone (default 0.1)")
     weight_decay: float = Field(0.0, ge=0.0, description="L2 term λx added inside g_j")
 
     @field_validator("seeds")
@@ -126,8 +156,25 @@ class TrainingConfig(Strict):
                 raise ValueError("seeds must be distinct non-negative integers")
         return value
 
+    @model_validator(mode="before")
+    @classmethod
+    def _rounds_or_epochs(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("rounds") is None and data.get("epochs") is None:
+            return {**data, "rounds": DEFAULT_ROUNDS}
+        return data
+
     @model_validator(mode="after")
     def _schedule(self) -> TrainingConfig:
+        if self.rounds is not None and self.epochs is not None:
+            raise ValueError("give rounds or epochs, not both")
+        if self.lr_schedule == "step":
+            if not self.milestones:
+                raise ValueError("lr_schedule 'step' needs milestones, e.g. [0.5, 0.75]")
+            problem = milestone_problem(self.milestones)
+            if problem:
+                raise ValueError(f"milestones: {problem}")
+        elif self.milestones is not None or self.gamma is not None:
+            raise ValueError("milestones and gamma go with lr_schedule: step")
         if self.lr_schedule == "diminishing":
             if self.epsilon is None:
                 raise ValueError("lr_schedule 'diminishing' needs epsilon in (0.5, 1]")
@@ -217,3 +264,14 @@ class ReportConfig(Strict):
     target_accuracy: float | None = Field(
         None, gt=0.0, le=1.0, description="report the first round the mean test accuracy "
                                           "reaches this")
+
+
+def milestone_problem(milestones: tuple[float, ...]) -> str | None:
+    """Why a list of step-size milestones is unusable (None when it is fine): each is a
+    fraction in (0, 1) or a whole round number ≥ 1, in increasing order."""
+    for value in milestones:
+        if not (0.0 < value < 1.0 or (value >= 1.0 and float(value).is_integer())):
+            return f"{value:g} is neither a fraction in (0, 1) nor a round number"
+    if any(later <= earlier for earlier, later in itertools.pairwise(milestones)):
+        return "they must increase"
+    return None

@@ -79,6 +79,14 @@ class AgentBatches:
             valid[i, :len(row)] = True
         return torch.from_numpy(index).to(self.device), torch.from_numpy(valid).to(self.device)
 
+    def common_training_set(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The training samples every agent is evaluated on when training accuracy is
+        measured on common data (the seeded `eval_samples` subset of the whole split)."""
+        keep = evaluation_indices(len(self.train_y), self.plan.scenario.training.eval_samples,
+                                  self.plan.seed)
+        where = torch.from_numpy(keep).to(self.device)
+        return self.train_x[where], self.train_y[where]
+
     def test_set(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The test samples every agent is evaluated on (the seeded subset when set)."""
         keep = evaluation_indices(len(self.test_y), self.plan.scenario.training.eval_samples,

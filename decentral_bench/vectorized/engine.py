@@ -16,6 +16,7 @@ real deployments.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 
 import numpy as np
 import torch
@@ -28,14 +29,16 @@ from decentral_bench.engine import (
     RoundClock,
     RoundReport,
 )
+from decentral_bench.metrics import consensus_distance
 from decentral_bench.plan import MethodPlan
-from decentral_bench.traffic import gossip_peer_bytes, gossip_router_bytes, parameter_bytes
-from decentral_bench.training import available_cpus, select_device
+from decentral_bench.traffic import gossip_round_bytes, parameter_bytes
+from decentral_bench.training import available_cpus, select_device, step_seed
 from decentral_bench.vectorized.batches import AgentBatches
 from decentral_bench.vectorized.functional import EVAL_BATCH, StackedModel
 from decentral_bench.vectorized.memory import agents_per_call, keep_freed_memory
 from decentral_bench.vectorized.mixing import Mixer
-from strategies.gossip import GossipState, gossip_round
+from strategies.consensus_control import control_round
+from strategies.gossip import GossipState, UpdateRule, gossip_round
 
 Stack = list[torch.Tensor]
 
@@ -72,6 +75,42 @@ class VectorizedEngine:
             torch.set_num_threads(threads)
 
 
+def squared_norms(vectors: Stack) -> torch.Tensor:
+    """||v_j||² of every agent's parameter list (float32 per parameter, summed in float64,
+    as the ClientApp sums them)."""
+    agents = vectors[0].shape[0]
+    return sum((torch.linalg.vector_norm(v.reshape(agents, -1), dim=1) ** 2).to(torch.float64)
+               for v in vectors)
+
+
+class _Exchanges:
+    """A round's gossip-only exchanges (consensus control) on the stack."""
+
+    def __init__(self, run: _StackedRun, rule: UpdateRule, mixer: Mixer, alive: list[int],
+                 state: GossipState, published: Stack) -> None:
+        self.run, self.rule, self.mixer, self.alive = run, rule, mixer, alive
+        self.rows = torch.as_tensor(alive, device=run.device)
+        self.everyone = len(alive) == run.plan.agents
+        self.state, self.published = state, published
+
+    def alive_points(self) -> Stack:
+        return self.published if self.everyone else [p[self.rows] for p in self.published]
+
+    def exchange(self, exact: bool) -> float:
+        """One exchange over the round's network (exact: every alive agent gets x̄); each
+        agent's state moves with its point. Returns Ξ² after it."""
+        if exact:
+            mixed = [p.clone() for p in self.published]
+            for m, p in zip(mixed, self.published, strict=True):
+                m[self.rows] = p[self.rows].mean(dim=0, keepdim=True)
+        else:
+            mixed = self.mixer(self.published)
+        delta = [m - p for m, p in zip(mixed, self.published, strict=True)]
+        self.state = self.rule.translate(self.state, delta)
+        self.published = mixed
+        return consensus_distance(self.alive_points())
+
+
 class _StackedRun:
     """One method's run: the data, the batched model and the stacks on the device."""
 
@@ -92,7 +131,9 @@ class _StackedRun:
         self.initial = [torch.from_numpy(array).to(self.device)
                         for array in plan.initial_parameters]
         self.point_bytes = parameter_bytes(plan.initial_parameters)
+        self.common_training = plan.scenario.training.train_evaluation == "common"
         self.train_index, self.train_valid = self.batches.evaluation_sets()
+        self.train_x, self.train_y = self.batches.common_training_set()
         self.test_x, self.test_y = self.batches.test_set()
         self.clock = RoundClock()
 
@@ -102,21 +143,40 @@ class _StackedRun:
 
     def gradient_at(self, agents: Sequence[int], steps: Sequence[int],
                     points: Stack) -> tuple[Stack, torch.Tensor]:
-        """Each of `agents` at its point and its step's minibatch: gradients and losses."""
+        """Each of `agents` at its point and its step's minibatch: gradients and losses.
+        Dropout masks are drawn from a generator seeded by (seed, step): a run repeats
+        exactly (though the Flower engine's agents draw other masks)."""
+        if self.plan.scenario.model.dropout:
+            torch.manual_seed(step_seed(self.plan.seed, *steps[:1]))
         features, labels, weights = self.batches.minibatches(agents, steps)
         return self.model.gradients(points, features, labels, weights,
                                     self.plan.weight_decay)
 
-    def agent_metrics(self, agents: list[int], points: Stack, losses: torch.Tensor,
+    def every_agents_gradient(self, norms: list[torch.Tensor], points: Stack,
+                              step: int) -> tuple[Stack, torch.Tensor]:
+        """Every agent's gradient at its point on its `step`-th minibatch; the squared
+        gradient norms are appended to `norms`."""
+        agents = self.plan.agents
+        grads, losses = self.gradient_at(list(range(agents)), [step] * agents, points)
+        norms.append(squared_norms(grads))
+        return grads, losses
+
+    def agent_metrics(self, agents: list[int], points: Stack, columns: dict[str, torch.Tensor],
                       server_round: int) -> dict[int, dict[str, float]]:
-        """What each agent reports: its mean minibatch loss, and on evaluation rounds its
-        loss and accuracy on its own training samples and on the test set."""
-        columns = {"minibatch_loss": losses}
+        """What each agent reports: the round's `columns` (one value per agent of the
+        stack: its mean minibatch loss, ...), and on evaluation rounds its loss and
+        accuracy on training data (common or its own) and on the test set."""
+        rows = torch.as_tensor(agents, device=self.device)
+        columns = {key: column[rows] if len(column) != len(agents) else column
+                   for key, column in columns.items()}
         if self.plan.evaluates(server_round):
-            rows = torch.as_tensor(agents, device=self.device)
-            columns["train_loss"], columns["train_accuracy"] = self.model.evaluate_own(
-                points, self.batches.train_x, self.batches.train_y, self.train_index[rows],
-                self.train_valid[rows], self.eval_chunk)
+            if self.common_training:
+                columns["train_loss"], columns["train_accuracy"] = self.model.evaluate_shared(
+                    points, self.train_x, self.train_y, self.eval_chunk)
+            else:
+                columns["train_loss"], columns["train_accuracy"] = self.model.evaluate_own(
+                    points, self.batches.train_x, self.batches.train_y,
+                    self.train_index[rows], self.train_valid[rows], self.eval_chunk)
             columns["test_loss"], columns["test_accuracy"] = self.model.evaluate_shared(
                 points, self.test_x, self.test_y, self.eval_chunk)
         values = {key: column.tolist() for key, column in columns.items()}
@@ -140,44 +200,47 @@ class _StackedRun:
         static = Mixer(plan.topology.mixing_matrix, self.device, self.dense)
         everyone = list(range(agents))
         published = self.stack(agents)
-        state = GossipState(published, published)
+        state = rule.restore(published, None)
         self.clock.restart()
         for server_round in range(1, plan.rounds + 1):
-            matrix, alive, mixer = plan.topology.mixing_matrix, everyone, static
+            matrix, alive, mixer, network = plan.topology.mixing_matrix, everyone, static, None
             if schedule.changes_network:
                 network = schedule.network(server_round)
                 matrix, alive = network.mixing_matrix, sorted(network.alive)
                 mixer = Mixer(matrix, self.device, self.dense)
-            first_step = (server_round - 1) * plan.local_steps
-
-            def gradient_at(points: Stack, step: int) -> tuple[Stack, torch.Tensor]:
-                return self.gradient_at(everyone, [step] * agents, points)
-
+            norms: list[torch.Tensor] = []
+            gradient_at = partial(self.every_agents_gradient, norms)
             before = state, published
             state, losses = gossip_round(rule, state, published, mixer(published), gradient_at,
-                                         plan.lr_at(server_round), first_step, plan.local_steps)
+                                         plan.lr_at(server_round),
+                                         (server_round - 1) * plan.local_steps,
+                                         plan.local_steps)
             published = rule.published_point(state)
-            reporting = published
             if len(alive) < agents:  # agents that are down neither step nor publish
                 down = torch.ones(agents, dtype=torch.bool, device=self.device)
                 down[alive] = False
                 state = GossipState(keep_rows(down, state.current, before[0].current),
                                     keep_rows(down, state.memory, before[0].memory))
                 published = keep_rows(down, published, before[1])
-                rows = torch.as_tensor(alive, device=self.device)
-                reporting = [p[rows] for p in published]
+            exchanges = _Exchanges(self, rule, mixer, alive, state, published)
+            outcome = None
+            if plan.consensus_control is not None:
+                outcome = control_round(plan.consensus_control, plan.phase(server_round),
+                                        consensus_distance(exchanges.alive_points()),
+                                        exchanges.exchange)
+                state, published = exchanges.state, exchanges.published
+            reporting = exchanges.alive_points()
             wall_time = self.lap()
-            mean_loss = torch.stack(losses).to(torch.float64).mean(dim=0)
-            figures = {}
-            if schedule.changes_network:
-                figures = {**network.metrics(), "round_lambda2": network.lambda2}
+            columns = {"minibatch_loss": torch.stack(losses).to(torch.float64).mean(dim=0),
+                       "grad_norm_sq": torch.stack(norms).mean(dim=0)}
+            figures = {} if network is None else \
+                {**network.metrics(), "round_lambda2": network.lambda2}
+            moved, routed = gossip_round_bytes(matrix, alive, self.point_bytes, outcome)
             self.finish(RoundReport(
                 server_round=server_round, agents=alive, points=reporting,
-                agent_metrics=self.agent_metrics(alive, reporting, mean_loss[alive],
-                                                 server_round),
-                bytes_moved=gossip_peer_bytes(matrix, alive, self.point_bytes),
-                router_bytes=gossip_router_bytes(matrix, alive, len(alive), self.point_bytes),
-                network=figures, wall_time_s=wall_time))
+                agent_metrics=self.agent_metrics(alive, reporting, columns, server_round),
+                bytes_moved=moved, router_bytes=routed, network=figures, control=outcome,
+                wall_time_s=wall_time))
         return {agent: [p[agent].cpu().numpy() for p in published] for agent in everyone}
 
     # ------------------------------------------------------------ FedAvg
@@ -241,7 +304,8 @@ class _StackedRun:
             moved = 2 * len(sampled) * self.point_bytes
             self.finish(RoundReport(
                 server_round=server_round, agents=sampled, points=trained,
-                agent_metrics=self.agent_metrics(sampled, trained, losses, server_round),
+                agent_metrics=self.agent_metrics(sampled, trained, {"minibatch_loss": losses},
+                                                 server_round),
                 bytes_moved=moved, router_bytes=moved, average=global_model,
                 network={"aggregated": 1.0, **alive_figures(server_round)},
                 wall_time_s=wall_time))
@@ -260,7 +324,8 @@ class _StackedRun:
             wall_time = self.lap()
             self.finish(RoundReport(
                 server_round=server_round, agents=alive, points=trained,
-                agent_metrics=self.agent_metrics(alive, trained, losses, server_round),
+                agent_metrics=self.agent_metrics(alive, trained, {"minibatch_loss": losses},
+                                                 server_round),
                 network={"aggregated": 0.0, **alive_figures(server_round)},
                 wall_time_s=wall_time))
         return {agent: [p[agent].cpu().numpy() for p in own] for agent in range(agents)}

@@ -55,6 +55,7 @@ class StackedModel:
         """g_j(x_j) for every agent j on its own minibatch (features N×B×..., labels N×B),
         plus λx_j, and the minibatch losses (N). `weights` (N×B) masks padded samples;
         without it every sample of a batch counts 1/B."""
+        self.model.train()
         if weights is None:
             grads, losses = self._mean_gradients(tuple(parameters), features, labels)
         else:
@@ -71,6 +72,7 @@ class StackedModel:
         tensors of N values; `chunk` agents at a time."""
         agents = parameters[0].shape[0]
         loss, correct = self._zeros(parameters), self._zeros(parameters)
+        self.model.eval()
         for start in range(0, len(labels), EVAL_BATCH):
             batch = slice(start, start + EVAL_BATCH)
             for first in range(0, agents, chunk):
@@ -89,6 +91,7 @@ class StackedModel:
         (the real ones marked in `valid`), as float64 tensors of N values."""
         agents = parameters[0].shape[0]
         loss, correct = self._zeros(parameters), self._zeros(parameters)
+        self.model.eval()
         for start in range(0, index.shape[1], EVAL_BATCH):
             batch = slice(start, start + EVAL_BATCH)
             for first in range(0, agents, chunk):

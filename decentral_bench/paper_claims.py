@@ -1,0 +1,202 @@
+"""The claims of Jiang et al. (2017) and Kong et al. (2021) that `scenarios/paper/` tests,
+as rules over the groups of a scenario run (see `claims` for how a verdict is reached).
+
+Rules are keyed by scenario name (a `_cifar10` twin shares its FMNIST original's rules);
+each names the method labels of its scenario file.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from decentral_bench.claims import (
+    FAILS,
+    HOLDS,
+    UNCLEAR,
+    Claim,
+    Estimate,
+    Rule,
+    at_epoch,
+    compare,
+    figure,
+    final,
+    find,
+    gap,
+    mean_over_rounds,
+)
+from decentral_bench.report import Group, RunRecord
+
+EARLY_EPOCH = 1.0  # "converges slower per epoch": accuracy after the first epoch
+
+
+def _pair(groups: Sequence[Group], a: str, b: str) -> tuple[Group, Group] | None:
+    first, second = find(groups, a), find(groups, b)
+    return None if first is None or second is None else (first, second)
+
+
+def _early(group: Group) -> Estimate:
+    return figure(group, lambda r: at_epoch(r, "test_accuracy_mean", EARLY_EPOCH))
+
+
+def _accuracy(group: Group) -> Estimate:
+    return figure(group, final("test_accuracy_mean"))
+
+
+def _rule(claim: str, a: str, b: str, measure: str, expect: str) -> Rule:
+    """A claim comparing one figure of groups `a` and `b`."""
+    measures = {"early": _early, "final": _accuracy,
+                "gap": lambda g: figure(g, gap),
+                "spread": lambda g: figure(g, lambda r: mean_over_rounds(r, "test_accuracy_std")),
+                "xi": lambda g: figure(g, final("consensus_distance"))}
+    names = {"early": f"test acc. after epoch {EARLY_EPOCH:g}", "final": "final test acc.",
+             "gap": "final train − test acc.", "spread": "mean std of test acc. over agents",
+             "xi": "final Ξ²"}
+
+    def judge(groups: Sequence[Group]) -> Claim | None:
+        pair = _pair(groups, a, b)
+        if pair is None:
+            return None
+        first, second = (measures[measure](group) for group in pair)
+        verdict, why = compare(first, second, expect)
+        return Claim(claim, f"{names[measure]}: {pair[0].label} {first}, "
+                            f"{pair[1].label} {second}", verdict, why)
+
+    return judge
+
+
+def _drift(groups: Sequence[Group]) -> Claim | None:
+    """Server failure: FedAvg's Ξ² grows after the failure (epoch 10), CDMSGD's does not."""
+    pair = _pair(groups, "FedAvg", "CDMSGD")
+    if pair is None:
+        return None
+
+    def growth(record: RunRecord) -> float:
+        before = at_epoch(record, "consensus_distance", 10.0)
+        return record.final("consensus_distance") / before if before > 0 else math.nan
+
+    fedavg, cdmsgd = (figure(group, growth) for group in pair)
+    if math.isnan(fedavg.mean) or math.isnan(cdmsgd.mean):
+        verdict, why = UNCLEAR, "Ξ² at the failure or at the end is missing"
+    elif fedavg.mean > 2.0 and fedavg.mean > 2.0 * cdmsgd.mean:
+        verdict, why = HOLDS, "FedAvg's Ξ² grew more than 2×, and over twice as much as CDMSGD's"
+    elif fedavg.mean <= cdmsgd.mean:
+        verdict, why = FAILS, "FedAvg's Ξ² grew no more than CDMSGD's"
+    else:
+        verdict, why = UNCLEAR, "FedAvg's Ξ² grew, but less than the 2× the rule asks"
+    return Claim("After a server failure FedAvg's agents drift apart while CDMSGD's stay "
+                 "together", f"Ξ² final / Ξ² at epoch 10: FedAvg {fedavg}, CDMSGD {cdmsgd}",
+                 verdict, why)
+
+
+JIANG: dict[str, list[Rule]] = {
+    "fig1a_cdsgd_vs_sgd": [
+        _rule("CDSGD converges slower than centralized SGD per epoch", "CDSGD", "SGD",
+              "early", "a<b"),
+        _rule("... but reaches accuracy comparable to SGD", "CDSGD", "SGD", "final", "a≈b"),
+        _rule("... with a smaller generalization gap", "CDSGD", "SGD", "gap", "a<b"),
+    ],
+    "fig1b_cdmsgd_vs_fedavg": [
+        _rule("CDMSGD converges at a rate similar to FedAvg", "CDMSGD", "FedAvg", "early",
+              "a≈b"),
+        _rule("CDMSGD performs better than FedAvg at the steady state", "CDMSGD", "FedAvg",
+              "final", "a>b"),
+    ],
+    "fig2a_network_size": [
+        _rule("More agents converge slower per epoch (16 vs 2)", "CDMSGD agents=16",
+              "CDMSGD agents=2", "early", "a<b"),
+        _rule("... but reach similar accuracy (16 vs 2)", "CDMSGD agents=16", "CDMSGD agents=2",
+              "final", "a≈b"),
+    ],
+    "fig2b_topology": [
+        _rule("The denser network (complete, λ2 = 0) keeps the agents' accuracies closer than "
+              "the ring (λ2 = 0.544)", "CDMSGD matrix_file=complete5_uniform.csv",
+              "CDMSGD matrix_file=ring5_authors.csv", "spread", "a<b"),
+        _rule("The average accuracy converges faster on the sparser network",
+              "CDMSGD matrix_file=ring5_authors.csv",
+              "CDMSGD matrix_file=complete5_uniform.csv", "early", "a>b"),
+    ],
+    "fig2b_topology_lambda2": [
+        _rule("(extension) λ2 0.25 keeps the agents' accuracies closer than λ2 0.95",
+              "CDMSGD target_lambda2=0.25", "CDMSGD target_lambda2=0.95", "spread", "a<b"),
+    ],
+    "paper_server_failure": [
+        _drift,
+        _rule("CDMSGD ends at least as accurate as FedAvg after the failure", "CDMSGD",
+              "FedAvg", "final", "a≥b"),
+    ],
+}
+
+
+def _extra_traffic(group: Group, baseline: Group) -> Estimate:
+    """Bytes moved beyond the uncontrolled run's, in percent (seed by seed)."""
+    base = {r.seed: r.final("bytes_moved_total") for r in baseline.finished}
+    return Estimate.of([100.0 * (r.final("bytes_moved_total") / base[r.seed] - 1.0)
+                        for r in group.finished if base.get(r.seed, 0) > 0])
+
+
+def _kong_traffic(groups: Sequence[Group]) -> Claim | None:
+    control, exact = find(groups, "control-phase-1"), find(groups, "centralized")
+    baseline = find(groups, "decentralized")
+    if control is None or exact is None or baseline is None:
+        return None
+    cheap, dear = _extra_traffic(control, baseline), _extra_traffic(exact, baseline)
+    verdict, why = compare(cheap, dear, "a<b")
+    return Claim("... at far less traffic than exact averaging throughout",
+                 f"extra traffic vs uncontrolled, %: control-phase-1 {cheap}, "
+                 f"centralized {dear}", verdict, why)
+
+
+KONG: list[Rule] = [
+    _rule("Decentralized training (the ring) ends below centralized", "decentralized",
+          "centralized", "final", "a<b"),
+    _rule("Most of the gap comes from phase 1: decentralized only in phase 1 ends below "
+          "decentralized only in phase 2", "dec-phase-1", "dec-phase-2", "final", "a<b"),
+    _rule("... and below decentralized only in phase 3", "dec-phase-1", "dec-phase-3", "final",
+          "a<b"),
+    _rule("Controlling Ξ in phase 1 recovers (most of) the gap: it ends above the "
+          "uncontrolled ring", "control-phase-1", "decentralized", "final", "a>b"),
+    _rule("... and close to centralized", "control-phase-1", "centralized", "final", "a≈b"),
+    _kong_traffic,
+    _rule("Controlling only the later phases does not recover it: it ends below "
+          "centralized", "control-phases-2-3", "centralized", "final", "a<b"),
+]
+
+RULES: dict[str, list[Rule]] = {**JIANG, "kong_phases": KONG}
+
+
+def rules_for(scenario: str) -> list[Rule]:
+    """The rules of a scenario (its `_cifar10` twin shares them); none if unknown."""
+    return RULES.get(scenario.removesuffix("_cifar10"), [])
+
+
+def mean_xi_by_phase(record: RunRecord) -> dict[int, float]:
+    """Mean Ξ² the agents held (after control) in each step-size phase."""
+    phase = dict(record.curves.get("phase", []))
+    held = record.curves.get("consensus_distance_controlled") or \
+        record.curves.get("consensus_distance", [])
+    by_phase: dict[int, list[float]] = {}
+    for step, value in held:
+        if step in phase:
+            by_phase.setdefault(int(phase[step]), []).append(value)
+    return {p: sum(values) / len(values) for p, values in sorted(by_phase.items())}
+
+
+def arms_table(groups: Sequence[Group]) -> str:
+    """Kong et al.'s table: each arm's final test accuracy, its gap to centralized, its
+    extra traffic against the uncontrolled ring and its mean Ξ² per phase (Markdown)."""
+    exact, baseline = find(groups, "centralized"), find(groups, "decentralized")
+    lines = ["| arm | final test acc. | gap to centralized | extra traffic % | "
+             "mean Ξ² phase 1 / 2 / 3 |", "|---|---|---|---|---|"]
+    for group in groups:
+        accuracy = _accuracy(group)
+        gap_to = "–" if exact is None else \
+            f"{_accuracy(exact).mean - accuracy.mean:+.4f}"
+        extra = "–" if baseline is None else str(_extra_traffic(group, baseline))
+        phases: dict[int, list[float]] = {}
+        for record in group.finished:
+            for p, value in mean_xi_by_phase(record).items():
+                phases.setdefault(p, []).append(value)
+        xi = " / ".join(f"{sum(v) / len(v):.3g}" for _, v in sorted(phases.items())) or "–"
+        lines.append(f"| {group.label} | {accuracy} | {gap_to} | {extra} | {xi} |")
+    return "\n".join(lines) + "\n"

@@ -55,7 +55,7 @@ def test_deploy_local_runs_a_method_and_records_every_round(
         assert steps(client, run.info.run_id, metric) == [1, 2, 3]
     assert 0.0 < run.data.metrics["test_accuracy_mean"] <= 1.0
     cached = sorted(p.name for p in (tmp_path / "cache").rglob("*.pt"))
-    assert cached == ["agent-0.pt", "agent-1.pt", "agent-2.pt", "test.pt"]
+    assert cached == ["agent-0.pt", "agent-1.pt", "agent-2.pt", "shared.pt"]
     for log in ("superlink", "supernode-0", "worker-2"):
         assert (tmp_path / "federation" / f"{log}.log").exists()
 

@@ -149,6 +149,34 @@ def _enter_network_of(pid: int) -> None:
         os.close(handle)
 
 
+def _group(pgid: int) -> list[str]:
+    """The processes (name and pid) of a process group."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if entry.name.isdigit() and int(fields[2]) == pgid and fields[0] != "Z":
+            members.append(f"{(entry / 'comm').read_text().strip()} ({entry.name})")
+    return members
+
+
+def stop_group(leader: subprocess.Popen[bytes], grace: float = 30.0) -> list[str]:
+    """SIGTERM the process group `leader` leads and wait for it to empty; what was still
+    there after `grace` seconds (then killed) is returned."""
+    os.killpg(leader.pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while _group(leader.pid) and time.monotonic() < deadline:
+        leader.poll()  # reap the leader once it exits
+        time.sleep(0.5)
+    left = _group(leader.pid)
+    if left:
+        os.killpg(leader.pid, signal.SIGKILL)
+    leader.wait(10)
+    return left
+
+
 @pytest.mark.slow
 def test_a_simulation_joins_a_running_ray_cluster(monkeypatch: pytest.MonkeyPatch) -> None:
     """A Ray head started here in a private network namespace (stopped by its PID): the
@@ -189,14 +217,8 @@ def test_a_simulation_joins_a_running_ray_cluster(monkeypatch: pytest.MonkeyPatc
         driver.start()
         driver.join(240)
     finally:
-        os.killpg(head.pid, signal.SIGTERM)
-        try:
-            head.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(head.pid, signal.SIGKILL)
-            head.wait(10)
-    with pytest.raises(ProcessLookupError):  # nothing of the head's process group is left
-        os.killpg(head.pid, 0)
+        left = stop_group(head)
+    assert left == [], f"the head's processes outlived SIGTERM: {left}"
     workers = list((root / "ray").glob("session_*/logs/python-core-worker-*.log"))
     shutil.rmtree(root, ignore_errors=True)
     [result] = outcome

@@ -25,6 +25,7 @@ from decentral_bench.agent import AgentData
 from decentral_bench.data_cache import cached_agent_data, data_key
 from decentral_bench.engine import EventSink, FinalParameters, ReportSink, RunStopped
 from decentral_bench.flower import client_app, supernode
+from decentral_bench.flower.app import node_wait
 from decentral_bench.flower.arrays import from_record, to_record
 from decentral_bench.flower.credentials import generate_credentials
 from decentral_bench.flower.deploy import absolute_tracking_uri, deployable
@@ -241,3 +242,12 @@ def test_a_point_travels_as_one_array_that_fedavg_averages_layer_by_layer() -> N
     average = aggregate_arrayrecords(weighted, "num-examples")  # FedAvg's own averaging
     for got, original in zip(from_record(average), layers, strict=True):
         np.testing.assert_allclose(got, 0.25 * original + 0.75 * 2 * original, rtol=1e-6)
+
+
+def test_the_wait_for_nodes_comes_from_the_run_config_with_advice_for_a_deployment() -> None:
+    context = Context(run_id=1, node_id=0, node_config={}, state=RecordDict(),
+                      run_config={"wait-for-nodes": 120})
+    wait = node_wait(None, context, 3)  # a deployment's grid (not Flower's in-memory one)
+    assert wait.timeout == 120.0
+    assert "--node-config \"partition-id=J num-partitions=3\"" in wait.advice
+    assert "simulation-config" not in wait.advice

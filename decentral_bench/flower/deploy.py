@@ -86,6 +86,15 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def group_alive(group: int) -> bool:
+    """Whether any process of a process group is left."""
+    try:
+        os.killpg(group, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 def log_tail(path: Path, lines: int = 15) -> str:
     text = path.read_text(errors="replace") if path.exists() else ""
     return "\n".join(text.splitlines()[-lines:])
@@ -104,12 +113,11 @@ class LocalFederation:
     """A SuperLink and one SuperNode (with its worker) per agent, on loopback."""
 
     def __init__(self, folder: Path, agents: int, tls: bool = False,
-                 data_cache: Path | None = None, start_timeout: float = 60.0,
-                 working_folder: Path | None = None) -> None:
+                 data_cache: Path | None = None, start_timeout: float = 60.0) -> None:
         self.folder = folder.resolve()
         # Where the processes run: the ServerApp's relative paths (MLflow's `mlruns`
         # artifact folder beside a sqlite store) land there, as under `decentral-bench run`.
-        self.working_folder = (working_folder or Path.cwd()).resolve()
+        self.working_folder = Path.cwd()
         self.agents = agents
         self.tls = tls
         self.data_cache = data_cache
@@ -155,20 +163,22 @@ class LocalFederation:
         raise DeploymentError(f"{started.name} did not listen on {LOOPBACK}:{port} within "
                               f"{self.start_timeout:.0f} s:\n{log_tail(started.log)}")
 
-    def stop(self) -> None:
-        """Stop every process group started here (SIGTERM, then SIGKILL after 10 s),
-        SuperNodes and workers first, the SuperLink last."""
+    def stop(self, grace: float = 10.0) -> None:
+        """Stop every process group started here, SuperNodes and workers first, the
+        SuperLink (with the SuperExec and ServerApp it started) last: SIGTERM, which
+        lets a running ServerApp mark its MLflow run KILLED, then SIGKILL for what is
+        left after `grace` seconds."""
         for started in reversed(self.started):
-            if started.process.poll() is None:
+            with suppress(ProcessLookupError):
                 os.killpg(started.process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace
         for started in reversed(self.started):
-            try:
-                started.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
+            while group_alive(started.process.pid) and time.monotonic() < deadline:
+                started.process.poll()  # reap the leader, so that its group can empty
+                time.sleep(0.1)
+            with suppress(ProcessLookupError):
                 os.killpg(started.process.pid, signal.SIGKILL)
-                started.process.wait(timeout=10)
-            with suppress(ProcessLookupError):  # what it started: SuperExec, ServerApp
-                os.killpg(started.process.pid, signal.SIGKILL)
+            started.process.wait(timeout=10)
         self.started.clear()
 
     # ------------------------------------------------------------ the federation
@@ -340,8 +350,8 @@ def deployable(scenario: Scenario, source: str, method: str,
         raise ScenarioError(source, [("methods", f"no method '{method}' (it has: {known})")])
     for key, value in (("sweep", scenario.sweep), ("training.seeds", scenario.training.seeds)):
         if value:
-            raise ScenarioError(source, [(key, "a deployment runs one configuration; remove "
-                                               "it or fix it with --set")])
+            raise ScenarioError(source, [(key, "a deployment runs one configuration: remove "
+                                               "it, or give training.seed one value")])
     uri = tracking_uri or scenario.tracking.uri or DEFAULT_TRACKING_URI
     tracking = scenario.tracking.model_copy(update={"uri": absolute_tracking_uri(uri, Path.cwd())})
     return scenario.model_copy(update={"tracking": tracking})

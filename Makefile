@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: install dev demo test lint data clean
+.PHONY: install dev demo test lint docs data clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,10 @@ test: $(DEV_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/python -m pytest
+
+# The README's table of scenario keys and scenario.schema.json, from the scenario models.
+docs: $(STAMP)
+	$(BIN)/python -m decentral_bench.scenario.keytable
 
 # Real Fashion-MNIST, offline, from Debian's package (files land in /usr/share/datasets/fashion-mnist).
 data:

@@ -9,7 +9,7 @@ import signal
 import sys
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -17,7 +17,6 @@ from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
-    TaskID,
     TextColumn,
     TimeElapsedColumn,
 )
@@ -25,10 +24,8 @@ from rich.progress import Progress as ProgressBars
 from rich.table import Table
 
 from decentral_bench import scenario as scenario_file
+from decentral_bench.deploy_command import deploy_local_command
 from decentral_bench.scenario import ScenarioError
-
-if TYPE_CHECKING:
-    from decentral_bench.runner import MethodResult
 
 # Piped output (CI logs, files) gets wide tables instead of rich's 80-column default.
 console = Console(width=None if sys.stdout.isatty() else 160)
@@ -48,8 +45,6 @@ def _print_problems(error: ScenarioError) -> None:
 
 def _overrides(settings: list[str] | None) -> dict[str, object]:
     """`--set key=value` pairs; values are read as YAML (20 → int, [2, 8] → list)."""
-    import yaml
-
     overrides: dict[str, object] = {}
     for setting in settings or []:
         key, separator, value = setting.partition("=")
@@ -57,7 +52,7 @@ def _overrides(settings: list[str] | None) -> dict[str, object]:
             errors.print(f"[bold red]error[/]: --set {escape(setting)}: expected key=value, "
                          "e.g. --set training.rounds=20", highlight=False, soft_wrap=True)
             raise typer.Exit(EXIT_BAD_INPUT)
-        overrides[key.strip()] = yaml.safe_load(value)
+        overrides[key.strip()] = scenario_file.read_yaml(value)
     return overrides
 
 
@@ -82,38 +77,8 @@ def _load_checked(path: Path, partitions: bool = False,
     return parsed
 
 
-class RichProgress:
-    """Progress bars, one per method, with the latest accuracy."""
-
-    def __init__(self, bars: ProgressBars) -> None:
-        self.bars = bars
-        self.tasks: dict[str, TaskID] = {}
-
-    def method_started(self, name: str, rounds: int) -> None:
-        self.tasks[name] = self.bars.add_task(name, total=rounds, status="starting")
-
-    def round_finished(self, name: str, server_round: int, metrics: dict[str, float]) -> None:
-        accuracy = metrics.get("test_accuracy_mean")
-        if accuracy is None:
-            self.bars.update(self.tasks[name], completed=server_round)
-        else:
-            self.bars.update(self.tasks[name], completed=server_round,
-                             status=f"test acc {accuracy:.3f}")
-
-    def method_finished(self, result: MethodResult) -> None:
-        self.bars.update(self.tasks[result.name], status=result.status.lower())
-
-
-def _summary_table(title: str, rows: list[tuple[str, ...]]) -> Table:
-    from decentral_bench.report import COLUMNS
-
-    table = Table(title=title)
-    for column in COLUMNS:
-        table.add_column(column)
-    for row in rows:
-        table.add_row(*row)
-    return table
-
+cli.command("deploy-local")(deploy_local_command(_load_checked, _print_problems, console, errors,
+                                                 EXIT_BAD_INPUT))
 
 @cli.command()
 def run(
@@ -136,6 +101,7 @@ def run(
 ) -> None:
     """Run a scenario (every sweep combination × seed × method) on the Flower engine (or the
     vectorized one), recorded in MLflow. A re-run skips the runs it already finished."""
+    from decentral_bench.console import RichProgress, summary_table
     from decentral_bench.runner import run_scenario
     from decentral_bench.sweep import expand
     from decentral_bench.tracking import ui_command
@@ -169,7 +135,7 @@ def run(
     if result.skipped:
         console.print(f"{result.skipped} runs already finished in this parent run were skipped "
                       "(--fresh runs everything again)")
-    console.print(_summary_table(f"{parsed.name}: results", result.summary))
+    console.print(summary_table(f"{parsed.name}: results", result.summary))
     for failed in result.failed:
         errors.print(f"[bold red]{escape(failed.name)} {failed.status}[/]: "
                      f"{escape(failed.error or '')}", highlight=False, soft_wrap=True)
@@ -191,6 +157,7 @@ def report(
         help="Report rounds to reach this mean test accuracy.")] = None,
 ) -> None:
     """Print a scenario run's comparison table from the MLflow store (no re-run)."""
+    from decentral_bench.console import summary_table
     from decentral_bench.report import (
         as_csv,
         group_records,
@@ -219,7 +186,7 @@ def report(
     if csv:
         print(as_csv(rows), end="")
     else:
-        console.print(_summary_table(f"{parent.info.run_name} ({parent.info.run_id})", rows))
+        console.print(summary_table(f"{parent.info.run_name} ({parent.info.run_id})", rows))
     if plot is not None:
         from decentral_bench.plots import report_figures
 
@@ -230,20 +197,47 @@ def report(
 
 
 @cli.command()
-def validate(files: Annotated[list[Path], typer.Argument(help="Scenario YAML files.")]) -> None:
+def validate(
+    files: Annotated[list[Path], typer.Argument(help="Scenario YAML files.")],
+    explain: Annotated[bool, typer.Option("--explain", help="Also print each scenario with "
+                       "every default filled in, and its runs with rounds and epochs.")] = False,
+) -> None:
     """Check scenario files without running them (exit 2 if any is invalid)."""
+    from decentral_bench.scenario.explain import explanation
+
     bad = 0
     for path in files:
         try:
             parsed = _load_checked(path)
+            text = explanation(parsed, str(path)) if explain else ""
         except ScenarioError as error:
             _print_problems(error)
             bad += 1
         else:
             console.print(f"[green]ok[/]: {escape(str(path))} ({parsed.name}, "
                           f"{len(parsed.methods)} methods)", highlight=False, soft_wrap=True)
+            print(text, end="")
     if bad:
         raise typer.Exit(EXIT_BAD_INPUT)
+
+
+@cli.command()
+def init(
+    file: Annotated[Path, typer.Argument(help="The scenario file to write (must not exist).")],
+    template: Annotated[str, typer.Option("--from", help="A shipped scenario: quickstart, "
+                        "server_failure, paper/fig1a_cdsgd_vs_sgd, ...")] = "quickstart",
+) -> None:
+    """Write a commented scenario file to start from (never replaces a file)."""
+    from decentral_bench.scenario.scaffold import ScaffoldError, write_scaffold
+
+    try:
+        write_scaffold(file, template)
+    except ScaffoldError as error:
+        errors.print(f"[bold red]error[/]: {escape(str(error))}", highlight=False,
+                     soft_wrap=True)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    console.print(f"wrote {escape(str(file))}; see what it runs with: decentral-bench "
+                  f"validate {escape(str(file))} --explain", highlight=False, soft_wrap=True)
 
 
 @cli.command()
@@ -303,6 +297,7 @@ def bench(
     from decentral_bench.benchmark import (
         DEFAULT,
         PATHS,
+        TABLE_COLUMNS,
         WORKLOADS,
         environment,
         run_workload,
@@ -322,58 +317,18 @@ def bench(
     console.print(environment())
     results = []
     table = Table(title="seconds per round, by path (all must end with the same parameters)")
-    for column in ("workload", "agents", "steps/round", "path", "wall s", "start-up s",
-                   "s/round", "samples/s", "peak MB", "vs flower", "same params"):
+    for column in TABLE_COLUMNS:
         table.add_column(column)
     with console.status("benchmarking") as status:
         for name in chosen:
             status.update(f"benchmarking {name}")
             result = run_workload(name, rounds, train_samples, cpus_per_agent, picked, device)
             results.append(result)
-            for path, figures in result.paths.items():
-                speedup = result.ratio("flower", path)
-                difference = result.max_parameter_difference.get(path)
-                table.add_row(name, str(result.agents), str(result.steps_per_round), path,
-                              f"{figures.wall_s:.1f}", f"{figures.startup_s:.1f}",
-                              f"{figures.round_s:.4f}", f"{figures.samples_per_s:.0f}",
-                              f"{figures.peak_memory_mb:.0f}",
-                              "" if speedup is None else f"{speedup:.1f}×",
-                              "reference" if difference is None else
-                              f"{difference <= 1e-5} ({difference:.1e})")
+            for row in result.table_rows():
+                table.add_row(*row)
     console.print(table)
     write_json(results, output)
     console.print(f"figures written to {output}")
-
-
-@cli.command("deploy-local")
-def deploy_local(
-    scenario: Annotated[Path, typer.Argument(help="Scenario YAML file.")],
-    method: Annotated[str, typer.Option(help="The method of the scenario to run.")],
-    tls: Annotated[bool, typer.Option(help="TLS and SuperNode authentication.")] = False,
-    tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI.")] = None,
-    wait_for_nodes: Annotated[float, typer.Option(help="Seconds to wait for nodes.")] = 60.0,
-    timeout: Annotated[float, typer.Option(help="Seconds before the run is stopped.")] = 3600.0,
-    workdir: Annotated[Path | None, typer.Option(help="Folder for the logs.")] = None,
-) -> None:
-    """Run one method of a scenario on a real Flower deployment on this machine (a SuperLink
-    and one SuperNode per agent on 127.0.0.1), recorded in MLflow. Exit 0 if it completed."""
-    from decentral_bench.flower.deploy import DeploymentError, deployable, run_locally
-
-    try:
-        parsed = deployable(_load_checked(scenario, True), str(scenario), method, tracking_uri)
-    except ScenarioError as error:
-        _print_problems(error)
-        raise typer.Exit(EXIT_BAD_INPUT) from None
-    try:
-        outcome = run_locally(parsed, method, workdir, tls, wait_for_nodes=wait_for_nodes,
-                              timeout=timeout)
-    except (DeploymentError, KeyboardInterrupt) as error:  # the federation is stopped
-        errors.print(f"[bold red]error[/]: {escape(str(error) or 'interrupted')}")
-        raise typer.Exit(130 if isinstance(error, KeyboardInterrupt) else 1) from None
-    console.print(f"Flower run {outcome.run_id}: {outcome.status} (MLflow: {parsed.tracking.uri})")
-    if not outcome.completed:
-        errors.print(f"{outcome.details}; logs: {outcome.folder}")
-        raise typer.Exit(1)
 
 
 @cli.command()
@@ -388,35 +343,16 @@ def claims(
     """Judge the papers' claims from their scenarios' runs in the store: a table per
     scenario (figures over seeds, holds / does not hold / cannot be judged, why), also
     logged on each parent run as claims.md."""
-    from decentral_bench.claims import as_markdown, judge
-    from decentral_bench.paper_claims import RULES, arms_table, rules_for
-    from decentral_bench.report import group_records, latest_per_configuration
-    from decentral_bench.tracking import (
-        DEFAULT_TRACKING_URI,
-        attach_text,
-        find_parent_run,
-        load_records,
-        open_store,
-    )
+    from decentral_bench.paper_claims import judge_store
+    from decentral_bench.tracking import DEFAULT_TRACKING_URI
 
-    client = open_store(tracking_uri)
-    names = experiments or [name for base in RULES for name in (base, f"{base}_cifar10")]
-    sections = []
-    for name in names:
-        parent = find_parent_run(client, name)
-        if parent is None or parent.data.tags.get("kind") != "scenario":
-            if experiments:
-                errors.print(f"[bold red]error[/]: no scenario run '{escape(name)}' in "
-                             f"{tracking_uri or DEFAULT_TRACKING_URI}", highlight=False)
-                raise typer.Exit(EXIT_BAD_INPUT)
-            continue
-        scenario = parent.data.tags.get("scenario", name)
-        records = latest_per_configuration(load_records(client, parent.info.run_id))
-        text = f"## {scenario}\n\n" + as_markdown(judge(records, rules_for(scenario)))
-        if scenario.removesuffix("_cifar10") == "kong_phases":
-            text += "\n" + arms_table(group_records(records))
-        attach_text(client, parent.info.run_id, text, "claims.md")
-        sections.append(text)
+    try:
+        sections = judge_store(tracking_uri, experiments)
+    except LookupError as error:
+        errors.print(f"[bold red]error[/]: no scenario run {escape(str(error))} in "
+                     f"{tracking_uri or DEFAULT_TRACKING_URI}", highlight=False)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    for text in sections:
         console.print(text, markup=False, highlight=False)
     if not sections:
         errors.print("no scenario run of the papers' scenarios found; run scenarios/paper/ first")
@@ -427,9 +363,16 @@ def claims(
 
 
 @cli.command()
-def schema() -> None:
-    """Print the JSON Schema of scenario files (for editors)."""
-    print(json.dumps(scenario_file.json_schema(), indent=2))
+def schema(output: Annotated[Path | None, typer.Option(
+        help="Write the schema to this file instead of printing it.")] = None) -> None:
+    """Print the JSON Schema of scenario files, for editors."""
+    from decentral_bench.scenario.export import schema_text
+
+    if output is None:
+        print(schema_text(), end="")
+    else:
+        output.write_text(schema_text())
+        errors.print(f"schema written to {output}")
 
 
 def _interrupt(signum: int, frame: object) -> None:

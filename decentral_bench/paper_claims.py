@@ -17,15 +17,18 @@ from decentral_bench.claims import (
     Claim,
     Estimate,
     Rule,
+    as_markdown,
     at_epoch,
     compare,
     figure,
     final,
     find,
     gap,
+    judge,
     mean_over_rounds,
 )
-from decentral_bench.report import Group, RunRecord
+from decentral_bench.report import Group, RunRecord, group_records, latest_per_configuration
+from decentral_bench.tracking import attach_text, find_parent_run, load_records, open_store
 
 EARLY_EPOCH = 1.0  # "converges slower per epoch": accuracy after the first epoch
 
@@ -200,3 +203,26 @@ def arms_table(groups: Sequence[Group]) -> str:
         xi = " / ".join(f"{sum(v) / len(v):.3g}" for _, v in sorted(phases.items())) or "–"
         lines.append(f"| {group.label} | {accuracy} | {gap_to} | {extra} | {xi} |")
     return "\n".join(lines) + "\n"
+
+
+def judge_store(tracking_uri: str | None, experiments: Sequence[str] | None) -> list[str]:
+    """Judge the claims of each named experiment (default: every papers' scenario found in
+    the store), log each table on its parent run as claims.md and return the tables.
+    A named experiment that is not in the store raises LookupError."""
+    client = open_store(tracking_uri)
+    names = experiments or [name for base in RULES for name in (base, f"{base}_cifar10")]
+    sections = []
+    for name in names:
+        parent = find_parent_run(client, name)
+        if parent is None or parent.data.tags.get("kind") != "scenario":
+            if experiments:
+                raise LookupError(repr(name))
+            continue
+        scenario = parent.data.tags.get("scenario", name)
+        records = latest_per_configuration(load_records(client, parent.info.run_id))
+        text = f"## {scenario}\n\n" + as_markdown(judge(records, rules_for(scenario)))
+        if scenario.removesuffix("_cifar10") == "kong_phases":
+            text += "\n" + arms_table(group_records(records))
+        attach_text(client, parent.info.run_id, text, "claims.md")
+        sections.append(text)
+    return sections

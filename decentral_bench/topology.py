@@ -12,29 +12,22 @@ form (I + Π)/2 (`lazy: true`) moves every eigenvalue into [0, 1].
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
-from pathlib import Path
-from typing import TypeVar
 
 import networkx as nx
 import numpy as np
 
+from decentral_bench.graphs import TopologyError, build_graph, random_graph, required
 from decentral_bench.scenario import TopologyConfig
 
-T = TypeVar("T")
+__all__ = ["Topology", "TopologyError", "build_graph", "build_topology", "check_assumption_2"]
 
 # Tolerances of the Assumption-2 checks.
 ENTRY_TOLERANCE = 1e-9       # |π_jl − π_lj|, |Σ_l π_jl − 1|, entries off the support
 EIGEN_TOLERANCE = 1e-9       # λ2 < 1 − tol, λN > −1 + tol, λ1 ≤ 1 + tol
 TARGET_TOLERANCE = 0.05      # |λ2 achieved − target_lambda2| for a reachable target
-MAX_CONNECT_ATTEMPTS = 200   # random draws before a family is declared hopeless
 SNAP_TOLERANCE = 1e-12       # eigenvalues this close to an integer are reported as it
-
-
-class TopologyError(ValueError):
-    """A graph or mixing matrix that the paper's assumptions rule out."""
 
 
 def neighbourhood(matrix: np.ndarray, agent: int) -> list[int]:
@@ -106,122 +99,6 @@ class Topology:
         }
 
 
-# ---------------------------------------------------------------- graph families
-
-
-def _exponential_graph(n: int) -> nx.Graph:
-    """Node i linked to i + 2^m (mod n), m = 0..⌈log2 n⌉−1, made undirected."""
-    graph = nx.empty_graph(n)
-    hops = math.ceil(math.log2(n)) if n > 1 else 0
-    for node in range(n):
-        for m in range(hops):
-            other = (node + 2 ** m) % n
-            if other != node:
-                graph.add_edge(node, other)
-    return graph
-
-
-def _read_edges(config: TopologyConfig) -> list[tuple[int, int]]:
-    if not isinstance(config.edges, str):
-        return [(edge[0], edge[1]) for edge in config.edges or ()]
-    edges = []
-    for number, line in enumerate(Path(config.edges).read_text().splitlines(), start=1):
-        text = line.split("#", 1)[0].replace(",", " ").split()
-        if not text:
-            continue
-        if len(text) != 2 or not all(part.lstrip("-").isdigit() for part in text):
-            raise TopologyError(f"{config.edges}, line {number}: expected two agent numbers "
-                                f"'j l', got {line.strip()!r}")
-        edges.append((int(text[0]), int(text[1])))
-    return edges
-
-
-def _edge_list_graph(config: TopologyConfig) -> nx.Graph:
-    graph = nx.empty_graph(config.agents)
-    for j, l in _read_edges(config):
-        if not (0 <= j < config.agents and 0 <= l < config.agents):
-            raise TopologyError(f"edge ({j}, {l}) names an agent outside 0..{config.agents - 1}")
-        if j != l:
-            graph.add_edge(j, l)
-    return graph
-
-
-def _seeded_connected(draw: Callable[[int], nx.Graph], n: int, what: str, seed: int) -> nx.Graph:
-    """Re-draw a random graph with seeds seed, seed+1, ... until it is connected."""
-    for attempt in range(MAX_CONNECT_ATTEMPTS):
-        graph = draw(seed + attempt)
-        if nx.is_connected(graph):
-            return graph
-    raise TopologyError(f"{what} on {n} agents was disconnected in all {MAX_CONNECT_ATTEMPTS} "
-                        f"draws; make the graph denser")
-
-
-def _random_graph(config: TopologyConfig, seed: int, p: float | None = None,
-                  degree: int | None = None, k: int | None = None) -> nx.Graph:
-    n = config.agents
-    if config.kind == "erdos_renyi":
-        p = _required(config.p if p is None else p, "p")
-        if n > 1 and p < 0.5 * math.log(n) / n:
-            raise TopologyError(
-                f"erdos_renyi with p = {p:g} on {n} agents is almost never connected; "
-                f"use p well above ln(N)/N = {math.log(n) / n:.3g}")
-        return _seeded_connected(lambda s: nx.erdos_renyi_graph(n, p, seed=s), n,
-                                 f"erdos_renyi(p={p:g})", seed)
-    if config.kind == "random_regular":
-        degree = _required(config.degree if degree is None else degree, "degree")
-        if degree >= n or (n * degree) % 2:
-            raise TopologyError(f"no {degree}-regular graph on {n} agents: the degree must be "
-                                "below N and N × degree even")
-        return _seeded_connected(lambda s: nx.random_regular_graph(degree, n, seed=s), n,
-                                 f"random_regular(degree={degree})", seed)
-    k = _required(config.k if k is None else k, "k")
-    rewiring = _required(config.p, "p")
-    if k >= n:
-        raise TopologyError(f"small_world needs k below the number of agents ({n}), got {k}")
-    return _seeded_connected(lambda s: nx.watts_strogatz_graph(n, k, rewiring, seed=s), n,
-                             f"small_world(k={k}, p={rewiring:g})", seed)
-
-
-def _required(value: T | None, key: str) -> T:
-    """A family parameter that scenario validation guarantees is set."""
-    if value is None:
-        raise TopologyError(f"topology.{key} is needed by this graph family")
-    return value
-
-
-def build_graph(config: TopologyConfig, seed: int = 0) -> nx.Graph:
-    """The undirected graph named by `config.kind` on `config.agents` nodes."""
-    n = config.agents
-    kind = config.kind
-    if kind == "complete":
-        return nx.complete_graph(n)
-    if kind == "ring":
-        return nx.cycle_graph(n) if n > 2 else nx.path_graph(n)
-    if kind == "path":
-        return nx.path_graph(n)
-    if kind == "star":
-        return nx.star_graph(n - 1)
-    if kind == "torus":
-        rows, cols = config.rows, config.cols
-        if rows is None:
-            side = math.isqrt(n)
-            if side * side != n:
-                raise TopologyError(f"a torus of {n} agents needs rows and cols "
-                                    "(or a square number of agents)")
-            rows = cols = side
-        grid = nx.grid_2d_graph(rows, cols, periodic=True)
-        return nx.convert_node_labels_to_integers(nx.Graph(grid), ordering="sorted")
-    if kind == "hypercube":
-        return nx.convert_node_labels_to_integers(
-            nx.hypercube_graph(int(math.log2(n))) if n > 1 else nx.empty_graph(1),
-            ordering="sorted")
-    if kind == "exponential":
-        return _exponential_graph(n)
-    if kind == "edges":
-        return _edge_list_graph(config)
-    return _random_graph(config, seed)
-
-
 # ---------------------------------------------------------------- mixing rules
 
 
@@ -279,7 +156,7 @@ def mixing_matrix(config: TopologyConfig, graph: nx.Graph) -> np.ndarray:
     elif config.mixing == "uniform":
         matrix = uniform_weights(graph)
     else:
-        matrix = read_matrix(_required(config.matrix_file, "matrix_file"))
+        matrix = read_matrix(required(config.matrix_file, "matrix_file"))
     return lazy(matrix) if config.lazy else matrix
 
 
@@ -364,12 +241,12 @@ def _family_candidates(config: TopologyConfig) -> list[tuple[str, dict]]:
 
 def _closest_to_target(config: TopologyConfig, seed: int) -> Topology:
     """Within the family's free parameter, the connected graph whose λ2 is nearest the target."""
-    target = _required(config.target_lambda2, "target_lambda2")
+    target = required(config.target_lambda2, "target_lambda2")
     best: tuple[float, Topology] | None = None
     reached: list[float] = []
     for label, parameter in _family_candidates(config):
         try:
-            graph = _random_graph(config, seed, **parameter)
+            graph = random_graph(config, seed, **parameter)
             topology = _checked(config, graph, note=f"{label} for target λ2 = {target:g}")
         except TopologyError:
             continue

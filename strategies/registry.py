@@ -89,19 +89,3 @@ def option_owners(key: str) -> list[str]:
     """The algorithms that take the method key `key`."""
     return [name for name, entry in METHODS.items() if key in entry.options]
 
-
-def check_method_keys(algorithm: str, given: Mapping[str, Any]) -> list[str]:
-    """Problems with the method keys set in `given` (None values count as unset)."""
-    entry = method(algorithm)
-    problems = []
-    for key, value in given.items():
-        if value is None:
-            continue
-        owners = option_owners(key)
-        if owners and key not in entry.options:
-            which = " or ".join(f"'{owner}'" for owner in owners)
-            problems.append(f"'{key}' applies to algorithm {which} only, not '{algorithm}'; "
-                            "remove it")
-        if key in entry.forbids:
-            problems.append(entry.forbids[key])
-    return problems

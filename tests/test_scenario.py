@@ -51,7 +51,7 @@ MALFORMED = [
     ("name: x\nmethods: [{name: a, algorithm: cdmsgd, variant: adam}]\n",
      "methods[0].variant", "'nesterov' or 'polyak'"),
     ("name: x\ntraining: {lr_schedule: diminishing, epsilon: 0.4}\n"
-     "methods: [{name: a, algorithm: cdsgd}]\n", "training", "epsilon must lie in (0.5, 1]"),
+     "methods: [{name: a, algorithm: cdsgd}]\n", "training.epsilon", "greater than 0.5"),
     ("name: x\ntraining: {lr_schedule: diminishing}\nmethods: [{name: a, algorithm: cdsgd}]\n",
      "training", "needs epsilon"),
     ("name: x\ntopology: {kind: moebius}\nmethods: [{name: a, algorithm: cdsgd}]\n",

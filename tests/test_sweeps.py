@@ -52,8 +52,13 @@ def test_sweep_rejects_unknown_and_unsweepable_keys() -> None:
         parse({**base, "sweep": {"topology.agnets": [2, 4]}}, "s.yaml")
     with pytest.raises(ScenarioError, match=r"'training\.seed' cannot be swept \(use training"):
         parse({**base, "sweep": {"training.seed": [1, 2]}}, "s.yaml")
-    with pytest.raises(ScenarioError, match=r"sweep \(topology\.agents=0\): topology\.agents"):
-        expand(parse({**base, "sweep": {"topology.agents": [2, 0]}}, "s.yaml"), "s.yaml")
+    with pytest.raises(ScenarioError, match=r"sweep: 'topology\.agents' value 2 \(0\): Input "
+                                            "should be greater than or equal to 1"):
+        parse({**base, "sweep": {"topology.agents": [2, 0]}}, "s.yaml")
+    # A value valid on its own may still clash with the rest of its combination.
+    with pytest.raises(ScenarioError, match=r"sweep \(dataset\.partition\.alpha=0\.1\): "
+                                            r"dataset\.partition: 'alpha' applies to kind"):
+        expand(parse({**base, "sweep": {"dataset.partition.alpha": [0.1]}}, "s.yaml"), "s.yaml")
 
 
 @pytest.mark.slow

@@ -180,7 +180,8 @@ def test_unreachable_target_lambda2_is_an_error() -> None:
 def test_config_rejects_keys_of_other_families() -> None:
     from pydantic import ValidationError
 
-    with pytest.raises(ValidationError, match="'p' does not apply to kind 'ring'"):
+    with pytest.raises(ValidationError,
+                       match="'p' applies to kind 'erdos_renyi' or 'small_world' only, not 'ring'"):
         TopologyConfig(kind="ring", agents=4, p=0.5)
     with pytest.raises(ValidationError, match="kind 'erdos_renyi' needs the edge probability"):
         TopologyConfig(kind="erdos_renyi", agents=4)

@@ -22,6 +22,8 @@ from decentral_bench.benchmark.workloads import WORKLOADS, build_plan
 from decentral_bench.engine import FinalParameters
 
 TOLERANCE = 1e-5
+TABLE_COLUMNS = ("workload", "agents", "steps/round", "path", "wall s", "start-up s", "s/round",
+                 "samples/s", "peak MB", "vs flower", "same params")
 
 
 @dataclass
@@ -35,6 +37,21 @@ class WorkloadResult:
     reference_path: str                    # the path the others' parameters are compared to
     max_parameter_difference: dict[str, float]
     parameters_match: bool
+
+    def table_rows(self) -> list[tuple[str, ...]]:
+        """One row per path, in `TABLE_COLUMNS`."""
+        rows: list[tuple[str, ...]] = []
+        for path, figures in self.paths.items():
+            speedup = self.ratio("flower", path)
+            difference = self.max_parameter_difference.get(path)
+            rows.append((self.workload, str(self.agents), str(self.steps_per_round), path,
+                         f"{figures.wall_s:.1f}", f"{figures.startup_s:.1f}",
+                         f"{figures.round_s:.4f}", f"{figures.samples_per_s:.0f}",
+                         f"{figures.peak_memory_mb:.0f}",
+                         "" if speedup is None else f"{speedup:.1f}×",
+                         "reference" if difference is None else
+                         f"{difference <= TOLERANCE} ({difference:.1e})"))
+        return rows
 
     def ratio(self, numerator: str, denominator: str) -> float | None:
         """round_s of one path over another's (None unless both ran)."""

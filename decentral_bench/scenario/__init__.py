@@ -1,15 +1,19 @@
 """Scenario files: the YAML a user writes, parsed into a typed, validated `Scenario`.
 
-- `sections`, `graph`, `methods`, `schema`: the format, section by section;
+- `base`, `sections`, `graph`, `methods`, `schema`: the format, section by section;
+- `rules`: rules between the keys of a section, for the loader and the schema alike;
+- `export`: the JSON Schema for editors; `keytable`: the README's table of every key;
 - `loading`: reading a file, with `--set` style overrides;
+- `explain`: a scenario fully resolved; `scaffold`: a commented scenario to start from;
 - `errors`: problems phrased as file, key path and what was expected.
 """
 
 from decentral_bench.scenario.errors import ScenarioError
+from decentral_bench.scenario.export import json_schema
 from decentral_bench.scenario.graph import TopologyConfig
-from decentral_bench.scenario.loading import load, parse, set_key
+from decentral_bench.scenario.loading import load, parse, read_yaml, set_key
 from decentral_bench.scenario.methods import MethodConfig
-from decentral_bench.scenario.schema import UNSWEEPABLE, Scenario, is_scenario_key, json_schema
+from decentral_bench.scenario.schema import UNSWEEPABLE, Scenario, is_scenario_key
 from decentral_bench.scenario.sections import (
     AgentCrashConfig,
     DatasetConfig,
@@ -28,5 +32,5 @@ __all__ = [
     "UNSWEEPABLE", "AgentCrashConfig", "DatasetConfig", "FailuresConfig", "LinkFailuresConfig",
     "MethodConfig", "ModelConfig", "PartitionConfig", "ReportConfig", "ResourcesConfig",
     "Scenario", "ScenarioError", "ServerFailureConfig", "TopologyConfig", "TrackingConfig",
-    "TrainingConfig", "is_scenario_key", "json_schema", "load", "parse", "set_key",
+    "TrainingConfig", "is_scenario_key", "json_schema", "load", "parse", "read_yaml", "set_key",
 ]

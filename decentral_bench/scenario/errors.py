@@ -65,7 +65,7 @@ def describe(error: Any, model: type[BaseModel]) -> tuple[str, str]:
     if kind.startswith("value_error"):
         message = message.removeprefix("Value error, ")
     given = error.get("input")
-    if not isinstance(given, dict | list) and kind != "value_error":
+    if not isinstance(given, dict | list | tuple) and kind != "value_error":
         message += f" (got {given!r})"
     return key_path(location) or "(top level)", message
 

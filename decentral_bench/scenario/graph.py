@@ -5,26 +5,31 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    Field,
+    NonNegativeInt,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
-from decentral_bench.scenario.sections import Strict
+from decentral_bench.scenario.base import Count, Strict
+from decentral_bench.scenario.rules import Is, IsSet, Needs, OnlyWith, Within
 
 TopologyKind = Literal["complete", "ring", "path", "star", "torus", "hypercube", "erdos_renyi",
                        "random_regular", "small_world", "exponential", "edges"]
+MAX_AGENTS = 4096
+POWERS_OF_TWO = tuple(2 ** e for e in range(MAX_AGENTS.bit_length()))
 
-# Which optional keys each graph family takes, and which it needs.
-_FAMILY_KEYS: dict[str, set[str]] = {
-    "torus": {"rows", "cols"},
-    "erdos_renyi": {"p", "target_lambda2"},
-    "random_regular": {"degree", "target_lambda2"},
-    "small_world": {"k", "p", "target_lambda2"},
-    "edges": {"edges"},
-}
-_FAMILY_NEEDS: dict[str, tuple[str, str]] = {
-    "erdos_renyi": ("p", "the edge probability p (or target_lambda2)"),
-    "random_regular": ("degree", "the degree (or target_lambda2)"),
-    "small_world": ("k", "the neighbour count k (or target_lambda2)"),
-    "edges": ("edges", "an edge list [[0, 1], ...] or the path of a file of 'j l' lines"),
+# Which optional keys each graph family takes.
+_FAMILY_KEYS: dict[str, tuple[str, ...]] = {
+    "rows": ("torus",),
+    "cols": ("torus",),
+    "p": ("erdos_renyi", "small_world"),
+    "degree": ("random_regular",),
+    "k": ("small_world",),
+    "edges": ("edges",),
+    "target_lambda2": ("erdos_renyi", "random_regular", "small_world"),
 }
 
 
@@ -41,23 +46,74 @@ def _resolve_path(value: str, info: ValidationInfo) -> str:
 class TopologyConfig(Strict):
     """The communication graph of the agents and its mixing matrix Π."""
 
-    kind: TopologyKind = "complete"
-    agents: int = Field(5, ge=1, le=4096)
-    rows: int | None = Field(None, ge=1, description="torus: grid rows")
-    cols: int | None = Field(None, ge=1, description="torus: grid columns")
-    p: float | None = Field(None, gt=0.0, le=1.0,
-                            description="erdos_renyi: edge probability; small_world: rewiring")
-    degree: int | None = Field(None, ge=1, description="random_regular: degree of every agent")
-    k: int | None = Field(None, ge=2, description="small_world: ring neighbours per agent")
-    edges: tuple[tuple[int, int], ...] | str | None = Field(
-        None, description="edges: inline [[j, l], ...] or a file of 'j l' lines")
-    mixing: Literal["metropolis", "max_degree", "uniform", "matrix"] = "metropolis"
-    lazy: bool = Field(False, description="use (I + Π) / 2")
-    matrix_file: str | None = Field(None, description="mixing: matrix; a .npy or .csv file")
+    kind: TopologyKind = Field(
+        "complete", description="the graph family: complete, ring, path, star, torus (rows × "
+        "cols grid, wrapped), hypercube, erdos_renyi (p), random_regular (degree), "
+        "small_world (Watts–Strogatz, k and p), exponential (j linked to j ± 2^i), edges (a "
+        "list of your own)")
+    agents: Count = Field(
+        5, le=MAX_AGENTS, description="number of agents N (nodes of the graph). Left out, a "
+        "torus has rows × cols and an inline edge list its largest node + 1")
+    rows: Count | None = Field(
+        None, description="torus: grid rows (with cols). Default: √agents for a square number "
+        "of agents")
+    cols: Count | None = Field(
+        None, description="torus: grid columns (with rows). Default: √agents")
+    p: float | None = Field(
+        None, gt=0.0, le=1.0, description="erdos_renyi: probability of each edge; "
+        "small_world: probability of rewiring each edge. No default (erdos_renyi may give "
+        "target_lambda2 instead)")
+    degree: Count | None = Field(
+        None, description="random_regular: degree of every agent (N × degree even, degree "
+        "< N). No default (or target_lambda2)")
+    k: int | None = Field(
+        None, ge=2, description="small_world: ring neighbours per agent before rewiring. No "
+        "default (or target_lambda2)")
+    edges: tuple[tuple[NonNegativeInt, NonNegativeInt], ...] | str | None = Field(
+        None, description="edges: an inline list [[j, l], ...] of agents 0 .. N − 1, or the "
+        "path of a text file of 'j l' lines (relative to the scenario file's folder). No "
+        "default: kind edges needs it")
+    mixing: Literal["metropolis", "max_degree", "uniform", "matrix"] = Field(
+        "metropolis", description="how Π's weights π_jl are built (Jiang et al. Assumption "
+        "2): metropolis: 1 / (1 + max(d_j, d_l)); max_degree: 1 / (1 + d_max); uniform: "
+        "1 / |Nb(j)| (regular graphs only); matrix: read from matrix_file")
+    lazy: bool = Field(
+        False, description="use the lazy matrix (I + Π) / 2, whose eigenvalues are all ≥ 0")
+    matrix_file: str | None = Field(
+        None, pattern=r"\.(npy|csv)$", description="mixing: matrix: a .npy or .csv file "
+        "holding Π (N × N, symmetric, rows summing to 1), relative to the scenario file's "
+        "folder. No default: mixing matrix needs it")
     target_lambda2: float | None = Field(
-        None, gt=0.0, lt=1.0,
-        description="pick the family parameter whose Π has λ2 closest to this")
-    seed: int | None = Field(None, ge=0, description="random graphs; default training.seed")
+        None, gt=0.0, lt=1.0, description="erdos_renyi, random_regular, small_world: pick "
+        "the family parameter (p, degree or k) whose Π has λ2 within 0.05 of this value in "
+        "(0, 1) (Jiang et al. Fig. 2b). Default: unset, the family's own key is used")
+    seed: NonNegativeInt | None = Field(
+        None, description="seed of the random graph families. Default: training.seed")
+
+    rules = (
+        *(OnlyWith(key, Is("kind", *kinds)) for key, kinds in _FAMILY_KEYS.items()),
+        Needs(Is("kind", "erdos_renyi"), ("p", "target_lambda2"),
+              "kind 'erdos_renyi' needs the edge probability p (or target_lambda2)"),
+        Needs(Is("kind", "random_regular"), ("degree", "target_lambda2"),
+              "kind 'random_regular' needs the degree (or target_lambda2)"),
+        Needs(Is("kind", "small_world"), ("k", "target_lambda2"),
+              "kind 'small_world' needs the neighbour count k (or target_lambda2)"),
+        Needs(Is("kind", "small_world"), ("p",),
+              "kind 'small_world' needs the rewiring probability p"),
+        Needs(Is("kind", "edges"), ("edges",),
+              "kind 'edges' needs an edge list [[0, 1], ...] or the path of a file of 'j l' "
+              "lines"),
+        Needs(IsSet("rows"), ("cols",),
+              "a torus needs both rows and cols, or neither (square agents)"),
+        Needs(IsSet("cols"), ("rows",),
+              "a torus needs both rows and cols, or neither (square agents)"),
+        Within(Is("kind", "hypercube"), "agents", POWERS_OF_TWO,
+               "a hypercube needs a power of two agents, not {value}"),
+        Needs(Is("mixing", "matrix"), ("matrix_file",),
+              "mixing: matrix goes with matrix_file (and matrix_file with it)"),
+        OnlyWith("matrix_file", Is("mixing", "matrix"),
+                 "mixing: matrix goes with matrix_file (and matrix_file with it)"),
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -67,8 +123,9 @@ class TopologyConfig(Strict):
         if data.get("kind") == "torus" and isinstance(data.get("rows"), int) \
                 and isinstance(data.get("cols"), int):
             return {**data, "agents": data["rows"] * data["cols"]}
-        if data.get("kind") == "edges" and isinstance(data.get("edges"), list) and data["edges"]:
-            nodes = [n for edge in data["edges"] if isinstance(edge, list) for n in edge
+        if data.get("kind") == "edges" and isinstance(data.get("edges"), list | tuple) \
+                and data["edges"]:
+            nodes = [n for edge in data["edges"] if isinstance(edge, list | tuple) for n in edge
                      if isinstance(n, int)]
             return {**data, "agents": max(nodes) + 1} if nodes else data
         return data
@@ -81,36 +138,12 @@ class TopologyConfig(Strict):
     @field_validator("matrix_file")
     @classmethod
     def _matrix_file(cls, value: str | None, info: ValidationInfo) -> str | None:
-        if value is None:
-            return None
-        if not value.endswith((".npy", ".csv")):
-            raise ValueError("the mixing matrix file must be a .npy or .csv file")
-        return _resolve_path(value, info)
+        return None if value is None else _resolve_path(value, info)
 
     @model_validator(mode="after")
-    def _keys_fit_the_family(self) -> TopologyConfig:
-        allowed = _FAMILY_KEYS.get(self.kind, set())
-        for key in ("rows", "cols", "p", "degree", "k", "edges", "target_lambda2"):
-            if getattr(self, key) is not None and key not in allowed:
-                takes = f"; it takes: {', '.join(sorted(allowed))}" if allowed else ""
-                raise ValueError(f"'{key}' does not apply to kind '{self.kind}'{takes}")
-        if self.kind in _FAMILY_NEEDS:
-            key, what = _FAMILY_NEEDS[self.kind]
-            if getattr(self, key) is None and self.target_lambda2 is None:
-                raise ValueError(f"kind '{self.kind}' needs {what}")
-        if self.kind == "edges" and self.target_lambda2 is not None:
-            raise ValueError("target_lambda2 needs a random graph family")
-        if self.kind == "small_world" and self.p is None:
-            raise ValueError("kind 'small_world' needs the rewiring probability p")
-        if self.kind == "torus":
-            if (self.rows is None) != (self.cols is None):
-                raise ValueError("a torus needs both rows and cols, or neither (square agents)")
-            if self.rows is not None and self.cols is not None \
-                    and self.rows * self.cols != self.agents:
-                raise ValueError(f"rows × cols = {self.rows * self.cols} but agents = "
-                                 f"{self.agents}; drop agents or make them agree")
-        if self.kind == "hypercube" and self.agents & (self.agents - 1):
-            raise ValueError(f"a hypercube needs a power of two agents, not {self.agents}")
-        if (self.mixing == "matrix") != (self.matrix_file is not None):
-            raise ValueError("mixing: matrix goes with matrix_file (and matrix_file with it)")
+    def _grid_fits(self) -> TopologyConfig:
+        if self.rows is not None and self.cols is not None \
+                and self.rows * self.cols != self.agents:
+            raise ValueError(f"rows × cols = {self.rows * self.cols} but agents = "
+                             f"{self.agents}; drop agents or make them agree")
         return self

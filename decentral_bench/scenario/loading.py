@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -9,7 +10,22 @@ import yaml
 from pydantic import ValidationError
 
 from decentral_bench.scenario.errors import ScenarioError, describe
-from decentral_bench.scenario.schema import Scenario
+from decentral_bench.scenario.schema import Scenario, shorthand_key
+
+
+class ScenarioYaml(yaml.SafeLoader):
+    """PyYAML's safe loader, reading `1e-3` as the number YAML 1.2 (and editors) read,
+    not as the string YAML 1.1 makes of an exponent without a decimal point."""
+
+
+ScenarioYaml.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"))
+
+
+def read_yaml(text: str) -> Any:
+    """YAML text as Python data, the way scenario files and `--set` values are read."""
+    return yaml.load(text, Loader=ScenarioYaml)
 
 
 def parse(data: Any, source: str = "<scenario>", base: Path | None = None) -> Scenario:
@@ -61,8 +77,9 @@ def set_key(data: dict[str, Any], dotted: str, value: Any, source: str = "<scena
                 current.pop(REPLACES[part], None)
         else:
             child = current.get(part)
-            if isinstance(child, str):
-                child = {"name" if part == "model" else "kind": child}
+            key = shorthand_key(".".join(p for p in parts[:depth + 1] if not p.isdigit()))
+            if isinstance(child, str) and key is not None:
+                child = {key: child}
             current[part] = child if isinstance(child, dict | list) else {}
             current = current[part]
 
@@ -78,7 +95,7 @@ def load(path: str | Path, overrides: dict[str, Any] | None = None) -> Scenario:
     except OSError as error:
         raise ScenarioError(source, [("", f"cannot read the file: {error.strerror}")]) from None
     try:
-        data = yaml.safe_load(text)
+        data = read_yaml(text)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""

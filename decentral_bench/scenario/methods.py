@@ -8,12 +8,26 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator
 
-from decentral_bench.scenario.sections import Strict
-from strategies.registry import ALGORITHMS, check_method_keys
+from decentral_bench.scenario.base import Count, Strict
+from decentral_bench.scenario.rules import Is, IsSet, Needs, Not, OnlyWith
+from strategies.registry import ALGORITHMS, METHODS, option_owners
 
 Algorithm = Literal[ALGORITHMS]  # type: ignore[valid-type]
+
+
+def _registry_rules() -> tuple[OnlyWith, ...]:
+    """The registry's word on which algorithm takes which key, as rules: a method-only key
+    (momentum, fraction, ...) belongs to the algorithms that list it among their options,
+    and a common key an algorithm forbids is refused with the registry's reason."""
+    options = sorted({key for entry in METHODS.values() for key in entry.options})
+    rules = [OnlyWith(key, Is("algorithm", *option_owners(key))) for key in options]
+    for entry in METHODS.values():
+        for key, reason in entry.forbids.items():
+            others = tuple(name for name in ALGORITHMS if key not in METHODS[name].forbids)
+            rules.append(OnlyWith(key, Is("algorithm", *others), reason))
+    return tuple(rules)
 
 
 class ConsensusControlConfig(Strict):
@@ -22,40 +36,41 @@ class ConsensusControlConfig(Strict):
 
     mode: Literal["fixed", "adaptive", "exact"] = Field(
         description="fixed: gossip_steps exchanges every round; adaptive: exchanges until Ξ² "
-                    "meets the target; exact: every agent gets x̄ (an all-reduce)")
-    gossip_steps: int | None = Field(
-        None, ge=1, description="fixed: gossip-only exchanges after every training round")
+        "meets the target; exact: every agent gets x̄ (an all-reduce)")
+    gossip_steps: Count | None = Field(
+        None, description="fixed: gossip-only exchanges after every training round. No "
+        "default: fixed needs it")
     target_ratio: float | None = Field(
         None, gt=0.0, lt=1.0, description="adaptive: after control Ξ² ≤ target_ratio × Ξ² "
-                                          "before control, this round")
+        "before control, this round, in (0, 1). No default: adaptive needs it or target")
     target: float | None = Field(
-        None, gt=0.0, description="adaptive: an absolute bound on Ξ² after control")
-    max_gossip_steps: int | None = Field(
-        None, ge=1, description="adaptive: at most this many exchanges per round (default 50; "
-                                "reaching it is logged as an event)")
-    phases: tuple[int, ...] | None = Field(
-        None, description="the step-size phases (1-based, split by training.milestones) where "
-                          "control acts (default: all)")
+        None, gt=0.0, description="adaptive: an absolute bound on Ξ² after control, instead "
+        "of target_ratio. Default: unset")
+    max_gossip_steps: Count | None = Field(
+        None, description="adaptive: at most this many exchanges per round; reaching it is "
+        "logged as an event. Default: 50")
+    phases: tuple[Count, ...] | None = Field(
+        None, json_schema_extra={"minItems": 1, "uniqueItems": True},
+        description="the step-size phases (numbered from 1, split by training.milestones) "
+        "where control acts. Default: all")
 
-    @model_validator(mode="after")
-    def _keys_fit_the_mode(self) -> ConsensusControlConfig:
-        owners = {"gossip_steps": "fixed", "target_ratio": "adaptive", "target": "adaptive",
-                  "max_gossip_steps": "adaptive"}
-        for key, owner in owners.items():
-            if getattr(self, key) is not None and self.mode != owner:
-                raise ValueError(f"'{key}' applies to mode '{owner}' only, not '{self.mode}'")
-        if self.mode == "fixed" and self.gossip_steps is None:
-            raise ValueError("mode 'fixed' needs gossip_steps, e.g. 3")
-        if self.mode == "adaptive" and self.target is None and self.target_ratio is None:
-            raise ValueError("mode 'adaptive' needs target_ratio (e.g. 0.25) or target")
-        if self.target is not None and self.target_ratio is not None:
-            raise ValueError("give target_ratio or target, not both")
-        if self.phases is not None:
-            if not self.phases or any(phase < 1 for phase in self.phases):
-                raise ValueError("phases are numbered from 1, e.g. [1]")
-            if len(set(self.phases)) != len(self.phases):
-                raise ValueError("phases must be distinct")
-        return self
+    rules = (
+        OnlyWith("gossip_steps", Is("mode", "fixed")),
+        OnlyWith("target_ratio", Is("mode", "adaptive")),
+        OnlyWith("target", Is("mode", "adaptive")),
+        OnlyWith("max_gossip_steps", Is("mode", "adaptive")),
+        Needs(Is("mode", "fixed"), ("gossip_steps",), "mode 'fixed' needs gossip_steps, e.g. 3"),
+        Needs(Is("mode", "adaptive"), ("target_ratio", "target"),
+              "mode 'adaptive' needs target_ratio (e.g. 0.25) or target"),
+        OnlyWith("target", Not(IsSet("target_ratio")), "give target_ratio or target, not both"),
+    )
+
+    @field_validator("phases")
+    @classmethod
+    def _distinct(cls, value: tuple[int, ...] | None) -> tuple[int, ...] | None:
+        if value is not None and (not value or len(set(value)) != len(value)):
+            raise ValueError("list distinct phases, numbered from 1, e.g. [1]")
+        return value
 
 
 class MethodConfig(Strict):
@@ -66,34 +81,45 @@ class MethodConfig(Strict):
     registry says which algorithm takes which key).
     """
 
-    name: str = Field(min_length=1)
-    algorithm: Algorithm
-    momentum: float | None = Field(None, ge=0.0, lt=1.0, description="CDMSGD μ (default 0.9)")
+    name: str = Field(
+        min_length=1, description="the method's name in MLflow and the report, unique in the "
+        "scenario")
+    algorithm: Algorithm = Field(
+        description="cdsgd: Jiang et al. eq. 5; cdmsgd: CDSGD with momentum (section 7); "
+        "fedavg: Flower's FedAvg; centralized_sgd: CDSGD on the one-node graph Π = [1] with "
+        "all the data")
+    momentum: float | None = Field(
+        None, ge=0.0, lt=1.0, description="cdmsgd: momentum μ in [0, 1). Default: 0.9")
     variant: Literal["nesterov", "polyak"] | None = Field(
-        None, description="CDMSGD momentum form (default nesterov, as the paper's experiments)")
+        None, description="cdmsgd: the momentum form, Polyak x_{k+1} = Σ π_jl x_k^l − α g + "
+        "μ(x_k − x_{k−1}) or Nesterov (steps from y_k = x_k + μ(x_k − x_{k−1})). Default: "
+        "nesterov, as the paper's experiments")
     momentum_buffer: Literal["iterates", "local"] | None = Field(
-        None, description="CDMSGD: iterates (default, the paper's equations: μ(x_k − x_{k−1})) "
-                          "or local (the authors' code: a velocity of the agent's own gradient "
-                          "steps, never mixed)")
-    fraction: float | None = Field(None, gt=0.0, le=1.0)
-    local_epochs: int | None = Field(None, ge=1)
-    lr: float | None = Field(None, gt=0.0)
-    local_steps: int | None = Field(None, ge=1)
-    batch_size: int | None = Field(None, ge=1)
-    rounds: int | None = Field(None, ge=1, description="this method's rounds (default: "
-                                                        "training.rounds or training.epochs)")
-    epochs: float | None = Field(None, gt=0.0, description="this method's epochs instead of "
-                                                            "rounds")
+        None, description="cdmsgd: iterates, the paper's equations' μ(x_k − x_{k−1}); or "
+        "local, the authors' code: a velocity of the agent's own gradient steps, never mixed. "
+        "Default: iterates")
+    fraction: float | None = Field(
+        None, gt=0.0, le=1.0, description="fedavg: fraction C of the clients sampled each "
+        "round, in (0, 1]. Default: 1.0")
+    local_epochs: Count | None = Field(
+        None, description="fedavg: local epochs E each sampled client trains per round. "
+        "Default: 1")
+    lr: float | None = Field(
+        None, gt=0.0, description="this method's step size α. Default: training.lr")
+    local_steps: Count | None = Field(
+        None, description="gossip methods: minibatch steps per round. Default: "
+        "training.local_steps")
+    batch_size: Count | None = Field(
+        None, description="this method's minibatch size. Default: training.batch_size")
+    rounds: Count | None = Field(
+        None, description="this method's rounds (a FedAvg round is E epochs, a gossip round "
+        "local_steps minibatches). Default: training.rounds or training.epochs")
+    epochs: float | None = Field(
+        None, gt=0.0, description="this method's epochs, instead of rounds. Default: "
+        "training's")
     consensus_control: ConsensusControlConfig | None = Field(
-        None, description="gossip methods: extra gossip-only exchanges (Kong et al. 2021)")
+        None, description="gossip methods: extra gossip-only exchanges after each round "
+        "(Kong et al. 2021). Default: none")
 
-    @model_validator(mode="after")
-    def _keys_fit_the_algorithm(self) -> MethodConfig:
-        if self.rounds is not None and self.epochs is not None:
-            raise ValueError("give rounds or epochs, not both")
-        given = {key: getattr(self, key) for key in type(self).model_fields
-                 if key not in ("name", "algorithm")}
-        problems = check_method_keys(self.algorithm, given)
-        if problems:
-            raise ValueError("; ".join(problems))
-        return self
+    rules = (*_registry_rules(),
+             OnlyWith("epochs", Not(IsSet("rounds")), "give rounds or epochs, not both"))

@@ -1,22 +1,34 @@
-"""A whole scenario file: the top-level `Scenario` and its JSON Schema."""
+"""A whole scenario file: the top-level `Scenario`, its keys and which of them a sweep varies."""
 
 from __future__ import annotations
 
 import json
-from typing import Any
+from functools import cache
+from types import UnionType
+from typing import Annotated, Any, Union, get_args, get_origin
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import (
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic.fields import FieldInfo
 
+from decentral_bench.scenario.base import Strict
 from decentral_bench.scenario.errors import KeyedError
 from decentral_bench.scenario.graph import TopologyConfig
 from decentral_bench.scenario.methods import MethodConfig
+from decentral_bench.scenario.rules import Shorthand
 from decentral_bench.scenario.sections import (
     DatasetConfig,
     FailuresConfig,
     ModelConfig,
     ReportConfig,
     ResourcesConfig,
-    Strict,
     TrackingConfig,
     TrainingConfig,
 )
@@ -29,32 +41,52 @@ UNSWEEPABLE = ("name", "description", "methods", "sweep", "tracking", "training.
 class Scenario(Strict):
     """A whole scenario: what to train, on which graph, with which methods."""
 
-    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")
-    description: str = ""
-    dataset: DatasetConfig = DatasetConfig()
-    model: ModelConfig = ModelConfig()
-    topology: TopologyConfig = TopologyConfig()
-    training: TrainingConfig = TrainingConfig()
-    methods: tuple[MethodConfig, ...]
-    failures: FailuresConfig = FailuresConfig()
-    tracking: TrackingConfig = TrackingConfig()
-    resources: ResourcesConfig = ResourcesConfig()
-    report: ReportConfig = ReportConfig()
+    name: str = Field(
+        min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$", description="the scenario's name: "
+        "letters, digits, _ . - (names the MLflow experiment and parent run)")
+    description: str = Field("", description="free text, recorded with the runs")
+    dataset: DatasetConfig = Field(
+        DatasetConfig(), description="the data set, its test split and its partition over "
+        "the agents")
+    model: Annotated[ModelConfig, Shorthand("name")] = Field(
+        ModelConfig(), description="the network every agent trains: a name alone (`model: "
+        "cnn_paper`) or a mapping with its keys (`{name: mlp, hidden: [64]}`)")
+    topology: TopologyConfig = Field(
+        TopologyConfig(), description="the communication graph of the agents and its "
+        "mixing matrix Π")
+    training: TrainingConfig = Field(
+        TrainingConfig(), description="optimisation settings every method shares unless it "
+        "overrides them")
+    methods: tuple[MethodConfig, ...] = Field(
+        json_schema_extra={"minItems": 1},
+        description="the methods to compare, each run on the same data, graph and x_0")
+    failures: FailuresConfig = Field(
+        FailuresConfig(), description="failures to inject: the server, agents, links")
+    tracking: TrackingConfig = Field(
+        TrackingConfig(), description="where the MLflow runs go")
+    resources: ResourcesConfig = Field(
+        ResourcesConfig(), description="where and how the agents compute")
+    report: ReportConfig = Field(
+        ReportConfig(), description="what the comparison report measures")
     sweep: dict[str, tuple[Any, ...]] = Field(
-        default_factory=dict, description="dotted key → values; every combination runs")
+        default_factory=dict, description="dotted key → list of values; every combination "
+        "runs (× seeds × methods), e.g. {topology.agents: [2, 8, 16]}")
 
     @field_validator("sweep")
     @classmethod
-    def _sweep_paths(cls, value: dict[str, tuple[Any, ...]]) -> dict[str, tuple[Any, ...]]:
+    def _sweep_paths(cls, value: dict[str, tuple[Any, ...]], info: ValidationInfo,
+                     ) -> dict[str, tuple[Any, ...]]:
         for path, values in value.items():
             if path in UNSWEEPABLE or path.split(".")[0] in ("methods", "tracking", "sweep"):
                 hint = " (use training.seeds)" if path.startswith("training.seed") else ""
                 raise ValueError(f"'{path}' cannot be swept{hint}")
-            if not is_scenario_key(path):
+            if path not in sweepable_keys():
                 raise ValueError(f"unknown key '{path}': a sweep path must name a scenario "
                                  "key, e.g. topology.agents or dataset.partition.alpha")
             if not values:
                 raise ValueError(f"'{path}' needs at least one value")
+            for index, item in enumerate(values):
+                _check_value(path, index, item, info.context)
         return value
 
     def __hash__(self) -> int:
@@ -93,11 +125,6 @@ class Scenario(Strict):
                                  f"phase{'s' if phases > 1 else ''}")
         return self
 
-    @field_validator("model", mode="before")
-    @classmethod
-    def _model_shorthand(cls, value: Any) -> Any:
-        return {"name": value} if isinstance(value, str) else value
-
     @field_validator("methods")
     @classmethod
     def _unique_names(cls, value: tuple[MethodConfig, ...]) -> tuple[MethodConfig, ...]:
@@ -122,22 +149,70 @@ class Scenario(Strict):
         return json.dumps(self.model_dump(mode="json"), sort_keys=True)
 
 
+def _sections(field: FieldInfo) -> list[type[Strict]]:
+    """The sections (mappings of keys) a field holds directly, not inside a list."""
+    annotation = field.annotation
+    options = get_args(annotation) if get_origin(annotation) in (Union, UnionType) \
+        else (annotation,)
+    return [option for option in options if _is_section(option)]
+
+
+def _is_section(annotation: Any) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, Strict)
+
+
+@cache
+def scenario_keys() -> dict[str, FieldInfo]:
+    """Every dotted key of the format (`topology.agents`, `dataset.partition.alpha`) with
+    its field, sections included; keys inside lists (methods, failures.agents) are left out,
+    since one dotted path cannot name them."""
+    keys: dict[str, FieldInfo] = {}
+
+    def visit(section: type[Strict], prefix: str) -> None:
+        for name, field in section.model_fields.items():
+            keys[prefix + name] = field
+            for inner in _sections(field):
+                visit(inner, f"{prefix}{name}.")
+
+    visit(Scenario, "")
+    return keys
+
+
+@cache
+def sweepable_keys() -> tuple[str, ...]:
+    """The keys a sweep may vary: every scenario key but those that organise the runs."""
+    return tuple(path for path in scenario_keys() if path not in UNSWEEPABLE
+                 and path.split(".")[0] not in ("methods", "tracking", "sweep"))
+
+
 def is_scenario_key(dotted: str) -> bool:
-    """Whether `a.b.c` names a field of the scenario schema."""
-    current: Any = Scenario
-    for part in dotted.split("."):
-        fields = getattr(current, "model_fields", None)
-        if not fields or part not in fields:
-            return False
-        annotation = fields[part].annotation
-        models = [arg for arg in getattr(annotation, "__args__", ())
-                  if hasattr(arg, "model_fields")]
-        current = models[0] if models else annotation
-    return True
+    """Whether `a.b.c` names a key of the scenario format."""
+    return dotted in scenario_keys()
 
 
+def shorthand_key(dotted: str) -> str | None:
+    """The key a string stands for at `dotted` (`model` → name, `dataset.partition` →
+    kind), or None where a string is no shorthand."""
+    field = scenario_keys().get(dotted)
+    marks = [mark for mark in field.metadata if isinstance(mark, Shorthand)] if field else []
+    return marks[0].key if marks else None
 
 
-def json_schema() -> dict[str, Any]:
-    """The JSON Schema of the scenario format, for editors."""
-    return Scenario.model_json_schema()
+@cache
+def _value_type(path: str) -> TypeAdapter[Any]:
+    field = scenario_keys()[path]
+    value_type: Any = Annotated[(field.annotation, *field.metadata)] if field.metadata \
+        else field.annotation
+    if _sections(field):  # a section brings its own configuration
+        return TypeAdapter(value_type)
+    return TypeAdapter(value_type, config=ConfigDict(strict=True, allow_inf_nan=False))
+
+
+def _check_value(path: str, index: int, value: Any, context: Any) -> None:
+    """A sweep value must be a valid value of its key on its own."""
+    try:
+        _value_type(path).validate_python(value, context=context)
+    except ValidationError as error:
+        first = error.errors()[0]
+        raise ValueError(f"'{path}' value {index + 1} ({value!r}): "
+                         f"{first['msg'].removeprefix('Value error, ')}") from None

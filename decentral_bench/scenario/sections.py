@@ -1,42 +1,55 @@
-"""The sections of a scenario file: data, model, training, failures, tracking, resources."""
+"""The sections of a scenario file: data, model, training, failures, tracking, resources.
+
+Every key carries its description here (`Field(description=...)`): the JSON Schema for
+editors and the README's key table are generated from them. Rules between the keys of a
+section are listed in its `rules` (see `decentral_bench.scenario.rules`).
+"""
 
 from __future__ import annotations
 
 import itertools
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    Field,
+    NonNegativeInt,
+    PositiveFloat,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
-
-class Strict(BaseModel):
-    """Unknown keys and non-finite numbers are errors; a parsed scenario never changes."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+from decentral_bench.scenario.base import Count, Strict
+from decentral_bench.scenario.rules import Is, IsSet, Needs, Not, OnlyWith, Shorthand
 
 
 class PartitionConfig(Strict):
     """How the training set is split over the agents."""
 
-    kind: Literal["iid", "dirichlet", "shards", "by_size"] = "iid"
-    alpha: float | None = Field(None, gt=0.0, description="dirichlet: concentration α")
-    classes_per_agent: int | None = Field(None, ge=1, description="shards: classes per agent")
-    sizes: tuple[float, ...] | None = Field(
-        None, description="by_size: relative n_j per agent (default 1, 2, ..., N)")
+    kind: Literal["iid", "dirichlet", "shards", "by_size"] = Field(
+        "iid", description="iid: equal random shares; dirichlet: each agent's label mix drawn "
+        "from Dirichlet(α) (non-IID); shards: each agent holds classes_per_agent classes; "
+        "by_size: shares in proportion to sizes")
+    alpha: PositiveFloat | None = Field(
+        None, description="dirichlet: concentration α > 0 of the label mix (0.1: most agents "
+        "hold a few classes; 100: close to IID). No default: dirichlet needs it")
+    classes_per_agent: Count | None = Field(
+        None, description="shards: number of classes each agent holds. No default: shards "
+        "needs it")
+    sizes: tuple[PositiveFloat, ...] | None = Field(
+        None, description="by_size: relative share n_j of each agent, one positive number per "
+        "agent (normalised to sum to 1). Default: 1, 2, ..., N")
 
-    @model_validator(mode="after")
-    def _keys_fit_the_kind(self) -> PartitionConfig:
-        owners = {"alpha": "dirichlet", "classes_per_agent": "shards", "sizes": "by_size"}
-        for key, owner in owners.items():
-            if getattr(self, key) is not None and self.kind != owner:
-                raise ValueError(f"'{key}' applies to partition kind '{owner}' only")
-        if self.kind == "dirichlet" and self.alpha is None:
-            raise ValueError("partition 'dirichlet' needs alpha (e.g. 0.1 for strong skew)")
-        if self.kind == "shards" and self.classes_per_agent is None:
-            raise ValueError("partition 'shards' needs classes_per_agent (e.g. 2)")
-        if self.sizes is not None and any(size <= 0 for size in self.sizes):
-            raise ValueError("every relative size must be positive")
-        return self
+    rules = (
+        OnlyWith("alpha", Is("kind", "dirichlet")),
+        OnlyWith("classes_per_agent", Is("kind", "shards")),
+        OnlyWith("sizes", Is("kind", "by_size")),
+        Needs(Is("kind", "dirichlet"), ("alpha",),
+              "partition 'dirichlet' needs alpha (e.g. 0.1 for strong skew)"),
+        Needs(Is("kind", "shards"), ("classes_per_agent",),
+              "partition 'shards' needs classes_per_agent (e.g. 2)"),
+    )
 
 
 DatasetName = Literal["digits", "fashion_mnist", "mnist", "cifar10", "cifar100"]
@@ -45,20 +58,37 @@ DatasetName = Literal["digits", "fashion_mnist", "mnist", "cifar10", "cifar100"]
 class DatasetConfig(Strict):
     """The data set, its held-out test split and its partition over agents."""
 
-    name: DatasetName = "digits"
-    partition: PartitionConfig = PartitionConfig()
+    name: DatasetName = Field(
+        "digits", description="digits: scikit-learn's 8×8 digits (bundled, 1,797 images); "
+        "fashion_mnist: 28×28 clothing, 60,000 + 10,000 (offline from Debian's "
+        "dataset-fashion-mnist, `make data`); mnist, cifar10, cifar100: torchvision's files "
+        "under root")
+    partition: Annotated[PartitionConfig, Shorthand("kind")] = Field(
+        PartitionConfig(), description="how the training set is split over the agents: a "
+        "kind alone (`partition: iid`) or a mapping with its keys (`{kind: dirichlet, "
+        "alpha: 0.1}`)")
     test_fraction: float | None = Field(
-        None, gt=0.0, lt=1.0, description="digits only: held-out share (default 0.2)")
-    root: str | None = Field(None, description="folder holding the data set's files")
-    download: bool = Field(False, description="mnist/cifar: let torchvision download")
-    augment: bool = Field(False, description="cifar: random crop (pad 4) and horizontal flip")
-    train_samples: int | None = Field(
-        None, ge=1, description="use a seeded, class-stratified subset of the training set")
+        None, gt=0.0, lt=1.0, description="digits only: share of the images held out for "
+        "testing, in (0, 1). Default: 0.2 (the other data sets have their own test split)")
+    root: str | None = Field(
+        None, description="folder holding the data set's files, relative to the scenario "
+        "file's folder. Default: /usr/share/datasets/fashion-mnist for fashion_mnist; mnist "
+        "and cifar need it")
+    download: bool = Field(
+        False, description="mnist, cifar10, cifar100: let torchvision download the files into "
+        "root (needs internet)")
+    augment: bool = Field(
+        False, description="cifar10, cifar100: random crop (padding 4) and horizontal flip of "
+        "every training minibatch")
+    train_samples: Count | None = Field(
+        None, description="train on a seeded, class-stratified subset of this many training "
+        "samples, for quick runs. Default: the whole training set")
 
-    @field_validator("partition", mode="before")
-    @classmethod
-    def _partition_shorthand(cls, value: Any) -> Any:
-        return {"kind": value} if isinstance(value, str) else value
+    rules = (
+        OnlyWith("test_fraction", Is("name", "digits", called="data set")),
+        OnlyWith("augment", Is("name", "cifar10", "cifar100", called="data set")),
+        OnlyWith("download", Is("name", "mnist", "cifar10", "cifar100", called="data set")),
+    )
 
     @field_validator("root")
     @classmethod
@@ -69,38 +99,23 @@ class DatasetConfig(Strict):
         path = Path(value).expanduser()
         return str((path if path.is_absolute() else Path(base) / path).resolve())
 
-    @model_validator(mode="after")
-    def _keys_fit_the_data_set(self) -> DatasetConfig:
-        if self.test_fraction is not None and self.name != "digits":
-            raise ValueError(f"'test_fraction' applies to digits only; {self.name} has its "
-                             "own test split")
-        if self.augment and not self.name.startswith("cifar"):
-            raise ValueError("'augment' applies to cifar10 and cifar100 only")
-        if self.download and self.name not in ("mnist", "cifar10", "cifar100"):
-            raise ValueError(f"'download' applies to mnist, cifar10 and cifar100, not {self.name}")
-        return self
-
 
 class ModelConfig(Strict):
     """The network every agent trains."""
 
-    name: Literal["mlp", "cnn_paper", "resnet20"] = "mlp"
-    hidden: tuple[int, ...] | None = Field(
-        None, description="mlp only: hidden layer widths (default [64])")
+    name: Literal["mlp", "cnn_paper", "resnet20"] = Field(
+        "mlp", description="mlp: fully connected, ReLU; cnn_paper: Jiang et al. (2017) "
+        "section 5's CNN (2 × conv 32, max pool, 2 × conv 64, max pool, dense 512); resnet20: "
+        "He et al.'s CIFAR ResNet-20 with GroupNorm (as Kong et al. 2021)")
+    hidden: tuple[Count, ...] | None = Field(
+        None, description="mlp only: the hidden layers' widths, input to output. Default: "
+        "[64]")
     dropout: float | None = Field(
-        None, ge=0.0, lt=1.0, description="cnn_paper only: dropout probability after each "
-                                          "pooling layer (the authors' code: 0.25; default 0)")
+        None, ge=0.0, lt=1.0, description="cnn_paper only: dropout probability in [0, 1) "
+        "after each pooling layer (the authors' code: 0.25). Default: 0")
 
-    @model_validator(mode="after")
-    def _widths(self) -> ModelConfig:
-        if self.dropout is not None and self.name != "cnn_paper":
-            raise ValueError("'dropout' applies to model 'cnn_paper' only")
-        if self.hidden is not None:
-            if self.name != "mlp":
-                raise ValueError("'hidden' applies to model 'mlp' only")
-            if any(width <= 0 for width in self.hidden):
-                raise ValueError("every hidden layer width must be a positive integer")
-        return self
+    rules = (OnlyWith("hidden", Is("name", "mlp", called="model")),
+             OnlyWith("dropout", Is("name", "cnn_paper", called="model")))
 
 
 DEFAULT_ROUNDS = 100
@@ -109,42 +124,76 @@ DEFAULT_ROUNDS = 100
 class TrainingConfig(Strict):
     """Optimisation settings shared by every method unless a method overrides them."""
 
-    rounds: int | None = Field(
-        None, ge=1, description=f"rounds every method runs (default {DEFAULT_ROUNDS}); or give "
-                                "epochs instead")
+    rounds: Count | None = Field(
+        None, description=f"communication rounds per method: a consensus step (CDSGD, "
+        "CDMSGD, SGD) or a FedAvg round; a method's own `rounds` overrides it. Default: "
+        f"{DEFAULT_ROUNDS}, unless epochs is given")
     epochs: float | None = Field(
-        None, gt=0.0, description="passes over its data every method makes, instead of rounds: "
-                                  "a gossip round is local_steps minibatches, a FedAvg round "
-                                  "local_epochs epochs")
-    local_steps: int = Field(1, ge=1, description="Minibatch steps per round.")
-    batch_size: int = Field(32, ge=1)
-    lr: float = Field(0.1, gt=0.0)
-    seed: int = Field(0, ge=0)
-    seeds: tuple[int, ...] | None = Field(
-        None, description="run every method once per seed (replaces seed)")
-    eval_every: int = Field(1, ge=1, description="Evaluate test accuracy every this many rounds.")
+        None, gt=0.0, description="instead of rounds: the passes over its own data every "
+        "method makes (a gossip round is local_steps minibatches, a FedAvg round local_epochs "
+        "epochs). Default: unset, rounds count")
+    local_steps: Count = Field(
+        1, description="minibatch gradient steps per round of the gossip methods; 1 is "
+        "Jiang et al.'s Algorithm 1, more adds local_steps − 1 plain SGD steps after eq. 5")
+    batch_size: Count = Field(
+        32, description="minibatch size b' of each agent's stochastic gradient g_j (Jiang et "
+        "al. eq. 5), in samples")
+    lr: float = Field(
+        0.1, gt=0.0, description="step size α of eq. 5 (α_0 of a diminishing or step "
+        "schedule)")
+    seed: NonNegativeInt = Field(
+        0, description="seed of the partition, x_0, the minibatch order and random graphs")
+    seeds: tuple[NonNegativeInt, ...] | None = Field(
+        None, json_schema_extra={"minItems": 1, "uniqueItems": True},
+        description="run every method once per seed (distinct); replaces seed. Default: "
+        "[seed]")
+    eval_every: Count = Field(
+        1, description="measure test accuracy every this many rounds (and after the last)")
     eval_every_epochs: float | None = Field(
-        None, gt=0.0, description="instead of eval_every: evaluate whenever a method's agents "
-                                  "complete another this-many epochs (methods whose rounds "
-                                  "differ in length are then measured at the same epochs)")
-    eval_samples: int | None = Field(
-        None, ge=1, description="agents evaluate on at most this many train/test samples "
-                                "(a seeded subset); the average model uses the whole test set")
+        None, gt=0.0, description="instead of eval_every: measure whenever a method's agents "
+        "complete another this-many epochs, so methods whose rounds differ in length are "
+        "measured at the same epochs. Default: unset, eval_every counts")
+    eval_samples: Count | None = Field(
+        None, description="agents evaluate on a seeded subset of at most this many "
+        "training and test samples; the average model x̄ always uses the whole test set. "
+        "Default: all samples")
     train_evaluation: Literal["common", "own"] = Field(
         "common", description="where agents measure training loss and accuracy: common, one "
-                              "seeded subset of the whole training set for every agent (as the "
-                              "authors' code; the generalization gap compares like with like); "
-                              "own, each agent's own partition")
-    lr_schedule: Literal["constant", "diminishing", "step"] = "constant"
+        "seeded subset of the whole training set for every agent (as the authors' code; the "
+        "generalization gap compares like with like); own, each agent's own partition")
+    lr_schedule: Literal["constant", "diminishing", "step"] = Field(
+        "constant", description="constant: α_k = α; diminishing: α_k = α_0 / (k + 1)^ε "
+        "(Jiang et al. section 7, needs epsilon); step: α multiplied by gamma at each of the "
+        "milestones")
     epsilon: float | None = Field(
-        None, description="diminishing: α_k = α_0 / (k + 1)^ε with ε in (0.5, 1]")
+        None, gt=0.5, le=1.0, description="diminishing: exponent ε of α_k = α_0 / (k + 1)^ε, "
+        "in (0.5, 1] as the paper's convergence result requires. No default: diminishing "
+        "needs it")
     milestones: tuple[float, ...] | None = Field(
-        None, description="step: where the step size drops, as fractions of a method's rounds "
-                          "(0.5) or round numbers (50); they split training into phases 1, 2, ...")
+        None, json_schema_extra={"minItems": 1, "items": {"anyOf": [
+            {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1},
+            {"type": "integer", "minimum": 1}]}},
+        description="step: where the step size drops, increasing, as fractions of a method's "
+        "rounds (0.5) or round numbers (50); they split training into phases 1, 2, ... No "
+        "default: step needs them")
     gamma: float | None = Field(
-        None, gt=0.0, le=1.0, description="step: the step size is multiplied by gamma at each "
-                                          "milestone (default 0.1)")
-    weight_decay: float = Field(0.0, ge=0.0, description="L2 term λx added inside g_j")
+        None, gt=0.0, le=1.0, description="step: the factor in (0, 1] the step size is "
+        "multiplied by at each milestone. Default: 0.1")
+    weight_decay: float = Field(
+        0.0, ge=0.0, description="L2 coefficient λ ≥ 0: g_j(x) = ∇f_j(x) + λx")
+
+    rules = (
+        OnlyWith("epochs", Not(IsSet("rounds")), "give rounds or epochs, not both"),
+        Needs(Is("lr_schedule", "diminishing"), ("epsilon",),
+              "lr_schedule 'diminishing' needs epsilon in (0.5, 1]"),
+        OnlyWith("epsilon", Is("lr_schedule", "diminishing")),
+        Needs(Is("lr_schedule", "step"), ("milestones",),
+              "lr_schedule 'step' needs milestones, e.g. [0.5, 0.75]"),
+        OnlyWith("milestones", Is("lr_schedule", "step"),
+                 "milestones and gamma go with lr_schedule: step"),
+        OnlyWith("gamma", Is("lr_schedule", "step"),
+                 "milestones and gamma go with lr_schedule: step"),
+    )
 
     @field_validator("seeds")
     @classmethod
@@ -152,8 +201,17 @@ class TrainingConfig(Strict):
         if value is not None:
             if not value:
                 raise ValueError("list at least one seed, or drop 'seeds'")
-            if any(seed < 0 for seed in value) or len(set(value)) != len(value):
-                raise ValueError("seeds must be distinct non-negative integers")
+            if len(set(value)) != len(value):
+                raise ValueError("seeds must be distinct")
+        return value
+
+    @field_validator("milestones")
+    @classmethod
+    def _milestones(cls, value: tuple[float, ...] | None) -> tuple[float, ...] | None:
+        if value is not None:
+            problem = "list at least one" if not value else milestone_problem(value)
+            if problem:
+                raise ValueError(problem)
         return value
 
     @model_validator(mode="before")
@@ -163,43 +221,27 @@ class TrainingConfig(Strict):
             return {**data, "rounds": DEFAULT_ROUNDS}
         return data
 
-    @model_validator(mode="after")
-    def _schedule(self) -> TrainingConfig:
-        if self.rounds is not None and self.epochs is not None:
-            raise ValueError("give rounds or epochs, not both")
-        if self.lr_schedule == "step":
-            if not self.milestones:
-                raise ValueError("lr_schedule 'step' needs milestones, e.g. [0.5, 0.75]")
-            problem = milestone_problem(self.milestones)
-            if problem:
-                raise ValueError(f"milestones: {problem}")
-        elif self.milestones is not None or self.gamma is not None:
-            raise ValueError("milestones and gamma go with lr_schedule: step")
-        if self.lr_schedule == "diminishing":
-            if self.epsilon is None:
-                raise ValueError("lr_schedule 'diminishing' needs epsilon in (0.5, 1]")
-            if not 0.5 < self.epsilon <= 1.0:
-                raise ValueError(f"epsilon must lie in (0.5, 1] (the paper's condition), "
-                                 f"got {self.epsilon}")
-        elif self.epsilon is not None:
-            raise ValueError("epsilon goes with lr_schedule: diminishing")
-        return self
-
 
 class ServerFailureConfig(Strict):
     """The aggregating server is lost after round `round`."""
 
-    round: int = Field(ge=0, description="last round the server completes")
+    round: NonNegativeInt = Field(
+        description="the last round the server completes; it must be below training.rounds")
     mode: Literal["local", "halt"] = Field(
-        "local", description="local: clients go on training alone; halt: training stops")
+        "local", description="local: the clients go on training alone from their last "
+        "model and nobody aggregates; halt: training stops")
 
 
 class AgentCrashConfig(Strict):
     """Agent `agent` neither trains nor publishes from `round` until `recover` (if given)."""
 
-    agent: int = Field(ge=0)
-    round: int = Field(ge=1, description="first round the agent is down")
-    recover: int | None = Field(None, description="first round it is back, from its last state")
+    agent: NonNegativeInt = Field(
+        description="the agent that crashes, numbered 0 .. topology.agents − 1")
+    round: Count = Field(
+        description="the first round the agent is down (at most training.rounds)")
+    recover: int | None = Field(
+        None, description="the first round it is back, resuming from its last state; after "
+        "round. Default: it never comes back")
 
     @model_validator(mode="after")
     def _recovers_later(self) -> AgentCrashConfig:
@@ -211,23 +253,33 @@ class AgentCrashConfig(Strict):
 class LinkFailuresConfig(Strict):
     """Every round, every edge of the graph fails independently with `drop_probability`."""
 
-    drop_probability: float = Field(ge=0.0, lt=1.0)
-    seed: int | None = Field(None, ge=0, description="default: training.seed")
+    drop_probability: float = Field(
+        ge=0.0, lt=1.0, description="probability in [0, 1) that an edge is down in a round, "
+        "drawn independently per edge and round; Π_k is recomputed on the remaining graph")
+    seed: NonNegativeInt | None = Field(
+        None, description="seed of the link draws. Default: training.seed")
 
 
 class FailuresConfig(Strict):
     """Failures to inject: the server, agents, links."""
 
-    server: ServerFailureConfig | None = None
-    agents: tuple[AgentCrashConfig, ...] = ()
-    links: LinkFailuresConfig | None = None
+    server: ServerFailureConfig | None = Field(
+        None, description="FedAvg's server is lost after a round (gossip methods have none "
+        "and carry on). Default: no server failure")
+    agents: tuple[AgentCrashConfig, ...] = Field(
+        (), description="agents that crash (and may recover) at given rounds")
+    links: LinkFailuresConfig | None = Field(
+        None, description="random link failures of the gossip graph. Default: none")
 
 
 class TrackingConfig(Strict):
     """Where the MLflow runs go."""
 
-    experiment: str | None = Field(None, description="Defaults to the scenario name.")
-    uri: str | None = Field(None, description="Defaults to sqlite:///mlflow.db.")
+    experiment: str | None = Field(
+        None, description="MLflow experiment of the runs. Default: the scenario's name")
+    uri: str | None = Field(
+        None, description="MLflow tracking URI (a folder, sqlite:///file.db or "
+        "http://host:port). Default: sqlite:///mlflow.db in the working directory")
 
 
 class ResourcesConfig(Strict):
@@ -236,17 +288,20 @@ class ResourcesConfig(Strict):
     engine: Literal["flower", "vectorized"] = Field(
         "flower", description="flower: Flower's simulation engine (the reference); "
                               "vectorized: all agents as one batched PyTorch program")
-    agent_chunk: int | None = Field(
-        None, ge=1, description="vectorized: agents per batched call (default: what fits in "
-                                "free memory)")
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    cpus_per_agent: int = Field(1, ge=1, description="Ray CPUs and torch threads per agent")
+    agent_chunk: Count | None = Field(
+        None, description="vectorized: agents per batched call. Default: what fits in free "
+                          "memory")
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="where tensors live: auto picks CUDA when present, else CPU")
+    cpus_per_agent: Count = Field(
+        1, description="Ray CPUs reserved per agent actor, and its torch threads")
     gpus_per_agent: float | None = Field(
-        None, gt=0.0, le=1.0, description="GPU share per agent (default: split one GPU)")
+        None, gt=0.0, le=1.0, description="share of a GPU per agent actor, in (0, 1]. "
+        "Default: one GPU split over the agents that run at once")
     ray_address: str | None = Field(
         None, description="flower engine: join this running Ray cluster (HOST:PORT of its "
                           "head, or auto) instead of starting a private Ray on 127.0.0.1; "
-                          "RAY_ADDRESS and --ray-address set it too")
+                          "RAY_ADDRESS and --ray-address set it too. Default: a private Ray")
 
     @field_validator("ray_address")
     @classmethod
@@ -262,8 +317,8 @@ class ReportConfig(Strict):
     """What the comparison report measures."""
 
     target_accuracy: float | None = Field(
-        None, gt=0.0, le=1.0, description="report the first round the mean test accuracy "
-                                          "reaches this")
+        None, gt=0.0, le=1.0, description="the report gives the first round at which the "
+        "mean test accuracy reaches this, in (0, 1]. Default: not reported")
 
 
 def milestone_problem(milestones: tuple[float, ...]) -> str | None:

@@ -28,6 +28,39 @@ def shared_model(config: ModelConfig, input_shape: tuple[int, ...], num_classes:
     return build_model(config, input_shape, num_classes, 0).to(device)
 
 
+Pair = tuple[torch.Tensor, torch.Tensor]  # features and labels
+
+
+@dataclass(frozen=True)
+class AgentData:
+    """Agent j's share of the data set, on the CPU: its partition of the training set,
+    the samples it measures training loss on when they are not its own (`common`: the
+    seeded subset of the whole training set every agent shares, under
+    `training.train_evaluation: common`; None under `own`), the test samples it
+    evaluates on (the seeded `training.eval_samples` subset, or all) and the data set's
+    shape. Everything a node needs of the data set, so that a node can keep it
+    (`data_cache`) instead of loading and splitting the whole set again."""
+
+    features: torch.Tensor
+    labels: torch.Tensor
+    common: Pair | None
+    test: Pair
+    input_shape: tuple[int, ...]
+    num_classes: int
+
+    @classmethod
+    def prepare(cls, plan: MethodPlan, agent: int) -> AgentData:
+        """Agent `agent`'s share, taken from the data set."""
+        dataset = plan.dataset
+        own = torch.as_tensor(plan.partitions[agent])
+        limit = plan.scenario.training.eval_samples
+        common = evaluation_subset(dataset.train_x, dataset.train_y, limit, plan.seed) \
+            if plan.scenario.training.train_evaluation == "common" else None
+        return cls(features=dataset.train_x[own], labels=dataset.train_y[own], common=common,
+                   test=evaluation_subset(dataset.test_x, dataset.test_y, limit, plan.seed),
+                   input_shape=dataset.input_shape, num_classes=dataset.num_classes)
+
+
 @dataclass(frozen=True)
 class AgentSetup:
     """What agent `agent` needs to train under `plan`."""
@@ -42,23 +75,22 @@ class AgentSetup:
     test_evaluation: tuple[torch.Tensor, torch.Tensor]
 
     @classmethod
-    def build(cls, plan: MethodPlan, agent: int) -> AgentSetup:
-        """Agent `agent`'s partition of the training set (on the scenario's device) and
-        its seeded evaluation subsets."""
+    def build(cls, plan: MethodPlan, agent: int, data: AgentData | None = None) -> AgentSetup:
+        """Agent `agent` on the scenario's device with its seeded evaluation subsets, from
+        its share of the data (by default taken from the data set here)."""
         device = select_device(plan.scenario.resources.device)
-        dataset = plan.dataset
-        own = torch.as_tensor(plan.partitions[agent])
-        features, labels = dataset.train_x[own].to(device), dataset.train_y[own].to(device)
-        limit = plan.scenario.training.eval_samples
-        train_set = (features, labels) if plan.scenario.training.train_evaluation == "own" \
-            else (dataset.train_x.to(device), dataset.train_y.to(device))
+
+        def on_device(pair: Pair) -> Pair:
+            return pair[0].to(device), pair[1].to(device)
+
+        data = data or AgentData.prepare(plan, agent)
+        features, labels = on_device((data.features, data.labels))
+        own = evaluation_subset(features, labels, plan.scenario.training.eval_samples, plan.seed)
         return cls(
             plan=plan, agent=agent, device=device, features=features, labels=labels,
-            model=shared_model(plan.scenario.model, dataset.input_shape, dataset.num_classes,
-                               device),
-            train_evaluation=evaluation_subset(*train_set, limit, plan.seed),
-            test_evaluation=evaluation_subset(dataset.test_x.to(device),
-                                              dataset.test_y.to(device), limit, plan.seed),
+            model=shared_model(plan.scenario.model, data.input_shape, data.num_classes, device),
+            train_evaluation=own if data.common is None else on_device(data.common),
+            test_evaluation=on_device(data.test),
         )
 
     def minibatch_index(self, step: int) -> torch.Tensor:

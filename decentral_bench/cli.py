@@ -16,12 +16,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from decentral_bench import scenario as scenario_file
-from decentral_bench.console import (
-    RichProgress,
-    own_warnings_only,
-    progress_bars,
-    summary_table,
-)
+from decentral_bench.console import RichProgress, own_warnings_only, progress_bars, summary_table
+from decentral_bench.deploy_command import deploy_local_command
 from decentral_bench.scenario import ScenarioError
 
 # Piped output (CI logs, files) gets wide tables instead of rich's 80-column default.
@@ -61,6 +57,10 @@ def _overrides(settings: list[str] | None) -> dict[str, object]:
     return overrides
 
 
+cli.command("deploy-local")(deploy_local_command(_print_problems, console, errors,
+                                                 EXIT_BAD_INPUT))
+
+
 @cli.command()
 def run(
     scenario: Annotated[Path, typer.Argument(help="Scenario YAML file.")],
@@ -76,6 +76,8 @@ def run(
     engine: Annotated[str | None, typer.Option(
         help="flower (default) or vectorized; overrides the file's resources.engine.")
     ] = None,
+    ray_address: Annotated[str | None, typer.Option(
+        help="Join this Ray cluster (HOST:PORT or auto); sets resources.ray_address.")] = None,
     verbose: Annotated[bool, typer.Option(
         help="Show Flower's own logs and third-party warnings.")] = False,
 ) -> None:
@@ -93,6 +95,8 @@ def run(
         overrides = _overrides(settings)
         if engine is not None:
             overrides["resources.engine"] = engine
+        if ray_address is not None:
+            overrides["resources.ray_address"] = ray_address
         parsed, specs = check_scenario(scenario, overrides)
     except ScenarioError as error:
         _print_problems(error)

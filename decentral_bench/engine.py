@@ -51,6 +51,11 @@ class RoundReport:
     wall_time_s: float = 0.0  # the engine's time for the round, measurement excluded
 
 
+class RunStopped(Exception):
+    """The engine was told to stop before its last round (e.g. `flwr stop`): the run is
+    KILLED, as after Ctrl-C, not FAILED."""
+
+
 ReportSink = Callable[[RoundReport], None]
 EventSink = Callable[[int, str], None]
 

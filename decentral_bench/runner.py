@@ -2,7 +2,9 @@
 
 A child that crashes is marked FAILED with its reason and the next one runs;
 a child whose loss turns NaN or infinite stops as FAILED (`diverged at round
-k`); Ctrl-C marks the running child and the parent KILLED. Re-running a
+k`); Ctrl-C, a signal that ends the process (SIGTERM, which is how Flower stops
+a ServerApp) or an engine's `RunStopped` (`flwr stop`) marks the running child
+and the parent KILLED, with the reason in their `error` tag. Re-running a
 scenario reuses its last parent run and skips every child already FINISHED
 with the same configuration hash: finished runs are never redone,
 overwritten or duplicated (`fresh=True` starts a new parent).
@@ -23,7 +25,7 @@ from matplotlib import pyplot
 from matplotlib.figure import Figure
 
 from decentral_bench.data import label_histogram
-from decentral_bench.engine import Engine
+from decentral_bench.engine import Engine, RunStopped
 from decentral_bench.engines import build_engine
 from decentral_bench.errors import environment_problem
 from decentral_bench.local_store import StoreError
@@ -52,6 +54,19 @@ from decentral_bench.run_params import flatten, method_params
 from decentral_bench.scenario import Scenario
 from decentral_bench.sweep import RunSpec, expand, scenario_hash
 from decentral_bench.tracking import Tracker, load_records, metric_key, store_problem
+
+# What stops a run from outside: it is then KILLED (not FAILED) and the stop goes on up.
+STOPS = (KeyboardInterrupt, SystemExit, RunStopped)
+
+
+def stop_reason(stop: BaseException) -> str:
+    """Why a run was stopped, in words (the KILLED run's `error` tag)."""
+    if isinstance(stop, KeyboardInterrupt):
+        return "interrupted by the user"
+    if isinstance(stop, SystemExit):
+        return (f"the process was stopped (exit code {stop.code}): a signal such as SIGTERM, "
+                "which is also how `flwr stop` ends a ServerApp")
+    return str(stop)
 
 
 @dataclass
@@ -148,7 +163,8 @@ def record_method(plan: MethodPlan, engine: Engine, tracker: Tracker | None = No
     if progress is not None:
         progress.method_started(spec.name, plan.rounds)
     started = time.perf_counter()
-    interrupted, environment = False, None
+    stopped: BaseException | None = None
+    environment: Exception | None = None
     try:
         tracker.log_params(run_id, method_params(plan, engine.name))
         log_data_and_model(tracker, run_id, plan)
@@ -162,8 +178,8 @@ def record_method(plan: MethodPlan, engine: Engine, tracker: Tracker | None = No
         observer = RoundObserver(plan, sink, on_event)
         engine.run(plan, observer.observe, on_event)
         result.status = "FINISHED"
-    except KeyboardInterrupt:
-        result.status, result.error, interrupted = "KILLED", "interrupted by the user", True
+    except STOPS as stop:
+        result.status, result.error, stopped = "KILLED", stop_reason(stop), stop
     except Exception as error:  # a failed run must not stop the others ...
         result.status, result.error = "FAILED", _reason(error)
         result.events.append((len(result.history), "".join(traceback.format_exception(error))))
@@ -176,14 +192,14 @@ def record_method(plan: MethodPlan, engine: Engine, tracker: Tracker | None = No
                          "events.txt")
     if result.status == "FINISHED":
         tracker.finish(run_id)
-    elif interrupted:
-        tracker.kill(run_id)
+    elif stopped is not None:
+        tracker.kill(run_id, result.error or "")
     else:
         tracker.fail(run_id, result.error or "")
     if progress is not None:
         progress.method_finished(result)
-    if interrupted:
-        raise KeyboardInterrupt
+    if stopped is not None:
+        raise stopped
     if environment is not None:
         raise environment
     return result
@@ -280,8 +296,8 @@ def run_scenario(scenario: Scenario, engine: Engine | None = None, source: Path 
             runs_on = engine or build_engine(spec.scenario, verbose)
             result.runs.append(record_method(plan, runs_on, tracker, parent_id, progress, spec))
         result.summary = log_report(tracker, parent_id, scenario, header)
-    except KeyboardInterrupt:
-        tracker.kill(parent_id)
+    except STOPS as stop:
+        tracker.kill(parent_id, stop_reason(stop))
         raise
     except Exception as error:
         with contextlib.suppress(Exception):  # the store may be what failed: keep `error`

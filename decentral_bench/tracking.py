@@ -305,8 +305,8 @@ class Tracker:
         self.client.set_terminated(run_id, RunStatus.to_string(RunStatus.FAILED))
 
     def kill(self, run_id: str, reason: str = "interrupted by the user") -> None:
-        """Mark a run KILLED and keep why, as the `error` tag."""
-        self.client.set_tag(run_id, "error", reason)
+        """Mark a run KILLED (stopped from outside) and keep why, as the `error` tag."""
+        self.client.set_tag(run_id, "error", reason[:5000])
         self.client.set_terminated(run_id, RunStatus.to_string(RunStatus.KILLED))
 
     def running_children(self, parent_id: str) -> dict[str, str]:

@@ -15,12 +15,19 @@ and encodes the reply:
   epochs on its data (`strategies.local_sgd`) and returns the result.
 
 Every reply carries the agent's new point and its metrics.
+
+Node config keys it reads: `partition-id` (the agent index; Flower's simulation
+sets it), `threads` (torch threads; overrides the thread budget the ServerApp
+sends) and `data-cache` (a folder: keep the agent's share of the data there,
+see `decentral_bench.data_cache`; deployments set it, since Flower may start a
+fresh ClientApp process for every message).
 """
 
 from __future__ import annotations
 
 import time
 from functools import lru_cache
+from pathlib import Path
 
 import torch
 from flwr.app import ConfigRecord, Context, Message, MetricRecord, RecordDict
@@ -28,6 +35,7 @@ from flwr.clientapp import ClientApp
 
 from decentral_bench.agent import AgentSetup
 from decentral_bench.data import steps_per_epoch
+from decentral_bench.data_cache import cached_agent_data
 from decentral_bench.flower.arrays import from_record, to_record
 from decentral_bench.plan import MethodPlan
 from decentral_bench.scenario import Scenario
@@ -63,15 +71,45 @@ def plan_of(scenario_json: str, method_name: str) -> MethodPlan:
 
 
 @lru_cache(maxsize=512)
-def agent_setup(scenario_json: str, method_name: str, agent: int) -> AgentSetup:
-    """Agent `agent` under a method of a scenario, built once per process."""
-    return AgentSetup.build(plan_of(scenario_json, method_name), agent)
+def agent_setup(scenario_json: str, method_name: str, agent: int,
+                cache_folder: str = "") -> AgentSetup:
+    """Agent `agent` under a method of a scenario, built once per process; its share of
+    the data is kept in `cache_folder` when one is given."""
+    plan = plan_of(scenario_json, method_name)
+    data = cached_agent_data(plan, agent, Path(cache_folder)) if cache_folder else None
+    return AgentSetup.build(plan, agent, data)
 
 
-def _limit_threads(config: ConfigRecord) -> None:
-    threads = int_value(config, "threads") if "threads" in config else 0
+def _limit_threads(config: ConfigRecord, node_config: dict) -> None:
+    """Torch threads: the node's own `threads`, else the message's thread budget."""
+    if "threads" in node_config:
+        threads = int(node_config["threads"])
+    else:
+        threads = int_value(config, "threads") if "threads" in config else 0
     if threads > 0 and torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
+
+
+def setup_for(config: ConfigRecord, context: Context) -> AgentSetup:
+    """This node's agent under the message's scenario and method, its torch threads set
+    (node config `threads`, else the message's) and its data kept in the node's
+    `data-cache` folder, if it names one."""
+    _limit_threads(config, dict(context.node_config))
+    return agent_setup(str(config["scenario"]), str(config["method"]), partition_of(context),
+                       str(context.node_config.get("data-cache", "")))
+
+
+def partition_of(context: Context) -> int:
+    """The agent index of this node: its `partition-id` node config entry."""
+    if "partition-id" not in context.node_config:
+        raise ValueError("this node has no partition-id in its node config; start it with "
+                         "--node-config \"partition-id=J num-partitions=N\"")
+    value = context.node_config["partition-id"]
+    if isinstance(value, bool) or not isinstance(value, int | str) or \
+            not str(value).isdigit():
+        raise ValueError(f"this node's partition-id {value!r} is not an agent index "
+                         "(0, 1, ...)")
+    return int(value)
 
 
 def _state(context: Context, key: str, device: torch.device) -> list[torch.Tensor] | None:
@@ -152,18 +190,14 @@ def local_client_round(setup: AgentSetup, content: RecordDict, context: Context,
 @app.query()
 def identify(message: Message, context: Context) -> Message:
     """Tell the router which agent (partition) this node is."""
-    partition = int(context.node_config["partition-id"])
-    content = RecordDict({IDENTITY_KEY: ConfigRecord({"partition-id": partition})})
+    content = RecordDict({IDENTITY_KEY: ConfigRecord({"partition-id": partition_of(context)})})
     return Message(content, reply_to=message)
 
 
 @app.evaluate()
 def measure(message: Message, context: Context) -> Message:
     """Loss and accuracy of the point the message brings back (the agent's latest)."""
-    config = message.content.config_records[CONFIG_KEY]
-    _limit_threads(config)
-    setup = agent_setup(str(config["scenario"]), str(config["method"]),
-                        int(context.node_config["partition-id"]))
+    setup = setup_for(message.content.config_records[CONFIG_KEY], context)
     point = from_numpy(from_record(message.content.array_records[PUBLISHED_KEY]),
                        setup.device)
     metrics = MetricRecord()
@@ -176,9 +210,7 @@ def train(message: Message, context: Context) -> Message:
     """One round of the method named in the message's config."""
     started = time.perf_counter()
     config = message.content.config_records[CONFIG_KEY]
-    _limit_threads(config)
-    agent = int(context.node_config["partition-id"])
-    setup = agent_setup(str(config["scenario"]), str(config["method"]), agent)
+    setup = setup_for(config, context)
     server_round = int_value(config, ROUND_KEY)
     metrics = MetricRecord({WEIGHT_KEY: len(setup.labels)})
     if config.get(GOSSIP_ONLY_KEY, False):

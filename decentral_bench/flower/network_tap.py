@@ -23,6 +23,7 @@ from flwr.supercore.run import Run
 from decentral_bench.engine import RoundReport, stack_points
 from decentral_bench.flower.arrays import from_record
 from decentral_bench.flower.engine_patch import messages_pushed, replies_stored
+from decentral_bench.flower.nodes import readable_reason
 from strategies.protocol import EVALUATE_TYPE, METRICS_KEY, PUBLISHED_KEY
 
 
@@ -57,15 +58,18 @@ class NetworkTap(Grid):
     Nodes in `down_nodes` (crashed agents) are hidden from the strategy, as a
     dead machine would be. In our simulations it sleeps until the engine has
     stored as many replies as it awaits (`flower_engine.replies_stored`) and
-    then pulls them; elsewhere, and as a fallback, it polls every
-    `pull_interval` seconds instead of the in-memory grid's 0.1 s. Both only
-    shorten the wait for replies that have already arrived.
+    then pulls them; elsewhere (a deployment's SuperLink), and as a fallback, it
+    polls after `pull_interval` seconds, doubling the pause up to
+    `max_pull_interval` while no reply comes, instead of the grids' fixed 0.1 s
+    (in memory) or 3 s (a SuperLink). Both only shorten the wait for replies that
+    have already arrived.
     """
 
     def __init__(self, grid: Grid, pull_interval: float = 0.005,
-                 stop: threading.Event | None = None) -> None:
+                 stop: threading.Event | None = None, max_pull_interval: float = 0.2) -> None:
         self.grid = grid
         self.pull_interval = pull_interval
+        self.max_pull_interval = max_pull_interval
         self.stop = stop or threading.Event()  # set: abandon the wait (the user pressed Ctrl-C)
         self.traffic = Traffic()
         self.down_nodes: set[int] = set()  # crashed agents' nodes: hidden from strategies
@@ -106,6 +110,7 @@ class NetworkTap(Grid):
         all_stored = stored_before + len(pending)
         deadline = None if timeout is None else time.monotonic() + timeout
         received: list[Message] = []
+        pause = self.pull_interval
         while pending:
             if self.stop.is_set():
                 raise RuntimeError("the simulation was stopped while waiting for replies")
@@ -118,7 +123,9 @@ class NetworkTap(Grid):
                 # Replies the engine never stores (expired messages) are found within 0.1 s.
                 replies_stored.wait_for(all_stored, 0.1)
             else:  # not our engine, or the count includes replies to other pushes
-                time.sleep(self.pull_interval)
+                time.sleep(pause)
+                pause = self.pull_interval if replies else min(2 * pause,
+                                                               self.max_pull_interval)
         return received
 
     def drain(self) -> Traffic:
@@ -143,7 +150,7 @@ def round_report(server_round: int, traffic: Traffic, agent_of_node: dict[int, i
         if reply is None:
             failed[agent] = "no reply before the timeout"
         elif reply.has_error():
-            failed[agent] = str(reply.error.reason)
+            failed[agent] = readable_reason(str(reply.error.reason))
         else:
             if reply.metadata.message_type != EVALUATE_TYPE and PUBLISHED_KEY in reply.content:
                 points[agent] = from_record(reply.content.array_records[PUBLISHED_KEY],

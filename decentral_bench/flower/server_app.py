@@ -26,7 +26,7 @@ from decentral_bench.engine import (
 from decentral_bench.failures import RoundNetwork
 from decentral_bench.flower.arrays import from_record, to_record
 from decentral_bench.flower.network_tap import NetworkTap, round_report
-from decentral_bench.flower.nodes import discover_agents
+from decentral_bench.flower.nodes import NodeWait, discover_agents
 from decentral_bench.metrics import consensus_distance
 from decentral_bench.plan import MethodPlan
 from decentral_bench.traffic import gossip_round_bytes, parameter_bytes
@@ -80,22 +80,26 @@ class _Round:
 
 
 def run_method(grid: Grid, plan: MethodPlan, report: ReportSink, threads: int = 1,
-               on_event: EventSink | None = None,
-               stop: threading.Event | None = None) -> FinalParameters:
-    """Run every round of one method on `grid`, handing each round to `report`.
+               on_event: EventSink | None = None, stop: threading.Event | None = None,
+               wait: NodeWait | None = None) -> FinalParameters:
+    """Run every round of one method on `grid`, handing each round to `report`, once
+    every agent has a node (`wait` says how long to wait for them; nodes left out are
+    noted to `on_event` at round 0).
 
     Returns the final parameters: each agent's last published point for the
     gossip methods, the last global model (under agent 0) for FedAvg, or each
     agent's own model when FedAvg's server failed with mode `local`.
     """
+    event = on_event or (lambda *_: None)
     tap = NetworkTap(grid, stop=stop)
     config = train_config(plan, threads)
-    node_of_agent = discover_agents(tap, plan.agents)
+    node_of_agent = discover_agents(
+        tap, plan.agents, wait, on_skip=lambda node, why: event(0, f"node {node} left out: {why}"))
     tap.drain()
     rounds = _Round(tap, node_of_agent, report, parameter_bytes(plan.initial_parameters))
     if plan.is_gossip:
         return _run_gossip(tap, plan, rounds, config, node_of_agent)
-    return _run_fedavg(tap, plan, rounds, config, node_of_agent, on_event or (lambda *_: None))
+    return _run_fedavg(tap, plan, rounds, config, node_of_agent, event)
 
 
 def _run_gossip(tap: NetworkTap, plan: MethodPlan, rounds: _Round, config: ConfigRecord,

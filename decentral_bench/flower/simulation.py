@@ -6,42 +6,71 @@ from __future__ import annotations
 import logging
 import threading
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from contextlib import contextmanager
+from functools import partial
+from queue import Empty, Queue
+from typing import Any
 
 from flwr.clientapp import ClientApp
 from flwr.simulation import run_simulation
 
 from decentral_bench.engine import EventSink, FinalParameters, ReportSink
 from decentral_bench.flower.client_app import app as client_app
+from decentral_bench.flower.confinement import enter_private_network
 from decentral_bench.flower.engine_patch import prompt_pickup
+from decentral_bench.flower.ray_cluster import backend_config, check_reachable, ray_address
 from decentral_bench.flower.server_app import make_server_app
 from decentral_bench.plan import MethodPlan
-from decentral_bench.training import available_cpus, select_device
-
-# Ray passes a task's arguments up to this size inside the call and larger ones through
-# its shared-memory object store. Its default, 100 KiB, sends a 5-agent digits message
-# (5 × 19 KB of arrays, 103.6 KB in all) through the store. Measured on a 2-core machine,
-# one actor call: 120 KB 2.9 ms through the store, 1.3 ms inline; the two meet near
-# 800 KB; 2 MB 4.2 ms through the store, 7.9 ms inline.
-INLINE_ARGUMENT_BYTES = 768 * 1024
+from decentral_bench.training import available_cpus
 
 
-def backend_config(plan: MethodPlan, verbose: bool = False) -> dict:
-    """Ray resources per agent actor: `cpus_per_agent` CPUs and, on a GPU, a share of it
-    (`gpus_per_agent`, by default one GPU split over the actors that run at once)."""
-    resources = plan.scenario.resources
-    cpus = available_cpus()
-    per_agent = min(resources.cpus_per_agent, cpus)
-    gpus = 0.0
-    if select_device(resources.device).type == "cuda":
-        parallel = max(1, min(plan.agents, cpus // per_agent))
-        gpus = resources.gpus_per_agent or 1.0 / parallel
-    return {
-        "client_resources": {"num_cpus": per_agent, "num_gpus": gpus},
-        "init_args": {"num_cpus": cpus, "logging_level": "error", "log_to_driver": verbose,
-                      "_system_config": {"max_direct_call_object_size": INLINE_ARGUMENT_BYTES}},
-    }
+class MainThreadCalls:
+    """Runs the ServerApp's calls of the report and event sinks on the thread that waits
+    for the simulation (the caller of `simulate`), which stays in the host's network
+    namespace: MLflow is written from there even while the engine's threads are confined
+    (`confinement`). A call blocks its thread until it has run, and returns its result
+    or raises its exception there."""
+
+    def __init__(self) -> None:
+        self.calls: Queue[tuple[Callable[[], Any], Future]] = Queue()
+        self.closed = threading.Event()
+
+    def wrap(self, function: Callable[..., Any]) -> Callable[..., Any]:
+        def on_main_thread(*arguments: Any) -> Any:
+            if self.closed.is_set():
+                raise RuntimeError("the simulation was stopped")
+            done: Future = Future()
+            self.calls.put((partial(function, *arguments), done))
+            return done.result()
+
+        return on_main_thread
+
+    def serve(self, thread: threading.Thread, poll: float = 0.2) -> None:
+        """Run the calls as they come until `thread` has ended."""
+        while thread.is_alive() or not self.calls.empty():
+            try:
+                call, done = self.calls.get(timeout=poll)
+            except Empty:
+                continue
+            try:
+                done.set_result(call())
+            except Exception as error:  # handed back to the engine's thread
+                done.set_exception(error)
+            except BaseException:  # Ctrl-C while a call runs: stop it and the engine
+                done.set_exception(RuntimeError("the simulation was stopped"))
+                raise
+
+    def wake(self) -> None:
+        """Let `serve` notice at once that the engine's thread has ended."""
+        self.calls.put((lambda: None, Future()))
+
+    def close(self) -> None:
+        """Refuse further calls and fail the waiting ones (the simulation is stopping)."""
+        self.closed.set()
+        while not self.calls.empty():
+            self.calls.get_nowait()[1].set_exception(RuntimeError("the simulation was stopped"))
 
 
 @contextmanager
@@ -66,33 +95,44 @@ def simulate(plan: MethodPlan, report: ReportSink, verbose: bool = False,
     """Run one method of a scenario in Flower's Simulation Engine, one node per agent,
     handing each round to `report`.
 
-    Returns the final parameters (see `server_app.run_method`).
+    Ray is a private one in a network namespace of its own (`confinement`), or the
+    cluster at `ray_cluster.ray_address`, tried first. Returns the final parameters
+    (see `server_app.run_method`).
     """
     final: FinalParameters = {}
     threads = min(plan.scenario.resources.cpus_per_agent, available_cpus())
     stop = threading.Event()
-    server_app = make_server_app(plan, report, threads=threads, on_finished=final.update,
-                                 on_event=on_event, stop=stop)
+    calls = MainThreadCalls()
+    server_app = make_server_app(plan, calls.wrap(report), threads=threads,
+                                 on_finished=final.update, stop=stop,
+                                 on_event=None if on_event is None else calls.wrap(on_event))
+    address = ray_address(plan)
+    if address is not None:
+        check_reachable(address)
     failure: list[BaseException] = []
 
     def engine() -> None:
         try:
+            if address is None:
+                enter_private_network()
             run_simulation(server_app=server_app, client_app=client,
                            num_supernodes=plan.agents,
                            backend_config=backend_config(plan, verbose), verbose_logging=verbose)
         except BaseException as error:  # handed to the main thread below
             failure.append(error)
+        finally:
+            calls.wake()
 
-    # The engine runs in a thread and the main thread waits in short steps: a Ctrl-C
-    # is then handled at once, even when the signal lands on one of Ray's threads.
+    # The engine runs in a thread and the main thread serves its calls in short waits:
+    # a Ctrl-C is then handled at once, even when the signal lands on one of Ray's threads.
     with quiet_flower(verbose), prompt_pickup():
         thread = threading.Thread(target=engine, name="flower-simulation", daemon=True)
         thread.start()
         try:
-            while thread.is_alive():
-                thread.join(0.2)
+            calls.serve(thread)
         except KeyboardInterrupt:
             stop.set()  # the ServerApp stops waiting for replies and ends the simulation
+            calls.close()
             thread.join(60)
             raise
     if failure:

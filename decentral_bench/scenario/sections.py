@@ -298,6 +298,19 @@ class ResourcesConfig(Strict):
     gpus_per_agent: float | None = Field(
         None, gt=0.0, le=1.0, description="share of a GPU per agent actor, in (0, 1]. "
         "Default: one GPU split over the agents that run at once")
+    ray_address: str | None = Field(
+        None, description="flower engine: join this running Ray cluster (HOST:PORT of its "
+                          "head, or auto) instead of starting a private Ray on 127.0.0.1; "
+                          "RAY_ADDRESS and --ray-address set it too. Default: a private Ray")
+
+    @field_validator("ray_address")
+    @classmethod
+    def _address(cls, value: str | None) -> str | None:
+        host, separator, port = (value or "").rpartition(":")
+        if value is None or value == "auto" or (separator and host and port.isdigit()):
+            return value
+        raise ValueError(f"expected HOST:PORT of a Ray head (e.g. 10.0.0.5:6379) or auto, "
+                         f"got {value!r}")
 
 
 class ReportConfig(Strict):

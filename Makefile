@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: install dev demo test lint docs ui-check data clean
+.PHONY: install dev demo test test-slow lint docs ui-check data clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,10 +31,15 @@ lint: $(DEV_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
+# The default suite: every fast test and one slow test of each kind (about 5 minutes on
+# 2 cores); `make test-slow` runs the other Flower simulations and deployments (about 20).
 test: $(DEV_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -m "not slow or core"
+
+test-slow: $(DEV_STAMP)
+	$(BIN)/python -m pytest -m "slow and not core"
 
 # The README's table of scenario keys and scenario.schema.json, from the scenario models.
 docs: $(STAMP)

@@ -76,3 +76,22 @@ def observed_run(plan: MethodPlan, engine: Engine | None = None,
     observer = RoundObserver(plan, rounds.__setitem__, on_event)
     final = (engine or FlowerEngine()).run(plan, observer.observe, on_event)
     return final, rounds, events
+
+
+# The slow tests `make test` still runs: one of each kind of real run (the product learns on
+# Flower, Flower equals the matrix form, the engines agree, `flwr run`'s apps, a real MLflow
+# server), so the default suite exercises the Flower engine end to end in a few minutes.
+# `make test-slow` runs every slow test.
+CORE = (
+    "test_end_to_end.py::test_the_product_learns",
+    "test_equivalence.py::test_flower_run_equals_matrix_form_on_a_4_ring[cdmsgd-polyak]",
+    "test_vectorized.py::test_both_engines_end_with_the_same_parameters_and_metrics[cdsgd-ring]",
+    "test_flwr_app.py::test_module_level_apps_run_a_scenario_from_the_run_config",
+    "test_robustness.py::test_a_run_records_into_a_real_mlflow_server",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.nodeid.endswith(CORE):
+            item.add_marker(pytest.mark.core)

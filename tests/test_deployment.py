@@ -103,6 +103,12 @@ def test_a_tls_federation_refuses_strangers_and_leaves_out_unfit_nodes(tmp_path:
             time.sleep(1)
         federation.flwr("stop", str(run_id), CONNECTION)
         assert federation.wait(run_id, 60.0).status == "finished:stopped"
+        # The ServerApp marks its run on SIGTERM; give it time on a loaded machine before
+        # the federation is torn down.
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and \
+                the_run(tracking_uri, "stopped")[1].info.status == "RUNNING":
+            time.sleep(1)
     _, stopped = the_run(tracking_uri, "stopped")
     assert stopped.info.status == "KILLED"
     assert "flwr stop" in stopped.data.tags["error"]

@@ -29,6 +29,7 @@ from decentral_bench.engine import Engine, RunStopped
 from decentral_bench.engines import build_engine
 from decentral_bench.errors import environment_problem
 from decentral_bench.local_store import StoreError
+from decentral_bench.metric_buffer import MetricBuffer
 from decentral_bench.models import parameter_count
 from decentral_bench.notes import child_note, comment_header, parent_note, scenario_note
 from decentral_bench.observer import Diverged, RoundObserver
@@ -151,8 +152,10 @@ def record_method(plan: MethodPlan, engine: Engine, tracker: Tracker | None = No
     run_id = tracker.start_run(spec.name, tags=tags, parent_id=parent_id)
     result = MethodResult(name=spec.name, algorithm=plan.algorithm, run_id=run_id)
 
+    buffer = MetricBuffer(tracker.client, run_id)
+
     def sink(server_round: int, metrics: dict[str, float]) -> None:
-        tracker.log_metrics(run_id, metrics, step=server_round)
+        buffer.add(metrics, step=server_round)
         result.history.append((server_round, metrics))
         if progress is not None:
             progress.round_finished(spec.name, server_round, metrics)
@@ -177,6 +180,7 @@ def record_method(plan: MethodPlan, engine: Engine, tracker: Tracker | None = No
         log_failure_schedule(tracker, run_id, plan)
         observer = RoundObserver(plan, sink, on_event)
         engine.run(plan, observer.observe, on_event)
+        buffer.flush()
         result.status = "FINISHED"
     except STOPS as stop:
         result.status, result.error, stopped = "KILLED", stop_reason(stop), stop
@@ -185,6 +189,9 @@ def record_method(plan: MethodPlan, engine: Engine, tracker: Tracker | None = No
         result.events.append((len(result.history), "".join(traceback.format_exception(error))))
         if environment_problem(error, tracker.uri) is not None:
             environment = error  # ... unless the store or the disk failed: the next would too
+    if stopped is not None or result.status == "FAILED":  # keep its rounds, store allowing
+        with contextlib.suppress(Exception):
+            buffer.flush()
     result.wall_time_s = time.perf_counter() - started
     tracker.log_metrics(run_id, {"wall_time_s": result.wall_time_s}, step=plan.rounds)
     if result.events:

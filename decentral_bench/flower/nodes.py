@@ -31,7 +31,10 @@ class NodeWait:
     """How long to wait for the agents' nodes, how often to look for new ones, and what
     to tell the user when some never come (it depends on where the run is)."""
 
-    timeout: float = 60.0
+    # The simulation engine makes every node at its start; what is slow is the actors'
+    # first answer (each imports torch and loads its data): over 60 s seen with four
+    # actors on two busy cores. A deployment's wait comes from the run config instead.
+    timeout: float = 300.0
     poll: float = 0.05
     advice: str = ""
 

@@ -111,7 +111,7 @@ def run(
         with progress_bars(console) as bars:
             result = run_scenario(parsed, source=None if settings else scenario,
                                   tracking_uri=tracking_uri, progress=RichProgress(bars),
-                                  fresh=fresh, verbose=verbose, origin=origin)
+                                  fresh=fresh, verbose=verbose, origin=origin, specs=specs)
     except KeyboardInterrupt:
         errors.print("interrupted: the running child and the parent run are marked KILLED")
         raise typer.Exit(130) from None

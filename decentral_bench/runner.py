@@ -274,13 +274,15 @@ def mark_lost_children(tracker: Tracker, parent_id: str) -> list[str]:
 def run_scenario(scenario: Scenario, engine: Engine | None = None, source: Path | None = None,
                  tracking_uri: str | None = None, progress: Progress | None = None,
                  fresh: bool = False, verbose: bool = False, origin: str | None = None,
-                 ) -> ScenarioResult:
+                 specs: list[RunSpec] | None = None) -> ScenarioResult:
     """Run every child of `scenario`, recorded in MLflow, and log the comparison report
     on the parent run. Children run on `engine`, by default the one each child's
     `resources.engine` names. `source` is the scenario's file (its text is logged);
     `origin` says where the scenario came from, as the runs' MLflow source (default:
-    the file, else the scenario's name)."""
-    specs = expand(scenario, str(source or scenario.name))
+    the file, else the scenario's name). `specs` are its runs when the caller expanded
+    them already (with `--set` overrides, `source` is None but swept file names are
+    still the file's folder's)."""
+    specs = specs if specs is not None else expand(scenario, str(source or scenario.name))
     tracker = Tracker(tracking_uri or scenario.tracking.uri,
                       scenario.tracking.experiment or scenario.name,
                       source=origin or str(source or scenario.name))

@@ -179,3 +179,37 @@ def test_the_cli_runs_a_scenario_on_the_vectorized_engine(tmp_path: Path,
         history = client.get_metric_history(run.info.run_id, "test_accuracy_mean")
         assert [point.step for point in history] == [10, 20, 30]
         assert history[-1].value > history[0].value
+
+
+def test_set_overrides_keep_swept_files_relative_to_the_scenario(tmp_path: Path,
+                                                                 tracking_uri: str) -> None:
+    """`run FILE --set ...` from another folder: swept matrix files are still read from
+    the scenario's folder, as without `--set`."""
+    folder = tmp_path / "scenarios"
+    folder.mkdir()
+    for name, weight in (("uniform.csv", 1 / 3), ("lazy.csv", 0.5)):
+        off = (1 - weight) / 2
+        rows = [[weight if i == j else off for j in range(3)] for i in range(3)]
+        (folder / name).write_text("\n".join(",".join(f"{v:.12f}" for v in row)
+                                             for row in rows))
+    path = folder / "m.yaml"
+    path.write_text("""\
+name: swept-matrix
+model: {name: mlp, hidden: [16]}
+topology: {kind: complete, agents: 3, mixing: matrix, matrix_file: uniform.csv}
+training: {rounds: 4, batch_size: 16, lr: 0.1}
+methods: [{name: CDSGD, algorithm: cdsgd}]
+sweep: {topology.matrix_file: [uniform.csv, lazy.csv]}
+tracking: {experiment: swept-matrix}
+""")
+    done = subprocess.run(
+        [sys.executable, "-m", "decentral_bench", "run", str(path), "--engine", "vectorized",
+         "--set", "model={name: mlp, hidden: [8]}", "--tracking-uri", tracking_uri],
+        capture_output=True, text=True, check=False, cwd=tmp_path, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    client = MlflowClient(tracking_uri=tracking_uri)
+    runs = client.search_runs([client.get_experiment_by_name("swept-matrix").experiment_id],
+                              filter_string="tags.method != ''")
+    assert sorted(run.data.tags["label"] for run in runs) == \
+        ["CDSGD matrix_file=lazy.csv", "CDSGD matrix_file=uniform.csv"]
+    assert {run.data.params["model.hidden"] for run in runs} == {"[8]"}

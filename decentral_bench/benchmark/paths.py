@@ -187,6 +187,20 @@ def run_funcloop(plan: MethodPlan) -> tuple[PathFigures, FinalParameters]:
         return functional.cross_entropy(logits, y)
 
     gradients = vmap(grad(loss))
+
+    def stacked_gradients(x: list[torch.Tensor], batches: list[np.ndarray]
+                          ) -> list[torch.Tensor]:
+        """Every agent's gradient: one vmap call per minibatch size (uneven shards end
+        their epochs with smaller batches)."""
+        out = [torch.empty_like(p) for p in x]
+        for length in sorted({len(b) for b in batches}):
+            agents = [j for j, b in enumerate(batches) if len(b) == length]
+            rows = torch.as_tensor(agents, device=device)
+            index = torch.from_numpy(np.stack([batches[j] for j in agents])).to(device)
+            part = gradients(tuple(p[rows] for p in x), train_x[index], train_y[index])
+            for o, d in zip(out, part, strict=True):
+                o[rows] = d
+        return out
     mix = Mixer(plan.topology.mixing_matrix, device)
     x = [torch.from_numpy(a).to(device).repeat(plan.agents, *[1] * a.ndim)
          for a in plan.initial_parameters]
@@ -199,10 +213,7 @@ def run_funcloop(plan: MethodPlan) -> tuple[PathFigures, FinalParameters]:
                 lr = plan.lr_at(server_round)
                 first = (server_round - 1) * plan.local_steps
                 for step in range(first, first + plan.local_steps):
-                    index = torch.from_numpy(np.stack([batch(j, step)
-                                                       for j in range(plan.agents)]))
-                    index = index.to(device)
-                    g = gradients(tuple(x), train_x[index], train_y[index])
+                    g = stacked_gradients(x, [batch(j, step) for j in range(plan.agents)])
                     mixed = mix(x) if step == first else x
                     x = [m - lr * d for m, d in zip(mixed, g, strict=True)]
                 if device.type == "cuda":

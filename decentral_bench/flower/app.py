@@ -7,7 +7,7 @@ import graph: it uses the runner, and nothing imports it.
 
 Run config keys: `scenario` (a path; relative ones also from the app's folder),
 `method` (a method name in it) and `wait-for-nodes` (seconds to wait for every
-agent's SuperNode to connect; 60 by default). A run that `flwr stop` ends, or
+agent's SuperNode to connect; 300 by default). A run that `flwr stop` ends, or
 whose ServerApp process is stopped, is KILLED in MLflow; a method that fails is
 FAILED there and fails the Flower run too.
 """
@@ -34,7 +34,7 @@ from decentral_bench.plan import MethodPlan
 from decentral_bench.runner import record_method
 
 APP_FOLDER = Path(__file__).resolve().parents[2]  # where pyproject.toml is
-DEFAULT_NODE_WAIT_S = 60.0
+DEFAULT_NODE_WAIT_S = 300.0
 PULL_SOURCE = {"pull_messages": "67a5266a5a2ed515"}  # HttpGrid's, as `prompt_reply_pulls` knows it
 logger = logging.getLogger(__name__)
 

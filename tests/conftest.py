@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from flwr.supercore.task_identity import TaskIdentity
 
 from decentral_bench.engine import Engine, FinalParameters
 from decentral_bench.flower.simulation import FlowerEngine
@@ -31,6 +32,16 @@ def tiny_scenario(**overrides: object) -> Scenario:
         else:
             data[section] = value
     return parse(data, "<test>")
+
+
+@pytest.fixture
+def task_identity() -> Iterator[None]:
+    """Messages built outside a running Flower app need an identity to stamp; the
+    process's own identity is put back afterwards."""
+    saved = TaskIdentity._run_id, TaskIdentity._node_id, TaskIdentity._task_id
+    TaskIdentity.run_id, TaskIdentity.node_id, TaskIdentity.task_id = 1, 1, 1
+    yield
+    TaskIdentity._run_id, TaskIdentity._node_id, TaskIdentity._task_id = saved
 
 
 REPO = Path(__file__).resolve().parents[1]

@@ -3,13 +3,10 @@ per call, so it holds only what the next message cannot supply)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 import pytest
 from conftest import tiny_scenario
 from flwr.app import Context, RecordDict
-from flwr.supercore.task_identity import TaskIdentity
 
 from decentral_bench.flower import client_app
 from decentral_bench.flower.arrays import from_record, to_record
@@ -26,13 +23,8 @@ METHODS = {
 
 
 @pytest.fixture(autouse=True)
-def task_identity() -> Iterator[None]:
-    """Messages built outside a running Flower app need an identity to stamp; the
-    process's own identity is put back afterwards."""
-    saved = TaskIdentity._run_id, TaskIdentity._node_id, TaskIdentity._task_id
-    TaskIdentity.run_id, TaskIdentity.node_id, TaskIdentity.task_id = 1, 1, 1
-    yield
-    TaskIdentity._run_id, TaskIdentity._node_id, TaskIdentity._task_id = saved
+def _stamped(task_identity: None) -> None:
+    """Every test here builds messages outside a running app (conftest's task_identity)."""
 
 
 def run_rounds(rule: str, rounds: int) -> tuple[MethodPlan, dict[int, Context], list, list]:

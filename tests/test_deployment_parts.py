@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +17,6 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_ssh_private_key
 from flwr.app import ConfigRecord, Context, Error, Message, MetricRecord, RecordDict
 from flwr.serverapp.strategy.strategy_utils import aggregate_arrayrecords
-from flwr.supercore.task_identity import TaskIdentity
 from mlflow.tracking import MlflowClient
 
 from decentral_bench.agent import AgentData
@@ -35,16 +33,6 @@ from decentral_bench.plan import MethodPlan
 from decentral_bench.runner import record_method, stop_reason
 from decentral_bench.scenario import ScenarioError
 from strategies.protocol import IDENTIFY_TYPE, IDENTITY_KEY
-
-
-@pytest.fixture
-def task_identity() -> Iterator[None]:
-    """Messages built outside a running Flower app need an identity to stamp; the
-    process's own identity is put back afterwards."""
-    saved = TaskIdentity._run_id, TaskIdentity._node_id, TaskIdentity._task_id
-    TaskIdentity.run_id, TaskIdentity.node_id, TaskIdentity.task_id = 1, 1, 1
-    yield
-    TaskIdentity._run_id, TaskIdentity._node_id, TaskIdentity._task_id = saved
 
 
 def _identity_reply(node: int, partition: int | None) -> Message:

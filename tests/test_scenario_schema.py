@@ -135,3 +135,28 @@ def test_yaml_numbers_and_strict_values() -> None:
         parse({**base, "training": {"lr": "0.1"}})
     with pytest.raises(ScenarioError, match=r"topology\.agents: Input should be a valid int"):
         parse({**base, "topology": {"agents": 4.0}})
+
+
+@pytest.mark.parametrize("address", ["auto", "10.0.0.5:6379", "[::1]:6379", "head:6379\n",
+                                     "head", ":6379", "head:²", "he ad:1", "U\x8a<", ""])
+def test_schema_and_loader_agree_on_ray_addresses(address: str) -> None:
+    data = {"name": "x", "methods": [{"name": "a", "algorithm": "cdsgd"}],
+            "resources": {"ray_address": address}}
+    try:
+        loaded = parse(data).resources.ray_address
+    except ScenarioError as error:
+        assert "expected HOST:PORT of a Ray head" in str(error)
+        assert not SCHEMA.is_valid(data)
+    else:
+        assert SCHEMA.is_valid(data) and loaded == address.rstrip("\n")
+
+
+def test_a_folder_under_an_unknown_users_home_is_taken_literally(tmp_path: Path) -> None:
+    """As a shell keeps `~nosuchuser`: no crash while loading; the folder check of
+    `validate` then names the missing folder."""
+    data = {"name": "x", "methods": [{"name": "a", "algorithm": "cdsgd"}],
+            "dataset": {"name": "mnist", "root": "~no-such-user-here/data"}}
+    assert parse(data, base=tmp_path).dataset.root == \
+        str(tmp_path / "~no-such-user-here" / "data")
+    assert parse({**data, "dataset": {"name": "mnist", "root": "~/data"}}).dataset.root == \
+        str(Path.home() / "data")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from pathlib import Path
 from typing import Annotated, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -10,6 +12,16 @@ from decentral_bench.scenario.rules import Rule, clauses, problems
 
 # A whole number ≥ 1 (rounds, agents, sizes).
 Count = Annotated[int, Field(ge=1)]
+
+
+def user_path(value: str, base: Path | str | None = None) -> Path:
+    """A path as a shell reads it: `~` and `~user` expanded where that home folder is
+    known (else kept literally, as a shell keeps `~nosuchuser`), relative paths taken from
+    `base` (default: as given)."""
+    path = Path(value)
+    with contextlib.suppress(RuntimeError):  # no home folder for that user (or none)
+        path = path.expanduser()
+    return path if base is None or path.is_absolute() else Path(base) / path
 
 
 def _as_tuples(value: Any) -> Any:

@@ -13,7 +13,7 @@ from pydantic import (
     model_validator,
 )
 
-from decentral_bench.scenario.base import Count, Strict
+from decentral_bench.scenario.base import Count, Strict, user_path
 from decentral_bench.scenario.rules import Is, IsSet, Needs, OnlyWith, Within
 
 TopologyKind = Literal["complete", "ring", "path", "star", "torus", "hypercube", "erdos_renyi",
@@ -36,8 +36,7 @@ _FAMILY_KEYS: dict[str, tuple[str, ...]] = {
 def _resolve_path(value: str, info: ValidationInfo) -> str:
     """A path relative to the scenario file's folder, checked to exist."""
     base = (info.context or {}).get("base", Path.cwd())
-    path = Path(value).expanduser()
-    path = path if path.is_absolute() else Path(base) / path
+    path = user_path(value, base)
     if not path.is_file():
         raise ValueError(f"file not found: {path}")
     return str(path.resolve())

@@ -14,6 +14,7 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
+from decentral_bench.scenario.base import user_path
 from decentral_bench.scenario.errors import ScenarioError
 from decentral_bench.scenario.export import (
     SCHEMA_FILE,
@@ -149,7 +150,7 @@ def _relocated(data: dict[str, Any], template: Path, target: Path) -> dict[str, 
     for dotted in RELATIVE_PATHS:
         section, key = dotted.split(".")
         value = data.get(section, {}).get(key) if isinstance(data.get(section), dict) else None
-        if isinstance(value, str) and not Path(value).expanduser().is_absolute():
+        if isinstance(value, str) and not user_path(value).is_absolute():
             data[section] = {**data[section], key: _seen_from(target, template.parent / value)}
     return data
 

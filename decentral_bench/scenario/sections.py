@@ -8,6 +8,7 @@ section are listed in its `rules` (see `decentral_bench.scenario.rules`).
 from __future__ import annotations
 
 import itertools
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -20,7 +21,7 @@ from pydantic import (
     model_validator,
 )
 
-from decentral_bench.scenario.base import Count, Strict
+from decentral_bench.scenario.base import Count, Strict, user_path
 from decentral_bench.scenario.rules import Is, IsSet, Needs, Not, OnlyWith, Shorthand
 
 
@@ -96,8 +97,7 @@ class DatasetConfig(Strict):
         if value is None:
             return None
         base = (info.context or {}).get("base", Path.cwd())
-        path = Path(value).expanduser()
-        return str((path if path.is_absolute() else Path(base) / path).resolve())
+        return str(user_path(value, base).resolve())
 
 
 class ModelConfig(Strict):
@@ -282,6 +282,11 @@ class TrackingConfig(Strict):
         "http://host:port). Default: sqlite:///mlflow.db in the working directory")
 
 
+# A Ray head's address as the JSON Schema and the loader both check it (the same search, so
+# they agree): auto, or HOST:PORT without spaces, the port ASCII digits after the last colon.
+RAY_ADDRESS = r"^(auto|\S+:[0-9]+)$"
+
+
 class ResourcesConfig(Strict):
     """Where and how the agents compute."""
 
@@ -301,14 +306,14 @@ class ResourcesConfig(Strict):
     ray_address: str | None = Field(
         None, description="flower engine: join this running Ray cluster (HOST:PORT of its "
                           "head, or auto) instead of starting a private Ray on 127.0.0.1; "
-                          "RAY_ADDRESS and --ray-address set it too. Default: a private Ray")
+                          "RAY_ADDRESS and --ray-address set it too. Default: a private Ray",
+        json_schema_extra={"pattern": RAY_ADDRESS})
 
     @field_validator("ray_address")
     @classmethod
     def _address(cls, value: str | None) -> str | None:
-        host, separator, port = (value or "").rpartition(":")
-        if value is None or value == "auto" or (separator and host and port.isdigit()):
-            return value
+        if value is None or re.search(RAY_ADDRESS, value):
+            return value and value.rstrip("\n")  # Python's $ lets one final newline by
         raise ValueError(f"expected HOST:PORT of a Ray head (e.g. 10.0.0.5:6379) or auto, "
                          f"got {value!r}")
 

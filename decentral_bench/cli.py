@@ -16,7 +16,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from decentral_bench import scenario as scenario_file
-from decentral_bench.console import RichProgress, own_warnings_only, progress_bars, summary_table
+from decentral_bench.console import own_warnings_only, progress_for, summary_table
 from decentral_bench.deploy_command import deploy_local_command
 from decentral_bench.scenario import ScenarioError
 
@@ -108,9 +108,9 @@ def run(
                   f"({parsed.topology.kind}), " + (f"{parsed.training.rounds} rounds"
                   if parsed.training.rounds is not None else f"{parsed.training.epochs:g} epochs"))
     try:
-        with progress_bars(console) as bars:
+        with progress_for(console) as progress:
             result = run_scenario(parsed, source=None if settings else scenario,
-                                  tracking_uri=tracking_uri, progress=RichProgress(bars),
+                                  tracking_uri=tracking_uri, progress=progress,
                                   fresh=fresh, verbose=verbose, origin=origin, specs=specs)
     except KeyboardInterrupt:
         errors.print("interrupted: the running child and the parent run are marked KILLED")

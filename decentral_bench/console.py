@@ -1,10 +1,15 @@
-"""What the command line shows: a progress bar per child run, the summary table, and
-warnings from the project's own code only (third parties' with `run --verbose`)."""
+"""What the command line shows: a progress bar per child run (on a terminal; elsewhere, as
+in a log file, a line at its start, at every tenth of its rounds and at its end), the
+summary table, and warnings from the project's own code only (third parties' with
+`run --verbose`)."""
 
 from __future__ import annotations
 
 import os
+import time
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
@@ -47,6 +52,53 @@ def progress_bars(console: Console) -> ProgressBars:
     return ProgressBars(TextColumn("{task.description:>24}"), BarColumn(), MofNCompleteColumn(),
                         TextColumn("rounds"), TimeElapsedColumn(),
                         TextColumn("{task.fields[status]}"), console=console)
+
+
+@contextmanager
+def progress_for(console: Console) -> Iterator[RichProgress | LineProgress]:
+    """Bars on a terminal; lines where nothing redraws them (a log file, a pipe, CI)."""
+    if console.is_terminal:
+        with progress_bars(console) as bars:
+            yield RichProgress(bars)
+    else:
+        yield LineProgress(console)
+
+
+class LineProgress:
+    """One line per child run's start, tenth of its rounds and end, with the elapsed time
+    and the latest accuracy: progress that reads in a log file."""
+
+    STEPS = 10
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.runs: dict[str, tuple[int, float, int]] = {}  # rounds, start, tenths shown
+        self.accuracy: dict[str, float] = {}
+
+    def _line(self, name: str, text: str) -> None:
+        elapsed = time.monotonic() - self.runs[name][1]
+        self.console.print(f"{name}: {text} ({elapsed:.0f} s)", highlight=False,
+                           markup=False, soft_wrap=True)
+
+    def method_started(self, name: str, rounds: int) -> None:
+        self.runs[name] = (rounds, time.monotonic(), 0)
+        self._line(name, f"started, {rounds} rounds")
+
+    def round_finished(self, name: str, server_round: int, metrics: dict[str, float]) -> None:
+        if "test_accuracy_mean" in metrics:
+            self.accuracy[name] = metrics["test_accuracy_mean"]
+        rounds, start, shown = self.runs[name]
+        tenths = server_round * self.STEPS // max(rounds, 1)
+        if tenths > shown and server_round < rounds:
+            self.runs[name] = (rounds, start, tenths)
+            self._line(name, f"round {server_round}/{rounds}{self._accuracy(name)}")
+
+    def method_finished(self, result: MethodResult) -> None:
+        self.runs.setdefault(result.name, (0, time.monotonic(), 0))
+        self._line(result.name, f"{result.status.lower()}{self._accuracy(result.name)}")
+
+    def _accuracy(self, name: str) -> str:
+        return f", test acc {self.accuracy[name]:.3f}" if name in self.accuracy else ""
 
 
 class RichProgress:

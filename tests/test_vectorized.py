@@ -3,6 +3,7 @@ per-round metrics; its sparse and dense mixing, chunked and whole calls agree.""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -166,6 +167,14 @@ def test_the_cli_runs_a_scenario_on_the_vectorized_engine(tmp_path: Path,
          "--tracking-uri", tracking_uri], capture_output=True, text=True, check=False,
         cwd=tmp_path, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
+    # Output to a pipe (a log file): progress as lines, each tenth of the rounds once.
+    for method in ("CDSGD", "FedAvg"):
+        lines = [re.sub(r" [01]\.\d{3}| \(\d+ s\)$", "", line)
+                 for line in done.stdout.splitlines() if line.startswith(f"{method} seed=0: ")]
+        assert lines == [f"{method} seed=0: started, 30 rounds",
+                         *(f"{method} seed=0: round {r}/30" + (", test acc" if r >= 10 else "")
+                           for r in range(3, 30, 3)),
+                         f"{method} seed=0: finished, test acc"], done.stdout
     client = MlflowClient(tracking_uri=tracking_uri)
     experiment_id = client.get_experiment_by_name("vectorized-cli").experiment_id
     assert f"then the runs: http://127.0.0.1:5000/#/experiments/{experiment_id}/runs?" \

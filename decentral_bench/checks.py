@@ -5,7 +5,8 @@ fail at `run` for a reason that could have been seen. For every sweep
 combination and seed it checks that the resolved scenario parses, that its
 graph builds (files named in it read, Assumption 2 holds), that the data set's
 files are there, that each method's split of the data over its agents can be
-made, that the model fits the data, and that the requested device exists.
+made, that the model fits the data, that each method's update rule is stable on
+the graph's mixing matrix, and that the requested device exists.
 Every problem names the file, the combination and the key.
 """
 
@@ -19,7 +20,9 @@ import torch
 from decentral_bench import scenario as scenario_file
 from decentral_bench.data import DataError, check_available, load_dataset, partition_indices
 from decentral_bench.models import build_model
+from decentral_bench.plan import MethodPlan
 from decentral_bench.scenario import Scenario, ScenarioError
+from decentral_bench.scenario.graph import RANDOM_FAMILIES
 from decentral_bench.sweep import RunSpec, expand
 from decentral_bench.topology import TopologyError, build_topology
 from strategies.registry import method
@@ -65,6 +68,31 @@ def _model_problem(scenario: Scenario) -> str | None:
     return None
 
 
+def _stability_problems(scenario: Scenario) -> list[tuple[str, str]]:
+    """(key, problem) for each method whose update rule diverges on the scenario's Π
+    (CDMSGD-Nesterov on the iterates when λN ≤ −1/(1 + 2μ))."""
+    found = []
+    for index, entry in enumerate(scenario.methods):
+        plan = MethodPlan.of(scenario, entry.name)
+        if plan.definition.single_agent or not plan.is_gossip:
+            continue
+        bound = plan.definition.lowest_eigenvalue(plan.options)
+        if bound is None:
+            continue
+        lambda_n = plan.topology.lambda_n
+        if lambda_n <= bound:
+            momentum = plan.option("momentum")
+            drawn = "" if scenario.topology.seed is not None or scenario.topology.kind \
+                not in RANDOM_FAMILIES else f" (drawn with training seed {plan.seed})"
+            found.append((f"methods[{index}]", (
+                f"'{entry.name}' (CDMSGD-Nesterov, momentum {momentum:g}) diverges on the "
+                f"graph{drawn}: Π's smallest eigenvalue λN = {lambda_n:.4f} is at or below "
+                f"−1/(1 + 2μ) = {bound:.4f}, where the agents' disagreement grows every "
+                "round; use topology.lazy: true (every eigenvalue ≥ 0), "
+                "momentum_buffer: local, variant: polyak, or a smaller momentum")))
+    return found
+
+
 def _checks(scenario: Scenario) -> list[tuple[str, Callable[[], str | None]]]:
     """(key, check) pairs, in the order a run meets them; a check returns a problem."""
 
@@ -102,15 +130,21 @@ def problems_of(specs: list[RunSpec]) -> list[tuple[str, str]]:
         if resolved.to_json() in seen:  # the scenario's other methods: checked already
             continue
         seen.add(resolved.to_json())
+        broken = False
         for key, check in _checks(resolved):
             problem = check()
             if problem is None:
                 continue
+            broken = True
             found = (_where(spec, key), problem)
             if found not in problems:
                 problems.append(found)
             if key == "dataset":
                 break
+        if not broken:
+            problems += [(_where(spec, key), problem)
+                         for key, problem in _stability_problems(resolved)
+                         if (_where(spec, key), problem) not in problems]
     return problems
 
 

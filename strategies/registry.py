@@ -36,6 +36,9 @@ class Method:
     forbids: Mapping[str, str] = field(default_factory=dict)
     single_agent: bool = False  # one node holding all the data, on the graph Π = [1]
     rule: Callable[[Mapping[str, Any]], UpdateRule] | None = None
+    # The smallest eigenvalue of Π the rule is stable for under the resolved options
+    # (None: any Π of Assumption 2).
+    lowest_eigenvalue: Callable[[Mapping[str, Any]], float | None] = lambda options: None
 
     @property
     def is_gossip(self) -> bool:
@@ -57,6 +60,17 @@ def _cdmsgd_rule(options: Mapping[str, Any]) -> UpdateRule:
     return Nesterov(momentum=options["momentum"])
 
 
+def _cdmsgd_lowest_eigenvalue(options: Mapping[str, Any]) -> float | None:
+    """Nesterov on the iterates mixes the look-ahead y_k = x_k + μ (x_k − x_{k−1}), so a
+    disagreement along an eigenvector of Π with eigenvalue λ follows
+    e_{k+1} = λ ((1 + μ) e_k − μ e_{k−1}): a root of z² − λ(1 + μ) z + λμ passes −1
+    when λ = −1/(1 + 2μ), and below it the agents drift apart geometrically whatever
+    the step. Polyak's and the local-velocity forms are stable for every λ > −1."""
+    if options["variant"] == "nesterov" and options["momentum_buffer"] == "iterates":
+        return -1.0 / (1.0 + 2.0 * float(options["momentum"]))
+    return None
+
+
 METHODS: dict[str, Method] = {method.algorithm: method for method in (
     Method("cdsgd", "CDSGD, Jiang et al. 2017 eq. 5: mix the neighbours' points, step at "
            "your own", "gossip", options={"consensus_control": None},
@@ -64,7 +78,7 @@ METHODS: dict[str, Method] = {method.algorithm: method for method in (
     Method("cdmsgd", "CDMSGD, Jiang et al. 2017: CDSGD with Polyak or Nesterov momentum",
            "gossip", options={"momentum": 0.9, "variant": "nesterov",
                               "momentum_buffer": "iterates", "consensus_control": None},
-           rule=_cdmsgd_rule),
+           rule=_cdmsgd_rule, lowest_eigenvalue=_cdmsgd_lowest_eigenvalue),
     Method("fedavg", "Flower's stock FedAvg: local epochs, then the example-weighted "
            "average on the server", "server", options={"fraction": 1.0, "local_epochs": 1},
            forbids={"local_steps": "FedAvg trains 'local_epochs' per round; remove "

@@ -189,3 +189,64 @@ def test_a_store_that_cannot_be_opened_is_one_line_within_seconds(
         assert len(lines) == 1 and words in lines[0] and uri in lines[0], message
     code, message = main_exit("report", "checked", "--tracking-uri", nobody)
     assert code == EXIT_ENVIRONMENT and "cannot reach" in message
+
+
+def _nesterov_on(tmp_path: Path, matrix: list[list[float]], method: str) -> Path:
+    (tmp_path / "pi.csv").write_text("\n".join(",".join(map(str, row)) for row in matrix))
+    path = tmp_path / "momentum.yaml"
+    path.write_text(f"""\
+name: momentum
+model: {{name: mlp, hidden: [8]}}
+topology: {{kind: complete, agents: 2, mixing: matrix, matrix_file: pi.csv}}
+training: {{rounds: 2, batch_size: 16}}
+methods: [{method}]
+""")
+    return path
+
+
+# Π = [[0.2, 0.8], [0.8, 0.2]]: λN = −0.6, below −1/(1 + 2μ) for every μ > 1/3.
+SWAPPING = [[0.2, 0.8], [0.8, 0.2]]
+
+
+def test_nesterov_momentum_that_diverges_on_the_graph_is_refused(tmp_path: Path) -> None:
+    path = _nesterov_on(tmp_path, SWAPPING, "{name: M, algorithm: cdmsgd, momentum: 0.95}")
+    with pytest.raises(ScenarioError) as caught:
+        check_scenario(path)
+    [(key, message)] = caught.value.problems
+    assert key == "methods[0]"
+    assert "λN = -0.6000" in message and "−1/(1 + 2μ) = -0.3448" in message
+    assert "lazy: true" in message and "momentum_buffer: local" in message
+    done = CliRunner().invoke(cli.cli, ["validate", str(path)])
+    assert done.exit_code == 2 and "methods[0]" in done.output
+
+
+@pytest.mark.parametrize("method", [
+    "{name: M, algorithm: cdmsgd, momentum: 0.95, variant: polyak}",
+    "{name: M, algorithm: cdmsgd, momentum: 0.95, momentum_buffer: local}",
+    "{name: M, algorithm: cdmsgd, momentum: 0.2}",  # bound −1/1.4 = −0.714 < −0.6
+    "{name: M, algorithm: cdsgd}",
+])
+def test_stable_rules_on_the_same_graph_pass(tmp_path: Path, method: str) -> None:
+    check_scenario(_nesterov_on(tmp_path, SWAPPING, method))
+
+
+@pytest.mark.parametrize(("momentum", "grows"), [(0.95, True), (0.2, False)])
+def test_the_bound_is_where_nesterovs_disagreement_starts_to_grow(momentum: float,
+                                                                   grows: bool) -> None:
+    """The real update rule, no gradient, on Π with λN = −0.6: the agents' disagreement
+    grows round after round exactly when λN ≤ −1/(1 + 2μ)."""
+    from strategies.cdmsgd import Nesterov
+    from strategies.gossip import GossipState
+
+    pi = torch.tensor(SWAPPING, dtype=torch.float64)
+    rule = Nesterov(momentum=momentum)
+    state = GossipState([torch.tensor([[1.0], [-1.0]], dtype=torch.float64)],
+                        [torch.tensor([[1.0], [-1.0]], dtype=torch.float64)])
+    spread = []
+    for _ in range(200):
+        published = rule.published_point(state)
+        mixed = [pi @ point for point in published]
+        state = rule.advance(state, mixed, [torch.zeros_like(p) for p in published], 0.1)
+        spread.append(float((state.current[0][0] - state.current[0][1]).abs()))
+    assert (spread[-1] > 1e3 * spread[0]) is grows
+    assert (spread[-1] < 1e-3 * spread[0]) is not grows

@@ -21,6 +21,9 @@ TopologyKind = Literal["complete", "ring", "path", "star", "torus", "hypercube",
 MAX_AGENTS = 4096
 POWERS_OF_TWO = tuple(2 ** e for e in range(MAX_AGENTS.bit_length()))
 
+# The families drawn at random (with topology.seed, else the training seed).
+RANDOM_FAMILIES = ("erdos_renyi", "random_regular", "small_world")
+
 # Which optional keys each graph family takes.
 _FAMILY_KEYS: dict[str, tuple[str, ...]] = {
     "rows": ("torus",),
@@ -29,7 +32,7 @@ _FAMILY_KEYS: dict[str, tuple[str, ...]] = {
     "degree": ("random_regular",),
     "k": ("small_world",),
     "edges": ("edges",),
-    "target_lambda2": ("erdos_renyi", "random_regular", "small_world"),
+    "target_lambda2": RANDOM_FAMILIES,
 }
 
 

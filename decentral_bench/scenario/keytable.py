@@ -69,6 +69,8 @@ LATER_CHECKS = (
     "within 0 .. N − 1",
     "the data: the files are where dataset.root says, and the partition fits (shards: "
     "agents × classes_per_agent ≥ classes; by_size: one size per agent)",
+    "each method against the graph: CDMSGD-Nesterov on the iterates (the default form) "
+    "needs Π's smallest eigenvalue λN > −1/(1 + 2 momentum)",
 )
 
 # Where the YAML and JSON views of a scenario differ.

@@ -46,6 +46,8 @@ methods:
      consensus_control: {mode: adaptive, target_ratio: 0.25, phases: [1]}}
   - {name: control-phases-2-3, algorithm: cdmsgd,
      consensus_control: {mode: adaptive, target_ratio: 0.25, phases: [2, 3]}}
+  - {name: control-throughout, algorithm: cdmsgd,
+     consensus_control: {mode: adaptive, target_ratio: 0.25}}
 resources: {engine: vectorized}
 tracking: {experiment: kong_phases}
 """

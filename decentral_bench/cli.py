@@ -118,7 +118,7 @@ def run(
     if result.skipped:
         console.print(f"{result.skipped} runs already finished in this parent run were skipped "
                       "(--fresh runs everything again)")
-    console.print(summary_table(f"{parsed.name}: results", result.summary))
+    console.print(summary_table(f"{parsed.name}: results", result.summary, result.control))
     for failed in result.failed:
         errors.print(f"[bold red]{escape(failed.name)} {failed.status}[/]: "
                      f"{escape(failed.error or '')}", highlight=False, soft_wrap=True)
@@ -148,7 +148,7 @@ def report(
         as_csv,
         group_records,
         latest_per_configuration,
-        summary_rows,
+        report_rows,
     )
     from decentral_bench.tracking import (
         DEFAULT_TRACKING_URI,
@@ -170,11 +170,12 @@ def report(
     if target_accuracy is None and "report.target_accuracy" in parent.data.params:
         stored = parent.data.params["report.target_accuracy"]
         target_accuracy = None if stored == "None" else float(stored)
-    rows = summary_rows(records, target_accuracy)
+    rows, control = report_rows(records, target_accuracy)
     if csv:
         print(as_csv(rows), end="")
     else:
-        console.print(summary_table(f"{parent.info.run_name} ({parent.info.run_id})", rows))
+        console.print(summary_table(f"{parent.info.run_name} ({parent.info.run_id})", rows,
+                                    control))
     if plot is not None:
         from decentral_bench.plots import report_figures
 

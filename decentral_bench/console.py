@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from rich.console import Console
+from rich.console import Console, Group
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -24,7 +24,7 @@ from rich.progress import (
 from rich.progress import Progress as ProgressBars
 from rich.table import Table
 
-from decentral_bench.report import COLUMNS
+from decentral_bench.report import COLUMNS, CONTROL_COLUMNS
 
 if TYPE_CHECKING:
     from decentral_bench.runner import MethodResult
@@ -123,11 +123,18 @@ class RichProgress:
         self.bars.update(self.tasks[result.name], status=result.status.lower())
 
 
-def summary_table(title: str, rows: list[tuple[str, ...]]) -> Table:
-    """The comparison table (`report.COLUMNS`) as the console draws it."""
-    table = Table(title=title)
-    for column in COLUMNS:
-        table.add_column(column)
-    for row in rows:
-        table.add_row(*row)
-    return table
+def summary_table(title: str, rows: list[tuple[str, ...]],
+                  control: list[tuple[str, ...]] | None = None) -> Table | Group:
+    """The comparison table (`report.COLUMNS`) as the console draws it, and below it the
+    consensus-control table (`report.CONTROL_COLUMNS`) when there are controlled runs."""
+    tables = []
+    for heading, columns, body in ((title, COLUMNS, rows), (
+            "consensus control: extra traffic against the uncontrolled method",
+            CONTROL_COLUMNS, control or [])):
+        table = Table(title=heading)
+        for column in columns:
+            table.add_column(column)
+        for row in body:
+            table.add_row(*row)
+        tables.append(table)
+    return Group(*tables) if control else tables[0]

@@ -27,7 +27,14 @@ from decentral_bench.claims import (
     judge,
     mean_over_rounds,
 )
-from decentral_bench.report import Group, RunRecord, group_records, latest_per_configuration
+from decentral_bench.report import (
+    Group,
+    RunRecord,
+    consensus_by_phase,
+    group_records,
+    latest_per_configuration,
+    traffic_increase,
+)
 from decentral_bench.tracking import attach_text, find_parent_run, load_records, open_store
 
 EARLY_EPOCH = 1.0  # "converges slower per epoch": accuracy after the first epoch
@@ -133,9 +140,7 @@ JIANG: dict[str, list[Rule]] = {
 
 def _extra_traffic(group: Group, baseline: Group) -> Estimate:
     """Bytes moved beyond the uncontrolled run's, in percent (seed by seed)."""
-    base = {r.seed: r.final("bytes_moved_total") for r in baseline.finished}
-    return Estimate.of([100.0 * (r.final("bytes_moved_total") / base[r.seed] - 1.0)
-                        for r in group.finished if base.get(r.seed, 0) > 0])
+    return Estimate.of(traffic_increase(group, baseline))
 
 
 def _kong_traffic(groups: Sequence[Group]) -> Claim | None:
@@ -175,18 +180,6 @@ def rules_for(scenario: str) -> list[Rule]:
     return RULES.get(scenario.removesuffix("_cifar10"), [])
 
 
-def mean_xi_by_phase(record: RunRecord) -> dict[int, float]:
-    """Mean Ξ² the agents held (after control) in each step-size phase."""
-    phase = dict(record.curves.get("phase", []))
-    held = record.curves.get("consensus_distance_controlled") or \
-        record.curves.get("consensus_distance", [])
-    by_phase: dict[int, list[float]] = {}
-    for step, value in held:
-        if step in phase:
-            by_phase.setdefault(int(phase[step]), []).append(value)
-    return {p: sum(values) / len(values) for p, values in sorted(by_phase.items())}
-
-
 def arms_table(groups: Sequence[Group]) -> str:
     """Kong et al.'s table: each arm's final test accuracy, its gap to centralized, its
     extra traffic against the uncontrolled ring and its mean Ξ² per phase (Markdown)."""
@@ -200,7 +193,7 @@ def arms_table(groups: Sequence[Group]) -> str:
         extra = "–" if baseline is None else str(_extra_traffic(group, baseline))
         phases: dict[int, list[float]] = {}
         for record in group.finished:
-            for p, value in mean_xi_by_phase(record).items():
+            for p, value in consensus_by_phase(record).items():
                 phases.setdefault(p, []).append(value)
         xi = " / ".join(f"{sum(v) / len(v):.3g}" for _, v in sorted(phases.items())) or "–"
         lines.append(f"| {group.label} | {accuracy} | {gap_to} | {extra} | {xi} |")

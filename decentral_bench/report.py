@@ -3,7 +3,11 @@
 A report groups a parent run's finished children by method and swept
 values, averages each group over its seeds, and tabulates: final and best
 mean test accuracy, rounds and epochs to a target accuracy, generalization
-gap (train − test accuracy), final Ξ², bytes moved and wall time. The run
+gap (train − test accuracy), final Ξ², bytes moved and wall time. Where
+methods control the consensus distance (Kong et al. 2021), a second table
+gives each controlled group's extra traffic against the scenario's
+uncontrolled method of the same algorithm (and the same swept values), in
+percent, and the mean Ξ² its agents held in each step-size phase. The run
 command and `decentral-bench report` both build it from the store
 (`tracking.load_records`), so what is printed is what is logged.
 
@@ -29,6 +33,7 @@ CURVES = ("test_accuracy_mean", "train_accuracy_mean", "consensus_distance", "te
           "consensus_distance_controlled")
 COLUMNS = ("method", "seeds", "status", "final test acc", "best test acc", "rounds to target",
            "epochs to target", "gen. gap", "Ξ² final", "MB moved", "time s")
+CONTROL_COLUMNS = ("method", "uncontrolled", "extra traffic %", "mean Ξ² by phase")
 
 
 @dataclass
@@ -107,6 +112,10 @@ class GroupSummary:
     consensus_distance_final: float
     mb_moved: float
     wall_time_s: float
+    # Consensus control only: against `baseline`, the uncontrolled group.
+    baseline: str = ""
+    extra_traffic_percent: float = math.nan
+    consensus_by_phase: dict[int, float] = field(default_factory=dict)
 
     def row(self, target_accuracy: float | None) -> tuple[str, ...]:
         """The group as the table's strings."""
@@ -135,7 +144,17 @@ class GroupSummary:
                   "mb_moved": self.mb_moved, "wall_time_s": self.wall_time_s}
         if self.seeds > 1:
             values["final_test_accuracy_std"] = self.final_test_accuracy_std
+        values["extra_traffic_percent"] = self.extra_traffic_percent
+        values.update({f"consensus_distance_phase_{phase}": value
+                       for phase, value in self.consensus_by_phase.items()})
         return {key: value for key, value in values.items() if math.isfinite(value)}
+
+    def control_row(self) -> tuple[str, ...]:
+        """The group as a row of the consensus-control table."""
+        phases = " / ".join(f"{value:.3g}" for _, value in sorted(
+            self.consensus_by_phase.items())) or "–"
+        return (self.label, self.baseline or "–", _format(self.extra_traffic_percent, 1),
+                phases)
 
 
 def latest_per_configuration(records: Sequence[RunRecord]) -> list[RunRecord]:
@@ -193,20 +212,76 @@ def summarize(group: Group, target_accuracy: float | None) -> GroupSummary:
         wall_time_s=_mean([r.wall_time_s for r in finished]))
 
 
+def is_controlled(group: Group) -> bool:
+    """Whether the group's runs controlled the consensus distance."""
+    return group.has("consensus_distance_controlled")
+
+
+def consensus_by_phase(record: RunRecord) -> dict[int, float]:
+    """Mean Ξ² the agents held (after control, where there was control) in each step-size
+    phase."""
+    phase = dict(record.curves.get("phase", []))
+    held = record.curves.get("consensus_distance_controlled") or \
+        record.curves.get("consensus_distance", [])
+    by_phase: dict[int, list[float]] = {}
+    for step, value in held:
+        if step in phase:
+            by_phase.setdefault(int(phase[step]), []).append(value)
+    return {p: sum(values) / len(values) for p, values in sorted(by_phase.items())}
+
+
+def traffic_increase(group: Group, baseline: Group) -> list[float]:
+    """Bytes moved beyond the baseline's, in percent, seed by seed."""
+    base = {r.seed: r.final("bytes_moved_total") for r in baseline.finished}
+    return [100.0 * (r.final("bytes_moved_total") / base[r.seed] - 1.0)
+            for r in group.finished if base.get(r.seed, 0) > 0]
+
+
+def uncontrolled_baseline(group: Group, groups: Sequence[Group]) -> Group | None:
+    """The scenario's uncontrolled group of the same algorithm and swept values."""
+    def swept(other: Group) -> str:
+        return other.label.removeprefix(other.records[0].method)
+
+    return next((other for other in groups if other.algorithm == group.algorithm
+                 and swept(other) == swept(group) and not is_controlled(other)
+                 and other.finished), None)
+
+
 def summaries(records: Sequence[RunRecord], target_accuracy: float | None = None,
               ) -> list[GroupSummary]:
-    """One summary per group, in first-seen order."""
-    return [summarize(group, target_accuracy) for group in group_records(records)]
+    """One summary per group, in first-seen order; a controlled group also gets its
+    extra traffic and its mean Ξ² per phase."""
+    groups = group_records(records)
+    baselines = {id(uncontrolled_baseline(group, groups)) for group in groups
+                 if is_controlled(group)}
+    found = []
+    for group in groups:
+        summary = summarize(group, target_accuracy)
+        if is_controlled(group) or id(group) in baselines:  # the baselines, for reference
+            phases: dict[int, list[float]] = {}
+            for record in group.finished:
+                for phase, value in consensus_by_phase(record).items():
+                    phases.setdefault(phase, []).append(value)
+            summary.consensus_by_phase = {p: _mean(v) for p, v in sorted(phases.items())}
+            baseline = uncontrolled_baseline(group, groups) if is_controlled(group) else group
+            if baseline is not None:
+                summary.baseline = baseline.label
+                summary.extra_traffic_percent = _mean(traffic_increase(group, baseline))
+        found.append(summary)
+    return found
 
 
-def summary_rows(records: Sequence[RunRecord], target_accuracy: float | None = None,
-                 ) -> list[tuple[str, ...]]:
-    """One row per group; accuracies are means over seeds (± std when several)."""
-    return [summary.row(target_accuracy) for summary in summaries(records, target_accuracy)]
+def report_rows(records: Sequence[RunRecord], target_accuracy: float | None = None,
+                ) -> tuple[list[tuple[str, ...]], list[tuple[str, ...]]]:
+    """The comparison table's rows (accuracies are means over seeds, ± std when several)
+    and the consensus-control table's (empty without control)."""
+    groups = summaries(records, target_accuracy)
+    return ([group.row(target_accuracy) for group in groups],
+            [group.control_row() for group in groups if group.consensus_by_phase])
 
 
-def as_markdown(rows: Sequence[tuple[str, ...]]) -> str:
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+def as_markdown(rows: Sequence[tuple[str, ...]], columns: Sequence[str] = COLUMNS) -> str:
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines) + "\n"
 
@@ -225,7 +300,7 @@ def as_table_data(groups: Sequence[GroupSummary]) -> dict[str, list[object]]:
     columns: dict[str, list[object]] = {"method": [], "seeds": [], "status": []}
     names = ("final_test_accuracy", "final_test_accuracy_std", "best_test_accuracy",
              "rounds_to_target", "epochs_to_target", "generalization_gap",
-             "consensus_distance_final", "mb_moved", "wall_time_s")
+             "consensus_distance_final", "mb_moved", "wall_time_s", "extra_traffic_percent")
     for name in names:
         columns[name] = []
     for group in groups:

@@ -43,6 +43,7 @@ from decentral_bench.plots import (
 )
 from decentral_bench.provenance import process_is_gone
 from decentral_bench.report import (
+    CONTROL_COLUMNS,
     GroupSummary,
     as_csv,
     as_markdown,
@@ -95,6 +96,7 @@ class ScenarioResult:
     experiment_id: str = ""
     skipped: int = 0
     summary: list[tuple[str, ...]] = field(default_factory=list)
+    control: list[tuple[str, ...]] = field(default_factory=list)  # consensus control
 
     @property
     def failed(self) -> list[MethodResult]:
@@ -304,7 +306,7 @@ def run_scenario(scenario: Scenario, engine: Engine | None = None, source: Path 
             plan = MethodPlan.of(spec.scenario, spec.method)
             runs_on = engine or build_engine(spec.scenario, verbose)
             result.runs.append(record_method(plan, runs_on, tracker, parent_id, progress, spec))
-        result.summary = log_report(tracker, parent_id, scenario, header)
+        result.summary, result.control = log_report(tracker, parent_id, scenario, header)
     except STOPS as stop:
         tracker.kill(parent_id, stop_reason(stop))
         raise
@@ -324,14 +326,16 @@ def run_scenario(scenario: Scenario, engine: Engine | None = None, source: Path 
 
 
 def log_report(tracker: Tracker, parent_id: str, scenario: Scenario, header: str = "",
-               ) -> list[tuple[str, ...]]:
+               ) -> tuple[list[tuple[str, ...]], list[tuple[str, ...]]]:
     """Read the parent's children back from the store and log the comparison report on
     the parent: figures, each group's figures as metrics (`CDSGD.final_test_accuracy`),
-    the summary as an MLflow table, CSV and Markdown, and in its description."""
+    the summary as an MLflow table, CSV and Markdown, and in its description, with the
+    consensus-control table where methods control Ξ². Returns both tables' rows."""
     records = latest_per_configuration(load_records(tracker.client, parent_id))
     target = scenario.report.target_accuracy
     groups = summaries(records, target)
     rows = [group.row(target) for group in groups]
+    control = [group.control_row() for group in groups if group.consensus_by_phase]
     for name, figure in report_figures(group_records(records),
                                        failure_markers(scenario.failures)).items():
         log_figure(tracker, parent_id, figure, f"plots/{name}")
@@ -340,8 +344,13 @@ def log_report(tracker: Tracker, parent_id: str, scenario: Scenario, header: str
     tracker.log_text(parent_id, as_csv(rows), "summary.csv")
     table = as_markdown(rows)
     tracker.log_text(parent_id, table, "summary.md")
+    if control:
+        controlled = as_markdown(control, CONTROL_COLUMNS)
+        tracker.log_text(parent_id, controlled, "consensus_control.md")
+        table += "\nConsensus control (extra traffic against the uncontrolled method):\n\n" \
+            + controlled
     tracker.describe_run(parent_id, parent_note(scenario, header, table, target))
-    return rows
+    return rows, control
 
 
 def parent_metrics(groups: list[GroupSummary]) -> dict[str, float]:

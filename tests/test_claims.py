@@ -60,6 +60,7 @@ def test_kong_claims_are_judged_from_the_store_and_logged_on_the_parent(
     runner = CliRunner()
     done = runner.invoke(cli, ["run", str(path), "--tracking-uri", tracking_uri])
     assert done.exit_code == 0, done.output
+    assert "consensus control: extra traffic against the uncontrolled method" in done.output
     output = tmp_path / "claims.md"
     judged = runner.invoke(cli, ["claims", "kong_phases", "--tracking-uri", tracking_uri,
                                  "--output", str(output)])
@@ -77,6 +78,15 @@ def test_kong_claims_are_judged_from_the_store_and_logged_on_the_parent(
                                 filter_string="tags.kind = 'scenario'")[0]
     logged = Path(client.download_artifacts(parent.info.run_id, "claims.md", str(tmp_path)))
     assert logged.read_text() == table
+    # The run's own summary: each controlled arm's extra traffic and Ξ² by phase.
+    control = Path(client.download_artifacts(parent.info.run_id, "consensus_control.md",
+                                             str(tmp_path))).read_text()
+    assert control.startswith("| method | uncontrolled | extra traffic % | mean Ξ² by phase |")
+    assert "| control-phase-1 | decentralized |" in control
+    metrics = parent.data.metrics
+    assert metrics["centralized.extra_traffic_percent"] > 0
+    assert metrics["centralized.consensus_distance_phase_1"] == 0
+    assert metrics["decentralized.extra_traffic_percent"] == 0
 
 
 def test_claims_of_a_missing_experiment_are_an_error(tracking_uri: str) -> None:

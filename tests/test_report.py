@@ -18,7 +18,7 @@ from decentral_bench.plots import (
     metric_figure,
     styles,
 )
-from decentral_bench.report import Group, RunRecord, summarize
+from decentral_bench.report import Group, RunRecord, report_rows, summaries, summarize
 from decentral_bench.scenario import FailuresConfig, TopologyConfig
 from decentral_bench.topology import build_topology
 
@@ -118,3 +118,39 @@ def test_the_complete_graph_is_titled_with_a_snapped_lambda2() -> None:
     figure = graph_figure(topology)
     assert figure.axes[0].get_title() == "5 agents, 10 edges, λ2 = 0, λN = 0"
     pyplot.close(figure)
+
+
+def _gossip(label: str, seed: int, total_bytes: float, xi: tuple[float, ...],
+            controlled: bool, swept: str = "") -> RunRecord:
+    """A cdmsgd run of 4 rounds in phases 1, 1, 2, 3 with the Ξ² it held each round."""
+    curves = {"phase": [(1, 1.0), (2, 1.0), (3, 2.0), (4, 3.0)],
+              "bytes_moved_total": [(4, total_bytes)],
+              "consensus_distance": [(k + 1, 10.0) for k in range(4)]}
+    if controlled:
+        curves["consensus_distance_controlled"] = [(k + 1, v) for k, v in enumerate(xi)]
+    return RunRecord(run_id=f"{label}{swept}-{seed}", config_hash=f"{label}{swept}-{seed}",
+                     label=label + swept, method=label, seed=seed, status="FINISHED",
+                     algorithm="cdmsgd", curves=curves)
+
+
+def test_controlled_methods_get_extra_traffic_and_mean_xi_by_phase() -> None:
+    records = [_gossip("plain", seed, 100.0, (), False) for seed in (0, 1)]
+    records += [_gossip("plain", 0, 400.0, (), False, swept=" lr=0.2"),
+                _gossip("control", 0, 150.0, (1.0, 3.0, 0.5, 0.25), True),
+                _gossip("control", 1, 250.0, (3.0, 5.0, 1.5, 0.75), True),
+                _gossip("control", 0, 500.0, (1.0, 1.0, 1.0, 1.0), True, swept=" lr=0.2")]
+    found = {group.label: group for group in summaries(records)}
+    control = found["control"]
+    assert control.baseline == "plain"
+    assert control.extra_traffic_percent == pytest.approx(100.0)  # +50 % and +150 %
+    assert control.consensus_by_phase == {1: 3.0, 2: 1.0, 3: 0.5}
+    assert control.figures()["extra_traffic_percent"] == pytest.approx(100.0)
+    assert control.figures()["consensus_distance_phase_2"] == 1.0
+    # The same swept values pair up; the baseline shows its own Ξ² for reference.
+    assert found["control lr=0.2"].baseline == "plain lr=0.2"
+    assert found["control lr=0.2"].extra_traffic_percent == pytest.approx(25.0)
+    assert found["plain"].consensus_by_phase == {1: 10.0, 2: 10.0, 3: 10.0}
+    rows, controlled = report_rows(records)
+    assert len(rows) == 4
+    assert ("control", "plain", "100.0", "3 / 1 / 0.5") in controlled
+    assert report_rows([_gossip("plain", 0, 100.0, (), False)])[1] == []

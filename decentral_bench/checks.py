@@ -72,6 +72,7 @@ def _stability_problems(scenario: Scenario) -> list[tuple[str, str]]:
     """(key, problem) for each method whose update rule diverges on the scenario's Π
     (CDMSGD-Nesterov on the iterates when λN ≤ −1/(1 + 2μ))."""
     found = []
+    lambda_n: float | None = None  # the graph is the same for every method: built once
     for index, entry in enumerate(scenario.methods):
         plan = MethodPlan.of(scenario, entry.name)
         if plan.definition.single_agent or not plan.is_gossip:
@@ -79,7 +80,8 @@ def _stability_problems(scenario: Scenario) -> list[tuple[str, str]]:
         bound = plan.definition.lowest_eigenvalue(plan.options)
         if bound is None:
             continue
-        lambda_n = plan.topology.lambda_n
+        if lambda_n is None:
+            lambda_n = plan.topology.lambda_n
         if lambda_n <= bound:
             momentum = plan.option("momentum")
             drawn = "" if scenario.topology.seed is not None or scenario.topology.kind \

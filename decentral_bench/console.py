@@ -123,18 +123,21 @@ class RichProgress:
         self.bars.update(self.tasks[result.name], status=result.status.lower())
 
 
+def _table(title: str, columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> Table:
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
 def summary_table(title: str, rows: list[tuple[str, ...]],
                   control: list[tuple[str, ...]] | None = None) -> Table | Group:
     """The comparison table (`report.COLUMNS`) as the console draws it, and below it the
     consensus-control table (`report.CONTROL_COLUMNS`) when there are controlled runs."""
-    tables = []
-    for heading, columns, body in ((title, COLUMNS, rows), (
-            "consensus control: extra traffic against the uncontrolled method",
-            CONTROL_COLUMNS, control or [])):
-        table = Table(title=heading)
-        for column in columns:
-            table.add_column(column)
-        for row in body:
-            table.add_row(*row)
-        tables.append(table)
-    return Group(*tables) if control else tables[0]
+    table = _table(title, COLUMNS, rows)
+    if not control:
+        return table
+    return Group(table, _table("consensus control: extra traffic against the uncontrolled "
+                               "method", CONTROL_COLUMNS, control))

@@ -30,9 +30,10 @@ from decentral_bench.claims import (
 from decentral_bench.report import (
     Group,
     RunRecord,
-    consensus_by_phase,
     group_records,
     latest_per_configuration,
+    phase_means,
+    phases_text,
     traffic_increase,
 )
 from decentral_bench.tracking import attach_text, find_parent_run, load_records, open_store
@@ -191,11 +192,7 @@ def arms_table(groups: Sequence[Group]) -> str:
         gap_to = "–" if exact is None else \
             f"{_accuracy(exact).mean - accuracy.mean:+.4f}"
         extra = "–" if baseline is None else str(_extra_traffic(group, baseline))
-        phases: dict[int, list[float]] = {}
-        for record in group.finished:
-            for p, value in consensus_by_phase(record).items():
-                phases.setdefault(p, []).append(value)
-        xi = " / ".join(f"{sum(v) / len(v):.3g}" for _, v in sorted(phases.items())) or "–"
+        xi = phases_text(phase_means(group))
         lines.append(f"| {group.label} | {accuracy} | {gap_to} | {extra} | {xi} |")
     return "\n".join(lines) + "\n"
 

@@ -151,10 +151,8 @@ class GroupSummary:
 
     def control_row(self) -> tuple[str, ...]:
         """The group as a row of the consensus-control table."""
-        phases = " / ".join(f"{value:.3g}" for _, value in sorted(
-            self.consensus_by_phase.items())) or "–"
         return (self.label, self.baseline or "–", _format(self.extra_traffic_percent, 1),
-                phases)
+                phases_text(self.consensus_by_phase))
 
 
 def latest_per_configuration(records: Sequence[RunRecord]) -> list[RunRecord]:
@@ -230,6 +228,20 @@ def consensus_by_phase(record: RunRecord) -> dict[int, float]:
     return {p: sum(values) / len(values) for p, values in sorted(by_phase.items())}
 
 
+def phase_means(group: Group) -> dict[int, float]:
+    """The group's mean Ξ² per step-size phase, averaged over its finished seeds."""
+    phases: dict[int, list[float]] = {}
+    for record in group.finished:
+        for phase, value in consensus_by_phase(record).items():
+            phases.setdefault(phase, []).append(value)
+    return {phase: _mean(values) for phase, values in sorted(phases.items())}
+
+
+def phases_text(by_phase: dict[int, float]) -> str:
+    """Mean Ξ² per phase as the tables show it: `4.65 / 0.112 / 0.00133`."""
+    return " / ".join(f"{value:.3g}" for _, value in sorted(by_phase.items())) or "–"
+
+
 def traffic_increase(group: Group, baseline: Group) -> list[float]:
     """Bytes moved beyond the baseline's, in percent, seed by seed."""
     base = {r.seed: r.final("bytes_moved_total") for r in baseline.finished}
@@ -250,20 +262,20 @@ def uncontrolled_baseline(group: Group, groups: Sequence[Group]) -> Group | None
 def summaries(records: Sequence[RunRecord], target_accuracy: float | None = None,
               ) -> list[GroupSummary]:
     """One summary per group, in first-seen order; a controlled group also gets its
-    extra traffic and its mean Ξ² per phase."""
+    extra traffic against its uncontrolled baseline and its mean Ξ² per phase, and each
+    such baseline its own, for reference."""
     groups = group_records(records)
-    baselines = {id(uncontrolled_baseline(group, groups)) for group in groups
-                 if is_controlled(group)}
+    baseline_of = {id(group): uncontrolled_baseline(group, groups) for group in groups
+                   if is_controlled(group)}
+    for baseline in list(baseline_of.values()):
+        if baseline is not None:
+            baseline_of[id(baseline)] = baseline
     found = []
     for group in groups:
         summary = summarize(group, target_accuracy)
-        if is_controlled(group) or id(group) in baselines:  # the baselines, for reference
-            phases: dict[int, list[float]] = {}
-            for record in group.finished:
-                for phase, value in consensus_by_phase(record).items():
-                    phases.setdefault(phase, []).append(value)
-            summary.consensus_by_phase = {p: _mean(v) for p, v in sorted(phases.items())}
-            baseline = uncontrolled_baseline(group, groups) if is_controlled(group) else group
+        if id(group) in baseline_of:
+            summary.consensus_by_phase = phase_means(group)
+            baseline = baseline_of[id(group)]
             if baseline is not None:
                 summary.baseline = baseline.label
                 summary.extra_traffic_percent = _mean(traffic_increase(group, baseline))
@@ -271,13 +283,18 @@ def summaries(records: Sequence[RunRecord], target_accuracy: float | None = None
     return found
 
 
-def report_rows(records: Sequence[RunRecord], target_accuracy: float | None = None,
-                ) -> tuple[list[tuple[str, ...]], list[tuple[str, ...]]]:
+def table_rows(groups: Sequence[GroupSummary], target_accuracy: float | None,
+               ) -> tuple[list[tuple[str, ...]], list[tuple[str, ...]]]:
     """The comparison table's rows (accuracies are means over seeds, ± std when several)
     and the consensus-control table's (empty without control)."""
-    groups = summaries(records, target_accuracy)
     return ([group.row(target_accuracy) for group in groups],
             [group.control_row() for group in groups if group.consensus_by_phase])
+
+
+def report_rows(records: Sequence[RunRecord], target_accuracy: float | None = None,
+                ) -> tuple[list[tuple[str, ...]], list[tuple[str, ...]]]:
+    """Both tables' rows for a parent's records (see `table_rows`)."""
+    return table_rows(summaries(records, target_accuracy), target_accuracy)
 
 
 def as_markdown(rows: Sequence[tuple[str, ...]], columns: Sequence[str] = COLUMNS) -> str:

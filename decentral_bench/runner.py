@@ -51,6 +51,7 @@ from decentral_bench.report import (
     group_records,
     latest_per_configuration,
     summaries,
+    table_rows,
 )
 from decentral_bench.run_params import flatten, method_params
 from decentral_bench.scenario import Scenario
@@ -334,8 +335,7 @@ def log_report(tracker: Tracker, parent_id: str, scenario: Scenario, header: str
     records = latest_per_configuration(load_records(tracker.client, parent_id))
     target = scenario.report.target_accuracy
     groups = summaries(records, target)
-    rows = [group.row(target) for group in groups]
-    control = [group.control_row() for group in groups if group.consensus_by_phase]
+    rows, control = table_rows(groups, target)
     for name, figure in report_figures(group_records(records),
                                        failure_markers(scenario.failures)).items():
         log_figure(tracker, parent_id, figure, f"plots/{name}")

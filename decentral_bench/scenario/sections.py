@@ -312,8 +312,10 @@ class ResourcesConfig(Strict):
     @field_validator("ray_address")
     @classmethod
     def _address(cls, value: str | None) -> str | None:
-        if value is None or re.search(RAY_ADDRESS, value):
-            return value and value.rstrip("\n")  # Python's $ lets one final newline by
+        if value is None:
+            return None
+        if re.search(RAY_ADDRESS, value):
+            return value.rstrip("\n")  # Python's $ lets one final newline by
         raise ValueError(f"expected HOST:PORT of a Ray head (e.g. 10.0.0.5:6379) or auto, "
                          f"got {value!r}")
 

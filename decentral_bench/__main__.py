@@ -1,5 +1,5 @@
 """`python -m decentral_bench` is the `decentral-bench` command."""
 
-from decentral_bench.cli import main
+from decentral_bench.cli.entry import main
 
 main()

@@ -1,8 +1,9 @@
-"""The strategy layer: how each method moves parameters between agents.
+"""What each method does: pure update rules, the registry, consensus control, neighbourhoods, and
+the Flower side (router, stock strategies, message keys). May import: no decentral_bench module.
 
-- `gossip_router`: the serverless ServerApp side of CDSGD; routes arrays along
-  the graph's edges and never aggregates.
-- `cdsgd`: the CDSGD update rule as a pure function (Jiang et al. 2017, eq. 5).
-- `fedavg`: Flower's stock FedAvg, configured for a scenario.
-- `centralized_sgd`: centralized SGD as CDSGD on a one-node graph.
+- `registry`: algorithm name → how it runs; `gossip`: one round of a gossip method;
+- `cdsgd`, `cdmsgd`, `local_sgd`: the update rules; `consensus_control`: Kong et al.'s control;
+- `neighbourhood`: Nb(j) in Π_k;
+- Flower side: `gossip_router` (the serverless ServerApp's router), `fedavg` (Flower's
+  FedAvg with observation hooks), `protocol` (message keys).
 """

@@ -18,7 +18,7 @@ import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Message, RecordDict
 from flwr.serverapp import Grid
 
-from decentral_bench.topology import neighbourhood
+from strategies.neighbourhood import neighbourhood
 from strategies.protocol import (
     CONFIG_KEY,
     EVALUATE_TYPE,

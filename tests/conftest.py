@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from flwr.supercore.task_identity import TaskIdentity
 
-from decentral_bench.engine import Engine, FinalParameters
-from decentral_bench.flower.simulation import FlowerEngine
-from decentral_bench.observer import RoundObserver
-from decentral_bench.plan import MethodPlan
+from decentral_bench.engines.base import Engine, FinalParameters
+from decentral_bench.engines.flower.simulation import FlowerEngine
+from decentral_bench.engines.observer import RoundObserver
+from decentral_bench.experiment.plan import MethodPlan
 from decentral_bench.scenario import Scenario, parse
 
 

@@ -11,12 +11,12 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from decentral_bench.cli import cli
-from decentral_bench.plan import MethodPlan
+from decentral_bench.cli.entry import cli
+from decentral_bench.experiment.plan import MethodPlan
+from decentral_bench.experiment.sweep import expand
 from decentral_bench.scenario import load
 from decentral_bench.scenario.export import SCHEMA_FILE, keys, plain_schema
 from decentral_bench.scenario.scaffold import templates
-from decentral_bench.sweep import expand
 
 runner = CliRunner()
 

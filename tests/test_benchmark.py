@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from decentral_bench.cli import cli
+from decentral_bench.cli.entry import cli
 
 
 def _bench(tmp_path: Path, *arguments: str) -> dict:

@@ -17,9 +17,9 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from decentral_bench import cli
-from decentral_bench.checks import check_scenario
-from decentral_bench.errors import EXIT_ENVIRONMENT, EXIT_INTERNAL
+from decentral_bench.cli import entry as cli
+from decentral_bench.run.checks import check_scenario
+from decentral_bench.run.errors import EXIT_ENVIRONMENT, EXIT_INTERNAL
 from decentral_bench.scenario import ScenarioError, export, load
 
 BASE = """\

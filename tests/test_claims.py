@@ -9,8 +9,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
-from decentral_bench.claims import FAILS, HOLDS, UNCLEAR, Estimate, compare
-from decentral_bench.cli import cli
+from decentral_bench.cli.entry import cli
+from decentral_bench.report.claims import FAILS, HOLDS, UNCLEAR, Estimate, compare
 
 
 @pytest.mark.parametrize(("a", "b", "expect", "verdict"), [

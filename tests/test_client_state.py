@@ -8,10 +8,10 @@ import pytest
 from conftest import tiny_scenario
 from flwr.app import Context, RecordDict
 
-from decentral_bench.flower import client_app
-from decentral_bench.flower.arrays import from_record, to_record
-from decentral_bench.flower.server_app import train_config
-from decentral_bench.plan import MethodPlan
+from decentral_bench.engines.flower import client_app
+from decentral_bench.engines.flower.arrays import from_record, to_record
+from decentral_bench.engines.flower.server_app import train_config
+from decentral_bench.experiment.plan import MethodPlan
 from strategies.gossip_router import GossipRouter
 from strategies.protocol import PUBLISHED_KEY
 

@@ -8,14 +8,14 @@ import pytest
 import torch
 from conftest import observed_run, tiny_scenario
 
-from decentral_bench.agent import AgentSetup
-from decentral_bench.flower.simulation import FlowerEngine
-from decentral_bench.metrics import average_parameters, consensus_distance
-from decentral_bench.plan import MethodPlan
-from decentral_bench.reference import reference_gossip
+from decentral_bench.engines.flower.simulation import FlowerEngine
+from decentral_bench.engines.reference import reference_gossip
+from decentral_bench.engines.vectorized import VectorizedEngine
+from decentral_bench.engines.vectorized.mixing import Mixer
+from decentral_bench.experiment.agent import AgentSetup
+from decentral_bench.experiment.metrics import average_parameters, consensus_distance
+from decentral_bench.experiment.plan import MethodPlan
 from decentral_bench.scenario import ScenarioError, parse
-from decentral_bench.vectorized import VectorizedEngine
-from decentral_bench.vectorized.mixing import Mixer
 from strategies.cdmsgd import LocalVelocity, Nesterov, Polyak
 from strategies.cdsgd import CDSGD
 from strategies.consensus_control import ConsensusControl, control_round

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from decentral_bench.data import (
+from decentral_bench.experiment.data import (
     NORMALISATION,
     DataError,
     check_available,
@@ -24,7 +24,7 @@ from decentral_bench.data import (
     partition_indices,
     read_idx,
 )
-from decentral_bench.models import build_model, parameter_count
+from decentral_bench.experiment.models import build_model, parameter_count
 from decentral_bench.scenario import DatasetConfig, ModelConfig
 
 RNG = np.random.default_rng(5)
@@ -208,8 +208,8 @@ def test_cnn_paper_layers() -> None:
 def test_agent_data_lives_on_the_gpu() -> None:
     from conftest import tiny_scenario
 
-    from decentral_bench.agent import AgentSetup
-    from decentral_bench.plan import MethodPlan
+    from decentral_bench.experiment.agent import AgentSetup
+    from decentral_bench.experiment.plan import MethodPlan
 
     scenario = tiny_scenario(resources={"device": "cuda"})
     setup = AgentSetup.build(MethodPlan.of(scenario, "CDSGD"), 0)

@@ -11,9 +11,9 @@ import yaml
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
-from decentral_bench.cli import cli
-from decentral_bench.flower.credentials import generate_credentials
-from decentral_bench.flower.deploy import CONNECTION, LocalFederation
+from decentral_bench.cli.entry import cli
+from decentral_bench.engines.flower.credentials import generate_credentials
+from decentral_bench.engines.flower.deploy import CONNECTION, LocalFederation
 
 
 def scenario_file(folder: Path, name: str, uri: str, rounds: int, agents: int) -> Path:

@@ -19,18 +19,18 @@ from flwr.app import ConfigRecord, Context, Error, Message, MetricRecord, Record
 from flwr.serverapp.strategy.strategy_utils import aggregate_arrayrecords
 from mlflow.tracking import MlflowClient
 
-from decentral_bench.agent import AgentData
-from decentral_bench.data_cache import cached_agent_data, data_key
-from decentral_bench.engine import EventSink, FinalParameters, ReportSink, RunStopped
-from decentral_bench.flower import client_app, supernode
-from decentral_bench.flower.app import node_wait
-from decentral_bench.flower.arrays import from_record, to_record
-from decentral_bench.flower.credentials import generate_credentials
-from decentral_bench.flower.deploy import absolute_tracking_uri, deployable
-from decentral_bench.flower.nodes import Discovery, NodeWait
-from decentral_bench.flower.simulation import MainThreadCalls
-from decentral_bench.plan import MethodPlan
-from decentral_bench.runner import record_method, stop_reason
+from decentral_bench.engines.base import EventSink, FinalParameters, ReportSink, RunStopped
+from decentral_bench.engines.flower import client_app, supernode
+from decentral_bench.engines.flower.arrays import from_record, to_record
+from decentral_bench.engines.flower.credentials import generate_credentials
+from decentral_bench.engines.flower.deploy import absolute_tracking_uri, deployable
+from decentral_bench.engines.flower.grid import node_wait
+from decentral_bench.engines.flower.nodes import Discovery, NodeWait
+from decentral_bench.engines.flower.simulation import MainThreadCalls
+from decentral_bench.experiment.agent import AgentData
+from decentral_bench.experiment.data_cache import cached_agent_data, data_key
+from decentral_bench.experiment.plan import MethodPlan
+from decentral_bench.run.runner import record_method, stop_reason
 from decentral_bench.scenario import ScenarioError
 from strategies.protocol import IDENTIFY_TYPE, IDENTITY_KEY
 

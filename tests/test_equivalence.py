@@ -1,4 +1,4 @@
-"""Flower-simulated gossip runs equal their matrix-form recursions (decentral_bench.reference)."""
+"""Flower-simulated gossip runs equal their matrix-form recursions (engines.reference)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from conftest import tiny_scenario
 
-from decentral_bench.flower.simulation import simulate
-from decentral_bench.plan import MethodPlan
-from decentral_bench.reference import reference_gossip
+from decentral_bench.engines.flower.simulation import simulate
+from decentral_bench.engines.reference import reference_gossip
+from decentral_bench.experiment.plan import MethodPlan
 
 pytestmark = pytest.mark.slow
 

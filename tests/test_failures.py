@@ -9,12 +9,12 @@ from conftest import observed_run, tiny_scenario
 from flwr.app import Context, Message
 from flwr.clientapp import ClientApp
 
-from decentral_bench.failures import FailureSchedule
-from decentral_bench.flower import client_app as product_client
-from decentral_bench.flower.simulation import FlowerEngine
-from decentral_bench.plan import MethodPlan
+from decentral_bench.engines.flower import client_app as product_client
+from decentral_bench.engines.flower.simulation import FlowerEngine
+from decentral_bench.experiment.plan import MethodPlan
+from decentral_bench.network.failures import FailureSchedule
+from decentral_bench.network.topology import build_topology, check_assumption_2
 from decentral_bench.scenario import FailuresConfig, TopologyConfig
-from decentral_bench.topology import build_topology, check_assumption_2
 from strategies.gossip_router import GossipRouter
 from strategies.protocol import MIXING_KEY, neighbour_key
 
@@ -202,8 +202,8 @@ def test_a_crashed_agent_is_frozen_and_the_run_equals_the_matrix_form_with_pi_k(
     """Agent 2 is down in rounds 2–3 and links drop: it publishes nothing while down, its
     point stays what it published in round 1, and every agent ends where the matrix form
     with the rounds' Π_k (and frozen rows for the agents down) says."""
-    from decentral_bench.flower.simulation import simulate
-    from decentral_bench.reference import reference_gossip
+    from decentral_bench.engines.flower.simulation import simulate
+    from decentral_bench.engines.reference import reference_gossip
 
     scenario = tiny_scenario(
         topology={"kind": "ring", "agents": 5},

@@ -8,8 +8,12 @@ from queue import Queue
 
 from flwr.server.superlink.fleet.vce import vce_api
 
-from decentral_bench.flower import engine_patch as flower_engine
-from decentral_bench.flower.engine_patch import ReplyCounter, patch_mismatches, prompt_pickup
+from decentral_bench.engines.flower import engine_patch as flower_engine
+from decentral_bench.engines.flower.engine_patch import (
+    ReplyCounter,
+    patch_mismatches,
+    prompt_pickup,
+)
 
 
 def test_a_waiter_wakes_when_the_count_is_reached_not_before() -> None:

@@ -15,10 +15,10 @@ def test_module_level_apps_run_a_scenario_from_the_run_config(tmp_path: Path,
     from flwr.simulation.run_simulation import _run_simulation
     from flwr.supercore.telemetry import EventType
 
-    from decentral_bench.flower import app as server_app
-    from decentral_bench.flower import client_app
-    from decentral_bench.flower.simulation import backend_config
-    from decentral_bench.plan import MethodPlan
+    from decentral_bench.cli import flwr_app as server_app
+    from decentral_bench.engines.flower import client_app
+    from decentral_bench.engines.flower.simulation import backend_config
+    from decentral_bench.experiment.plan import MethodPlan
     from decentral_bench.scenario import parse
 
     scenario = tmp_path / "app.yaml"
@@ -57,7 +57,7 @@ def test_a_failed_method_is_recorded_and_also_fails_the_flower_run(tmp_path: Pat
                                                                     tracking_uri: str) -> None:
     """Under `flwr run` the ServerApp raises after recording, so Flower's run status
     (`flwr list`) says failed, as MLflow does."""
-    from decentral_bench.flower import app as server_app
+    from decentral_bench.cli import flwr_app as server_app
 
     scenario = tmp_path / "missing.yaml"
     scenario.write_text(f"""\

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from flwr.app import ArrayRecord
 
-from decentral_bench.engine import stack_points
-from decentral_bench.flower.arrays import from_record, to_record
-from decentral_bench.metrics import average_parameters
-from decentral_bench.metrics import consensus_distance as stacked_consensus_distance
+from decentral_bench.engines.base import stack_points
+from decentral_bench.engines.flower.arrays import from_record, to_record
+from decentral_bench.experiment.metrics import average_parameters
+from decentral_bench.experiment.metrics import consensus_distance as stacked_consensus_distance
 
 SHAPES = [(3, 1, 2, 2), (3,), (7, 5), (1,)]
 

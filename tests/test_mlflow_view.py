@@ -12,10 +12,10 @@ import pytest
 from conftest import tiny_scenario
 from mlflow.tracking import MlflowClient
 
-from decentral_bench.runner import run_scenario
+from decentral_bench.engines.vectorized import VectorizedEngine
+from decentral_bench.run.runner import run_scenario
 from decentral_bench.scenario import load
-from decentral_bench.tracking import ui_link
-from decentral_bench.vectorized import VectorizedEngine
+from decentral_bench.tracking.store import ui_link
 
 HEADER = "# Tiny: CDSGD against FedAvg and SGD.\n# The second line of the header.\n"
 

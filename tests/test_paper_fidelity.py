@@ -10,11 +10,11 @@ import pytest
 import torch
 from conftest import observed_run, tiny_scenario
 
-from decentral_bench.agent import AgentSetup
-from decentral_bench.models import build_model, parameter_count
-from decentral_bench.plan import MethodPlan
+from decentral_bench.engines.vectorized import VectorizedEngine
+from decentral_bench.experiment.agent import AgentSetup
+from decentral_bench.experiment.models import build_model, parameter_count
+from decentral_bench.experiment.plan import MethodPlan
 from decentral_bench.scenario import ModelConfig, ScenarioError, load, parse
-from decentral_bench.vectorized import VectorizedEngine
 
 METHODS = [{"name": "CDSGD", "algorithm": "cdsgd", "local_steps": 2},
            {"name": "FedAvg", "algorithm": "fedavg", "local_epochs": 2},

@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 from conftest import observed_run, tiny_scenario
 
-from decentral_bench.flower.confinement import CLONE_NEWNET, enter_private_network
-from decentral_bench.flower.ray_cluster import backend_config, check_reachable, init_args
-from decentral_bench.plan import MethodPlan
+from decentral_bench.engines.flower.confinement import CLONE_NEWNET, enter_private_network
+from decentral_bench.engines.flower.ray_cluster import backend_config, check_reachable, init_args
+from decentral_bench.experiment.plan import MethodPlan
 from decentral_bench.scenario import ScenarioError, parse
 
 LOOPBACK_HEX = {"0100007F", "00000000000000000000000001000000",

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from matplotlib import pyplot
 
-from decentral_bench.plots import (
+from decentral_bench.network.topology import build_topology
+from decentral_bench.report.plots import (
     FailureMarker,
     failure_markers,
     graph_figure,
@@ -18,9 +19,8 @@ from decentral_bench.plots import (
     metric_figure,
     styles,
 )
-from decentral_bench.report import Group, RunRecord, report_rows, summaries, summarize
+from decentral_bench.report.summary import Group, RunRecord, report_rows, summaries, summarize
 from decentral_bench.scenario import FailuresConfig, TopologyConfig
-from decentral_bench.topology import build_topology
 
 
 def _record(label: str, algorithm: str, epochs_per_round: float, seed: int = 0,

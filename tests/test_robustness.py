@@ -33,13 +33,13 @@ resources: {{engine: vectorized}}
 LAUNCHER = """\
 import sys, time
 from pathlib import Path
-import decentral_bench.cli, decentral_bench.runner
+import decentral_bench.cli.entry, decentral_bench.run.runner
 ready, go = Path(sys.argv[1]), Path(sys.argv[2])
 ready.touch()
 while not go.exists():
     time.sleep(0.002)
 sys.argv = ["decentral-bench", *sys.argv[3:]]
-decentral_bench.cli.main()
+decentral_bench.cli.entry.main()
 """
 THIRD_PARTY_NOISE = ("Warning", "CHECK constraint", "Traceback")
 

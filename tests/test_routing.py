@@ -15,12 +15,12 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, Message
 from flwr.clientapp import ClientApp
 from flwr.simulation import run_simulation
 
-from decentral_bench.flower import client_app as product_client
-from decentral_bench.flower.arrays import to_record
-from decentral_bench.flower.network_tap import NetworkTap
-from decentral_bench.flower.server_app import run_method
-from decentral_bench.flower.simulation import backend_config
-from decentral_bench.plan import MethodPlan
+from decentral_bench.engines.flower import client_app as product_client
+from decentral_bench.engines.flower.arrays import to_record
+from decentral_bench.engines.flower.network_tap import NetworkTap
+from decentral_bench.engines.flower.server_app import run_method
+from decentral_bench.engines.flower.simulation import backend_config
+from decentral_bench.experiment.plan import MethodPlan
 from strategies.protocol import MIXING_KEY, PUBLISHED_KEY, neighbour_key
 
 pytestmark = pytest.mark.slow

@@ -13,8 +13,8 @@ import pytest
 import torch
 from conftest import tiny_scenario
 
-from decentral_bench.data import augment, minibatch_indices, steps_per_epoch
-from decentral_bench.plan import MethodPlan
+from decentral_bench.experiment.data import augment, minibatch_indices, steps_per_epoch
+from decentral_bench.experiment.plan import MethodPlan
 
 
 def _plan(training: dict, method: dict | None = None) -> MethodPlan:

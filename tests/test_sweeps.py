@@ -9,8 +9,8 @@ from conftest import tiny_scenario
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
+from decentral_bench.experiment.sweep import configuration_hash, expand
 from decentral_bench.scenario import Scenario, ScenarioError, parse
-from decentral_bench.sweep import configuration_hash, expand
 
 
 def _sweep_scenario(**overrides: object) -> Scenario:
@@ -64,8 +64,8 @@ def test_sweep_rejects_unknown_and_unsweepable_keys() -> None:
 @pytest.mark.slow
 def test_resume_skips_finished_runs_and_marks_failures(tmp_path: Path, tracking_uri: str,
                                                       ) -> None:
-    from decentral_bench.flower.simulation import FlowerEngine
-    from decentral_bench.runner import run_scenario
+    from decentral_bench.engines.flower.simulation import FlowerEngine
+    from decentral_bench.run.runner import run_scenario
 
     scenario = tiny_scenario(
         name="resume",
@@ -108,7 +108,7 @@ def test_resume_skips_finished_runs_and_marks_failures(tmp_path: Path, tracking_
         "CDSGD lr=0.1 name=digits seed=0", "CDSGD lr=0.1 name=digits seed=1"]
 
     # The report printed from the store is the table logged on the parent.
-    from decentral_bench.cli import cli
+    from decentral_bench.cli.entry import cli
 
     printed = CliRunner().invoke(cli, ["report", first.parent_run_id, "--tracking-uri",
                                        tracking_uri, "--csv"])

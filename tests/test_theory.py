@@ -11,9 +11,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from decentral_bench.network.topology import build_topology
 from decentral_bench.scenario import TopologyConfig
-from decentral_bench.topology import build_topology, neighbourhood
 from strategies.cdsgd import cdsgd_update
+from strategies.neighbourhood import neighbourhood
 
 AGENTS, DIMENSION, ROWS = 8, 5, 60
 TOPOLOGY = build_topology(TopologyConfig(kind="ring", agents=AGENTS))

@@ -9,8 +9,7 @@ import networkx as nx
 import numpy as np
 import pytest
 
-from decentral_bench.scenario import TopologyConfig
-from decentral_bench.topology import (
+from decentral_bench.network.topology import (
     TARGET_TOLERANCE,
     Topology,
     TopologyError,
@@ -18,6 +17,7 @@ from decentral_bench.topology import (
     check_assumption_2,
     metropolis_weights,
 )
+from decentral_bench.scenario import TopologyConfig
 
 
 def topology(**keys: object) -> Topology:
@@ -194,7 +194,7 @@ def test_topology_command_prints_spectrum_and_draws(tmp_path: Path) -> None:
 
     from typer.testing import CliRunner
 
-    from decentral_bench.cli import cli
+    from decentral_bench.cli.entry import cli
 
     scenario = tmp_path / "ring.yaml"
     scenario.write_text("name: r\ntopology: {kind: ring, agents: 16}\n"
@@ -213,7 +213,7 @@ def test_topology_command_prints_spectrum_and_draws(tmp_path: Path) -> None:
 def test_topology_command_rejects_a_disconnected_graph(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
-    from decentral_bench.cli import cli
+    from decentral_bench.cli.entry import cli
 
     scenario = tmp_path / "split.yaml"
     scenario.write_text("name: s\ntopology: {kind: edges, agents: 4, edges: [[0, 1], [2, 3]]}\n"

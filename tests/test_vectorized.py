@@ -14,12 +14,12 @@ import torch
 from conftest import observed_run, tiny_scenario
 from mlflow.tracking import MlflowClient
 
-from decentral_bench.engine import FinalParameters
-from decentral_bench.flower.simulation import FlowerEngine
-from decentral_bench.plan import MethodPlan
-from decentral_bench.reference import reference_gossip
-from decentral_bench.vectorized import VectorizedEngine
-from decentral_bench.vectorized.mixing import Mixer
+from decentral_bench.engines.base import FinalParameters
+from decentral_bench.engines.flower.simulation import FlowerEngine
+from decentral_bench.engines.reference import reference_gossip
+from decentral_bench.engines.vectorized import VectorizedEngine
+from decentral_bench.engines.vectorized.mixing import Mixer
+from decentral_bench.experiment.plan import MethodPlan
 
 TIMES = ("round_time_s", "client_time_s")  # wall-clock figures, engine-specific
 

@@ -24,12 +24,12 @@ from rich.progress import (
 from rich.progress import Progress as ProgressBars
 from rich.table import Table
 
-from decentral_bench.report import COLUMNS, CONTROL_COLUMNS
+from decentral_bench.report.summary import COLUMNS, CONTROL_COLUMNS
 
 if TYPE_CHECKING:
-    from decentral_bench.runner import MethodResult
+    from decentral_bench.run.runner import MethodResult
 
-OWN_CODE = tuple(str(Path(__file__).resolve().parents[1] / package) + os.sep
+OWN_CODE = tuple(str(Path(__file__).resolve().parents[2] / package) + os.sep
                  for package in ("decentral_bench", "strategies"))
 SHOW_ANY_WARNING = warnings.showwarning
 

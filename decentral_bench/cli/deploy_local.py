@@ -1,5 +1,5 @@
 """The `decentral-bench deploy-local` command: one method of a scenario on a real Flower
-deployment on this machine (see `decentral_bench.flower.deploy`).
+deployment on this machine (see `decentral_bench.engines.flower.deploy`).
 
 `cli` registers it and hands over what every command shares: how a scenario's
 problems are printed, the consoles and the exit code of bad input.
@@ -37,8 +37,8 @@ def deploy_local_command(print_problems: Callable[[ScenarioError], None],
 
         A SuperLink and one SuperNode per agent, on 127.0.0.1 only; the run is recorded
         in MLflow. Exit 0 if it completed, 1 if not, 2 for a scenario it cannot run."""
-        from decentral_bench.checks import check_scenario
-        from decentral_bench.flower.deploy import DeploymentError, deployable, run_locally
+        from decentral_bench.engines.flower.deploy import DeploymentError, deployable, run_locally
+        from decentral_bench.run.checks import check_scenario
 
         try:
             parsed = deployable(check_scenario(scenario)[0], str(scenario), method,

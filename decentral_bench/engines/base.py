@@ -4,8 +4,8 @@ An engine runs one method of a scenario (a `MethodPlan`) and hands each
 finished round to a sink as a `RoundReport`: engine-neutral facts, no Flower
 type in sight. The observer turns reports into metrics; runner, tracking and
 report never see how the round was computed. Engines: the Flower engine
-(`decentral_bench.flower.simulation`, the reference and default) and the
-vectorized engine (`decentral_bench.vectorized`).
+(`decentral_bench.engines.flower.simulation`, the reference and default) and the
+vectorized engine (`decentral_bench.engines.vectorized`).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from decentral_bench.plan import MethodPlan
+from decentral_bench.experiment.plan import MethodPlan
 from strategies.consensus_control import ControlOutcome
 
 # Each agent's final point: the last published point of every agent (gossip), the
@@ -43,7 +43,7 @@ class RoundReport:
     points: list[torch.Tensor]
     agent_metrics: dict[int, dict[str, float]]
     failed: dict[int, str] = field(default_factory=dict)  # agent → why its round failed
-    bytes_moved: int = 0  # what the modelled network moves (`decentral_bench.traffic`)
+    bytes_moved: int = 0  # what the modelled network moves (`decentral_bench.network.traffic`)
     router_bytes: int = 0  # what the Flower router moves to simulate it
     network: dict[str, float] = field(default_factory=dict)  # alive agents, edges, λ2 of Π_k
     average: list[torch.Tensor] | None = None  # x̄ when the server holds it (FedAvg)

@@ -13,10 +13,14 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from decentral_bench.engine import EventSink, RoundReport
-from decentral_bench.metrics import agent_statistics, average_parameters, consensus_distance
-from decentral_bench.plan import MethodPlan
-from decentral_bench.training import evaluate, select_device
+from decentral_bench.engines.base import EventSink, RoundReport
+from decentral_bench.experiment.metrics import (
+    agent_statistics,
+    average_parameters,
+    consensus_distance,
+)
+from decentral_bench.experiment.plan import MethodPlan
+from decentral_bench.experiment.training import evaluate, select_device
 from strategies.consensus_control import ControlOutcome
 
 AGENT_METRICS = ("train_loss", "train_accuracy", "test_loss", "test_accuracy", "minibatch_loss",

@@ -29,10 +29,10 @@ from functools import partial
 import numpy as np
 import torch
 
-from decentral_bench.agent import AgentSetup
-from decentral_bench.metrics import consensus_distance
-from decentral_bench.plan import MethodPlan
-from decentral_bench.training import from_numpy, gradient, to_numpy
+from decentral_bench.experiment.agent import AgentSetup
+from decentral_bench.experiment.metrics import consensus_distance
+from decentral_bench.experiment.plan import MethodPlan
+from decentral_bench.experiment.training import from_numpy, gradient, to_numpy
 from strategies.consensus_control import control_round
 
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from decentral_bench.engine import Engine
-from decentral_bench.flower.simulation import FlowerEngine
+from decentral_bench.engines.base import Engine
+from decentral_bench.engines.flower.simulation import FlowerEngine
+from decentral_bench.engines.vectorized import VectorizedEngine
 from decentral_bench.scenario import Scenario
-from decentral_bench.vectorized import VectorizedEngine
 
 
 def build_engine(scenario: Scenario, verbose: bool = False) -> Engine:

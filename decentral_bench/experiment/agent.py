@@ -13,11 +13,11 @@ from functools import lru_cache
 import torch
 from torch import nn
 
-from decentral_bench.data import augment, evaluation_subset, minibatch_indices
-from decentral_bench.models import build_model
-from decentral_bench.plan import MethodPlan
+from decentral_bench.experiment.data import augment, evaluation_subset, minibatch_indices
+from decentral_bench.experiment.models import build_model
+from decentral_bench.experiment.plan import MethodPlan
+from decentral_bench.experiment.training import evaluate, gradient, select_device, step_seed
 from decentral_bench.scenario import ModelConfig
-from decentral_bench.training import evaluate, gradient, select_device, step_seed
 
 
 @lru_cache(maxsize=8)

@@ -28,8 +28,8 @@ from typing import Any
 
 import torch
 
-from decentral_bench.agent import AgentData
-from decentral_bench.plan import MethodPlan
+from decentral_bench.experiment.agent import AgentData
+from decentral_bench.experiment.plan import MethodPlan
 
 CACHE_FORMAT = 1
 

@@ -13,13 +13,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from decentral_bench.data import DataError
-from decentral_bench.plan import MethodPlan
+from decentral_bench.experiment.data import DataError
+from decentral_bench.experiment.plan import MethodPlan
+from decentral_bench.experiment.sweep import RunSpec, expand
 from decentral_bench.scenario.base import Strict
 from decentral_bench.scenario.export import keys, plain_schema, yaml_value
 from decentral_bench.scenario.rules import OnlyWith
 from decentral_bench.scenario.schema import Scenario
-from decentral_bench.sweep import RunSpec, expand
 
 
 def _applies(section: Strict, key: str) -> bool:

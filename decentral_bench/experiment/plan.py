@@ -15,12 +15,12 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from decentral_bench.data import Dataset, load_dataset, partition_indices
-from decentral_bench.failures import FailureSchedule
-from decentral_bench.models import build_model
+from decentral_bench.experiment.data import Dataset, load_dataset, partition_indices
+from decentral_bench.experiment.models import build_model
+from decentral_bench.network.failures import FailureSchedule
+from decentral_bench.network.topology import Topology, build_topology, single_agent
 from decentral_bench.scenario import FailuresConfig, MethodConfig, Scenario
 from decentral_bench.scenario.sections import DEFAULT_ROUNDS
-from decentral_bench.topology import Topology, build_topology, single_agent
 from strategies.consensus_control import DEFAULT_MAX_GOSSIP_STEPS, ConsensusControl
 from strategies.gossip import UpdateRule
 from strategies.registry import Method, method

@@ -16,8 +16,7 @@ from functools import cached_property
 import networkx as nx
 import numpy as np
 
-from decentral_bench.scenario import FailuresConfig, TopologyConfig
-from decentral_bench.topology import (
+from decentral_bench.network.topology import (
     Topology,
     lazy,
     max_degree_weights,
@@ -25,6 +24,7 @@ from decentral_bench.topology import (
     second_eigenvalue,
     spectrum,
 )
+from decentral_bench.scenario import FailuresConfig, TopologyConfig
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from functools import cached_property
 import networkx as nx
 import numpy as np
 
-from decentral_bench.graphs import TopologyError, build_graph, random_graph, required
+from decentral_bench.network.families import TopologyError, build_graph, random_graph, required
 from decentral_bench.scenario import TopologyConfig
 
 __all__ = ["Topology", "TopologyError", "build_graph", "build_topology", "check_assumption_2"]
@@ -28,12 +28,6 @@ ENTRY_TOLERANCE = 1e-9       # |π_jl − π_lj|, |Σ_l π_jl − 1|, entries of
 EIGEN_TOLERANCE = 1e-9       # λ2 < 1 − tol, λN > −1 + tol, λ1 ≤ 1 + tol
 TARGET_TOLERANCE = 0.05      # |λ2 achieved − target_lambda2| for a reachable target
 SNAP_TOLERANCE = 1e-12       # eigenvalues this close to an integer are reported as it
-
-
-def neighbourhood(matrix: np.ndarray, agent: int) -> list[int]:
-    """Nb(j) as the paper defines it: the agents l with π_jl ≠ 0, and j itself (even where
-    π_jj = 0: j takes its gradient at its own point)."""
-    return sorted({agent, *(int(other) for other in np.flatnonzero(matrix[agent]))})
 
 
 def lazy(matrix: np.ndarray) -> np.ndarray:

@@ -19,8 +19,8 @@ from collections.abc import Collection, Sequence
 
 import numpy as np
 
-from decentral_bench.topology import neighbourhood
 from strategies.consensus_control import ControlOutcome, averaging_matrix
+from strategies.neighbourhood import neighbourhood
 
 
 def parameter_bytes(arrays: Sequence[np.ndarray]) -> int:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from decentral_bench.report import Group, RunRecord, group_records
+from decentral_bench.report.summary import Group, RunRecord, group_records
 
 MIN_DIFFERENCE = 0.005   # the smallest accuracy difference read as real
 SIMILAR = 0.015          # accuracies this close (and within noise) count as "similar"

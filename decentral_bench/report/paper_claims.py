@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from decentral_bench.claims import (
+from decentral_bench.report.claims import (
     FAILS,
     HOLDS,
     UNCLEAR,
@@ -27,7 +27,7 @@ from decentral_bench.claims import (
     judge,
     mean_over_rounds,
 )
-from decentral_bench.report import (
+from decentral_bench.report.summary import (
     Group,
     RunRecord,
     group_records,
@@ -36,7 +36,7 @@ from decentral_bench.report import (
     phases_text,
     traffic_increase,
 )
-from decentral_bench.tracking import attach_text, find_parent_run, load_records, open_store
+from decentral_bench.tracking.store import attach_text, find_parent_run, load_records, open_store
 
 EARLY_EPOCH = 1.0  # "converges slower per epoch": accuracy after the first epoch
 

@@ -24,9 +24,9 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from decentral_bench.report import Group
+from decentral_bench.network.topology import Topology
+from decentral_bench.report.summary import Group
 from decentral_bench.scenario import FailuresConfig
-from decentral_bench.topology import Topology
 from strategies.registry import METHODS
 
 XAxis = Literal["epochs", "rounds"]

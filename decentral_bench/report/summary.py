@@ -28,31 +28,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-CURVES = ("test_accuracy_mean", "train_accuracy_mean", "consensus_distance", "test_accuracy_std",
-          "bytes_moved_total", "minibatch_loss_mean", "epochs", "phase",
-          "consensus_distance_controlled")
+from decentral_bench.tracking.records import RunRecord
+
 COLUMNS = ("method", "seeds", "status", "final test acc", "best test acc", "rounds to target",
            "epochs to target", "gen. gap", "Ξ² final", "MB moved", "time s")
 CONTROL_COLUMNS = ("method", "uncontrolled", "extra traffic %", "mean Ξ² by phase")
-
-
-@dataclass
-class RunRecord:
-    """One child run as stored: its identity, status and metric histories."""
-
-    run_id: str
-    config_hash: str
-    label: str
-    method: str
-    seed: int
-    status: str
-    algorithm: str = ""
-    curves: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
-    wall_time_s: float = math.nan
-
-    def final(self, key: str) -> float:
-        points = self.curves.get(key, [])
-        return points[-1][1] if points else math.nan
 
 
 @dataclass

@@ -18,13 +18,18 @@ from pathlib import Path
 import torch
 
 from decentral_bench import scenario as scenario_file
-from decentral_bench.data import DataError, check_available, load_dataset, partition_indices
-from decentral_bench.models import build_model
-from decentral_bench.plan import MethodPlan
+from decentral_bench.experiment.data import (
+    DataError,
+    check_available,
+    load_dataset,
+    partition_indices,
+)
+from decentral_bench.experiment.models import build_model
+from decentral_bench.experiment.plan import MethodPlan
+from decentral_bench.experiment.sweep import RunSpec, expand
+from decentral_bench.network.topology import TopologyError, build_topology
 from decentral_bench.scenario import Scenario, ScenarioError
 from decentral_bench.scenario.graph import RANDOM_FAMILIES
-from decentral_bench.sweep import RunSpec, expand
-from decentral_bench.topology import TopologyError, build_topology
 from strategies.registry import method
 
 

@@ -15,7 +15,7 @@ import time
 import traceback
 from pathlib import Path
 
-from decentral_bench.tracking import StoreError, causes, store_problem
+from decentral_bench.tracking.store import StoreError, causes, store_problem
 
 EXIT_ENVIRONMENT = 3  # the store, the disk or a file failed: one line says which
 EXIT_INTERNAL = 70  # a bug: one line, and the traceback in a file

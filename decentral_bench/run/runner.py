@@ -24,25 +24,21 @@ import yaml
 from matplotlib import pyplot
 from matplotlib.figure import Figure
 
-from decentral_bench.data import label_histogram
-from decentral_bench.engine import Engine, RunStopped
-from decentral_bench.engines import build_engine
-from decentral_bench.errors import environment_problem
-from decentral_bench.local_store import StoreError
-from decentral_bench.metric_buffer import MetricBuffer
-from decentral_bench.models import parameter_count
-from decentral_bench.notes import child_note, comment_header, parent_note, scenario_note
-from decentral_bench.observer import Diverged, RoundObserver
-from decentral_bench.plan import MethodPlan
-from decentral_bench.plots import (
+from decentral_bench.engines.base import Engine, RunStopped
+from decentral_bench.engines.observer import Diverged, RoundObserver
+from decentral_bench.engines.select import build_engine
+from decentral_bench.experiment.data import label_histogram
+from decentral_bench.experiment.models import parameter_count
+from decentral_bench.experiment.plan import MethodPlan
+from decentral_bench.experiment.sweep import RunSpec, expand, scenario_hash
+from decentral_bench.report.plots import (
     failure_markers,
     graph_figure,
     label_histogram_figure,
     matrix_csv,
     report_figures,
 )
-from decentral_bench.provenance import process_is_gone
-from decentral_bench.report import (
+from decentral_bench.report.summary import (
     CONTROL_COLUMNS,
     GroupSummary,
     as_csv,
@@ -53,10 +49,14 @@ from decentral_bench.report import (
     summaries,
     table_rows,
 )
-from decentral_bench.run_params import flatten, method_params
+from decentral_bench.run.errors import environment_problem
 from decentral_bench.scenario import Scenario
-from decentral_bench.sweep import RunSpec, expand, scenario_hash
-from decentral_bench.tracking import Tracker, load_records, metric_key, store_problem
+from decentral_bench.tracking.local_store import StoreError
+from decentral_bench.tracking.metric_buffer import MetricBuffer
+from decentral_bench.tracking.notes import child_note, comment_header, parent_note, scenario_note
+from decentral_bench.tracking.params import flatten, method_params
+from decentral_bench.tracking.provenance import process_is_gone
+from decentral_bench.tracking.store import Tracker, load_records, metric_key, store_problem
 
 # What stops a run from outside: it is then KILLED (not FAILED) and the stop goes on up.
 STOPS = (KeyboardInterrupt, SystemExit, RunStopped)

@@ -1,10 +1,11 @@
-"""Scenario files: the YAML a user writes, parsed into a typed, validated `Scenario`.
+"""The scenario format: section models, rules, loading, errors, JSON Schema, key table, init.
+May import: strategies (the method registry).
 
 - `base`, `sections`, `graph`, `methods`, `schema`: the format, section by section;
 - `rules`: rules between the keys of a section, for the loader and the schema alike;
-- `export`: the JSON Schema for editors; `keytable`: the README's table of every key;
+- `export`: the JSON Schema for editors; `keytable`: the docs' table of every key;
 - `loading`: reading a file, with `--set` style overrides;
-- `explain`: a scenario fully resolved; `scaffold`: a commented scenario to start from;
+- `scaffold`: a commented scenario to start from (`init`);
 - `errors`: problems phrased as file, key path and what was expected.
 """
 

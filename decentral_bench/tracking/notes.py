@@ -10,10 +10,10 @@ run and each child run (Markdown; `tracking` stores them as MLflow's description
 
 from __future__ import annotations
 
-from decentral_bench.plan import MethodPlan
-from decentral_bench.run_params import resolved_options
+from decentral_bench.experiment.plan import MethodPlan
+from decentral_bench.experiment.sweep import RunSpec
 from decentral_bench.scenario import Scenario
-from decentral_bench.sweep import RunSpec
+from decentral_bench.tracking.params import resolved_options
 
 
 def comment_header(text: str) -> str:

@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from decentral_bench.plan import MethodPlan
+from decentral_bench.experiment.plan import MethodPlan
 
 # Sections that name or organise runs, or that a child states elsewhere (tags, the run's
 # own `engine` param, the method's own keys).

@@ -16,7 +16,7 @@ from importlib import metadata
 from pathlib import Path
 
 # The checkout the project's code runs from, when it is one (an editable install).
-CODE_ROOT = Path(__file__).resolve().parents[1]
+CODE_ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = {"decentral_bench": "decentral-bench", "flwr": "flwr", "torch": "torch",
             "mlflow": "mlflow"}
 

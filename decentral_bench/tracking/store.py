@@ -30,15 +30,15 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from mlflow.utils.time import get_current_time_millis
 
-from decentral_bench.local_store import (
+from decentral_bench.tracking.local_store import (
     StoreError,
     artifact_location,
     creation_lock,
     prepare_sqlite,
 )
-from decentral_bench.provenance import Provenance
-from decentral_bench.provenance import collect as collect_provenance
-from decentral_bench.report import CURVES, RunRecord
+from decentral_bench.tracking.provenance import Provenance
+from decentral_bench.tracking.provenance import collect as collect_provenance
+from decentral_bench.tracking.records import CURVES, RunRecord
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 PARENT_TAG = "mlflow.parentRunId"

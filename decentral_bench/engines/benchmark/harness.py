@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from decentral_bench.benchmark.paths import RUNNERS, PathFigures
-from decentral_bench.benchmark.workloads import WORKLOADS, build_plan
-from decentral_bench.engine import FinalParameters
+from decentral_bench.engines.base import FinalParameters
+from decentral_bench.engines.benchmark.paths import RUNNERS, PathFigures
+from decentral_bench.engines.benchmark.workloads import WORKLOADS, build_plan
 
 TOLERANCE = 1e-5
 TABLE_COLUMNS = ("workload", "agents", "steps/round", "path", "wall s", "start-up s", "s/round",

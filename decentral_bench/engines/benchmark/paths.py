@@ -22,15 +22,15 @@ import torch
 from torch.func import functional_call, grad, vmap
 from torch.nn import functional
 
-from decentral_bench.data import batch_slot, epoch_order
-from decentral_bench.engine import FinalParameters, RoundReport
-from decentral_bench.flower.simulation import simulate
-from decentral_bench.plan import MethodPlan
-from decentral_bench.reference import reference_gossip
-from decentral_bench.training import available_cpus, select_device
-from decentral_bench.vectorized import VectorizedEngine
-from decentral_bench.vectorized.memory import keep_freed_memory
-from decentral_bench.vectorized.mixing import Mixer
+from decentral_bench.engines.base import FinalParameters, RoundReport
+from decentral_bench.engines.flower.simulation import simulate
+from decentral_bench.engines.reference import reference_gossip
+from decentral_bench.engines.vectorized import VectorizedEngine
+from decentral_bench.engines.vectorized.memory import keep_freed_memory
+from decentral_bench.engines.vectorized.mixing import Mixer
+from decentral_bench.experiment.data import batch_slot, epoch_order
+from decentral_bench.experiment.plan import MethodPlan
+from decentral_bench.experiment.training import available_cpus, select_device
 
 
 @dataclass

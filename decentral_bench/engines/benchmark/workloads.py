@@ -6,8 +6,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from decentral_bench.data import partition_indices, steps_per_epoch
-from decentral_bench.plan import MethodPlan
+from decentral_bench.experiment.data import partition_indices, steps_per_epoch
+from decentral_bench.experiment.plan import MethodPlan
 from decentral_bench.scenario import parse
 
 PATHS = ("flower", "plain", "vectorized", "funcloop")

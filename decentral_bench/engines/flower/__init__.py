@@ -1,3 +1,2 @@
-"""Everything that touches Flower: the ClientApp, the ServerApp side of a method, the
-simulation launcher (the Flower engine), the engine patch, the network tap, node
-discovery, the array codec, and the `flwr run .` entry (`app`)."""
+"""The Flower engine: ClientApp, the ServerApp side of a method, simulation, deployments, the tap.
+May import: strategies, scenario, network, experiment, tracking; the one folder importing flwr."""

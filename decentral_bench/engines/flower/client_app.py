@@ -19,7 +19,7 @@ Every reply carries the agent's new point and its metrics.
 Node config keys it reads: `partition-id` (the agent index; Flower's simulation
 sets it), `threads` (torch threads; overrides the thread budget the ServerApp
 sends) and `data-cache` (a folder: keep the agent's share of the data there,
-see `decentral_bench.data_cache`; deployments set it, since Flower may start a
+see `decentral_bench.experiment.data_cache`; deployments set it, since Flower may start a
 fresh ClientApp process for every message).
 """
 
@@ -33,13 +33,13 @@ import torch
 from flwr.app import ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
-from decentral_bench.agent import AgentSetup
-from decentral_bench.data import steps_per_epoch
-from decentral_bench.data_cache import cached_agent_data
-from decentral_bench.flower.arrays import from_record, to_record
-from decentral_bench.plan import MethodPlan
+from decentral_bench.engines.flower.arrays import from_record, to_record
+from decentral_bench.experiment.agent import AgentSetup
+from decentral_bench.experiment.data import steps_per_epoch
+from decentral_bench.experiment.data_cache import cached_agent_data
+from decentral_bench.experiment.plan import MethodPlan
+from decentral_bench.experiment.training import from_numpy, to_numpy
 from decentral_bench.scenario import Scenario
-from decentral_bench.training import from_numpy, to_numpy
 from strategies.cdsgd import mix
 from strategies.gossip import gossip_round
 from strategies.local_sgd import local_sgd

@@ -2,8 +2,8 @@
 
 `LocalFederation` starts, on 127.0.0.1 only and on free ports, a
 `flower-superlink` and, per agent, a SuperNode (`flower-supernode` with prompt
-pauses, `decentral_bench.flower.supernode`) in `--isolation process` mode with
-its long-lived ClientApp worker (`decentral_bench.flower.worker`). It submits
+pauses, `decentral_bench.engines.flower.supernode`) in `--isolation process` mode with
+its long-lived ClientApp worker (`decentral_bench.engines.flower.worker`). It submits
 one method of a scenario with `flwr run`, follows it with `flwr log` until it
 ends, reads its status with `flwr list`, and stops every process it started by
 its PID: each leads its own process group, so what the SuperLink starts for a
@@ -38,13 +38,13 @@ from types import TracebackType
 
 import yaml
 
-from decentral_bench.data_cache import default_cache_folder
-from decentral_bench.flower.credentials import Credentials, generate_credentials
-from decentral_bench.plan import MethodPlan
+from decentral_bench.engines.flower.credentials import Credentials, generate_credentials
+from decentral_bench.experiment.data_cache import default_cache_folder
+from decentral_bench.experiment.plan import MethodPlan
 from decentral_bench.scenario import Scenario, ScenarioError
-from decentral_bench.tracking import DEFAULT_TRACKING_URI
+from decentral_bench.tracking.store import DEFAULT_TRACKING_URI
 
-APP_FOLDER = Path(__file__).resolve().parents[2]  # the Flower app: where pyproject.toml is
+APP_FOLDER = Path(__file__).resolve().parents[3]  # the Flower app: where pyproject.toml is
 CONNECTION = "deploy-local"
 LOOPBACK = "127.0.0.1"
 
@@ -201,7 +201,7 @@ class LocalFederation:
             node_config = f"partition-id={agent} {node_config}"
         if self.data_cache is not None:
             node_config += f" data-cache=\"{self.data_cache}\""
-        command = [sys.executable, "-m", "decentral_bench.flower.supernode",
+        command = [sys.executable, "-m", "decentral_bench.engines.flower.supernode",
                    "--superlink", f"{LOOPBACK}:{self.superlink_port}", "--isolation", "process",
                    "--host", LOOPBACK, "--port", str(port), "--node-config", node_config]
         if self.credentials is None:
@@ -227,7 +227,7 @@ class LocalFederation:
             self.wait_until_listening(node, port)
             if worker:
                 self.start(f"{name}-worker" if name else f"worker-{agent}",
-                           [sys.executable, "-m", "decentral_bench.flower.worker",
+                           [sys.executable, "-m", "decentral_bench.engines.flower.worker",
                             "--runtime-api-address", f"{LOOPBACK}:{port}", "--insecure",
                             "--app", str(APP_FOLDER)])
         return started

@@ -20,10 +20,10 @@ from flwr.app import Message, RecordDict
 from flwr.serverapp import Grid
 from flwr.supercore.run import Run
 
-from decentral_bench.engine import RoundReport, stack_points
-from decentral_bench.flower.arrays import from_record
-from decentral_bench.flower.engine_patch import messages_pushed, replies_stored
-from decentral_bench.flower.nodes import readable_reason
+from decentral_bench.engines.base import RoundReport, stack_points
+from decentral_bench.engines.flower.arrays import from_record
+from decentral_bench.engines.flower.engine_patch import messages_pushed, replies_stored
+from decentral_bench.engines.flower.nodes import readable_reason
 from strategies.protocol import EVALUATE_TYPE, METRICS_KEY, PUBLISHED_KEY
 
 

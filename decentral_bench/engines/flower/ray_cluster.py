@@ -18,8 +18,8 @@ import os
 import socket
 from typing import Any
 
-from decentral_bench.plan import MethodPlan
-from decentral_bench.training import available_cpus, select_device
+from decentral_bench.experiment.plan import MethodPlan
+from decentral_bench.experiment.training import available_cpus, select_device
 
 # Ray passes a task's arguments up to this size inside the call and larger ones through
 # its shared-memory object store. Its default, 100 KiB, sends a 5-agent digits message

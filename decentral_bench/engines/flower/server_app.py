@@ -16,20 +16,20 @@ import torch
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, RecordDict
 from flwr.serverapp import Grid, ServerApp
 
-from decentral_bench.engine import (
+from decentral_bench.engines.base import (
     EventSink,
     FinalParameters,
     ReportSink,
     RoundClock,
     stack_points,
 )
-from decentral_bench.failures import RoundNetwork
-from decentral_bench.flower.arrays import from_record, to_record
-from decentral_bench.flower.network_tap import NetworkTap, round_report
-from decentral_bench.flower.nodes import NodeWait, discover_agents
-from decentral_bench.metrics import consensus_distance
-from decentral_bench.plan import MethodPlan
-from decentral_bench.traffic import gossip_round_bytes, parameter_bytes
+from decentral_bench.engines.flower.arrays import from_record, to_record
+from decentral_bench.engines.flower.network_tap import NetworkTap, round_report
+from decentral_bench.engines.flower.nodes import NodeWait, discover_agents
+from decentral_bench.experiment.metrics import consensus_distance
+from decentral_bench.experiment.plan import MethodPlan
+from decentral_bench.network.failures import RoundNetwork
+from decentral_bench.network.traffic import gossip_round_bytes, parameter_bytes
 from strategies.consensus_control import ControlOutcome, averaging_matrix, control_round
 from strategies.fedavg import ObservedFedAvg
 from strategies.gossip_router import GossipRouter

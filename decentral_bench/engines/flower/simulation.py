@@ -16,14 +16,14 @@ from typing import Any
 from flwr.clientapp import ClientApp
 from flwr.simulation import run_simulation
 
-from decentral_bench.engine import EventSink, FinalParameters, ReportSink
-from decentral_bench.flower.client_app import app as client_app
-from decentral_bench.flower.confinement import enter_private_network
-from decentral_bench.flower.engine_patch import prompt_pickup
-from decentral_bench.flower.ray_cluster import backend_config, check_reachable, ray_address
-from decentral_bench.flower.server_app import make_server_app
-from decentral_bench.plan import MethodPlan
-from decentral_bench.training import available_cpus
+from decentral_bench.engines.base import EventSink, FinalParameters, ReportSink
+from decentral_bench.engines.flower.client_app import app as client_app
+from decentral_bench.engines.flower.confinement import enter_private_network
+from decentral_bench.engines.flower.engine_patch import prompt_pickup
+from decentral_bench.engines.flower.ray_cluster import backend_config, check_reachable, ray_address
+from decentral_bench.engines.flower.server_app import make_server_app
+from decentral_bench.experiment.plan import MethodPlan
+from decentral_bench.experiment.training import available_cpus
 
 
 class MainThreadCalls:

@@ -19,7 +19,7 @@ the same version and the same source of the three functions that sleep
 (`patch_mismatches`). Otherwise it logs a warning and runs Flower's SuperNode
 unchanged.
 
-    python -m decentral_bench.flower.supernode --insecure --superlink 127.0.0.1:9092 ...
+    python -m decentral_bench.engines.flower.supernode --insecure --superlink 127.0.0.1:9092 ...
 """
 
 from __future__ import annotations

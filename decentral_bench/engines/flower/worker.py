@@ -19,7 +19,7 @@ is such a process, and it stays up:
   whose FAB is another app or another version. The module stays imported, so
   what the ClientApp keeps between calls (parsed plans, agents' data) survives.
 
-    python -m decentral_bench.flower.worker --runtime-api-address 127.0.0.1:9094 --insecure
+    python -m decentral_bench.engines.flower.worker --runtime-api-address 127.0.0.1:9094 --insecure
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ from flwr.supercore.runtime import RuntimeHttpClient
 from flwr.supercore.task_identity import TaskIdentity
 from flwr.supernode.runtime.run_clientapp import push_message, push_task_output
 
-APP_FOLDER = Path(__file__).resolve().parents[2]  # where pyproject.toml is
+APP_FOLDER = Path(__file__).resolve().parents[3]  # where pyproject.toml is
 HEARTBEAT_INTERVAL_S = 20.0  # Flower expects one within 2 × 30 s
 logger = logging.getLogger(__name__)
 

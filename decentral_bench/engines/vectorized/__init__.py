@@ -1,5 +1,6 @@
-"""The vectorized engine: all agents as one batched PyTorch program (`VectorizedEngine`)."""
+"""The vectorized engine: all agents as one batched PyTorch program (`VectorizedEngine`).
+May import: strategies, scenario, network, experiment, engines.base."""
 
-from decentral_bench.vectorized.engine import VectorizedEngine
+from decentral_bench.engines.vectorized.engine import VectorizedEngine
 
 __all__ = ["VectorizedEngine"]

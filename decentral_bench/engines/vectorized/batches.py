@@ -13,8 +13,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from decentral_bench.data import augment, batch_slot, epoch_order, evaluation_indices
-from decentral_bench.plan import MethodPlan
+from decentral_bench.experiment.data import augment, batch_slot, epoch_order, evaluation_indices
+from decentral_bench.experiment.plan import MethodPlan
 
 
 class AgentBatches:

@@ -21,22 +21,22 @@ from functools import partial
 import numpy as np
 import torch
 
-from decentral_bench.data import steps_per_epoch
-from decentral_bench.engine import (
+from decentral_bench.engines.base import (
     EventSink,
     FinalParameters,
     ReportSink,
     RoundClock,
     RoundReport,
 )
-from decentral_bench.metrics import consensus_distance
-from decentral_bench.plan import MethodPlan
-from decentral_bench.traffic import gossip_round_bytes, parameter_bytes
-from decentral_bench.training import available_cpus, select_device, step_seed
-from decentral_bench.vectorized.batches import AgentBatches
-from decentral_bench.vectorized.functional import EVAL_BATCH, StackedModel
-from decentral_bench.vectorized.memory import agents_per_call, keep_freed_memory
-from decentral_bench.vectorized.mixing import Mixer
+from decentral_bench.engines.vectorized.batches import AgentBatches
+from decentral_bench.engines.vectorized.functional import EVAL_BATCH, StackedModel
+from decentral_bench.engines.vectorized.memory import agents_per_call, keep_freed_memory
+from decentral_bench.engines.vectorized.mixing import Mixer
+from decentral_bench.experiment.data import steps_per_epoch
+from decentral_bench.experiment.metrics import consensus_distance
+from decentral_bench.experiment.plan import MethodPlan
+from decentral_bench.experiment.training import available_cpus, select_device, step_seed
+from decentral_bench.network.traffic import gossip_round_bytes, parameter_bytes
 from strategies.consensus_control import control_round
 from strategies.gossip import GossipState, UpdateRule, gossip_round
 

@@ -3,8 +3,8 @@ evaluation in one batched call (`torch.func`: `functional_call`, `grad_and_value
 
 Parameters are lists of tensors in `model.parameters()` order, each with the
 agents along the first dimension. Gradients equal, per agent, what
-`decentral_bench.training.gradient` computes for that agent alone; evaluation
-equals `decentral_bench.training.evaluate` (the same batches of `EVAL_BATCH`).
+`decentral_bench.experiment.training.gradient` computes for that agent alone; evaluation
+equals `decentral_bench.experiment.training.evaluate` (the same batches of `EVAL_BATCH`).
 """
 
 from __future__ import annotations

@@ -1,0 +1,58 @@
+"""The `decentral-bench` command line: its commands, registered on the Typer app, and `main`."""
+
+from __future__ import annotations
+
+import signal
+import sys
+
+from rich.markup import escape
+
+from decentral_bench.cli import bench, claims, init, report, run, schema, topology, validate
+from decentral_bench.cli.base import (
+    EXIT_BAD_INPUT,
+    cli,
+    console,
+    debug_mode,
+    errors,
+    print_problems,
+)
+from decentral_bench.cli.console import own_warnings_only
+from decentral_bench.cli.deploy_local import deploy_local_command
+
+cli.command("run")(run.run)
+cli.command("report")(report.report)
+cli.command("validate")(validate.validate)
+cli.command("init")(init.init)
+cli.command("topology")(topology.topology)
+cli.command("bench")(bench.bench)
+cli.command("claims")(claims.claims)
+cli.command("schema")(schema.schema)
+cli.command("deploy-local")(deploy_local_command(print_problems, console, errors,
+                                                 EXIT_BAD_INPUT))
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def main() -> None:
+    """Console-script entry point.
+
+    SIGTERM (and SIGINT, even where a shell started us in the background with it ignored)
+    stops a run the way Ctrl-C does: the running child and its parent end KILLED.
+    Third-party warnings stay off the console. A failure of the environment is one
+    line; an internal error one line and a file holding its traceback (`--debug`
+    prints it).
+    """
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _interrupt)
+    own_warnings_only()
+    try:
+        cli()
+    except Exception as error:
+        from decentral_bench.run.errors import environment_problem, failure_line
+
+        if debug_mode["on"] and environment_problem(error) is None:
+            raise
+        code, line = failure_line(error)
+        errors.print(escape(line), style="bold red", highlight=False, soft_wrap=True)
+        sys.exit(code)

@@ -1,0 +1,87 @@
+"""The `run` command: every child of a scenario, recorded in MLflow."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+
+from decentral_bench.cli.base import (
+    EXIT_BAD_INPUT,
+    console,
+    errors,
+    overrides_of,
+    print_problems,
+)
+from decentral_bench.cli.console import own_warnings_only, progress_for, summary_table
+from decentral_bench.scenario import ScenarioError
+
+
+def run(
+    scenario: Annotated[Path, typer.Argument(help="Scenario YAML file.")],
+    tracking_uri: Annotated[str | None, typer.Option(
+        help="MLflow tracking URI (default: the scenario's tracking.uri, else sqlite:///mlflow.db).")
+    ] = None,
+    settings: Annotated[list[str] | None, typer.Option(
+        "--set", help="Override a scenario key, e.g. --set training.rounds=20 (repeatable).")
+    ] = None,
+    fresh: Annotated[bool, typer.Option(
+        help="Start a new parent run instead of resuming the last one of this scenario.")
+    ] = False,
+    engine: Annotated[str | None, typer.Option(
+        help="flower (default) or vectorized; overrides the file's resources.engine.")
+    ] = None,
+    ray_address: Annotated[str | None, typer.Option(
+        help="Join this Ray cluster (HOST:PORT or auto); sets resources.ray_address.")] = None,
+    verbose: Annotated[bool, typer.Option(
+        help="Show Flower's own logs and third-party warnings.")] = False,
+) -> None:
+    """Run a scenario (every sweep combination × seed × method) on the Flower engine (or the
+    vectorized one), recorded in MLflow. A re-run skips the runs it already finished."""
+    from decentral_bench.run.checks import check_scenario
+    from decentral_bench.run.runner import run_scenario
+    from decentral_bench.tracking.store import configure_mlflow, ui_instructions
+
+    configure_mlflow(verbose)
+    if verbose:
+        own_warnings_only(False)
+
+    try:
+        overrides = overrides_of(settings)
+        if engine is not None:
+            overrides["resources.engine"] = engine
+        if ray_address is not None:
+            overrides["resources.ray_address"] = ray_address
+        parsed, specs = check_scenario(scenario, overrides)
+    except ScenarioError as error:
+        print_problems(error)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    origin = " ".join([str(scenario), *(f"--set {setting}" for setting in settings or [])])
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    console.print(f"[bold]{parsed.name}[/]: {len(specs)} runs ({len(parsed.methods)} methods"
+                  f"{', a sweep' if parsed.sweep else ''}), {parsed.topology.agents} agents "
+                  f"({parsed.topology.kind}), " + (f"{parsed.training.rounds} rounds"
+                  if parsed.training.rounds is not None else f"{parsed.training.epochs:g} epochs"))
+    try:
+        with progress_for(console) as progress:
+            result = run_scenario(parsed, source=None if settings else scenario,
+                                  tracking_uri=tracking_uri, progress=progress,
+                                  fresh=fresh, verbose=verbose, origin=origin, specs=specs)
+    except KeyboardInterrupt:
+        errors.print("interrupted: the running child and the parent run are marked KILLED")
+        raise typer.Exit(130) from None
+    if result.skipped:
+        console.print(f"{result.skipped} runs already finished in this parent run were skipped "
+                      "(--fresh runs everything again)")
+    console.print(summary_table(f"{parsed.name}: results", result.summary, result.control))
+    for failed in result.failed:
+        errors.print(f"[bold red]{escape(failed.name)} {failed.status}[/]: "
+                     f"{escape(failed.error or '')}", highlight=False, soft_wrap=True)
+    console.print(f"MLflow parent run {result.parent_run_id} in {result.tracking_uri}")
+    for line in ui_instructions(result.tracking_uri, result.experiment_id):
+        console.print(line, soft_wrap=True, highlight=False)
+    if result.failed:
+        raise typer.Exit(1)

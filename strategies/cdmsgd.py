@@ -1,8 +1,8 @@
 """CDMSGD: consensus-based distributed momentum SGD (Jiang et al. 2017, supplementary 7).
 
-Node j keeps x_k^j and x_{k−1}^j (x_{−1}^j = x_0^j). It publishes one point
-p_k^j per round, the point its neighbours mix and the point where it takes its
-own gradient:
+Node j keeps x_k^j and what its momentum form needs besides. It publishes one point
+p_k^j per round, the point its neighbours mix and the point where it takes its own
+gradient:
 
 - Polyak (heavy ball):          p_k = x_k
       x_{k+1}^j = Σ_{l∈Nb(j)} π_jl x_k^l − α_k g_j(x_k^j) + μ (x_k^j − x_{k−1}^j)
@@ -16,13 +16,12 @@ All functions are pure over lists of tensors (one agent's, or all agents' stacke
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 
-from strategies.cdsgd import cdsgd_update, mix, sgd_step
-from strategies.gossip import GossipState, Parameters, shift_both
+from strategies.gossip import GradientAt, Parameters, State, Weight, add, sgd_step
 
 
 def nesterov_lookahead(current: Parameters, previous: Parameters,
@@ -38,74 +37,77 @@ def heavy_ball(mixed: Parameters, gradient: Parameters, lr: float, momentum: flo
             zip(sgd_step(mixed, gradient, lr), current, previous, strict=True)]
 
 
-def polyak_update(neighbour_parameters: Sequence[Parameters], weights: Sequence[float],
-                  gradient: Parameters, lr: float, momentum: float, current: Parameters,
-                  previous: Parameters) -> list[torch.Tensor]:
-    """x_{k+1}^j = Σ π_jl x_k^l − α g_j(x_k^j) + μ (x_k^j − x_{k−1}^j)."""
-    return heavy_ball(mix(neighbour_parameters, weights), gradient, lr, momentum, current,
-                      previous)
-
-
-def nesterov_update(neighbour_points: Sequence[Parameters], weights: Sequence[float],
-                    gradient: Parameters, lr: float) -> list[torch.Tensor]:
-    """x_{k+1}^j = Σ π_jl y_k^l − α g_j(y_k^j), the neighbours having published y_k^l."""
-    return cdsgd_update(neighbour_points, weights, gradient, lr)
-
-
 @dataclass(frozen=True)
 class Polyak:
-    """Heavy-ball CDMSGD. Publishes x_k; keeps x_{k−1} between rounds."""
+    """Heavy-ball CDMSGD. State: x_k and x_{k−1} (x_{−1} = x_0); publishes x_k and keeps
+    x_{k−1} between rounds."""
 
     momentum: float
     name: str = "polyak"
+    ahead: ClassVar[bool] = False
+    exchanges_at_start: ClassVar[bool] = False
 
-    def published_point(self, state: GossipState) -> list[torch.Tensor]:
-        return list(state.current)
+    def start(self, x0: list[torch.Tensor], gradient_at: GradientAt, lr: float) -> State:
+        return {"x": list(x0), "previous": list(x0)}
 
-    def advance(self, state: GossipState, mixed: Parameters, gradient: Parameters,
-                lr: float) -> GossipState:
-        updated = heavy_ball(mixed, gradient, lr, self.momentum, state.current, state.memory)
-        return GossipState(updated, state.current)
+    def message(self, state: State) -> list[torch.Tensor]:
+        return state["x"]
 
-    def kept(self, state: GossipState) -> list[torch.Tensor] | None:
-        return state.memory
+    def model(self, state: State) -> list[torch.Tensor]:
+        return state["x"]
 
-    def restore(self, own_point: list[torch.Tensor],
-                kept: list[torch.Tensor] | None) -> GossipState:
-        return GossipState(own_point, own_point if kept is None else kept)  # x_{−1} = x_0
+    def advance(self, state: State, mixed: Parameters, own_weight: Weight,
+                gradient_at: GradientAt, lr: float, step: int) -> tuple[State, Any]:
+        gradient, loss = gradient_at(state["x"], step)
+        updated = heavy_ball(mixed, gradient, lr, self.momentum, state["x"], state["previous"])
+        return {"x": updated, "previous": state["x"]}, loss
 
-    def translate(self, state: GossipState, delta: Parameters) -> GossipState:
-        return shift_both(state, delta)
+    def kept(self, state: State) -> State:
+        return {"previous": state["previous"]}
+
+    def restore(self, own_message: list[torch.Tensor], kept: State) -> State:
+        return {"x": own_message, "previous": kept.get("previous", own_message)}
+
+    def translate(self, state: State, delta: Parameters) -> State:
+        """x_k and x_{k−1} move alike: the momentum x_k − x_{k−1} is unchanged."""
+        return {part: add(tensors, delta) for part, tensors in state.items()}
 
 
 @dataclass(frozen=True)
 class Nesterov:
-    """Nesterov CDMSGD. Publishes the look-ahead y_k; keeps x_k between rounds (the
-    message brings y_k back, and x_{k−1} is needed only to form y_k)."""
+    """Nesterov CDMSGD. State: x_k and the look-ahead y_k it publishes; keeps x_k between
+    rounds (the message brings y_k back)."""
 
     momentum: float
     name: str = "nesterov"
+    ahead: ClassVar[bool] = False
+    exchanges_at_start: ClassVar[bool] = False
 
-    def published_point(self, state: GossipState) -> list[torch.Tensor]:
-        return nesterov_lookahead(state.current, state.memory, self.momentum)
+    def start(self, x0: list[torch.Tensor], gradient_at: GradientAt, lr: float) -> State:
+        return {"x": list(x0), "lookahead": list(x0)}  # y_0 = x_0 (x_{−1} = x_0)
 
-    def advance(self, state: GossipState, mixed: Parameters, gradient: Parameters,
-                lr: float) -> GossipState:
-        return GossipState(sgd_step(mixed, gradient, lr), state.current)
+    def message(self, state: State) -> list[torch.Tensor]:
+        return state["lookahead"]
 
-    def kept(self, state: GossipState) -> list[torch.Tensor] | None:
-        return state.current
+    def model(self, state: State) -> list[torch.Tensor]:
+        return state["lookahead"]
 
-    def restore(self, own_point: list[torch.Tensor],
-                kept: list[torch.Tensor] | None) -> GossipState:
-        # x_0 = y_0 before the first round. The memory is read only to form a look-ahead,
-        # which a round takes from the message (own_point) before its first step.
-        current = own_point if kept is None else kept
-        return GossipState(current, current)
+    def advance(self, state: State, mixed: Parameters, own_weight: Weight,
+                gradient_at: GradientAt, lr: float, step: int) -> tuple[State, Any]:
+        gradient, loss = gradient_at(state["lookahead"], step)
+        updated = sgd_step(mixed, gradient, lr)
+        return {"x": updated,
+                "lookahead": nesterov_lookahead(updated, state["x"], self.momentum)}, loss
 
-    def translate(self, state: GossipState, delta: Parameters) -> GossipState:
+    def kept(self, state: State) -> State:
+        return {"x": state["x"]}
+
+    def restore(self, own_message: list[torch.Tensor], kept: State) -> State:
+        return {"x": kept.get("x", own_message), "lookahead": own_message}
+
+    def translate(self, state: State, delta: Parameters) -> State:
         """x_k and x_{k−1} move alike, so the look-ahead y_k moves by `delta` too."""
-        return shift_both(state, delta)
+        return {part: add(tensors, delta) for part, tensors in state.items()}
 
 
 @dataclass(frozen=True)
@@ -117,37 +119,45 @@ class LocalVelocity:
         Polyak:    x_{k+1} = Σ π_jl x_k^l + v_{k+1}
         Nesterov:  x_{k+1} = Σ π_jl x_k^l + μ v_{k+1} − α g_j(x_k)
 
-    It publishes x_k and keeps v_k (the memory) between rounds."""
+    It publishes x_k and keeps v_k between rounds."""
 
     momentum: float
     nesterov: bool
+    ahead: ClassVar[bool] = False
+    exchanges_at_start: ClassVar[bool] = False
 
     @property
     def name(self) -> str:
         return "nesterov-local" if self.nesterov else "polyak-local"
 
-    def published_point(self, state: GossipState) -> list[torch.Tensor]:
-        return list(state.current)
+    def start(self, x0: list[torch.Tensor], gradient_at: GradientAt, lr: float) -> State:
+        return {"x": list(x0), "velocity": [torch.zeros_like(x) for x in x0]}
 
-    def advance(self, state: GossipState, mixed: Parameters, gradient: Parameters,
-                lr: float) -> GossipState:
+    def message(self, state: State) -> list[torch.Tensor]:
+        return state["x"]
+
+    def model(self, state: State) -> list[torch.Tensor]:
+        return state["x"]
+
+    def advance(self, state: State, mixed: Parameters, own_weight: Weight,
+                gradient_at: GradientAt, lr: float, step: int) -> tuple[State, Any]:
+        gradient, loss = gradient_at(state["x"], step)
         velocity = [self.momentum * v - lr * g
-                    for v, g in zip(state.memory, gradient, strict=True)]
+                    for v, g in zip(state["velocity"], gradient, strict=True)]
         if self.nesterov:
-            step = [self.momentum * v - lr * g for v, g in zip(velocity, gradient, strict=True)]
+            step_taken = [self.momentum * v - lr * g
+                          for v, g in zip(velocity, gradient, strict=True)]
         else:
-            step = velocity
-        return GossipState([m + s for m, s in zip(mixed, step, strict=True)], velocity)
+            step_taken = velocity
+        return {"x": add(mixed, step_taken), "velocity": velocity}, loss
 
-    def kept(self, state: GossipState) -> list[torch.Tensor] | None:
-        return state.memory
+    def kept(self, state: State) -> State:
+        return {"velocity": state["velocity"]}
 
-    def restore(self, own_point: list[torch.Tensor],
-                kept: list[torch.Tensor] | None) -> GossipState:
-        return GossipState(own_point, [torch.zeros_like(x) for x in own_point]
-                           if kept is None else kept)
+    def restore(self, own_message: list[torch.Tensor], kept: State) -> State:
+        velocity = kept.get("velocity") or [torch.zeros_like(x) for x in own_message]
+        return {"x": own_message, "velocity": velocity}
 
-    def translate(self, state: GossipState, delta: Parameters) -> GossipState:
+    def translate(self, state: State, delta: Parameters) -> State:
         """Only the iterate moves; the velocity is the agent's own and is never mixed."""
-        return GossipState([x + d for x, d in zip(state.current, delta, strict=True)],
-                           state.memory)
+        return {"x": add(state["x"], delta), "velocity": state["velocity"]}

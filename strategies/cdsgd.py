@@ -1,5 +1,7 @@
 """CDSGD update rule (Jiang et al., NeurIPS 2017, Algorithm 1 and eq. 5).
 
+    x_{k+1}^j = Σ_{l∈Nb(j)} π_jl x_k^l − α g_j(x_k^j)
+
 Parameters are lists of tensors, one per model parameter; every function is
 pure: it returns new tensors and changes none of its inputs.
 """
@@ -8,10 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 
-from strategies.gossip import GossipState, Parameters, shift_both
+from strategies.gossip import GradientAt, Parameters, State, Weight, add, sgd_step
 
 
 def mix(neighbour_parameters: Sequence[Parameters], weights: Sequence[float]) -> list[torch.Tensor]:
@@ -28,11 +31,6 @@ def mix(neighbour_parameters: Sequence[Parameters], weights: Sequence[float]) ->
     return mixed
 
 
-def sgd_step(parameters: Parameters, gradient: Parameters, lr: float) -> list[torch.Tensor]:
-    """A plain SGD step x − α g."""
-    return [p - lr * g for p, g in zip(parameters, gradient, strict=True)]
-
-
 def cdsgd_update(neighbour_parameters: Sequence[Parameters], weights: Sequence[float],
                  gradient: Parameters, lr: float) -> list[torch.Tensor]:
     """One CDSGD step for agent j (eq. 5):
@@ -46,25 +44,32 @@ def cdsgd_update(neighbour_parameters: Sequence[Parameters], weights: Sequence[f
 
 @dataclass(frozen=True)
 class CDSGD:
-    """Eq. 5 as an update rule: p_k = x_k, x_{k+1} = Σ π_jl x_k^l − α g_j(x_k^j).
-    Nothing is kept between rounds: the message brings x_k^j back."""
+    """Eq. 5 as a gossip rule: the state is x_k alone and the message is x_k itself, so
+    nothing is kept between rounds (the router brings x_k^j back)."""
 
     name: str = "cdsgd"
+    ahead: ClassVar[bool] = False
+    exchanges_at_start: ClassVar[bool] = False
 
-    def published_point(self, state: GossipState) -> list[torch.Tensor]:
-        return list(state.current)
+    def start(self, x0: list[torch.Tensor], gradient_at: GradientAt, lr: float) -> State:
+        return {"x": list(x0)}
 
-    def advance(self, state: GossipState, mixed: Parameters, gradient: Parameters,
-                lr: float) -> GossipState:
-        updated = sgd_step(mixed, gradient, lr)
-        return GossipState(updated, updated)
+    def message(self, state: State) -> list[torch.Tensor]:
+        return state["x"]
 
-    def kept(self, state: GossipState) -> list[torch.Tensor] | None:
-        return None
+    def model(self, state: State) -> list[torch.Tensor]:
+        return state["x"]
 
-    def restore(self, own_point: list[torch.Tensor],
-                kept: list[torch.Tensor] | None) -> GossipState:
-        return GossipState(own_point, own_point)
+    def advance(self, state: State, mixed: Parameters, own_weight: Weight,
+                gradient_at: GradientAt, lr: float, step: int) -> tuple[State, Any]:
+        gradient, loss = gradient_at(state["x"], step)
+        return {"x": sgd_step(mixed, gradient, lr)}, loss
 
-    def translate(self, state: GossipState, delta: Parameters) -> GossipState:
-        return shift_both(state, delta)
+    def kept(self, state: State) -> State:
+        return {}
+
+    def restore(self, own_message: list[torch.Tensor], kept: State) -> State:
+        return {"x": own_message}
+
+    def translate(self, state: State, delta: Parameters) -> State:
+        return {"x": add(state["x"], delta)}

@@ -1,96 +1,160 @@
-"""One round of a gossip method (CDSGD and its momentum forms), generic over its update rule.
+"""A gossip method's round, generic over its update rule.
 
-A round of agent j (Jiang et al. 2017, Algorithm 1 with `local_steps` = τ):
+Every agent j holds a state (its iterate x^j and what its rule carries besides: x_{k−1}^j,
+a velocity, a tracker y^j, public copies x̂^j, ...) and publishes one message m_k^j per
+round. Round k of agent j is
 
-    step 1:      x_{k+1}^j = rule(Σ_{l∈Nb(j)} π_jl p_k^l, g_j(p_k^j), state_k^j)
-    steps 2..τ:  the same rule with Π = I (no exchange): the mixed point is j's own p^j
+    mixed^j = Σ_{l∈Nb_k(j)} π_jl m_k^l          (the consensus step: the engine computes it)
+    state_{k+1}^j = rule.advance(state_k^j, mixed^j, g_j, ...)
+    m_{k+1}^j = rule.message(state_{k+1}^j)
 
-where p_k^j is the point j published in round k (x_k^j, or a look-ahead) and
-state^j what the rule carries besides it (x_{k−1}^j, a velocity, nothing).
+where g_j(p, s) is agent j's minibatch gradient at a point p on its s-th minibatch. The
+engines differ only in how they compute the mixing sum (Π_k applied to a stack of every
+agent's message; the router delivering Nb(j)'s messages to agent j), so every rule runs
+unchanged on both, on one agent's tensors or on every agent's stacked along a leading
+dimension.
 
-Everything here is pure and works on any tensor shapes: one agent's parameter
-list (the ClientApp) or every agent's parameters stacked along a leading
-dimension (the vectorized engine), where the mixing sum is Π applied to the stack.
+Two shapes of round cover the methods:
+
+- *combine-then-adapt* (`ahead = False`: CDSGD, CDMSGD, CHOCO): the round's first gradient
+  is taken at a point the agent holds when the round starts (its published point, or its
+  iterate), on minibatch (k − 1)·τ. `local_steps` τ > 1 adds τ − 1 steps without mixing
+  (Π = I: the mixed message is the agent's own).
+- *adapt-then-combine* (`ahead = True`: D², gradient tracking, QG-DSGDm, SGP): the message
+  already holds a gradient step, so `start` takes g(x_0) on minibatch 0 and publishes the
+  first message before round 1; round k takes its gradient at the mixed iterate x_k, on
+  minibatch k.
+
+Everything here is pure: functions return new tensors and change none of their inputs.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 import torch
 
 Parameters = Sequence[torch.Tensor]
+# An agent's (or a stack of agents') state: named parts, each a list of tensors; "x" is the
+# iterate every rule keeps.
+State = dict[str, list[torch.Tensor]]
 # g(p) at step s: the minibatch gradient at the point p on the agent's own data, and the loss.
 # The loss is a float for one agent, a tensor of one loss per agent for a stack.
 GradientAt = Callable[[list[torch.Tensor], int], tuple[list[torch.Tensor], Any]]
+# π_jj of each agent: a float for one agent, a tensor of one weight per agent for a stack.
+Weight = float | torch.Tensor
 
 
-@dataclass(frozen=True)
-class GossipState:
-    """What an agent holds between steps: its iterate x_k and the rule's memory
-    (x_{k−1} for the momentum forms; the iterate itself for CDSGD)."""
-
-    current: list[torch.Tensor]
-    memory: list[torch.Tensor]
-
-
-class UpdateRule(Protocol):
-    """How a gossip method publishes, steps and gossips; see `strategies.cdsgd` and
-    `strategies.cdmsgd` for the rules themselves."""
+class GossipRule(Protocol):
+    """How a gossip method starts, publishes, steps and gossips; see `strategies.cdsgd`
+    and `strategies.cdmsgd` for the simplest rules."""
 
     @property
     def name(self) -> str:
         """cdsgd, polyak, nesterov, ...: what MLflow records as the variant."""
         ...
 
-    def published_point(self, state: GossipState) -> list[torch.Tensor]:
-        """p_k^j: what j publishes, its neighbours mix, and j takes its gradient at."""
+    @property
+    def ahead(self) -> bool:
+        """True when the round's gradient is taken at the mixed iterate (adapt-then-combine:
+        `start` takes g(x_0) and round k uses minibatch k); False when it is taken at the
+        point published before the round (minibatch (k − 1)·τ)."""
         ...
 
-    def advance(self, state: GossipState, mixed: Parameters, gradient: Parameters,
-                lr: float) -> GossipState:
-        """The state after one step, from the mixed point Σ π_jl p^l and g_j(p^j)."""
+    @property
+    def exchanges_at_start(self) -> bool:
+        """True when every agent computes its start state and first message itself, before
+        round 1 (on the Flower engine an exchange with the router that is not a round of
+        the modelled network); False when the first message is x_0 and nothing is kept."""
         ...
 
-    def kept(self, state: GossipState) -> list[torch.Tensor] | None:
-        """What the agent must keep between rounds that its next message cannot supply
-        (the message brings back p_k^j); None when nothing."""
+    def start(self, x0: list[torch.Tensor], gradient_at: GradientAt, lr: float) -> State:
+        """The state before round 1, from x_0 (rules that are `ahead` take g(x_0) on
+        minibatch 0 here)."""
         ...
 
-    def restore(self, own_point: list[torch.Tensor],
-                kept: list[torch.Tensor] | None) -> GossipState:
-        """The state at the start of a round from the point j published (`own_point`, as
-        the message brings it back) and what it kept (None before its first round)."""
+    def message(self, state: State) -> list[torch.Tensor]:
+        """m^j: what j publishes and its neighbours mix (decoded, if compressed)."""
         ...
 
-    def translate(self, state: GossipState, delta: Parameters) -> GossipState:
+    def model(self, state: State) -> list[torch.Tensor]:
+        """The agent's model: what is evaluated and enters the consensus distance."""
+        ...
+
+    def advance(self, state: State, mixed: Parameters, own_weight: Weight,
+                gradient_at: GradientAt, lr: float, step: int) -> tuple[State, Any]:
+        """The state after one step, from the mixed messages Σ_l π_jl m^l (π_jj is
+        `own_weight`), taking gradients on minibatch `step`. Returns the new state and the
+        step's minibatch loss."""
+        ...
+
+    def kept(self, state: State) -> State:
+        """What the agent keeps between rounds that its next message cannot supply (the
+        router brings m^j back to j with its neighbours' messages)."""
+        ...
+
+    def restore(self, own_message: list[torch.Tensor], kept: State) -> State:
+        """The state at the start of a round from the message j published (as the router
+        brings it back) and what it kept."""
+        ...
+
+
+class Translatable(Protocol):
+    """A rule whose state can move with its published point (consensus control)."""
+
+    def translate(self, state: State, delta: Parameters) -> State:
         """The state moved by `delta`, the displacement a gossip-only exchange gave the
-        published point (consensus control): its published point moves by `delta`."""
+        published point: its published point moves by `delta`."""
         ...
 
 
-def shift_both(state: GossipState, delta: Parameters) -> GossipState:
-    """Iterate and memory moved alike: a momentum x_k − x_{k−1} is left unchanged."""
-    return GossipState([x + d for x, d in zip(state.current, delta, strict=True)],
-                       [m + d for m, d in zip(state.memory, delta, strict=True)])
+def add(left: Parameters, right: Parameters, scale: float = 1.0) -> list[torch.Tensor]:
+    """left + scale × right, tensor by tensor."""
+    return [a + scale * b for a, b in zip(left, right, strict=True)]
 
 
-def gossip_round(rule: UpdateRule, state: GossipState, own_point: list[torch.Tensor],
-                 mixed: Parameters, gradient_at: GradientAt, lr: float, first_step: int,
-                 local_steps: int) -> tuple[GossipState, list[Any]]:
-    """One round: the consensus step from `mixed` = Σ_l π_jl p_k^l, then `local_steps − 1`
-    steps without mixing. `own_point` is p_k^j, where the first gradient is taken.
+def sgd_step(parameters: Parameters, gradient: Parameters, lr: float) -> list[torch.Tensor]:
+    """A plain SGD step x − α g."""
+    return [p - lr * g for p, g in zip(parameters, gradient, strict=True)]
 
-    Returns the new state and the losses of the steps.
-    """
-    point, losses = own_point, []
-    for step in range(first_step, first_step + local_steps):
-        if step > first_step:  # local steps after the consensus step: Π = I
-            point = rule.published_point(state)
-            mixed = point
-        gradient, loss = gradient_at(point, step)
-        state = rule.advance(state, mixed, gradient, lr)
+
+def scale_rows(weight: Weight, tensors: Parameters) -> list[torch.Tensor]:
+    """Each agent's tensors times its own weight (a float, or one weight per stacked agent)."""
+    if isinstance(weight, torch.Tensor):
+        return [weight.view(-1, *[1] * (t.dim() - 1)).to(t.dtype) * t for t in tensors]
+    return [weight * t for t in tensors]
+
+
+def gradient_steps(rule: GossipRule, server_round: int, local_steps: int) -> range:
+    """The minibatches round `server_round` takes its gradients on (see the module
+    docstring): (k − 1)·τ .. k·τ − 1, or k for a rule that is `ahead`."""
+    if rule.ahead:
+        return range(server_round, server_round + 1)
+    first = (server_round - 1) * local_steps
+    return range(first, first + local_steps)
+
+
+def gossip_round(rule: GossipRule, state: State, mixed: Parameters, own_weight: Weight,
+                 gradient_at: GradientAt, lr: float, steps: range) -> tuple[State, list[Any]]:
+    """One round: the consensus step from `mixed` = Σ_l π_jl m^l on the first of `steps`,
+    then a step without mixing (Π = I: the agent's own message) on each of the others.
+    Returns the new state and the losses of the steps."""
+    losses = []
+    for step in steps:
+        if step != steps.start:
+            mixed, own_weight = rule.message(state), 1.0
+        state, loss = rule.advance(state, mixed, own_weight, gradient_at, lr, step)
         losses.append(loss)
     return state, losses
+
+
+def keep_rows(keep: torch.Tensor, new: Parameters, old: Parameters) -> list[torch.Tensor]:
+    """`new` with the rows (agents along dimension 0) marked in `keep` taken from `old`."""
+    return [torch.where(keep.view(-1, *[1] * (n.dim() - 1)), o, n)
+            for n, o in zip(new, old, strict=True)]
+
+
+def keep_state_rows(keep: torch.Tensor, new: State, old: State) -> State:
+    """Every part of a stacked state, with the agents marked in `keep` as in `old`."""
+    return {part: keep_rows(keep, new[part], old[part]) for part in new}

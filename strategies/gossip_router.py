@@ -7,7 +7,8 @@ own gradient step and publishes x_{k+1}^j in its reply. The router keeps only
 the latest published arrays of each node, to forward them; it never averages.
 Consensus control's extra exchanges travel the same way, flagged gossip-only
 (its all-reduce, too: every alive agent is sent every alive point, weighted 1/n,
-and averages them itself).
+and averages them itself). A rule whose agents start on their own is asked for each
+agent's first message before round 1 (`start`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from strategies.protocol import (
     MIXING_KEY,
     PUBLISHED_KEY,
     ROUND_KEY,
+    START_KEY,
     TRAIN_TYPE,
     neighbour_key,
 )
@@ -78,6 +80,26 @@ class GossipRouter:
                                     message_type=TRAIN_TYPE,
                                     group_id=str(server_round)))
         return messages
+
+    def start(self, grid: Grid, config: ConfigRecord, timeout: float = 3600.0,
+              ) -> dict[int, ArrayRecord]:
+        """Ask every agent for its first message (`START_KEY`): each computes its start
+        state from x_0 itself. Returns the messages; raises if an agent fails."""
+        messages = []
+        for agent, node in sorted(self.node_of_agent.items()):
+            start_config = ConfigRecord(dict(config))
+            start_config[START_KEY] = True
+            start_config["agent"] = agent
+            messages.append(Message(RecordDict({CONFIG_KEY: start_config}), dst_node_id=node,
+                                    message_type=TRAIN_TYPE, group_id="0"))
+        replies = list(grid.send_and_receive(messages, timeout=timeout))
+        failed = [reply for reply in replies if reply.has_error()]
+        if failed or len(replies) < len(messages):
+            reasons = "; ".join(sorted({str(reply.error.reason) for reply in failed})) \
+                or "no reply before the timeout"
+            raise RuntimeError(f"an agent failed to start: {reasons}")
+        return {self.agent_of_node[reply.metadata.src_node_id]:
+                reply.content.array_records[PUBLISHED_KEY] for reply in replies}
 
     def evaluate(self, grid: Grid, published: Mapping[int, ArrayRecord], config: ConfigRecord,
                  server_round: int, alive: Collection[int],

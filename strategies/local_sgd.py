@@ -12,8 +12,7 @@ from typing import Any
 
 import torch
 
-from strategies.cdsgd import sgd_step
-from strategies.gossip import GradientAt, Parameters
+from strategies.gossip import GradientAt, Parameters, sgd_step
 
 
 def local_sgd(start: Parameters, gradient_at: GradientAt, lr: float, first_step: int,

@@ -11,8 +11,12 @@ A training message holds:
   `MIXING_KEY`, the agents l and their weights π_jl;
 - FedAvg: the global model under `PUBLISHED_KEY`.
 
-A reply holds the agent's new point under `PUBLISHED_KEY` and its metrics under
-`METRICS_KEY`, `WEIGHT_KEY` among them (FedAvg weighs the average by it).
+A reply holds the agent's new message under `PUBLISHED_KEY` (a gossip method's message,
+FedAvg's model), its model under `MODEL_KEY` when that is not its message (gradient
+tracking's message carries a tracker too), and its metrics under `METRICS_KEY`,
+`WEIGHT_KEY` among them (FedAvg weighs the average by it). A gossip method whose agents
+start on their own (`GossipRule.exchanges_at_start`) gets one `START_KEY` message before
+round 1 and replies with its first message.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from __future__ import annotations
 from flwr.app import ConfigRecord, MessageType
 
 PUBLISHED_KEY = "arrays"         # ArrayRecord: the point an agent publishes (FedAvg: global model)
+MODEL_KEY = "model"              # ArrayRecord: the agent's model, where it is not its message
 METRICS_KEY = "metrics"          # MetricRecord: an agent's figures of the round
 CONFIG_KEY = "config"            # ConfigRecord: what to run and which round
 MIXING_KEY = "mixing"            # ConfigRecord: Nb(j) as "agents" and π_jl as "weights"
@@ -27,6 +32,7 @@ IDENTITY_KEY = "identity"        # ConfigRecord: a node's "partition-id" (its ag
 WEIGHT_KEY = "num-examples"      # metric: the agent's training samples, FedAvg's weight
 LOCAL_ONLY_KEY = "local-only"    # config flag: FedAvg's server is lost, train from your own model
 GOSSIP_ONLY_KEY = "gossip-only"  # config flag: consensus control, mix and move, no gradient step
+START_KEY = "start"              # config flag: compute your start state and first message
 ROUND_KEY = "server-round"       # config: the round being run (FedAvg sets it itself)
 
 TRAIN_TYPE = MessageType.TRAIN   # a round of training (or of consensus control's gossip)

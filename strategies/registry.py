@@ -2,7 +2,7 @@
 
 Scenario validation, the plan, the ClientApp and both engines read this table;
 nothing else branches on algorithm names. Adding a gossip algorithm is one
-module with its update rule (see `strategies.gossip.UpdateRule`) and one entry
+module with its update rule (see `strategies.gossip.GossipRule`) and one entry
 here.
 """
 
@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from strategies.cdmsgd import LocalVelocity, Nesterov, Polyak
 from strategies.cdsgd import CDSGD
-from strategies.gossip import UpdateRule
+from strategies.gossip import GossipRule
 
 Routing = Literal["gossip", "server"]
 
@@ -35,7 +35,7 @@ class Method:
     options: Mapping[str, Any] = field(default_factory=dict)
     forbids: Mapping[str, str] = field(default_factory=dict)
     single_agent: bool = False  # one node holding all the data, on the graph Π = [1]
-    rule: Callable[[Mapping[str, Any]], UpdateRule] | None = None
+    rule: Callable[[Mapping[str, Any]], GossipRule] | None = None
     # The smallest eigenvalue of Π the rule is stable for under the resolved options
     # (None: any Π of Assumption 2).
     lowest_eigenvalue: Callable[[Mapping[str, Any]], float | None] = lambda options: None
@@ -44,14 +44,14 @@ class Method:
     def is_gossip(self) -> bool:
         return self.routing == "gossip"
 
-    def update_rule(self, options: Mapping[str, Any]) -> UpdateRule:
+    def update_rule(self, options: Mapping[str, Any]) -> GossipRule:
         """The gossip update rule under the resolved `options`."""
         if self.rule is None:
             raise ValueError(f"'{self.algorithm}' is not a gossip method: it has no update rule")
         return self.rule(options)
 
 
-def _cdmsgd_rule(options: Mapping[str, Any]) -> UpdateRule:
+def _cdmsgd_rule(options: Mapping[str, Any]) -> GossipRule:
     if options["momentum_buffer"] == "local":
         return LocalVelocity(momentum=options["momentum"],
                              nesterov=options["variant"] == "nesterov")

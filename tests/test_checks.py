@@ -236,17 +236,19 @@ def test_the_bound_is_where_nesterovs_disagreement_starts_to_grow(momentum: floa
     """The real update rule, no gradient, on Π with λN = −0.6: the agents' disagreement
     grows round after round exactly when λN ≤ −1/(1 + 2μ)."""
     from strategies.cdmsgd import Nesterov
-    from strategies.gossip import GossipState
 
     pi = torch.tensor(SWAPPING, dtype=torch.float64)
     rule = Nesterov(momentum=momentum)
-    state = GossipState([torch.tensor([[1.0], [-1.0]], dtype=torch.float64)],
-                        [torch.tensor([[1.0], [-1.0]], dtype=torch.float64)])
+    start = [torch.tensor([[1.0], [-1.0]], dtype=torch.float64)]
+
+    def no_gradient(point: list[torch.Tensor], step: int) -> tuple[list[torch.Tensor], float]:
+        return [torch.zeros_like(p) for p in point], 0.0
+
+    state = rule.start(start, no_gradient, 0.1)
     spread = []
     for _ in range(200):
-        published = rule.published_point(state)
-        mixed = [pi @ point for point in published]
-        state = rule.advance(state, mixed, [torch.zeros_like(p) for p in published], 0.1)
-        spread.append(float((state.current[0][0] - state.current[0][1]).abs()))
+        mixed = [pi @ point for point in rule.message(state)]
+        state, _ = rule.advance(state, mixed, torch.diagonal(pi), no_gradient, 0.1, 0)
+        spread.append(float((state["x"][0][0] - state["x"][0][1]).abs()))
     assert (spread[-1] > 1e3 * spread[0]) is grows
     assert (spread[-1] < 1e-3 * spread[0]) is not grows

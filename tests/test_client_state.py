@@ -10,6 +10,7 @@ from flwr.app import Context, RecordDict
 
 from decentral_bench.engines.flower import client_app
 from decentral_bench.engines.flower.arrays import from_record, to_record
+from decentral_bench.engines.flower.client_rounds import KEPT_PREFIX
 from decentral_bench.engines.flower.server_app import train_config
 from decentral_bench.experiment.plan import MethodPlan
 from strategies.gossip_router import GossipRouter
@@ -44,9 +45,9 @@ def run_rounds(rule: str, rounds: int) -> tuple[MethodPlan, dict[int, Context], 
             reply = client_app.train(message, contexts[agent])
             published[agent] = reply.content[PUBLISHED_KEY]
         history.append({agent: from_record(record) for agent, record in published.items()})
-        kept.append({agent: from_record(context.state[client_app.KEPT_KEY])
-                     for agent, context in contexts.items()
-                     if client_app.KEPT_KEY in context.state})
+        kept.append({agent: from_record(record) for agent, context in contexts.items()
+                     for key, record in context.state.array_records.items()
+                     if key.startswith(KEPT_PREFIX)})
     return plan, contexts, history, kept
 
 

@@ -19,7 +19,6 @@ from decentral_bench.scenario import ScenarioError, parse
 from strategies.cdmsgd import LocalVelocity, Nesterov, Polyak
 from strategies.cdsgd import CDSGD
 from strategies.consensus_control import ConsensusControl, control_round
-from strategies.gossip import GossipState
 
 STEP = {"rounds": 8, "batch_size": 16, "lr": 0.1, "seed": 3, "lr_schedule": "step",
         "milestones": [0.5, 0.75], "gamma": 0.1, "eval_every": 4}
@@ -157,20 +156,23 @@ def test_fixed_exact_and_phases() -> None:
 def test_an_exchange_leaves_the_average_unchanged_and_keeps_the_momentum(rule: object) -> None:
     """Π doubly stochastic: x̄ of the published points (and of the iterates) is unchanged,
     to 1e-6 relative; the momentum x_k − x_{k−1} (or the velocity) is untouched."""
-    state = GossipState(_stacked(seed=1), _stacked(seed=2))
-    published = rule.published_point(state)
+    memory = {"cdsgd": None, "polyak": "previous", "nesterov": "lookahead",
+              "nesterov-local": "velocity"}[rule.name]
+    state = {"x": _stacked(seed=1)}
+    if memory is not None:
+        state[memory] = _stacked(seed=2)
+    published = rule.message(state)
     mixed = _Ring().mixer(published)
     moved = rule.translate(state, [m - p for m, p in zip(mixed, published, strict=True)])
-    for before, after in ((published, rule.published_point(moved)),
-                          (state.current, moved.current)):
+    for before, after in ((published, rule.message(moved)), (state["x"], moved["x"])):
         for b, a in zip(average_parameters(before), average_parameters(after), strict=True):
             torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
-    for p, m in zip(rule.published_point(moved), mixed, strict=True):
+    for p, m in zip(rule.message(moved), mixed, strict=True):
         torch.testing.assert_close(p, m, rtol=0, atol=1e-6)
-    if isinstance(rule, LocalVelocity):
-        assert all(torch.equal(a, b) for a, b in zip(moved.memory, state.memory, strict=True))
-    else:
-        for a, b, c, d in zip(moved.current, moved.memory, state.current, state.memory,
+    if memory == "velocity":  # the velocity is the agent's own: never moved
+        assert all(torch.equal(a, b) for a, b in zip(moved[memory], state[memory], strict=True))
+    elif memory is not None:  # the momentum (x minus the other part) is unchanged
+        for a, b, c, d in zip(moved["x"], moved[memory], state["x"], state[memory],
                               strict=True):
             torch.testing.assert_close(a - b, c - d, rtol=0, atol=1e-5)
 

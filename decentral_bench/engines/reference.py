@@ -34,6 +34,7 @@ from decentral_bench.experiment.metrics import consensus_distance
 from decentral_bench.experiment.plan import MethodPlan
 from decentral_bench.experiment.training import from_numpy, gradient, to_numpy
 from strategies.consensus_control import control_round
+from strategies.gossip import keep_rows
 
 
 class _Stack:
@@ -125,8 +126,8 @@ def reference_gossip(plan: MethodPlan, on_round: Callable[[float], None] | None 
                        [torch.stack([g[index] for g in per_agent])
                         for index in range(len(published))])
         if bool(down.any()):  # agents that are down neither step nor publish
-            stack.current = _keep_rows(down, stack.current, start[0])
-            stack.memory = _keep_rows(down, stack.memory, start[1])
+            stack.current = keep_rows(down, stack.current, start[0])
+            stack.memory = keep_rows(down, stack.memory, start[1])
         if plan.consensus_control is not None:
             rows = sorted(alive)
             control_round(plan.consensus_control, plan.phase(server_round),
@@ -137,9 +138,3 @@ def reference_gossip(plan: MethodPlan, on_round: Callable[[float], None] | None 
     final = stack.points()
     return {agent: to_numpy([layer[agent] for layer in final]) for agent in range(plan.agents)}
 
-
-def _keep_rows(down: torch.Tensor, new: list[torch.Tensor],
-               old: list[torch.Tensor]) -> list[torch.Tensor]:
-    """`new` with the rows of the agents in `down` taken from `old`."""
-    return [torch.where(down.view(-1, *[1] * (n.dim() - 1)), o, n)
-            for n, o in zip(new, old, strict=True)]

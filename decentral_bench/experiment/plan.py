@@ -21,8 +21,8 @@ from decentral_bench.network.failures import FailureSchedule
 from decentral_bench.network.topology import Topology, build_topology, single_agent
 from decentral_bench.scenario import FailuresConfig, MethodConfig, Scenario
 from decentral_bench.scenario.sections import DEFAULT_ROUNDS
-from strategies.consensus_control import DEFAULT_MAX_GOSSIP_STEPS, ConsensusControl
-from strategies.gossip import UpdateRule
+from strategies.consensus_control import ConsensusControl
+from strategies.gossip import GossipRule
 from strategies.registry import Method, method
 
 DEFAULT_GAMMA = 0.1  # the step schedule's factor per milestone
@@ -76,9 +76,15 @@ class MethodPlan:
         """Every method-only key of the algorithm, resolved."""
         return {key: self.option(key) for key in self.definition.options}
 
+    @property
+    def has_graph(self) -> bool:
+        """Whether the method's agents talk over the scenario's graph (the gossip methods
+        but centralized SGD's single agent): only then do Π, λ2 and link failures apply."""
+        return self.is_gossip and not self.definition.single_agent
+
     @cached_property
-    def update_rule(self) -> UpdateRule:
-        """The gossip update rule (CDSGD, Polyak or Nesterov CDMSGD)."""
+    def update_rule(self) -> GossipRule:
+        """The gossip update rule (CDSGD, Polyak or Nesterov CDMSGD, ...)."""
         return self.definition.update_rule(self.options)
 
     @cached_property
@@ -154,11 +160,10 @@ class MethodPlan:
         config = self.method.consensus_control
         if config is None:
             return None
-        return ConsensusControl(
-            mode=config.mode, gossip_steps=config.gossip_steps or 0,
-            target_ratio=config.target_ratio, target=config.target,
-            max_gossip_steps=config.max_gossip_steps or DEFAULT_MAX_GOSSIP_STEPS,
-            phases=None if config.phases is None else frozenset(config.phases))
+        given = {key: value for key, value in config.model_dump().items() if value is not None}
+        if "phases" in given:
+            given["phases"] = frozenset(given["phases"])
+        return ConsensusControl(**given)  # its own defaults for what the file leaves out
 
     @property
     def weight_decay(self) -> float:

@@ -78,6 +78,10 @@ class FailureSchedule:
                 if crash.round <= server_round
                 and (crash.recover is None or server_round < crash.recover)}
 
+    def alive(self, server_round: int) -> frozenset[int]:
+        """Agents up in `server_round`: the one place the alive set is computed."""
+        return frozenset(range(self.topology.agents)) - self.crashed(server_round)
+
     def dropped_edges(self, server_round: int) -> set[tuple[int, int]]:
         """Edges that fail in `server_round`, each independently with the drop probability."""
         links = self.failures.links
@@ -90,19 +94,16 @@ class FailureSchedule:
 
     def network(self, server_round: int) -> RoundNetwork:
         """The round's alive graph and its Π_k (the static Π when nothing failed)."""
-        agents = self.topology.agents
-        down = self.crashed(server_round)
+        alive = self.alive(server_round)
         dropped = self.dropped_edges(server_round)
-        if not down and not dropped:
-            return RoundNetwork(self.topology.graph, frozenset(range(agents)),
-                                self.topology.mixing_matrix)
+        if len(alive) == self.topology.agents and not dropped:
+            return RoundNetwork(self.topology.graph, alive, self.topology.mixing_matrix)
         graph = nx.Graph()
-        graph.add_nodes_from(range(agents))
+        graph.add_nodes_from(range(self.topology.agents))
         graph.add_edges_from(edge for edge in self.topology.graph.edges()
                              if tuple(sorted(edge)) not in dropped
-                             and edge[0] not in down and edge[1] not in down)
-        return RoundNetwork(graph, frozenset(set(range(agents)) - down),
-                            recomputed_mixing(self.topology_config, graph))
+                             and edge[0] in alive and edge[1] in alive)
+        return RoundNetwork(graph, alive, recomputed_mixing(self.topology_config, graph))
 
     def describe(self, rounds: int) -> dict:
         """The whole schedule, for the run's artifact."""

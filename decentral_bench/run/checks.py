@@ -80,7 +80,7 @@ def _stability_problems(scenario: Scenario) -> list[tuple[str, str]]:
     lambda_n: float | None = None  # the graph is the same for every method: built once
     for index, entry in enumerate(scenario.methods):
         plan = MethodPlan.of(scenario, entry.name)
-        if plan.definition.single_agent or not plan.is_gossip:
+        if not plan.has_graph:
             continue
         bound = plan.definition.lowest_eigenvalue(plan.options)
         if bound is None:

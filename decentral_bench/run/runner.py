@@ -175,7 +175,7 @@ def record_method(plan: MethodPlan, engine: Engine, tracker: Tracker | None = No
         tracker.log_params(run_id, method_params(plan, engine.name))
         log_data_and_model(tracker, run_id, plan)
         tracker.describe_run(run_id, child_note(plan, spec))
-        if plan.is_gossip and not plan.definition.single_agent:
+        if plan.has_graph:
             tracker.set_tags(run_id, {"lambda2": f"{plan.topology.lambda2:.6g}"})
             matrix = plan.topology.mixing_matrix
             tracker.log_matrix(run_id, matrix, "mixing_matrix", matrix_csv(matrix))

@@ -12,6 +12,7 @@ from pydantic import Field, field_validator
 
 from decentral_bench.scenario.base import Count, Strict
 from decentral_bench.scenario.rules import Is, IsSet, Needs, Not, OnlyWith
+from strategies.consensus_control import DEFAULT_MAX_GOSSIP_STEPS
 from strategies.registry import ALGORITHMS, METHODS, option_owners
 
 Algorithm = Literal[ALGORITHMS]  # type: ignore[valid-type]
@@ -48,7 +49,7 @@ class ConsensusControlConfig(Strict):
         "of target_ratio. Default: unset")
     max_gossip_steps: Count | None = Field(
         None, description="adaptive: at most this many exchanges per round; reaching it is "
-        "logged as an event. Default: 50")
+        f"logged as an event. Default: {DEFAULT_MAX_GOSSIP_STEPS}")
     phases: tuple[Count, ...] | None = Field(
         None, json_schema_extra={"minItems": 1, "uniqueItems": True},
         description="the step-size phases (numbered from 1, split by training.milestones) "

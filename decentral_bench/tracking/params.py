@@ -72,7 +72,7 @@ def method_params(plan: MethodPlan, engine: str) -> dict[str, str]:
                            **resolved_options(plan)}, "method."))
     params["agents"] = str(plan.agents)
     params["engine"] = engine
-    if plan.is_gossip and not plan.definition.single_agent:
+    if plan.has_graph:
         topology.pop("agents", None)
         params.update(flatten(topology, "topology."))
         params.update({f"topology.{key}": _number(value)

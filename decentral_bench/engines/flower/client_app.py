@@ -2,19 +2,9 @@
 
 A message's config record names the scenario (as JSON) and the method, so
 the same ClientApp serves every method and every scenario. It decodes the
-message, runs the method's round from `strategies` (the registry says which)
-and encodes the reply:
-
-- gossip methods (CDSGD, CDMSGD, centralized SGD): the message holds the points
-  Nb(j) (j itself among them) published last round and the weights π_jl; the
-  agent mixes them and steps along the gradient at its own point
-  (`strategies.gossip.gossip_round`). What the message cannot supply (x_{k−1}^j
-  under Polyak, x_k^j under Nesterov) stays in its Flower context between rounds;
-  the context crosses the engine on every call, so it keeps nothing else.
-- FedAvg: the message holds the global model; the agent trains `local_epochs`
-  epochs on its data (`strategies.local_sgd`) and returns the result.
-
-Every reply carries the agent's new point and its metrics.
+message, runs the method's round (`client_rounds`: the registry says which rule)
+and encodes the reply: the agent's new message, its model where that is not its
+message, and its metrics.
 
 Node config keys it reads: `partition-id` (the agent index; Flower's simulation
 sets it), `threads` (torch threads; overrides the thread budget the ServerApp
@@ -34,32 +24,29 @@ from flwr.app import ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
 from decentral_bench.engines.flower.arrays import from_record, to_record
+from decentral_bench.engines.flower.client_rounds import (
+    gossip_client_round,
+    gossip_only_exchange,
+    local_client_round,
+    start_round,
+)
 from decentral_bench.experiment.agent import AgentSetup
-from decentral_bench.experiment.data import steps_per_epoch
 from decentral_bench.experiment.data_cache import cached_agent_data
 from decentral_bench.experiment.plan import MethodPlan
 from decentral_bench.experiment.training import from_numpy, to_numpy
 from decentral_bench.scenario import Scenario
-from strategies.cdsgd import mix
-from strategies.gossip import gossip_round
-from strategies.local_sgd import local_sgd
 from strategies.protocol import (
     CONFIG_KEY,
     GOSSIP_ONLY_KEY,
     IDENTITY_KEY,
-    LOCAL_ONLY_KEY,
     METRICS_KEY,
-    MIXING_KEY,
+    MODEL_KEY,
     PUBLISHED_KEY,
     ROUND_KEY,
+    START_KEY,
     WEIGHT_KEY,
     int_value,
-    neighbour_key,
-    number_list,
 )
-
-CURRENT_KEY = "x"  # FedAvg: the agent's last model, for training once the server is lost
-KEPT_KEY = "kept"  # gossip: what the next round's message cannot supply (the rule's `kept`)
 
 app = ClientApp()
 
@@ -112,81 +99,6 @@ def partition_of(context: Context) -> int:
     return int(value)
 
 
-def _state(context: Context, key: str, device: torch.device) -> list[torch.Tensor] | None:
-    if key not in context.state.array_records:
-        return None
-    return from_numpy(from_record(context.state.array_records[key]), device)
-
-
-def _neighbourhood(setup: AgentSetup, content: RecordDict,
-                   ) -> tuple[list[list[torch.Tensor]], list[float], list[torch.Tensor]]:
-    """The points of Nb(j) in the message, their weights π_jl, and j's own point."""
-    mixing = content.config_records[MIXING_KEY]
-    neighbours = [int(agent) for agent in number_list(mixing, "agents")]
-    points = [from_numpy(from_record(content.array_records[neighbour_key(l)]), setup.device)
-              for l in neighbours]
-    return points, number_list(mixing, "weights"), points[neighbours.index(setup.agent)]
-
-
-def _keep(context: Context, kept: list[torch.Tensor] | None) -> None:
-    if kept is not None:
-        context.state[KEPT_KEY] = to_record(to_numpy(kept))
-
-
-def gossip_client_round(setup: AgentSetup, content: RecordDict, context: Context,
-                        server_round: int) -> tuple[list[torch.Tensor], dict[str, float]]:
-    """One round of a gossip method. Returns the point to publish and the round's figures
-    (mean minibatch loss, mean squared gradient norm)."""
-    plan, rule = setup.plan, setup.plan.update_rule
-    points, weights, own_point = _neighbourhood(setup, content)
-    state = rule.restore(own_point, _state(context, KEPT_KEY, setup.device))
-    norms: list[float] = []
-
-    def gradient_at(point: list[torch.Tensor], step: int) -> tuple[list[torch.Tensor], float]:
-        gradient, loss = setup.gradient_at(point, step)
-        norms.append(sum(float(torch.sum(g * g)) for g in gradient))
-        return gradient, loss
-
-    state, losses = gossip_round(rule, state, own_point, mix(points, weights), gradient_at,
-                                 plan.lr_at(server_round), (server_round - 1) * plan.local_steps,
-                                 plan.local_steps)
-    _keep(context, rule.kept(state))
-    return rule.published_point(state), {"minibatch_loss": float(sum(losses)) / len(losses),
-                                         "grad_norm_sq": sum(norms) / len(norms)}
-
-
-def gossip_only_exchange(setup: AgentSetup, content: RecordDict,
-                         context: Context) -> list[torch.Tensor]:
-    """Consensus control's exchange: the mixed point Σ π_jl p^l becomes j's published
-    point, and what j keeps moves by the same displacement (`UpdateRule.translate`)."""
-    rule = setup.plan.update_rule
-    points, weights, own_point = _neighbourhood(setup, content)
-    mixed = mix(points, weights)
-    state = rule.restore(own_point, _state(context, KEPT_KEY, setup.device))
-    _keep(context, rule.kept(rule.translate(
-        state, [m - p for m, p in zip(mixed, own_point, strict=True)])))
-    return mixed
-
-
-def local_client_round(setup: AgentSetup, content: RecordDict, context: Context,
-                       server_round: int) -> tuple[list[torch.Tensor], dict[str, float]]:
-    """FedAvg's client update: `local_epochs` epochs of SGD from the global model, or, once
-    the server is lost (`local-only`), from the agent's own last model."""
-    plan = setup.plan
-    if content.config_records[CONFIG_KEY].get(LOCAL_ONLY_KEY, False):
-        start = _state(context, CURRENT_KEY, setup.device) or \
-            from_numpy(plan.initial_parameters, setup.device)
-    else:
-        start = from_numpy(from_record(content.array_records[PUBLISHED_KEY]), setup.device)
-    steps = plan.local_epochs * steps_per_epoch(len(setup.labels), plan.batch_size)
-    parameters, losses = local_sgd(start, setup.gradient_at, plan.lr_at(server_round),
-                                   (server_round - 1) * steps, steps)
-    server = plan.scenario.failures.server
-    if server is not None and server.mode == "local":  # kept only for when the server is lost
-        context.state[CURRENT_KEY] = to_record(to_numpy(parameters))
-    return parameters, {"minibatch_loss": float(sum(losses)) / len(losses)}
-
-
 @app.query()
 def identify(message: Message, context: Context) -> Message:
     """Tell the router which agent (partition) this node is."""
@@ -207,23 +119,30 @@ def measure(message: Message, context: Context) -> Message:
 
 @app.train()
 def train(message: Message, context: Context) -> Message:
-    """One round of the method named in the message's config."""
+    """One round of the method named in the message's config (or, `START_KEY`, a gossip
+    agent's start)."""
     started = time.perf_counter()
     config = message.content.config_records[CONFIG_KEY]
     setup = setup_for(config, context)
-    server_round = int_value(config, ROUND_KEY)
     metrics = MetricRecord({WEIGHT_KEY: len(setup.labels)})
-    if config.get(GOSSIP_ONLY_KEY, False):
+    model = None
+    if config.get(START_KEY, False):
+        parameters, model, _ = start_round(setup, context)
+    elif config.get(GOSSIP_ONLY_KEY, False):
         parameters = gossip_only_exchange(setup, message.content, context)
     else:
+        server_round = int_value(config, ROUND_KEY)
         client_round = gossip_client_round if setup.plan.is_gossip else local_client_round
-        parameters, figures = client_round(setup, message.content, context, server_round)
+        parameters, model, figures = client_round(setup, message.content, context,
+                                                  server_round)
         metrics.update(figures)
         # With consensus control the round ends after its exchanges: the router then asks
         # for an evaluation of the point the agent ends it with (`measure`).
         if setup.plan.evaluates(server_round) and setup.plan.consensus_control is None:
-            metrics.update(setup.evaluate(parameters))
-    published = to_record(to_numpy(parameters))
+            metrics.update(setup.evaluate(parameters if model is None else model))
+    content = RecordDict({PUBLISHED_KEY: to_record(to_numpy(parameters))})
+    if model is not None:
+        content[MODEL_KEY] = to_record(to_numpy(model))
     metrics["client_time_s"] = time.perf_counter() - started
-    return Message(RecordDict({PUBLISHED_KEY: published, METRICS_KEY: metrics}),
-                   reply_to=message)
+    content[METRICS_KEY] = metrics
+    return Message(content, reply_to=message)

@@ -24,7 +24,7 @@ from decentral_bench.engines.base import RoundReport, stack_points
 from decentral_bench.engines.flower.arrays import from_record
 from decentral_bench.engines.flower.engine_patch import messages_pushed, replies_stored
 from decentral_bench.engines.flower.nodes import readable_reason
-from strategies.protocol import EVALUATE_TYPE, METRICS_KEY, PUBLISHED_KEY
+from strategies.protocol import EVALUATE_TYPE, METRICS_KEY, MODEL_KEY, PUBLISHED_KEY
 
 
 def array_bytes(message: Message) -> int:
@@ -136,10 +136,10 @@ class NetworkTap(Grid):
 
 def round_report(server_round: int, traffic: Traffic, agent_of_node: dict[int, int],
                  network: dict[str, float] | None = None) -> RoundReport:
-    """What a round's traffic shows: each agent's last published point (after consensus
-    control's exchanges, when there are any) and the metrics it reported, and the agents
-    whose message got an error or no reply (named by agent index, found from the node
-    each message was sent to)."""
+    """What a round's traffic shows: each agent's last model (its published point, after
+    consensus control's exchanges when there are any, or the model its reply carries) and
+    the metrics it reported, and the agents whose message got an error or no reply (named
+    by agent index, found from the node each message was sent to)."""
     answered = {str(reply.metadata.reply_to_message_id): reply for reply in traffic.replies}
     failed: dict[int, str] = {}
     points: dict[int, list[np.ndarray]] = {}
@@ -152,8 +152,9 @@ def round_report(server_round: int, traffic: Traffic, agent_of_node: dict[int, i
         elif reply.has_error():
             failed[agent] = readable_reason(str(reply.error.reason))
         else:
-            if reply.metadata.message_type != EVALUATE_TYPE and PUBLISHED_KEY in reply.content:
-                points[agent] = from_record(reply.content.array_records[PUBLISHED_KEY],
+            point_key = MODEL_KEY if MODEL_KEY in reply.content else PUBLISHED_KEY
+            if reply.metadata.message_type != EVALUATE_TYPE and point_key in reply.content:
+                points[agent] = from_record(reply.content.array_records[point_key],
                                             writable=False)
             metrics.setdefault(agent, {}).update(
                 {key: float(value) for key, value in

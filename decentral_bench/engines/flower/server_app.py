@@ -33,7 +33,14 @@ from decentral_bench.network.traffic import gossip_round_bytes, parameter_bytes
 from strategies.consensus_control import ControlOutcome, averaging_matrix, control_round
 from strategies.fedavg import ObservedFedAvg
 from strategies.gossip_router import GossipRouter
-from strategies.protocol import CONFIG_KEY, LOCAL_ONLY_KEY, PUBLISHED_KEY, ROUND_KEY, TRAIN_TYPE
+from strategies.protocol import (
+    CONFIG_KEY,
+    LOCAL_ONLY_KEY,
+    MODEL_KEY,
+    PUBLISHED_KEY,
+    ROUND_KEY,
+    TRAIN_TYPE,
+)
 
 
 def train_config(plan: MethodPlan, threads: int) -> ConfigRecord:
@@ -49,9 +56,9 @@ class _Round:
     """Hands rounds to the sink as `RoundReport`s, timed by the engine."""
 
     def __init__(self, tap: NetworkTap, node_of_agent: dict[int, int],
-                 report: ReportSink, point_bytes: int) -> None:
+                 report: ReportSink, message_bytes: int) -> None:
         self.tap = tap
-        self.point_bytes = point_bytes
+        self.message_bytes = message_bytes  # a gossip message's size on the modelled network
         self.agent_of_node = {node: agent for agent, node in node_of_agent.items()}
         self.report = report
         self.clock = RoundClock()
@@ -73,7 +80,7 @@ class _Round:
             finished.router_bytes = 0
         finished.control = control
         finished.bytes_moved = finished.router_bytes if graph is None else gossip_round_bytes(
-            graph.mixing_matrix, graph.alive, self.point_bytes, control)[0]
+            graph.mixing_matrix, graph.alive, self.message_bytes, control)[0]
         self.report(finished)
         self.clock.restart()
         return len(finished.agents)
@@ -108,13 +115,24 @@ def _run_gossip(tap: NetworkTap, plan: MethodPlan, rounds: _Round, config: Confi
     control's gossip-only exchanges, if the method has any."""
     schedule = plan.failure_schedule
     router = GossipRouter(plan.topology.mixing_matrix, node_of_agent)
-    start = to_record(plan.initial_parameters)
-    published = {agent: start for agent in node_of_agent}
+    if plan.update_rule.exchanges_at_start:
+        published = router.start(tap, config)
+        tap.drain()  # the agents' start is not a round of the modelled network
+    else:
+        start = to_record(plan.initial_parameters)
+        published = {agent: start for agent in node_of_agent}
+    rounds.message_bytes = parameter_bytes(from_record(next(iter(published.values())),
+                                                     writable=False))
+    start_model = to_record(plan.initial_parameters)
+    models = {agent: start_model for agent in node_of_agent}  # each agent's latest model
     rounds.clock.restart()
     for server_round in range(1, plan.rounds + 1):
         network = schedule.network(server_round)
-        router.exchange(tap, published, config, server_round, network.mixing_matrix,
-                        network.alive)
+        replies = router.exchange(tap, published, config, server_round, network.mixing_matrix,
+                                  network.alive)
+        models.update({rounds.agent_of_node[reply.metadata.src_node_id]:
+                       reply.content.array_records.get(MODEL_KEY, reply.content.array_records[
+                           PUBLISHED_KEY]) for reply in replies if not reply.has_error()})
         outcome = None
         if plan.consensus_control is not None:
             exchange = partial(_control_exchange, router, tap, published, config, server_round,
@@ -126,7 +144,9 @@ def _run_gossip(tap: NetworkTap, plan: MethodPlan, rounds: _Round, config: Confi
         figures = {**network.metrics(), "round_lambda2": network.lambda2} \
             if schedule.changes_network else {}
         rounds.finish(server_round, figures, graph=network, control=outcome)
-    return {agent: from_record(arrays) for agent, arrays in published.items()}
+        if plan.consensus_control is not None:  # control moves the published points
+            models = dict(published)
+    return {agent: from_record(arrays) for agent, arrays in models.items()}
 
 
 def _consensus(published: dict[int, ArrayRecord], alive: Collection[int]) -> float:
@@ -155,8 +175,7 @@ def _run_fedavg(tap: NetworkTap, plan: MethodPlan, rounds: _Round, config: Confi
     server_rounds = plan.rounds if server is None else server.round
 
     def alive(server_round: int) -> dict[str, float]:
-        down = schedule.crashed(server_round)
-        return {"alive_agents": float(plan.agents - len(down))} \
+        return {"alive_agents": float(len(schedule.alive(server_round)))} \
             if plan.scenario.failures.agents else {}
 
     def hide_crashed(server_round: int) -> None:
@@ -185,19 +204,19 @@ def _run_fedavg(tap: NetworkTap, plan: MethodPlan, rounds: _Round, config: Confi
     models: FinalParameters = {}
     for server_round in range(server_rounds + 1, plan.rounds + 1):
         models.update(_train_alone(tap, server_round, config, node_of_agent,
-                                   schedule.crashed(server_round)))
+                                   schedule.alive(server_round)))
         rounds.finish(server_round, {"aggregated": 0.0, **alive(server_round)},
                       moved_nothing=True)
     return models
 
 
 def _train_alone(tap: NetworkTap, server_round: int, config: ConfigRecord,
-                 node_of_agent: dict[int, int], down: set[int]) -> FinalParameters:
+                 node_of_agent: dict[int, int], alive: frozenset[int]) -> FinalParameters:
     """After the server is lost: each client trains on its own data from its own last
     model, with no aggregation. The rounds go on only so the metrics show what is lost."""
     messages = []
     for agent, node in sorted(node_of_agent.items()):
-        if agent in down:
+        if agent not in alive:
             continue
         round_config = ConfigRecord(dict(config))
         round_config[ROUND_KEY] = server_round

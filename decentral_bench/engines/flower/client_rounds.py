@@ -1,0 +1,149 @@
+"""What one agent does in a round, given the message the router or the strategy sent it.
+
+- gossip methods: the message holds the messages of Nb(j) (j's own among them) published
+  last round and the weights π_jl; the agent mixes them and takes its rule's step
+  (`strategies.gossip.gossip_round`). What the message cannot supply (`GossipRule.kept`)
+  stays in its Flower context between rounds; the context crosses the engine on every
+  call, so it keeps nothing else. A rule whose agents start on their own computes its
+  start state when asked (`START_KEY`), before round 1.
+- FedAvg: the message holds the global model; the agent trains `local_epochs` epochs on
+  its data (`strategies.local_sgd`) and returns the result.
+"""
+
+from __future__ import annotations
+
+import torch
+from flwr.app import Context, RecordDict
+
+from decentral_bench.engines.flower.arrays import from_record, to_record
+from decentral_bench.experiment.agent import AgentSetup
+from decentral_bench.experiment.data import steps_per_epoch
+from decentral_bench.experiment.training import from_numpy, to_numpy
+from strategies.cdsgd import mix
+from strategies.gossip import State, Translatable, gossip_round, gradient_steps
+from strategies.local_sgd import local_sgd
+from strategies.protocol import (
+    CONFIG_KEY,
+    LOCAL_ONLY_KEY,
+    MIXING_KEY,
+    PUBLISHED_KEY,
+    neighbour_key,
+    number_list,
+)
+
+CURRENT_KEY = "x"  # FedAvg: the agent's last model, for training once the server is lost
+KEPT_PREFIX = "kept."  # gossip: each part of what the rule keeps (`GossipRule.kept`)
+
+# A round's outcome: the message to publish, the model (None: the message is the model) and
+# the round's figures.
+Outcome = tuple[list[torch.Tensor], list[torch.Tensor] | None, dict[str, float]]
+
+
+def _arrays(context: Context, key: str, device: torch.device) -> list[torch.Tensor] | None:
+    if key not in context.state.array_records:
+        return None
+    return from_numpy(from_record(context.state.array_records[key]), device)
+
+
+def _kept(context: Context, device: torch.device) -> State:
+    """What the agent kept last round, part by part."""
+    return {key[len(KEPT_PREFIX):]: from_numpy(from_record(record), device)
+            for key, record in context.state.array_records.items()
+            if key.startswith(KEPT_PREFIX)}
+
+
+def _keep(context: Context, kept: State) -> None:
+    for part, tensors in kept.items():
+        context.state[KEPT_PREFIX + part] = to_record(to_numpy(tensors))
+
+
+def _neighbourhood(setup: AgentSetup, content: RecordDict,
+                   ) -> tuple[list[list[torch.Tensor]], list[float], int]:
+    """The messages of Nb(j) in the message, their weights π_jl, and j's place among them."""
+    mixing = content.config_records[MIXING_KEY]
+    neighbours = [int(agent) for agent in number_list(mixing, "agents")]
+    points = [from_numpy(from_record(content.array_records[neighbour_key(l)]), setup.device)
+              for l in neighbours]
+    return points, number_list(mixing, "weights"), neighbours.index(setup.agent)
+
+
+def _model_if_other(setup: AgentSetup, state: State,
+                    message: list[torch.Tensor]) -> list[torch.Tensor] | None:
+    model = setup.plan.update_rule.model(state)
+    return None if model is message else model
+
+
+class _Recorder:
+    """g_j at a point, with the squared norm of every gradient it hands out."""
+
+    def __init__(self, setup: AgentSetup) -> None:
+        self.setup = setup
+        self.norms: list[float] = []
+
+    def __call__(self, point: list[torch.Tensor], step: int,
+                 ) -> tuple[list[torch.Tensor], float]:
+        gradient, loss = self.setup.gradient_at(point, step)
+        self.norms.append(sum(float(torch.sum(g * g)) for g in gradient))
+        return gradient, loss
+
+
+def start_round(setup: AgentSetup, context: Context) -> Outcome:
+    """The agent's start state from x_0 and its first message (`START_KEY`)."""
+    plan, rule = setup.plan, setup.plan.update_rule
+    state = rule.start(from_numpy(plan.initial_parameters, setup.device), _Recorder(setup),
+                       plan.lr_at(1))
+    _keep(context, rule.kept(state))
+    message = rule.message(state)
+    return message, _model_if_other(setup, state, message), {}
+
+
+def gossip_client_round(setup: AgentSetup, content: RecordDict, context: Context,
+                        server_round: int) -> Outcome:
+    """One round of a gossip method. Returns the message to publish, the model where it is
+    not the message, and the round's figures (mean minibatch loss, mean squared gradient
+    norm)."""
+    plan, rule = setup.plan, setup.plan.update_rule
+    points, weights, own = _neighbourhood(setup, content)
+    state = rule.restore(points[own], _kept(context, setup.device))
+    gradient_at = _Recorder(setup)
+    state, losses = gossip_round(rule, state, mix(points, weights), weights[own], gradient_at,
+                                 plan.lr_at(server_round),
+                                 gradient_steps(rule, server_round, plan.local_steps))
+    _keep(context, rule.kept(state))
+    message = rule.message(state)
+    return message, _model_if_other(setup, state, message), {
+        "minibatch_loss": float(sum(losses)) / len(losses),
+        "grad_norm_sq": sum(gradient_at.norms) / len(gradient_at.norms)}
+
+
+def gossip_only_exchange(setup: AgentSetup, content: RecordDict,
+                         context: Context) -> list[torch.Tensor]:
+    """Consensus control's exchange: the mixed point Σ π_jl p^l becomes j's published
+    point, and what j keeps moves by the same displacement (`translate`)."""
+    rule = setup.plan.update_rule
+    translatable: Translatable = rule  # type: ignore[assignment]
+    points, weights, own = _neighbourhood(setup, content)
+    mixed = mix(points, weights)
+    state = rule.restore(points[own], _kept(context, setup.device))
+    _keep(context, rule.kept(translatable.translate(
+        state, [m - p for m, p in zip(mixed, points[own], strict=True)])))
+    return mixed
+
+
+def local_client_round(setup: AgentSetup, content: RecordDict, context: Context,
+                       server_round: int) -> Outcome:
+    """FedAvg's client update: `local_epochs` epochs of SGD from the global model, or, once
+    the server is lost (`local-only`), from the agent's own last model."""
+    plan = setup.plan
+    if content.config_records[CONFIG_KEY].get(LOCAL_ONLY_KEY, False):
+        start = _arrays(context, CURRENT_KEY, setup.device) or \
+            from_numpy(plan.initial_parameters, setup.device)
+    else:
+        start = from_numpy(from_record(content.array_records[PUBLISHED_KEY]), setup.device)
+    steps = plan.local_epochs * steps_per_epoch(len(setup.labels), plan.batch_size)
+    parameters, losses = local_sgd(start, setup.gradient_at, plan.lr_at(server_round),
+                                   (server_round - 1) * steps, steps)
+    server = plan.scenario.failures.server
+    if server is not None and server.mode == "local":  # kept only for when the server is lost
+        context.state[CURRENT_KEY] = to_record(to_numpy(parameters))
+    return parameters, None, {"minibatch_loss": float(sum(losses)) / len(losses)}

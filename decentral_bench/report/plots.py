@@ -37,6 +37,7 @@ TITLES = {
     "train_accuracy_mean": ("Training accuracy (mean over agents)", "training accuracy"),
     "consensus_distance": ("Consensus distance Ξ² = (1/n) Σ ||x̄ − x_i||²", "Ξ²"),
 }
+HONEST_ONLY = "; attackers left out"  # where runs had attackers: the figures are the honest's
 FIGURE_SIZE = (10.0, 6.0)  # inches, at DPI: 1200 × 720 pixels
 DPI = 120
 COLOURS = [tuple(float(c) for c in matplotlib.colors.to_rgb(f"C{index}")) for index in range(10)]
@@ -119,6 +120,11 @@ def _draw_markers(axes: Axes, groups: Sequence[Group], drawn: Sequence[Style],
                           rotation=90, va="top", ha="right", fontsize=9, color=colour)
 
 
+def attacked(groups: Sequence[Group]) -> bool:
+    """Whether some run had attackers (its figures are then over the honest agents)."""
+    return any("attackers" in record.curves for group in groups for record in group.finished)
+
+
 def _finish(figure: Figure, axes: Axes, title: str, x_label: str, y_label: str) -> Figure:
     axes.set_title(title, fontsize=13)
     axes.set_xlabel(x_label, fontsize=11)
@@ -147,6 +153,8 @@ def metric_figure(groups: Sequence[Group], metric: str,
         axes.fill_between(x, mean - std, mean + std, color=style.colour, alpha=0.15)
     _draw_markers(axes, groups, drawn, markers, x_axis)
     title, y_label = TITLES.get(metric, (metric, metric))
+    if attacked(groups):
+        title += HONEST_ONLY
     if metric == "consensus_distance":
         axes.set_yscale("symlog", linthresh=1e-6)
     return _finish(figure, axes, title, X_LABELS[x_axis], y_label)
@@ -166,7 +174,8 @@ def spread_figure(groups: Sequence[Group], window: int = 5, x_axis: XAxis = "epo
         axes.plot(_x(group, rounds[width - 1:], x_axis), smooth, label=group.label,
                   color=style.colour, linestyle=style.line_style, linewidth=2)
     return _finish(figure, axes,
-                   f"Accuracy spread over agents (moving average of {window} evaluations)",
+                   f"Accuracy spread over agents (moving average of {window} evaluations)"
+                   + (HONEST_ONLY if attacked(groups) else ""),
                    X_LABELS[x_axis], "std of test accuracy over agents")
 
 

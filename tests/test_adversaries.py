@@ -135,14 +135,15 @@ def test_validate_names_the_agent_whose_degree_is_too_small(tmp_path: Path) -> N
     assert "Traceback" not in done.stderr
 
 
-def test_an_attacker_trains_on_its_honest_state() -> None:
-    """An attacker mixes its own honest message, not the point it publishes: after five
-    rounds of publishing −4 × its point, its own model is still near x_0 (were it to mix
-    what it publishes, it would sit near −4 x_0)."""
-    plan = _plan(rounds=5, adversaries={"agents": [0], "attack": {"kind": "sign_flip",
-                                                                  "scale": 4.0}},
-                 methods=[{"name": "M", "algorithm": "cdsgd", "aggregation": "median"}])
+def test_an_attacker_mixes_its_honest_message_not_what_it_publishes() -> None:
+    """Two agents, π = 1/2 everywhere, a vanishing step: agent 0 publishes −4 × its point.
+    Round 1 mixes x_0 everywhere; round 2 agent 1 mixes (−4 x_0 + x_0)/2 = −1.5 x_0, while
+    agent 0 mixes its honest x_0 with x_0 and publishes −4 x_0 again (were it to mix what it
+    published, it would publish −4 × (−1.5 x_0) = 6 x_0)."""
+    plan = _plan(rounds=2, topology={"kind": "complete", "agents": 2},
+                 training={"rounds": 2, "batch_size": 16, "lr": 1e-7, "seed": 3},
+                 adversaries={"agents": [0], "attack": {"kind": "sign_flip", "scale": 4.0}})
     final, _, _ = observed_run(plan, VectorizedEngine())
-    start = plan.initial_parameters
-    moved = np.linalg.norm(final[0][0] - start[0])
-    assert moved < 0.5 * np.linalg.norm(start[0])  # not −4 × its point
+    for x0, attacker, honest in zip(plan.initial_parameters, final[0], final[1], strict=True):
+        np.testing.assert_allclose(attacker, -4.0 * x0, rtol=0, atol=1e-5)
+        np.testing.assert_allclose(honest, -1.5 * x0, rtol=0, atol=1e-5)

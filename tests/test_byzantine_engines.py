@@ -50,10 +50,10 @@ CASES = {
     "fedavg-sign-flip": {
         "adversaries": {"count": 1, "attack": "sign_flip"},
         "methods": [{"name": "M", "algorithm": "fedavg"}]},
-    "fedavg-gaussian-half-sampled": {
+    "fedavg-gaussian-from-round-2": {
         "adversaries": {"agents": [1], "attack": {"kind": "gaussian", "std": 0.2},
                         "from_round": 2},
-        "methods": [{"name": "M", "algorithm": "fedavg", "fraction": 0.5}]},
+        "methods": [{"name": "M", "algorithm": "fedavg"}]},
 }
 
 

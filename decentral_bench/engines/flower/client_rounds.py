@@ -152,9 +152,10 @@ def gossip_client_round(setup: AgentSetup, content: RecordDict, context: Context
     _keep(context, rule.kept(state))
     message = rule.message(state)
     published = _attacked(setup, message, neighbours, points, weights, server_round)
-    if published is not message:
-        context.state[HONEST_KEY] = to_record(to_numpy(message))
     model = rule.model(state)
+    if published is not message:  # an attacker reports what it publishes, nothing more
+        context.state[HONEST_KEY] = to_record(to_numpy(message))
+        model = published
     return published, None if model is published else model, {
         "minibatch_loss": float(sum(losses)) / len(losses),
         "grad_norm_sq": sum(gradient_at.norms) / len(gradient_at.norms)}

@@ -1,2 +1,3 @@
-"""One method's experiment: plan, sweeps, data, partitions, models, training, agents, metrics.
+"""One method's experiment: plan, sweeps, data, partitions, models, training, agents, metrics,
+adversaries.
 May import: strategies, scenario, network."""

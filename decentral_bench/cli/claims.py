@@ -22,6 +22,8 @@ def claims(
     tracking_uri: Annotated[str | None, typer.Option(
         help="MLflow tracking URI (default: sqlite:///mlflow.db).")] = None,
     output: Annotated[Path | None, typer.Option(help="Also write the tables here.")] = None,
+    figures: Annotated[Path | None, typer.Option(
+        help="Also write the Byzantine studies' figures into this folder.")] = None,
 ) -> None:
     """Judge the papers' claims from their scenarios' runs in the store: a table per
     scenario (figures over seeds, holds / does not hold / cannot be judged, why), also
@@ -30,7 +32,9 @@ def claims(
     from decentral_bench.tracking.store import DEFAULT_TRACKING_URI
 
     try:
-        sections = judge_store(tracking_uri, experiments)
+        if figures is not None:
+            figures.mkdir(parents=True, exist_ok=True)
+        sections = judge_store(tracking_uri, experiments, figures)
     except LookupError as error:
         errors.print(f"[bold red]error[/]: no scenario run {escape(str(error))} in "
                      f"{tracking_uri or DEFAULT_TRACKING_URI}", highlight=False)

@@ -188,6 +188,35 @@ def report_figures(groups: Sequence[Group], markers: Sequence[FailureMarker] = (
     return figures
 
 
+def attack_figure(cells: dict[tuple[str, str, int], tuple[float, float]],
+                  methods: Sequence[str], attacks: Sequence[str], counts: Sequence[int],
+                  title: str) -> Figure:
+    """Bars of each method's honest final test accuracy (mean ± std over seeds), clean and
+    under each attack, one panel per number of attackers; `cells` maps (method, attack,
+    count) to (mean, std), attack "clean" with count 0 for the run without attackers."""
+    figure, panels = pyplot.subplots(1, len(counts), figsize=(6.5 * len(counts), 4.8),
+                                     dpi=DPI, sharey=True, squeeze=False)
+    columns = ["clean", *attacks]
+    width = 0.8 / max(1, len(methods))
+    for axes, count in zip(panels[0], counts, strict=True):
+        for index, (method, style) in enumerate(zip(methods, styles(len(methods)),
+                                                    strict=True)):
+            values = [cells.get((method, a, 0 if a == "clean" else count), (np.nan, 0.0))
+                      for a in columns]
+            axes.bar(np.arange(len(columns)) + (index - (len(methods) - 1) / 2) * width,
+                     [v[0] for v in values], width, yerr=[v[1] for v in values],
+                     color=style.colour, label=method, capsize=2)
+        axes.set_xticks(range(len(columns)), columns, rotation=30, ha="right")
+        axes.set_title(f"{count} attacker{'s' if count > 1 else ''}", fontsize=12)
+        axes.set_ylim(0.0, 1.0)
+        axes.grid(axis="y", alpha=0.3)
+    panels[0][0].set_ylabel("final test accuracy of the honest agents")
+    panels[0][-1].legend(fontsize=9, loc="lower right")
+    figure.suptitle(title, fontsize=13)
+    figure.tight_layout()
+    return figure
+
+
 def graph_figure(topology: Topology) -> Figure:
     """The communication graph, edges labelled with π_jl (labels up to 40 agents)."""
     figure, axes = pyplot.subplots(figsize=(7, 7), dpi=DPI)

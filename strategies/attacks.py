@@ -67,9 +67,12 @@ class Attack:
         """Whether the attack replaces what the attacker publishes (all but label_flip)."""
         return self.kind in MESSAGE_ATTACKS
 
-    @property
-    def reads_neighbours(self) -> bool:
-        return self.kind in NEEDS_NEIGHBOURS
+    def noise(self, like: Parameters, seed: int, agents: Sequence[int],
+              server_round: int) -> list[torch.Tensor] | None:
+        """The Gaussian attack's draws ξ for the attackers `agents` (rows of `like`) in
+        `server_round`; None for every other attack."""
+        return gaussian_noise(like, seed, agents, server_round) if self.kind == "gaussian" \
+            else None
 
 
 def alie_z(agents: int, attackers: int) -> float:
@@ -106,6 +109,19 @@ def gaussian_noise(like: Parameters, seed: int, agents: Sequence[int],
         rows.append([torch.randn(x.shape[1:], generator=generator, dtype=x.dtype)
                      for x in like])
     return [torch.stack([row[i] for row in rows]).to(x.device) for i, x in enumerate(like)]
+
+
+def view_of_one(members: Sequence[Parameters], weights: Sequence[float], own: int,
+                lying: Sequence[bool]) -> tuple[Neighbourhoods, torch.Tensor]:
+    """One attacker's view of its neighbourhood (`members[i]` with weight `weights[i]`, its
+    own at `own`, `lying[i]` for its fellow attackers and itself): its honest neighbours
+    marked, and Σ_{a∈Nb(b)∩A} π_ba; a stack of one row."""
+    everyone = Neighbourhoods.of_one(members, weights, own)
+    device = everyone.mask.device
+    liars = torch.tensor([list(lying)], device=device)
+    view = Neighbourhoods(everyone.points, ~liars, everyone.weights, everyone.own)
+    return view, torch.where(liars, everyone.weights,
+                             torch.zeros_like(everyone.weights)).sum(dim=1)
 
 
 def _honest_count(neighbourhoods: Neighbourhoods) -> torch.Tensor:

@@ -15,6 +15,7 @@ from strategies.attacks import (
     gaussian_noise,
     gossip_attack,
     server_attack,
+    view_of_one,
 )
 from strategies.robust import Neighbourhoods
 
@@ -171,3 +172,21 @@ def test_an_attacker_sees_its_honest_neighbours_and_the_attackers_weight() -> No
     assert view.points[0][:, :, 0].tolist() == [[0.0, 1.0, 2.0], [1.0, 2.0, 3.0]]
     assert view.mask.tolist() == [[True, False, False], [False, False, True]]
     np.testing.assert_allclose(weight.numpy(), [2 / 3, 2 / 3], rtol=1e-6)
+
+
+def test_an_attackers_own_view_equals_its_row_of_the_gathered_views() -> None:
+    """What the ClientApp builds from the arrays the router brought (`view_of_one`) is the
+    attacker's row of the vectorized engine's gathered views."""
+    matrix = np.array([[0.5, 0.25, 0.25, 0], [0.25, 0.5, 0, 0.25], [0.25, 0, 0.5, 0.25],
+                       [0, 0.25, 0.25, 0.5]])
+    published = [torch.randn(4, 2, 3), torch.randn(4, 3)]
+    gathered, weight = Gathering(matrix, {0, 1}, torch.device("cpu")).attackers_view(
+        [1], published)
+    members = [0, 1, 3]
+    view, own_weight = view_of_one([[p[l] for p in published] for l in members],
+                                   [float(matrix[1, l]) for l in members], 1,
+                                   [l in {0, 1} for l in members])
+    assert torch.equal(view.mask, gathered.mask) and torch.equal(view.own, gathered.own)
+    assert torch.equal(view.weights, gathered.weights) and torch.equal(own_weight, weight)
+    for a, b in zip(view.points, gathered.points, strict=True):
+        assert torch.equal(a, b)

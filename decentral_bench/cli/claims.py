@@ -25,9 +25,9 @@ def claims(
     figures: Annotated[Path | None, typer.Option(
         help="Also write the Byzantine studies' figures into this folder.")] = None,
 ) -> None:
-    """Judge the papers' claims from their scenarios' runs in the store: a table per
-    scenario (figures over seeds, holds / does not hold / cannot be judged, why), also
-    logged on each parent run as claims.md."""
+    """Judge the papers' claims (and the Byzantine studies') from their scenarios' runs in
+    the store: a table per scenario (figures over seeds, holds / does not hold / cannot be
+    judged, why), also logged on each parent run as claims.md."""
     from decentral_bench.report.paper_claims import judge_store
     from decentral_bench.tracking.store import DEFAULT_TRACKING_URI
 

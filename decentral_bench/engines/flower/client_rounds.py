@@ -22,7 +22,7 @@ from decentral_bench.engines.flower.arrays import from_record, to_record
 from decentral_bench.experiment.agent import AgentSetup
 from decentral_bench.experiment.data import steps_per_epoch
 from decentral_bench.experiment.training import from_numpy, to_numpy
-from strategies.attacks import gaussian_noise, gossip_attack, server_attack
+from strategies.attacks import gossip_attack, server_attack, view_of_one
 from strategies.cdsgd import mix
 from strategies.gossip import State, Translatable, gossip_round, gradient_steps
 from strategies.local_sgd import local_sgd
@@ -92,16 +92,10 @@ def _attacked(setup: AgentSetup, message: list[torch.Tensor], neighbours: list[i
     if adversaries is None or setup.agent not in adversaries.attackers \
             or not adversaries.active(server_round):
         return message
-    view = Neighbourhoods.of_one(points, weights, neighbours.index(setup.agent))
-    lying = [l in adversaries.attackers for l in neighbours]
-    view = Neighbourhoods(view.points, torch.tensor([[not lie for lie in lying]],
-                                                     device=setup.device),
-                          view.weights, view.own)
-    attackers_weight = torch.where(torch.tensor([lying], device=setup.device), view.weights,
-                                   torch.zeros_like(view.weights)).sum(dim=1)
+    view, attackers_weight = view_of_one(points, weights, neighbours.index(setup.agent),
+                                         [l in adversaries.attackers for l in neighbours])
     own = [m.unsqueeze(0) for m in message]
-    noise = gaussian_noise(own, setup.plan.seed, [setup.agent], server_round) \
-        if adversaries.attack.kind == "gaussian" else None
+    noise = adversaries.attack.noise(own, setup.plan.seed, [setup.agent], server_round)
     return [t[0] for t in gossip_attack(adversaries.attack, own, view, attackers_weight, noise)]
 
 
@@ -196,8 +190,7 @@ def local_client_round(setup: AgentSetup, content: RecordDict, context: Context,
             and adversaries.active(server_round) \
             and not content.config_records[CONFIG_KEY].get(LOCAL_ONLY_KEY, False):
         trained = [p.unsqueeze(0) for p in parameters]
-        noise = gaussian_noise(trained, plan.seed, [setup.agent], server_round) \
-            if adversaries.attack.kind == "gaussian" else None
+        noise = adversaries.attack.noise(trained, plan.seed, [setup.agent], server_round)
         parameters = [t[0] for t in server_attack(
             adversaries.attack, [s.unsqueeze(0) for s in start], trained, noise)]
     return parameters, None, {"minibatch_loss": float(sum(losses)) / len(losses)}

@@ -13,7 +13,7 @@ import torch
 from decentral_bench.engines.base import EventSink, FinalParameters, RoundReport
 from decentral_bench.engines.vectorized.stack import Stack, StackedRun
 from decentral_bench.experiment.data import steps_per_epoch
-from strategies.attacks import gaussian_noise, server_attack
+from strategies.attacks import server_attack
 
 
 class FedAvgLoop:
@@ -62,8 +62,8 @@ class FedAvgLoop:
             return trained
         rows = torch.as_tensor(positions, device=self.run.device)
         own = [t[rows] for t in trained]
-        noise = gaussian_noise(own, self.plan.seed, [sampled[i] for i in positions],
-                               server_round) if adversaries.attack.kind == "gaussian" else None
+        noise = adversaries.attack.noise(own, self.plan.seed, [sampled[i] for i in positions],
+                                         server_round)
         start = [g.unsqueeze(0).expand_as(o) for g, o in zip(global_model, own, strict=True)]
         sent = [t.clone() for t in trained]
         for s, a in zip(sent, server_attack(adversaries.attack, start, own, noise), strict=True):

@@ -27,7 +27,7 @@ from decentral_bench.engines.vectorized.stack import Stack, StackedRun
 from decentral_bench.experiment.metrics import consensus_distance
 from decentral_bench.network.failures import RoundNetwork
 from decentral_bench.network.traffic import gossip_round_bytes
-from strategies.attacks import gaussian_noise, gossip_attack
+from strategies.attacks import gossip_attack
 from strategies.consensus_control import ControlOutcome, control_round
 from strategies.gossip import (
     GossipRule,
@@ -141,8 +141,7 @@ class GossipLoop:
         rows = torch.as_tensor(attackers, device=self.run.device)
         own = [h[rows] for h in honest]
         view, attackers_weight = gathering.attackers_view(attackers, before)
-        noise = gaussian_noise(own, self.plan.seed, attackers, server_round) \
-            if adversaries.attack.kind == "gaussian" else None
+        noise = adversaries.attack.noise(own, self.plan.seed, attackers, server_round)
         attacked = gossip_attack(adversaries.attack, own, view, attackers_weight, noise)
         published = [h.clone() for h in honest]
         for p, a in zip(published, attacked, strict=True):

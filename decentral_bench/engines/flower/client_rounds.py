@@ -147,9 +147,10 @@ def gossip_client_round(setup: AgentSetup, content: RecordDict, context: Context
     message = rule.message(state)
     published = _attacked(setup, message, neighbours, points, weights, server_round)
     model = rule.model(state)
-    if published is not message:  # an attacker reports what it publishes, nothing more
+    if published is not message:  # an attacker
         context.state[HONEST_KEY] = to_record(to_numpy(message))
-        model = published
+        if model is message:  # its point is its message: it reports what it publishes
+            model = published
     return published, None if model is published else model, {
         "minibatch_loss": float(sum(losses)) / len(losses),
         "grad_norm_sq": sum(gradient_at.norms) / len(gradient_at.norms)}

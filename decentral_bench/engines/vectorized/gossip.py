@@ -198,7 +198,7 @@ class GossipLoop:
                                         exchanges.exchange)
                 state = exchanges.state
                 published = self.rule.message(state)
-            models = self.reported(self.rule.model(state), published, server_round)
+            models = self.reported(state, published, server_round)
             reporting = models if len(alive) == self.agents else \
                 [p[torch.as_tensor(alive, device=run.device)] for p in models]
             wall_time = run.lap()
@@ -211,14 +211,16 @@ class GossipLoop:
                 network={} if network is None else
                 {**network.metrics(), "round_lambda2": network.lambda2},
                 control=outcome, wall_time_s=wall_time))
-        final = self.reported(self.rule.model(state), published, plan.rounds)
+        final = self.reported(state, published, plan.rounds)
         return {agent: [p[agent].cpu().numpy() for p in final] for agent in everyone}
 
-    def reported(self, models: Stack, published: Stack, server_round: int) -> Stack:
-        """Every agent's point as it reports it: its model, or, for an attacker once the
-        attack is on, what it publishes (its ClientApp replies with that alone)."""
-        adversaries = self.adversaries
-        if adversaries is None or not adversaries.active(server_round):
+    def reported(self, state: State, published: Stack, server_round: int) -> Stack:
+        """Every agent's point as it reports it: its model; an attacker whose model is its
+        message, once the attack is on, what it publishes (its ClientApp replies with that
+        alone)."""
+        models, adversaries = self.rule.model(state), self.adversaries
+        if adversaries is None or not adversaries.active(server_round) \
+                or models is not self.rule.message(state):
             return models
         lying = torch.zeros(self.agents, dtype=torch.bool, device=self.run.device)
         lying[sorted(adversaries.attackers)] = True

@@ -133,10 +133,14 @@ def _table(title: str, columns: tuple[str, ...], rows: list[tuple[str, ...]]) ->
 
 
 def summary_table(title: str, rows: list[tuple[str, ...]],
-                  control: list[tuple[str, ...]] | None = None) -> Table | Group:
-    """The comparison table (`report.COLUMNS`) as the console draws it, and below it the
+                  control: list[tuple[str, ...]] | None = None,
+                  notes: list[str] | None = None) -> Table | Group:
+    """The comparison table (`report.COLUMNS`) as the console draws it, with `notes`
+    (methods run once for a sweep they ignore) as its caption, and below it the
     consensus-control table (`report.CONTROL_COLUMNS`) when there are controlled runs."""
     table = _table(title, COLUMNS, rows)
+    if notes:
+        table.caption = ". ".join(notes) + "."
     if not control:
         return table
     return Group(table, _table("consensus control: extra traffic against the uncontrolled "

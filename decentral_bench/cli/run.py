@@ -76,7 +76,8 @@ def run(
     if result.skipped:
         console.print(f"{result.skipped} runs already finished in this parent run were skipped "
                       "(--fresh runs everything again)")
-    console.print(summary_table(f"{parsed.name}: results", result.summary, result.control))
+    console.print(summary_table(f"{parsed.name}: results", result.summary, result.control,
+                                result.notes))
     for failed in result.failed:
         errors.print(f"[bold red]{escape(failed.name)} {failed.status}[/]: "
                      f"{escape(failed.error or '')}", highlight=False, soft_wrap=True)

@@ -277,6 +277,26 @@ def report_rows(records: Sequence[RunRecord], target_accuracy: float | None = No
     return table_rows(summaries(records, target_accuracy), target_accuracy)
 
 
+def shared_runs(records: Sequence[RunRecord]) -> list[str]:
+    """What the table shows once though a sweep varies it: per set of swept keys some
+    methods ignore (FedAvg and centralized SGD do not read the graph), one line naming
+    the methods, e.g. "FedAvg and SGD do not read topology.kind, so each ran once, not
+    once per swept value"."""
+    ignoring: dict[tuple[str, ...], list[str]] = {}
+    for record in records:
+        methods = ignoring.setdefault(record.shared, []) if record.shared else []
+        if record.shared and record.method not in methods:
+            methods.append(record.method)
+    lines = []
+    for keys, methods in ignoring.items():
+        named = methods[0] if len(methods) == 1 else \
+            ", ".join(methods[:-1]) + " and " + methods[-1]
+        verb, subject = ("does", "it") if len(methods) == 1 else ("do", "each")
+        lines.append(f"{named} {verb} not read {', '.join(keys)}, so {subject} ran once, not "
+                     "once per swept value")
+    return lines
+
+
 def as_markdown(rows: Sequence[tuple[str, ...]], columns: Sequence[str] = COLUMNS) -> str:
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]

@@ -112,4 +112,7 @@ def child_note(plan: MethodPlan, spec: RunSpec) -> str:
             f"{plan.epochs:.3g} epochs over each agent's data. {plan.definition.summary}.")
     if spec.swept:
         text += "\n\nSwept values: " + ", ".join(f"{path} = {value}" for path, value in spec.swept)
+    if spec.shared:
+        text += (f"\n\n{plan.method.name} does not read {', '.join(spec.shared)}: this one run "
+                 "stands for every swept value of it.")
     return text

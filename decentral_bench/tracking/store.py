@@ -44,6 +44,7 @@ DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 PARENT_TAG = "mlflow.parentRunId"
 DESCRIPTION_TAG = "mlflow.note.content"
 PROCESS_TAG = "process"  # host:pid:start of the process running a run (see provenance)
+SHARED_TAG = "sweep_shared"  # swept keys a child's method ignores: it ran once for all values
 MAX_PARAM_LENGTH = 6000
 UI_ADDRESS = "http://127.0.0.1:5000"  # where `mlflow ui` serves by default
 # The runs view of the "Model training" workflow (MLflow 3 opens GenAI traces by default),
@@ -318,11 +319,13 @@ class Tracker:
                           "and attributes.status = 'RUNNING'", max_results=10_000)
         return {run.info.run_id: run.data.tags.get(PROCESS_TAG, "") for run in running}
 
-    def latest_parent(self, scenario_name: str) -> str | None:
-        """The id of the latest parent run of a scenario of this name in the experiment."""
+    def latest_parent(self, scenario_name: str, scenario_hash: str) -> str | None:
+        """The id of the latest parent run of a scenario of this name and hash (its
+        `scenario_hash` tag) in the experiment."""
         previous = self.client.search_runs(
             [self.experiment_id],
-            filter_string=f"tags.scenario = '{scenario_name}' and tags.kind = 'scenario'",
+            filter_string=f"tags.scenario = '{scenario_name}' and tags.kind = 'scenario' "
+                          f"and tags.scenario_hash = '{scenario_hash}'",
             order_by=["attributes.start_time DESC"], max_results=1)
         return previous[0].info.run_id if previous else None
 
@@ -358,7 +361,8 @@ def load_records(client: MlflowClient, parent_id: str) -> list[RunRecord]:
                            label=tags.get("label", tags.get("method", "?")),
                            method=tags.get("method", "?"), seed=int(tags.get("seed", 0)),
                            status=child.info.status, algorithm=tags.get("algorithm", ""),
-                           wall_time_s=child.data.metrics.get("wall_time_s", math.nan))
+                           wall_time_s=child.data.metrics.get("wall_time_s", math.nan),
+                           shared=tuple(filter(None, tags.get(SHARED_TAG, "").split(","))))
         for key in CURVES:
             if key in child.data.metrics:
                 history = client.get_metric_history(child.info.run_id, key)

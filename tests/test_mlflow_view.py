@@ -57,8 +57,10 @@ def test_experiment_parent_and_children_have_descriptions(
     assert "A small comparison." in note
     assert "> Tiny: CDSGD against FedAvg and SGD.\n> The second line of the header." in note
     parent = client.get_run(parent_id).data.tags["mlflow.note.content"]
-    assert "| method | seeds | status | final test acc |" in parent
-    assert "| CDSGD | 1 | FINISHED |" in parent and "target accuracy 0.05" in parent
+    assert "| method | seeds | status | epochs | final test acc |" in parent
+    assert "| CDSGD | 1 | FINISHED | 0.27 |" in parent and "target accuracy 0.05" in parent
+    # Each method's budget beside its figures: 6 FedAvg rounds are 6 epochs.
+    assert "| FedAvg | 1 | FINISHED | 6.00 |" in parent
     children = _children(client, parent_id)
     notes = {method: run.data.tags["mlflow.note.content"] for method, run in children.items()}
     assert notes["CDSGD"].startswith("**CDSGD** (cdsgd) on a complete graph of 4 agents "
@@ -131,12 +133,16 @@ def test_parent_holds_the_comparison_as_metrics_and_a_table(
     # FedAvg's round is an epoch; a gossip round one minibatch of 16 of ~360 samples.
     assert metrics["FedAvg.epochs_to_target"] == 2
     assert metrics["CDSGD.epochs_to_target"] < 0.2
+    assert metrics["FedAvg.epochs"] == 6
+    assert metrics["CDSGD.epochs"] == pytest.approx(6 * 16 / (1437 / 4), rel=0.01)
     table = json.loads(Path(client.download_artifacts(parent_id, "summary.json",
                                                       str(tmp_path))).read_text())
-    assert table["columns"][:4] == ["method", "seeds", "status", "final_test_accuracy"]
+    assert table["columns"][:5] == ["method", "seeds", "status", "epochs",
+                                    "final_test_accuracy"]
     rows = {row[0]: dict(zip(table["columns"], row, strict=True)) for row in table["data"]}
     assert set(rows) == {"CDSGD", "FedAvg", "SGD"}
     assert rows["FedAvg"]["epochs_to_target"] == 2
+    assert rows["FedAvg"]["epochs"] == 6
     assert rows["SGD"]["consensus_distance_final"] == 0
     assert math.isclose(rows["CDSGD"]["final_test_accuracy"],
                         metrics["CDSGD.final_test_accuracy"], rel_tol=1e-5)

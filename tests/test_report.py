@@ -39,14 +39,15 @@ def test_targets_are_reported_in_rounds_and_in_epochs() -> None:
                                       _record("CDSGD", "cdsgd", 0.1, seed=1)]), 0.85)
     assert (fedavg.rounds_to_target, fedavg.epochs_to_target) == (3, 3.0)
     assert (cdsgd.rounds_to_target, cdsgd.epochs_to_target) == (3, pytest.approx(0.3))
-    row = dict(zip(("method", "seeds", "status", "final", "best", "rounds", "epochs"),
-                   cdsgd.row(0.85)[:7], strict=True))
-    assert row == {"method": "CDSGD", "seeds": "2", "status": "FINISHED",
+    row = dict(zip(("method", "seeds", "status", "budget", "final", "best", "rounds", "epochs"),
+                   cdsgd.row(0.85)[:8], strict=True))
+    assert row == {"method": "CDSGD", "seeds": "2", "status": "FINISHED", "budget": "0.40",
                    "final": "0.9500 ± 0.0000", "best": "0.9500", "rounds": "3", "epochs": "0.30"}
+    assert fedavg.row(0.85)[3] == "4.00"  # the epochs each trained, beside its figures
     missed = summarize(Group("CDSGD", [_record("CDSGD", "cdsgd", 0.1)]), 0.99)
-    assert missed.row(0.99)[5:7] == ("not reached", "not reached")
+    assert missed.row(0.99)[6:8] == ("not reached", "not reached")
     assert "rounds_to_target" not in missed.figures()
-    assert summarize(Group("CDSGD", [_record("CDSGD", "cdsgd", 0.1)]), None).row(None)[5:7] \
+    assert summarize(Group("CDSGD", [_record("CDSGD", "cdsgd", 0.1)]), None).row(None)[6:8] \
         == ("–", "–")
 
 

@@ -17,6 +17,7 @@ from decentral_bench.report.plots import (
     graph_figure,
     label_histogram_figure,
     metric_figure,
+    spread_figure,
     styles,
 )
 from decentral_bench.report.summary import Group, RunRecord, report_rows, summaries, summarize
@@ -51,6 +52,27 @@ def test_targets_are_reported_in_rounds_and_in_epochs() -> None:
         == ("–", "–")
 
 
+@pytest.mark.parametrize("count", [2, 12])
+def test_the_legend_sits_below_the_axes_never_over_the_curves(count: int) -> None:
+    """Drawn, the legend's box lies below everything of the axes (curves, ticks and the x
+    label), for two methods and for a twelve-line sweep, in both comparison figures."""
+    records = [_record(f"CDSGD topology.kind=ring partition.kind=dirichlet alpha={index}",
+                       "cdsgd", 0.1 * (index + 1)) for index in range(count)]
+    for record in records:
+        record.curves["test_accuracy_std"] = [(k, 0.1 / k) for k in range(1, 5)]
+    groups = [Group(record.label, [record]) for record in records]
+    for figure in (metric_figure(groups, "test_accuracy_mean"), spread_figure(groups)):
+        figure.canvas.draw()
+        renderer = figure.canvas.get_renderer()
+        [legend] = figure.legends
+        below = legend.get_window_extent(renderer)
+        axes = figure.axes[0].get_tightbbox(renderer)
+        assert below.y1 <= axes.y0, (below, axes)
+        assert below.y0 >= 0 and below.x0 >= 0 and below.x1 <= figure.bbox.width  # all shown
+        assert len(legend.get_texts()) == count
+        pyplot.close(figure)
+
+
 def test_curves_are_drawn_against_epochs_by_default_and_rounds_on_request() -> None:
     groups = [Group("FedAvg", [_record("FedAvg", "fedavg", 1.0)]),
               Group("CDSGD", [_record("CDSGD", "cdsgd", 0.1)])]
@@ -60,7 +82,8 @@ def test_curves_are_drawn_against_epochs_by_default_and_rounds_on_request() -> N
     assert list(lines["FedAvg"].get_xdata()) == [1.0, 2.0, 3.0, 4.0]
     assert list(lines["CDSGD"].get_xdata()) == pytest.approx([0.1, 0.2, 0.3, 0.4])
     assert axes.get_xlabel().startswith("epochs") and axes.get_ylabel() == "test accuracy"
-    assert [text.get_text() for text in axes.get_legend().get_texts()] == ["FedAvg", "CDSGD"]
+    [legend] = figure.legends
+    assert [text.get_text() for text in legend.get_texts()] == ["FedAvg", "CDSGD"]
     assert lines["FedAvg"].get_linestyle() != lines["CDSGD"].get_linestyle()
     assert lines["FedAvg"].get_color() != lines["CDSGD"].get_color()
     assert tuple(figure.get_size_inches() * figure.dpi) == (1200, 720)

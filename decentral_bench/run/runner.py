@@ -65,6 +65,7 @@ from decentral_bench.tracking.store import (
     metric_key,
     store_problem,
 )
+from decentral_bench.tracking.view import GROUP_TAG, run_path
 
 # What stops a run from outside: it is then KILLED (not FAILED) and the stop goes on up.
 STOPS = (KeyboardInterrupt, SystemExit, RunStopped)
@@ -103,6 +104,7 @@ class ScenarioResult:
     tracking_uri: str
     runs: list[MethodResult]
     experiment_id: str = ""
+    view_key: str = ""  # the experiment's saved view laid out for the comparison
     skipped: int = 0
     summary: list[tuple[str, ...]] = field(default_factory=list)
     control: list[tuple[str, ...]] = field(default_factory=list)  # consensus control
@@ -163,6 +165,8 @@ def record_method(plan: MethodPlan, engine: Engine, tracker: Tracker | None = No
     tags.update({f"sweep.{path}": str(value) for path, value in spec.swept})
     if spec.shared:
         tags[SHARED_TAG] = ",".join(spec.shared)
+    if parent_id is not None:  # the runs list groups a scenario run's children by it
+        tags[GROUP_TAG] = tracker.run_name(parent_id)
     run_id = tracker.start_run(spec.name, tags=tags, parent_id=parent_id)
     result = MethodResult(name=spec.name, algorithm=plan.algorithm, run_id=run_id)
 
@@ -269,9 +273,9 @@ def _parent_run(tracker: Tracker, scenario: Scenario, digest: str, fresh: bool,
         tracker.reopen(previous)
         mark_lost_children(tracker, previous)
         return previous, tracker.finished_hashes(previous)
-    parent_id = tracker.start_run(f"{scenario.name} {time.strftime('%Y-%m-%d %H:%M:%S')}",
-                                  tags={"scenario": scenario.name, "kind": "scenario",
-                                        "scenario_hash": digest})
+    name = f"{scenario.name} {time.strftime('%Y-%m-%d %H:%M:%S')}"
+    parent_id = tracker.start_run(name, tags={"scenario": scenario.name, "kind": "scenario",
+                                              "scenario_hash": digest, GROUP_TAG: name})
     return parent_id, set()
 
 
@@ -303,7 +307,8 @@ def run_scenario(scenario: Scenario, engine: Engine | None = None, source: Path 
                       scenario.tracking.experiment or scenario.name,
                       source=origin or str(source or scenario.name))
     parent_id, finished = _parent_run(tracker, scenario, scenario_hash(scenario), fresh)
-    result = ScenarioResult(scenario, parent_id, tracker.uri, [], tracker.experiment_id)
+    result = ScenarioResult(scenario, parent_id, tracker.uri, [], tracker.experiment_id,
+                            tracker.save_comparison_view())
     try:
         if not finished:
             tracker.log_params(parent_id, flatten(scenario.model_dump(mode="json")))
@@ -365,7 +370,9 @@ def log_report(tracker: Tracker, parent_id: str, scenario: Scenario, header: str
         tracker.log_text(parent_id, controlled, "consensus_control.md")
         table += "\nConsensus control (extra traffic against the uncontrolled method):\n\n" \
             + controlled
-    tracker.describe_run(parent_id, parent_note(scenario, header, table, target))
+    runs = [(f"{record.label} seed={record.seed}", run_path(tracker.experiment_id, record.run_id))
+            for record in records]
+    tracker.describe_run(parent_id, parent_note(scenario, header, table, target, runs))
     return rows, control, notes
 
 

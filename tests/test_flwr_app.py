@@ -54,8 +54,8 @@ tracking: {{experiment: flwr-app, uri: "{tracking_uri}"}}
     printed = capsys.readouterr().out
     final = client.get_metric_history(run.info.run_id, "test_accuracy_mean")[-1].value
     assert f"CDMSGD seed=0: finished, test acc {final:.3f} at round 2" in printed
-    assert f"recorded as MLflow run {run.info.run_id} in experiment 'flwr-app' of " \
-        f"{tracking_uri}" in printed
+    assert f"CDMSGD seed=0: recorded as MLflow run {run.info.run_id} in experiment " \
+        f"'flwr-app' of {tracking_uri}" in printed
     assert f"runs/{run.info.run_id}?workflowType=machine_learning" in printed
 
 
@@ -92,11 +92,9 @@ def test_the_printed_record_says_where_to_find_the_run(tracking_uri: str) -> Non
 
     tracker = Tracker(tracking_uri, "printed")
     result = MethodResult(name="SGD seed=0", algorithm="centralized_sgd", run_id="f00",
-                          status="FINISHED", history=[(4, {"test_accuracy_mean": 0.9}),
-                                                      (5, {"loss": 0.1})])
+                          status="FINISHED")
     assert recorded(result, tracker) == [
-        "SGD seed=0: finished, test acc 0.900 at round 4",
-        f"recorded as MLflow run f00 in experiment 'printed' of {tracking_uri}",
+        f"SGD seed=0: recorded as MLflow run f00 in experiment 'printed' of {tracking_uri}",
         f"open it: mlflow ui --backend-store-uri {tracking_uri}, then http://127.0.0.1:5000/"
         f"#/experiments/{tracker.experiment_id}/runs/f00?workflowType=machine_learning"]
 
@@ -117,8 +115,11 @@ def test_flwr_run_reuses_the_installed_environment_where_the_superlink_is_told_s
     assert not _runtime_dependency_install_default()
     makefile = (Path(__file__).resolve().parents[1] / "Makefile").read_text()
     target = makefile[makefile.index("\nflwr-run:"):].split("\n\n")[0]
-    assert f"{FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION}=1" in target
-    assert "flwr run . --stream" in target
+    setting = makefile[makefile.index("\nFLWR_LOCAL :="):].split("\n")[1]
+    assert f"{FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION}=1" in setting
+    # Both commands that may start the local SuperLink run with the setting.
+    assert "$(FLWR_LOCAL) $(BIN)/flwr federation simulation-config" in target
+    assert "$(FLWR_LOCAL) $(BIN)/flwr run . --stream" in target
     note = flower_built_environment({"VIRTUAL_ENV": "/home/me/.flwr/runtime-envs/7"})
     assert note is not None and "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION=1" in note
     assert flower_built_environment({"VIRTUAL_ENV": "/home/me/bench/.venv"}) is None

@@ -28,7 +28,7 @@ from flwr.serverapp import Grid, ServerApp
 from rich.console import Console
 
 from decentral_bench import scenario as scenario_file
-from decentral_bench.cli.console import LineProgress, measured
+from decentral_bench.cli.console import LineProgress
 from decentral_bench.engines.flower.grid import GridEngine, node_wait, prompt_reply_pulls
 from decentral_bench.experiment.plan import MethodPlan
 from decentral_bench.run.runner import MethodResult, record_method
@@ -46,14 +46,11 @@ app = ServerApp()
 
 
 def recorded(result: MethodResult, tracker: Tracker) -> list[str]:
-    """Where a method's run was recorded: its status, final test accuracy (and when it
-    was measured), the MLflow run, experiment and store, and how to open its page."""
-    accuracy = next(((metrics["test_accuracy_mean"], server_round) for server_round, metrics
-                     in reversed(result.history) if "test_accuracy_mean" in metrics), None)
-    done = result.status.lower() + (f", {measured(*accuracy)}" if accuracy else "")
+    """Where a method's run was recorded (the progress lines before it end with its
+    status and final test accuracy): the MLflow run, experiment and store, and how to
+    open its page."""
     link = run_link(tracker.uri, tracker.experiment_id, result.run_id)
-    lines = [f"{result.name}: {done}",
-             f"recorded as MLflow run {result.run_id} in experiment "
+    lines = [f"{result.name}: recorded as MLflow run {result.run_id} in experiment "
              f"'{tracker.experiment_name}' of {tracker.uri}"]
     if tracker.uri.startswith(("http://", "https://")):
         return [*lines, f"open it: {link}"]

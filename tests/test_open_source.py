@@ -58,13 +58,13 @@ def test_the_docs_list_every_cited_paper() -> None:
 
 def test_the_python_range_is_one_the_project_states_and_checks() -> None:
     """pyproject.toml, the type checker, the linter and the Makefile name one Python, and
-    the README says why the range is not wider."""
+    the docs say why the range is not wider."""
     pinned = PYPROJECT["requires-python"]
     assert pinned == ">=3.11,<3.12"
     tools = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]
     assert tools["mypy"]["python_version"] == "3.11"
     assert tools["ruff"]["target-version"] == "py311"
     assert re.search(r"^PYTHON \?= python3\.11$", (REPO / "Makefile").read_text(), re.M)
-    readme = " ".join((REPO / "README.md").read_text().split())
+    guide = " ".join((REPO / "docs" / "getting-started.md").read_text().split())
     assert "Python is pinned to 3.11 because that is the only version the project is " \
-           "tested on" in readme
+           "tested on" in guide

@@ -20,7 +20,7 @@ from decentral_bench.engines.vectorized.batches import AgentBatches
 from decentral_bench.experiment.agent import AgentSetup
 from decentral_bench.experiment.metrics import consensus_distance
 from decentral_bench.experiment.plan import MethodPlan
-from decentral_bench.experiment.sweep import RunSpec
+from decentral_bench.experiment.sweep import RunSpec, expand
 from decentral_bench.tracking.notes import child_note
 from decentral_bench.tracking.params import method_params
 
@@ -147,3 +147,19 @@ def test_an_attacker_mixes_its_honest_message_not_what_it_publishes() -> None:
     for x0, attacker, honest in zip(plan.initial_parameters, final[0], final[1], strict=True):
         np.testing.assert_allclose(attacker, -4.0 * x0, rtol=0, atol=1e-5)
         np.testing.assert_allclose(honest, -1.5 * x0, rtol=0, atol=1e-5)
+
+
+def test_a_sweep_over_the_attackers_runs_the_clean_case_once_per_method() -> None:
+    """count 0 reads no attack: of 3 counts × 2 attacks × 2 methods, the runs without
+    attackers are one per method (labelled by their count alone), the others one each."""
+    scenario = tiny_scenario(
+        topology={"kind": "complete", "agents": 5}, adversaries={"count": 1, "attack": "ipm"},
+        methods=[{"name": "A", "algorithm": "cdsgd"},
+                 {"name": "B", "algorithm": "cdsgd", "aggregation": "median"}],
+        sweep={"adversaries.count": [0, 1, 2], "adversaries.attack": ["ipm", "sign_flip"]})
+    labels = [spec.label for spec in expand(scenario)]
+    assert labels == ["A count=0", "B count=0",
+                      "A count=1 attack=ipm", "B count=1 attack=ipm",
+                      "A count=1 attack=sign_flip", "B count=1 attack=sign_flip",
+                      "A count=2 attack=ipm", "B count=2 attack=ipm",
+                      "A count=2 attack=sign_flip", "B count=2 attack=sign_flip"]

@@ -5,7 +5,8 @@ ClippedGossip degrades gracefully; on a server, FedAvg breaks where Flower's rob
 strategies hold.
 
 A group is a method under an attack with f attackers (label `Mean count=1
-attack=sign_flip`); the clean run of a method is its group without swept values (`Mean`).
+attack=sign_flip`); the clean run of a method is its group with no attacker (`Mean
+count=0`, or `Mean` where the clean run was a scenario run of its own).
 Every figure is the honest agents' final mean test accuracy. A method *breaks* under an
 attack when it ends more than `BREAKS` below its clean run beyond the seeds' noise, and
 *degrades gracefully* when it ends within `BREAKS` of it. Where the clean run still rose by
@@ -51,6 +52,11 @@ def attacked(method: str, count: int, attack: str) -> str:
     return f"{method} count={count} attack={attack}"
 
 
+def clean(groups: Sequence[Group], method: str) -> Group | None:
+    """The method's group without attackers."""
+    return exact(groups, f"{method} count=0") or exact(groups, method)
+
+
 def accuracy(group: Group) -> Estimate:
     return figure(group, final("test_accuracy_mean"))
 
@@ -66,30 +72,31 @@ def still_rising(group: Group) -> bool:
     return not math.isnan(gain.mean) and gain.mean > PLATEAU
 
 
-def drop(clean: Estimate, under: Estimate) -> tuple[float, float]:
+def drop(reference: Estimate, under: Estimate) -> tuple[float, float]:
     """The accuracy lost under attack, and the seeds' noise on it."""
-    return clean.mean - under.mean, noise(clean, under)
+    return reference.mean - under.mean, noise(reference, under)
 
 
-def _figures(method: str, clean: Estimate, drops: list[tuple[str, Estimate, float]]) -> str:
+def _figures(method: str, reference: Estimate,
+             drops: list[tuple[str, Estimate, float]]) -> str:
     parts = [f"{attack} {under} ({-lost:+.3f})" for attack, under, lost in drops]
-    return f"{method} clean {clean}; " + ", ".join(parts)
+    return f"{method} clean {reference}; " + ", ".join(parts)
 
 
 def _drops(groups: Sequence[Group], method: str, count: int, attacks: Sequence[str],
            ) -> tuple[Estimate, list[tuple[str, Estimate, float, float]]] | None:
-    clean_group = exact(groups, method)
-    if clean_group is None:
+    unattacked = clean(groups, method)
+    if unattacked is None:
         return None
-    clean = accuracy(clean_group)
+    reference = accuracy(unattacked)
     found = []
     for attack in attacks:
         group = exact(groups, attacked(method, count, attack))
         if group is not None:
             under = accuracy(group)
-            lost, margin = drop(clean, under)
+            lost, margin = drop(reference, under)
             found.append((attack, under, lost, margin))
-    return (clean, found) if found else None
+    return (reference, found) if found else None
 
 
 def breaks_under_some(method: str, count: int, attacks: Sequence[str] = ATTACKS) -> Rule:
@@ -101,10 +108,10 @@ def breaks_under_some(method: str, count: int, attacks: Sequence[str] = ATTACKS)
         measured = _drops(groups, method, count, attacks)
         if measured is None or math.isnan(measured[0].mean):
             return None
-        clean, found = measured
+        reference, found = measured
         broken = [a for a, _, lost, margin in found if lost - margin > BREAKS]
         spared = [a for a, _, lost, margin in found if lost + margin < BREAKS]
-        figures = _figures(method, clean, [(a, u, lost) for a, u, lost, _ in found])
+        figures = _figures(method, reference, [(a, u, lost) for a, u, lost, _ in found])
         if broken:
             verdict, why = HOLDS, f"it loses more than {BREAKS:g} under {', '.join(broken)}"
         elif len(spared) == len(found):
@@ -123,16 +130,16 @@ def graceful_under_every(method: str, count: int, attacks: Sequence[str] = ATTAC
 
     def judge(groups: Sequence[Group]) -> Claim | None:
         measured = _drops(groups, method, count, attacks)
-        clean_group = exact(groups, method)
-        if measured is None or clean_group is None:
+        unattacked = clean(groups, method)
+        if measured is None or unattacked is None:
             return None
-        clean, found = measured
-        figures = _figures(method, clean, [(a, u, lost) for a, u, lost, _ in found])
+        reference, found = measured
+        figures = _figures(method, reference, [(a, u, lost) for a, u, lost, _ in found])
         broken = [a for a, _, lost, margin in found if lost - margin > BREAKS]
         unclear = [a for a, _, lost, margin in found if lost + margin >= BREAKS]
         if broken:
             verdict, why = FAILS, f"it loses more than {BREAKS:g} under {', '.join(broken)}"
-        elif still_rising(clean_group):
+        elif still_rising(unattacked):
             verdict, why = NOT_CONVERGED, f"its clean run still rose more than {PLATEAU:g} " \
                 "over its last quarter"
         elif unclear:
@@ -210,8 +217,8 @@ def accuracy_matrix(groups: Sequence[Group], methods: Sequence[str],
     header = "| method | clean | " + " | ".join(f"{a} f=1 | {a} f=2" for a in attacks) + " |"
     lines = [header, "|" + "---|" * (2 + 2 * len(attacks))]
     for method in methods:
-        clean = exact(groups, method)
-        cells = [str(accuracy(clean)) if clean is not None else "–"]
+        unattacked = clean(groups, method)
+        cells = [str(accuracy(unattacked)) if unattacked is not None else "–"]
         for attack in attacks:
             for count in (1, 2):
                 group = exact(groups, attacked(method, count, attack))
@@ -228,9 +235,9 @@ def study_figures(groups: Sequence[Group], scenario: str, methods: Sequence[str]
     study) or sign flipping (a server one)."""
     cells: dict[tuple[str, str, int], tuple[float, float]] = {}
     for method in methods:
-        clean = exact(groups, method)
-        if clean is not None:
-            estimate = accuracy(clean)
+        unattacked = clean(groups, method)
+        if unattacked is not None:
+            estimate = accuracy(unattacked)
             cells[(method, "clean", 0)] = (estimate.mean, estimate.std)
         for attack in attacks:
             for count in (1, 2):
@@ -240,7 +247,7 @@ def study_figures(groups: Sequence[Group], scenario: str, methods: Sequence[str]
                     cells[(method, attack, count)] = (estimate.mean, estimate.std)
     focus = "sign_flip" if scenario == "byzantine_server" else "dissensus"
     curves = [group for method in methods
-              for group in (exact(groups, method), exact(groups, attacked(method, 1, focus)))
+              for group in (clean(groups, method), exact(groups, attacked(method, 1, focus)))
               if group is not None]
     return {"attacks.png": attack_figure(cells, methods, attacks, (1, 2),
                                          f"{scenario}: final test accuracy of the honest "

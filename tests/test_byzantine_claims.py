@@ -12,6 +12,7 @@ from decentral_bench.report.byzantine_claims import (
     best_under_every,
     breaks_under_some,
     graceful_under_every,
+    measured,
     study_figures,
 )
 from decentral_bench.report.claims import FAILS, HOLDS, UNCLEAR
@@ -52,7 +53,8 @@ def test_a_method_breaks_where_an_attack_costs_it_beyond_the_threshold() -> None
 
 
 def test_a_method_that_every_attack_spares_does_not_break() -> None:
-    groups = _groups(Median=CLEAN, Median__count_eq_2__attack_eq_alie=[0.79, 0.80, 0.80])
+    """The clean run is the sweep's count=0 group."""
+    groups = _groups(Median__count_eq_0=CLEAN, Median__count_eq_2__attack_eq_alie=[0.79, 0.80, 0.80])
     assert breaks_under_some("Median", 2)(groups).verdict == FAILS  # type: ignore[union-attr]
     assert graceful_under_every("Median", 2)(groups).verdict == HOLDS  # type: ignore[union-attr]
     assert breaks_under_some("Median", 1)(groups) is None  # no attacked run with f = 1
@@ -90,5 +92,20 @@ def test_the_matrix_and_figures_show_every_cell() -> None:
     assert sorted(figures) == ["attacks.png", "dissensus_test_accuracy.png"]
     bars = figures["attacks.png"].axes[1].patches  # the panel of 2 attackers
     assert [round(bar.get_height(), 4) for bar in bars] == [0.8033, 0.3233]
+    for figure in figures.values():
+        pyplot.close(figure)
+
+
+def test_a_trimmed_study_shows_only_the_attacks_and_counts_it_ran() -> None:
+    groups = _groups(Mean__count_eq_0=CLEAN, Mean__count_eq_1__attack_eq_ipm=[0.50, 0.52, 0.51],
+                     Median__count_eq_1__attack_eq_dissensus=[0.70, 0.70, 0.70])
+    attacks, counts = measured(groups, ["Mean", "Median"], ["sign_flip", "ipm", "dissensus"])
+    assert (attacks, counts) == (["ipm", "dissensus"], [1])
+    table = accuracy_matrix(groups, ["Mean", "Median"], attacks, counts).splitlines()
+    assert table[0] == "| method | clean | ipm f=1 | dissensus f=1 |"
+    assert table[2:] == ["| Mean | 0.8033 ± 0.0047 | 0.5100 ± 0.0082 | – |",
+                         "| Median | – | – | 0.7000 ± 0.0000 |"]
+    figures = study_figures(groups, "byzantine_torus", ["Mean", "Median"], attacks, counts)
+    assert len(figures["attacks.png"].axes) == 1
     for figure in figures.values():
         pyplot.close(figure)

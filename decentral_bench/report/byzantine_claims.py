@@ -210,17 +210,28 @@ BYZANTINE: dict[str, list[Rule]] = {
 }
 
 
+def measured(groups: Sequence[Group], methods: Sequence[str], attacks: Sequence[str],
+             ) -> tuple[list[str], list[int]]:
+    """The attacks and the numbers of attackers (1, 2) that at least one method ran under:
+    the columns a trimmed study has figures for (one attacker where none ran)."""
+    ran = [(attack, count) for attack in attacks for count in (1, 2)
+           if any(exact(groups, attacked(m, count, attack)) is not None for m in methods)]
+    return ([a for a in attacks if any(a == attack for attack, _ in ran)],
+            sorted({count for _, count in ran}) or [1])
+
+
 def accuracy_matrix(groups: Sequence[Group], methods: Sequence[str],
-                    attacks: Sequence[str] = ATTACKS) -> str:
-    """Markdown: each method's honest final accuracy, clean and under each attack with 1
-    and 2 attackers (mean ± std over seeds)."""
-    header = "| method | clean | " + " | ".join(f"{a} f=1 | {a} f=2" for a in attacks) + " |"
-    lines = [header, "|" + "---|" * (2 + 2 * len(attacks))]
+                    attacks: Sequence[str] = ATTACKS, counts: Sequence[int] = (1, 2)) -> str:
+    """Markdown: each method's honest final accuracy, clean and under each attack with
+    each number of attackers in `counts` (mean ± std over seeds)."""
+    header = "| method | clean | " + " | ".join(
+        f"{a} f={count}" for a in attacks for count in counts) + " |"
+    lines = [header, "|" + "---|" * (2 + len(counts) * len(attacks))]
     for method in methods:
         unattacked = clean(groups, method)
         cells = [str(accuracy(unattacked)) if unattacked is not None else "–"]
         for attack in attacks:
-            for count in (1, 2):
+            for count in counts:
                 group = exact(groups, attacked(method, count, attack))
                 cells.append(str(accuracy(group)) if group is not None else "–")
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
@@ -228,11 +239,11 @@ def accuracy_matrix(groups: Sequence[Group], methods: Sequence[str],
 
 
 def study_figures(groups: Sequence[Group], scenario: str, methods: Sequence[str],
-                  attacks: Sequence[str]) -> dict[str, Figure]:
+                  attacks: Sequence[str], counts: Sequence[int] = (1, 2)) -> dict[str, Figure]:
     """The study's figures by file name: each method's honest final accuracy, clean and
-    under each attack (1 and 2 attackers); and the honest mean test accuracy over epochs
-    under the attack the gossip claims are about, dissensus, with one attacker (a gossip
-    study) or sign flipping (a server one)."""
+    under each attack (a panel per number of attackers in `counts`); and the honest mean
+    test accuracy over epochs under the attack the gossip claims are about, dissensus, with
+    one attacker (a gossip study) or sign flipping (a server one)."""
     cells: dict[tuple[str, str, int], tuple[float, float]] = {}
     for method in methods:
         unattacked = clean(groups, method)
@@ -240,7 +251,7 @@ def study_figures(groups: Sequence[Group], scenario: str, methods: Sequence[str]
             estimate = accuracy(unattacked)
             cells[(method, "clean", 0)] = (estimate.mean, estimate.std)
         for attack in attacks:
-            for count in (1, 2):
+            for count in counts:
                 group = exact(groups, attacked(method, count, attack))
                 if group is not None:
                     estimate = accuracy(group)
@@ -249,7 +260,7 @@ def study_figures(groups: Sequence[Group], scenario: str, methods: Sequence[str]
     curves = [group for method in methods
               for group in (clean(groups, method), exact(groups, attacked(method, 1, focus)))
               if group is not None]
-    return {"attacks.png": attack_figure(cells, methods, attacks, (1, 2),
+    return {"attacks.png": attack_figure(cells, methods, attacks, counts,
                                          f"{scenario}: final test accuracy of the honest "
                                          "agents (mean ± std over seeds)"),
             f"{focus}_test_accuracy.png": metric_figure(curves, "test_accuracy_mean")}

@@ -19,6 +19,7 @@ from decentral_bench.report.byzantine_claims import (
     BYZANTINE,
     SERVER_ATTACKS,
     accuracy_matrix,
+    measured,
     study_figures,
 )
 from decentral_bench.report.claims import (
@@ -240,12 +241,13 @@ def judge_store(tracking_uri: str | None, experiments: Sequence[str] | None,
         if scenario.removesuffix("_cifar10") == "kong_phases":
             text += "\n" + arms_table(group_records(records))
         if scenario in MATRIX:
-            attacks = SERVER_ATTACKS if scenario == "byzantine_server" else ATTACKS
             groups = group_records(records)
+            attacks, counts = measured(groups, MATRIX[scenario], SERVER_ATTACKS if
+                                       scenario == "byzantine_server" else ATTACKS)
             text += "\nFinal test accuracy of the honest agents:\n\n" + accuracy_matrix(
-                groups, MATRIX[scenario], attacks)
-            for name, drawn in study_figures(groups, scenario, MATRIX[scenario],
-                                             attacks).items():
+                groups, MATRIX[scenario], attacks, counts)
+            for name, drawn in study_figures(groups, scenario, MATRIX[scenario], attacks,
+                                             counts).items():
                 attach_figure(client, parent.info.run_id, drawn, f"plots/{name}")
                 if figures is not None:
                     drawn.savefig(figures / f"{scenario}_{name}")

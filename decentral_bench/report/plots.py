@@ -208,7 +208,7 @@ def attack_figure(cells: dict[tuple[str, str, int], tuple[float, float]],
     """Bars of each method's honest final test accuracy (mean ± std over seeds), clean and
     under each attack, one panel per number of attackers; `cells` maps (method, attack,
     count) to (mean, std), attack "clean" with count 0 for the run without attackers."""
-    figure, panels = pyplot.subplots(1, len(counts), figsize=(6.5 * len(counts), 4.8),
+    figure, panels = pyplot.subplots(1, len(counts), figsize=(max(10.0, 6.5 * len(counts)), 4.8),
                                      dpi=DPI, sharey=True, squeeze=False)
     columns = ["clean", *attacks]
     width = 0.8 / max(1, len(methods))

@@ -154,3 +154,47 @@ def test_controlled_methods_get_extra_traffic_and_mean_xi_by_phase() -> None:
     assert len(rows) == 4
     assert ("control", "plain", "100.0", "3 / 1 / 0.5") in controlled
     assert report_rows([_gossip("plain", 0, 100.0, (), False)])[1] == []
+
+
+def _timed(label: str, algorithm: str, seconds_per_round: float, seed: int = 0) -> RunRecord:
+    """A finished run whose rounds took `seconds_per_round` simulated seconds each."""
+    record = _record(label, algorithm, 0.5, seed)
+    record.curves["sim_time_s"] = [(k, k * seconds_per_round) for k in range(1, 5)]
+    return record
+
+
+def test_time_to_target_in_simulated_seconds() -> None:
+    """FedAvg's rounds take 2 s here, CDSGD's 0.25 s (mean of 0.2 and 0.3 over seeds):
+    the target 0.85 is reached at round 3 by both, at 6 s and at 0.75 s."""
+    fedavg = summarize(Group("FedAvg", [_timed("FedAvg", "fedavg", 2.0)]), 0.85)
+    cdsgd = summarize(Group("CDSGD", [_timed("CDSGD", "cdsgd", 0.2),
+                                      _timed("CDSGD", "cdsgd", 0.3, seed=1)]), 0.85)
+    assert fedavg.time_to_target_s == 6.0 and fedavg.row(0.85)[7] == "6"
+    assert cdsgd.time_to_target_s == pytest.approx(0.75) and cdsgd.row(0.85)[7] == "0.75"
+    assert cdsgd.sim_time_s == pytest.approx(1.0)
+    assert cdsgd.figures()["time_to_target_s"] == pytest.approx(0.75)
+    missed = summarize(Group("CDSGD", [_timed("CDSGD", "cdsgd", 0.2)]), 0.99)
+    assert missed.row(0.99)[5:8] == ("not reached",) * 3
+    untimed = summarize(Group("CDSGD", [_record("CDSGD", "cdsgd", 0.1)]), 0.85)
+    assert untimed.row(0.85)[5:8] == ("3", "0.30", "–")  # no network: no seconds
+    assert "time_to_target_s" not in untimed.figures()
+
+
+def test_curves_against_simulated_seconds() -> None:
+    groups = [Group("FedAvg", [_timed("FedAvg", "fedavg", 2.0)]),
+              Group("CDSGD", [_timed("CDSGD", "cdsgd", 0.25)])]
+    markers = [FailureMarker(2.5, "agent 1 down", frozenset({"cdsgd", "fedavg"}))]
+    figure = metric_figure(groups, "test_accuracy_mean", markers, x_axis="time")
+    axes = figure.axes[0]
+    lines = {line.get_label(): line for line in axes.get_lines()}
+    assert list(lines["FedAvg"].get_xdata()) == [2.0, 4.0, 6.0, 8.0]
+    assert list(lines["CDSGD"].get_xdata()) == [0.25, 0.5, 0.75, 1.0]
+    assert axes.get_xlabel() == "simulated time (s)"
+    # The crash after round 2.5 falls at 5 s for FedAvg and 0.625 s for CDSGD.
+    assert sorted(line.get_xdata()[0] for line in axes.get_lines()
+                  if line.get_label().startswith("_")) == [0.625, 5.0]
+    pyplot.close(figure)
+    untimed = [Group("CDSGD", [_record("CDSGD", "cdsgd", 0.1)]), *groups]
+    fallback = metric_figure(untimed, "test_accuracy_mean", x_axis="time")
+    assert fallback.axes[0].get_xlabel().startswith("epochs")  # a run has no clock
+    pyplot.close(fallback)

@@ -39,6 +39,7 @@ from decentral_bench.report.plots import (
     matrix_csv,
     report_figures,
 )
+from decentral_bench.report.scaling import AGENTS, points, scaling_figure, scaling_table
 from decentral_bench.report.summary import (
     CONTROL_COLUMNS,
     GroupSummary,
@@ -331,7 +332,8 @@ def log_report(tracker: Tracker, parent_id: str, scenario: Scenario, header: str
                ) -> tuple[list[tuple[str, ...]], list[tuple[str, ...]]]:
     """Read the parent's children back from the store and log the comparison report on
     the parent: figures (against epochs, and with a network against simulated seconds in
-    `plots/time/`), each group's figures as metrics (`CDSGD.final_test_accuracy`),
+    `plots/time/`, with time to target against the agents where they are swept), each
+    group's figures as metrics (`CDSGD.final_test_accuracy`),
     the summary as an MLflow table, CSV and Markdown, and in its description, with the
     consensus-control table where methods control Ξ². Returns both tables' rows."""
     records = latest_per_configuration(load_records(tracker.client, parent_id))
@@ -345,6 +347,11 @@ def log_report(tracker: Tracker, parent_id: str, scenario: Scenario, header: str
             continue  # no clock: nothing to draw against simulated seconds
         for name, figure in report_figures(group_records(records), markers, axis).items():
             log_figure(tracker, parent_id, figure, f"{folder}/{name}")
+    if target is not None and scenario.network is not None and AGENTS in scenario.sweep:
+        found = points(group_records(records), groups)
+        log_figure(tracker, parent_id, scaling_figure(found, target),
+                   "plots/time/time_to_target.png")
+        tracker.log_text(parent_id, scaling_table(found), "time_to_target.md")
     tracker.log_metrics(parent_id, parent_metrics(groups), step=0)
     tracker.log_table(parent_id, as_table_data(groups), "summary.json")
     tracker.log_text(parent_id, as_csv(rows), "summary.csv")

@@ -26,6 +26,7 @@ class RunRecord:
     algorithm: str = ""
     curves: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
     wall_time_s: float = math.nan
+    swept: dict[str, str] = field(default_factory=dict)  # swept key → its value, as tagged
 
     def final(self, key: str) -> float:
         points = self.curves.get(key, [])

@@ -358,7 +358,9 @@ def load_records(client: MlflowClient, parent_id: str) -> list[RunRecord]:
                            label=tags.get("label", tags.get("method", "?")),
                            method=tags.get("method", "?"), seed=int(tags.get("seed", 0)),
                            status=child.info.status, algorithm=tags.get("algorithm", ""),
-                           wall_time_s=child.data.metrics.get("wall_time_s", math.nan))
+                           wall_time_s=child.data.metrics.get("wall_time_s", math.nan),
+                           swept={key.removeprefix("sweep."): value for key, value
+                                  in tags.items() if key.startswith("sweep.")})
         for key in CURVES:
             if key in child.data.metrics:
                 history = client.get_metric_history(child.info.run_id, key)

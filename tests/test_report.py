@@ -19,7 +19,15 @@ from decentral_bench.report.plots import (
     metric_figure,
     styles,
 )
-from decentral_bench.report.summary import Group, RunRecord, report_rows, summaries, summarize
+from decentral_bench.report.scaling import points, scaling_figure, scaling_table
+from decentral_bench.report.summary import (
+    Group,
+    RunRecord,
+    group_records,
+    report_rows,
+    summaries,
+    summarize,
+)
 from decentral_bench.scenario import FailuresConfig, TopologyConfig
 
 
@@ -198,3 +206,32 @@ def test_curves_against_simulated_seconds() -> None:
     fallback = metric_figure(untimed, "test_accuracy_mean", x_axis="time")
     assert fallback.axes[0].get_xlabel().startswith("epochs")  # a run has no clock
     pyplot.close(fallback)
+
+
+def test_time_to_target_against_the_agents_names_who_is_first() -> None:
+    """Two sizes: FedAvg (2 s a round) is first on 16 agents; on 256 its rounds take
+    8 s and CDSGD (0.5 s a round, target at round 3) is first."""
+    def run(method: str, agents: int, seconds: float, seed: int) -> RunRecord:
+        record = _timed(method, method.lower(), seconds, seed)
+        record.label = f"{method} kind=ring agents={agents}"
+        record.swept = {"topology.kind": "ring", "topology.agents": str(agents)}
+        return record
+
+    records = [run("FedAvg", 16, 0.1, 0), run("FedAvg", 16, 0.1, 1), run("CDSGD", 16, 0.5, 0),
+               run("FedAvg", 256, 8.0, 0), run("CDSGD", 256, 0.5, 0)]
+    records[4].curves["test_accuracy_mean"] = [(1, 0.5), (2, 0.6), (3, 0.6), (4, 0.6)]
+    found = points(group_records(records), summaries(records, 0.85))
+    assert [(p.method, p.setting, p.agents) for p in found] == [
+        ("FedAvg", "kind=ring", 16), ("CDSGD", "kind=ring", 16), ("FedAvg", "kind=ring", 256),
+        ("CDSGD", "kind=ring", 256)]
+    assert scaling_table(found).splitlines()[2:] == [
+        "| kind=ring | 16 | 0.3 | 1.5 | FedAvg |",
+        "| kind=ring | 256 | 24 | not reached | FedAvg |"]
+    records[4].curves["test_accuracy_mean"] = [(1, 0.5), (2, 0.6), (3, 0.9), (4, 0.9)]
+    found = points(group_records(records), summaries(records, 0.85))
+    assert scaling_table(found).splitlines()[3] == "| kind=ring | 256 | 24 | 1.5 | CDSGD |"
+    figure = scaling_figure(found, 0.85)
+    lines = {line.get_label(): line for line in figure.axes[0].get_lines()}
+    assert list(lines["CDSGD"].get_xdata()) == [16, 256]
+    assert list(lines["FedAvg"].get_ydata()) == [pytest.approx(0.3), 24.0]
+    pyplot.close(figure)

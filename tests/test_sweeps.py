@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,7 @@ from typer.testing import CliRunner
 
 from decentral_bench.experiment.sweep import configuration_hash, expand
 from decentral_bench.scenario import Scenario, ScenarioError, parse
+from decentral_bench.scenario.network import NetworkConfig
 
 
 def _sweep_scenario(**overrides: object) -> Scenario:
@@ -44,6 +47,15 @@ def test_configuration_hashes_are_stable() -> None:
     one = expand(_sweep_scenario())[0]
     assert configuration_hash(one.scenario.model_copy(update={"name": "renamed"}),
                               "CDSGD") == one.config_hash
+    # A scenario without a network hashes as it did before the format had the section, so
+    # finished runs of older stores are still recognised; with one, the network counts.
+    data = one.scenario.model_dump(mode="json", exclude={"name", "description", "tracking",
+                                                         "report", "resources", "network"})
+    data["methods"] = [m for m in data["methods"] if m["name"] == "CDSGD"]
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"))
+    assert one.config_hash == hashlib.sha256(text.encode()).hexdigest()[:16]
+    timed = one.scenario.model_copy(update={"network": NetworkConfig()})
+    assert configuration_hash(timed, "CDSGD") != one.config_hash
 
 
 def test_sweep_rejects_unknown_and_unsweepable_keys() -> None:

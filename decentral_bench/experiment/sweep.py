@@ -21,9 +21,16 @@ from decentral_bench.scenario import Scenario, ScenarioError, parse, set_key
 NOT_HASHED = ("name", "description", "tracking", "report", "resources")
 
 
+def _hashed(scenario: Scenario, exclude: set[str]) -> dict[str, Any]:
+    """The scenario's keys that define its runs; an optional section left out (`network`)
+    is left out here too, so adding such a section to the format changes no hash."""
+    data = scenario.model_dump(mode="json", exclude=exclude)
+    return {key: value for key, value in data.items() if value is not None}
+
+
 def configuration_hash(scenario: Scenario, method: str) -> str:
     """A stable hash of what one run computes: the resolved scenario and the method."""
-    data = scenario.model_dump(mode="json", exclude=set(NOT_HASHED))
+    data = _hashed(scenario, set(NOT_HASHED))
     data["methods"] = [m for m in data["methods"] if m["name"] == method]
     text = json.dumps(data, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
@@ -31,8 +38,8 @@ def configuration_hash(scenario: Scenario, method: str) -> str:
 
 def scenario_hash(scenario: Scenario) -> str:
     """A stable hash of a whole scenario (all methods, the sweep, the seeds)."""
-    text = json.dumps(scenario.model_dump(mode="json", exclude=set(NOT_HASHED) - {"name"}),
-                      sort_keys=True, separators=(",", ":"))
+    text = json.dumps(_hashed(scenario, set(NOT_HASHED) - {"name"}), sort_keys=True,
+                      separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

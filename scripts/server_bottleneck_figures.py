@@ -20,6 +20,7 @@ from pathlib import Path
 
 from matplotlib import pyplot
 from matplotlib.figure import Figure
+from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
 
 from decentral_bench.report.plots import DPI, styles
 from decentral_bench.report.scaling import AGENTS, points, scaling_figure, scaling_table
@@ -62,6 +63,9 @@ def accuracy_figure(groups: Sequence[Group], stragglers: str, target: float) -> 
                           linewidth=2)
             axes.axhline(target, color="#888888", linestyle=":", linewidth=1)
             axes.set_xscale("log")
+            axes.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+            axes.xaxis.set_major_formatter(FormatStrFormatter("%g"))
+            axes.xaxis.set_minor_formatter(NullFormatter())
             axes.set_title(f"{kind}, {size} agents", fontsize=11)
             axes.grid(alpha=0.3, which="both")
             axes.set_xlabel("simulated time (s)")

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from matplotlib import pyplot
 from matplotlib.figure import Figure
+from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
 
 from decentral_bench.report.plots import DPI, FIGURE_SIZE, styles
 from decentral_bench.report.summary import Group, GroupSummary
@@ -90,6 +91,10 @@ def scaling_figure(found: Sequence[Point], target: float) -> Figure:
         axes.set_xscale("log", base=2)
         axes.set_yscale("log")
         axes.set_xticks(sizes, [str(size) for size in sizes])
+        axes.xaxis.set_minor_formatter(NullFormatter())
+        axes.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        axes.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+        axes.yaxis.set_minor_formatter(NullFormatter())
         axes.tick_params(labelbottom=True)
         axes.set_title(setting or "all runs", fontsize=11)
         axes.grid(alpha=0.3, which="both")

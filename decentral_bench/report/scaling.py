@@ -34,18 +34,31 @@ class Point:
     seconds: float  # NaN: not reached
 
 
+def _setting(values: dict[str, str]) -> str:
+    return " ".join(f"{path.rsplit('.', 1)[-1]}={value}" for path, value in values.items())
+
+
 def points(groups: Sequence[Group], found: Sequence[GroupSummary]) -> list[Point]:
-    """The groups (and their summaries, in the same order) that swept the agents."""
-    chosen = []
-    for group, summary in zip(groups, found, strict=True):
-        swept = group.records[0].swept
-        if AGENTS not in swept or not group.finished:
-            continue
-        setting = " ".join(f"{path.rsplit('.', 1)[-1]}={value}" for path, value
-                           in swept.items() if path != AGENTS)
-        chosen.append(Point(group.records[0].method, setting, int(swept[AGENTS]),
-                            summary.time_to_target_s))
-    return chosen
+    """The groups (and their summaries, in the same order) that swept the agents. A group
+    whose method ignores some swept keys (FedAvg reads no `topology.kind`) ran once for all
+    their values: its point joins every setting that agrees with the keys it reads."""
+    chosen = [(group.records[0], summary) for group, summary in zip(groups, found, strict=True)
+              if AGENTS in group.records[0].swept and group.finished]
+    others = [{path: value for path, value in record.swept.items() if path != AGENTS}
+              for record, _ in chosen]
+    full = [values for values, (record, _) in zip(others, chosen, strict=True)
+            if not record.shared]
+    result = []
+    for values, (record, summary) in zip(others, chosen, strict=True):
+        settings = [values]
+        if record.shared:
+            settings = [setting for setting in full if
+                        all(setting.get(path) == value for path, value in values.items())]
+            settings = list({_setting(setting): setting for setting in settings}.values()) \
+                or [values]
+        result += [Point(record.method, _setting(setting), int(record.swept[AGENTS]),
+                         summary.time_to_target_s) for setting in settings]
+    return result
 
 
 def _seconds(value: float) -> str:

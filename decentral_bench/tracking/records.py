@@ -27,6 +27,7 @@ class RunRecord:
     curves: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
     wall_time_s: float = math.nan
     swept: dict[str, str] = field(default_factory=dict)  # swept key → its value, as tagged
+    shared: tuple[str, ...] = ()  # swept keys its method ignores: one run for all their values
 
     def final(self, key: str) -> float:
         points = self.curves.get(key, [])

@@ -54,7 +54,8 @@ def test_a_method_breaks_where_an_attack_costs_it_beyond_the_threshold() -> None
 
 def test_a_method_that_every_attack_spares_does_not_break() -> None:
     """The clean run is the sweep's count=0 group."""
-    groups = _groups(Median__count_eq_0=CLEAN, Median__count_eq_2__attack_eq_alie=[0.79, 0.80, 0.80])
+    groups = _groups(Median__count_eq_0=CLEAN,
+                     Median__count_eq_2__attack_eq_alie=[0.79, 0.80, 0.80])
     assert breaks_under_some("Median", 2)(groups).verdict == FAILS  # type: ignore[union-attr]
     assert graceful_under_every("Median", 2)(groups).verdict == HOLDS  # type: ignore[union-attr]
     assert breaks_under_some("Median", 1)(groups) is None  # no attacked run with f = 1

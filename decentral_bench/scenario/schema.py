@@ -23,6 +23,7 @@ from decentral_bench.scenario.base import Strict
 from decentral_bench.scenario.errors import KeyedError, did_you_mean
 from decentral_bench.scenario.graph import TopologyConfig
 from decentral_bench.scenario.methods import MethodConfig
+from decentral_bench.scenario.network import NetworkConfig
 from decentral_bench.scenario.rules import Shorthand
 from decentral_bench.scenario.sections import (
     DatasetConfig,
@@ -68,6 +69,9 @@ class Scenario(Strict):
     adversaries: AdversariesConfig | None = Field(
         None, description="agents that attack (their published points replaced, or their "
         "labels flipped); every figure is then over the honest agents. Default: none")
+    network: NetworkConfig | None = Field(
+        None, description="latency, bandwidths and compute speed: every round is then timed "
+        "in simulated seconds (sim_time_s). Default: none, rounds are not timed")
     tracking: TrackingConfig = Field(
         TrackingConfig(), description="where the MLflow runs go")
     resources: ResourcesConfig = Field(

@@ -20,7 +20,9 @@ STORE=${STORE:-sqlite:///byzantine.db}
 CLAIMS=${CLAIMS:-build/byzantine_claims.md}
 FIGURES=${FIGURES:-build/byzantine}
 BIN=${BIN:-.venv/bin}
-SCENARIOS=${SCENARIOS:-"attacks attacks_ring attacks_server"}
+# The server side (FedAvg against Flower's FedMedian and Krum) joins the list as
+# attacks_server once `fedmedian` and `krum` are registered methods.
+SCENARIOS=${SCENARIOS:-"attacks attacks_ring"}
 for name in $SCENARIOS; do
     file="scenarios/byzantine/$name.yaml"
     TRIM=(--set dataset.train_samples=4000 --set training.epochs=6)
@@ -32,5 +34,5 @@ for name in $SCENARIOS; do
     "$BIN/decentral-bench" run "$file" --tracking-uri "$STORE" ${TRIM[@]+"${TRIM[@]}"} "$@"
 done
 mkdir -p "$(dirname "$CLAIMS")"
-"$BIN/decentral-bench" claims byzantine_torus byzantine_ring byzantine_server \
-    --tracking-uri "$STORE" --output "$CLAIMS" --figures "$FIGURES"
+# Every study the store holds (byzantine_torus, byzantine_ring, byzantine_server) is judged.
+"$BIN/decentral-bench" claims --tracking-uri "$STORE" --output "$CLAIMS" --figures "$FIGURES"

@@ -30,7 +30,8 @@ CASES = {
         "training": {"rounds": 4, "batch_size": 16, "lr": 0.1, "seed": 3, "local_steps": 2,
                      "weight_decay": 1e-3}},
     "nesterov-diminishing": {
-        "methods": [{"name": "M", "algorithm": "cdmsgd", "momentum": 0.8}],
+        "methods": [{"name": "M", "algorithm": "cdmsgd", "momentum": 0.8,
+                     "momentum_buffer": "iterates"}],
         "training": {"rounds": 4, "batch_size": 16, "lr": 0.1, "seed": 3,
                      "lr_schedule": "diminishing", "epsilon": 0.75}},
     "centralized-sgd": {"methods": [{"name": "M", "algorithm": "centralized_sgd"}]},
@@ -42,7 +43,7 @@ CASES = {
         "dataset": {"name": "digits", "partition": {"kind": "dirichlet", "alpha": 0.5}},
         "training": {"rounds": 3, "batch_size": 16, "lr": 0.05, "seed": 1}},
     "nesterov-crash-and-link-drops": {
-        "methods": [{"name": "M", "algorithm": "cdmsgd"}],
+        "methods": [{"name": "M", "algorithm": "cdmsgd", "momentum_buffer": "iterates"}],
         "topology": {"kind": "ring", "agents": 5},
         "training": {"rounds": 5, "batch_size": 16, "lr": 0.1, "seed": 2, "local_steps": 2},
         "failures": {"agents": [{"agent": 2, "round": 2, "recover": 4}],

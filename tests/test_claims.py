@@ -3,14 +3,27 @@ Kong-style run through the CLI that logs its table on the parent run."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
 from decentral_bench.cli.entry import cli
-from decentral_bench.report.claims import FAILS, HOLDS, UNCLEAR, Estimate, compare
+from decentral_bench.report.claims import (
+    FAILS,
+    HOLDS,
+    NOT_CONVERGED,
+    UNCLEAR,
+    Estimate,
+    compare,
+    curve_plateau,
+    judge,
+)
+from decentral_bench.report.paper_claims import JIANG
+from decentral_bench.tracking.records import RunRecord
 
 
 @pytest.mark.parametrize(("a", "b", "expect", "verdict"), [
@@ -68,7 +81,8 @@ def test_kong_claims_are_judged_from_the_store_and_logged_on_the_parent(
     table = output.read_text()
     assert table.startswith("## kong_phases")
     rows = [line for line in table.splitlines() if line.startswith("| ")]
-    claims = [row for row in rows if any(v in row for v in (HOLDS, FAILS, UNCLEAR))]
+    claims = [row for row in rows
+              if any(v in row for v in (HOLDS, FAILS, UNCLEAR, NOT_CONVERGED))]
     assert len(claims) == 7  # every Kong rule found its arms
     assert "extra traffic vs uncontrolled" in table
     arms = [row for row in rows if row.startswith(("| centralized", "| control-phase-1"))]
@@ -94,3 +108,62 @@ def test_claims_of_a_missing_experiment_are_an_error(tracking_uri: str) -> None:
                                     tracking_uri])
     assert done.exit_code == 2
     assert "no scenario run 'fig1a_cdsgd_vs_sgd'" in done.output
+
+
+# ------------------------------------------------------------ verdicts at a plateau
+
+EPOCHS = np.arange(1.0, 101.0)
+RISING = 0.834 + 0.0003 * EPOCHS  # CDSGD at α = 0.01 near epoch 90: +0.0003 an epoch
+FLAT = 0.88 - 0.2 * np.exp(-EPOCHS / 5)
+NOISY_FLAT = 0.87 + np.random.default_rng(0).normal(0.0, 0.003, len(EPOCHS))
+FALLING = 0.88 - 0.0004 * EPOCHS  # overfitting: no longer improving
+
+
+@pytest.mark.parametrize(("curve", "reached"), [
+    (RISING, False), (FLAT, True), (NOISY_FLAT, True), (FALLING, True)])
+def test_the_plateau_rule_on_hand_made_curves(curve: np.ndarray, reached: bool) -> None:
+    found = curve_plateau(EPOCHS, curve)
+    want = curve[90:].mean() - curve[80:90].mean()  # epochs 91-100 against 81-90
+    assert found.rise == pytest.approx(want, abs=1e-12)
+    assert found.slope == pytest.approx(want / 10.0, abs=1e-12)
+    assert found.epoch == 100.0
+    assert found.reached is reached
+
+
+def test_a_curve_with_no_evaluation_in_a_window_has_not_shown_a_plateau() -> None:
+    found = curve_plateau([10.0, 50.0, 100.0], [0.8, 0.85, 0.86])  # nothing in (80, 90]
+    assert math.isnan(found.rise) and not found.reached
+    assert curve_plateau([], []).epoch != curve_plateau([], []).epoch  # NaN: no curve
+
+
+def _accuracy_run(label: str, seed: int, curve: np.ndarray, early: float) -> RunRecord:
+    """A run evaluated after every epoch: `curve`, with `early` after epoch 1."""
+    values = [early, *curve[1:]]
+    return RunRecord(run_id=f"{label}-{seed}", config_hash=f"{label}-{seed}", label=label,
+                     method=label, seed=seed, status="FINISHED", algorithm="cdsgd",
+                     curves={"epochs": [(k, float(e)) for k, e in enumerate(EPOCHS)],
+                             "test_accuracy_mean": [(k, float(v) + 0.001 * seed)
+                                                    for k, v in enumerate(values)],
+                             "train_accuracy_mean": [(k, float(v) + 0.01)
+                                                     for k, v in enumerate(values)]})
+
+
+def test_a_claim_about_final_accuracy_on_a_rising_curve_is_not_yet_converged() -> None:
+    """fig1a's rules on hand-made runs: SGD flat, CDSGD still rising in one seed. The
+    rate claim is judged (epoch 1); the final-accuracy and generalization-gap claims are
+    not yet converged, naming the run, the epoch it reached and its slope."""
+    records = [_accuracy_run("SGD", seed, FLAT, 0.78) for seed in range(3)]
+    records += [_accuracy_run("CDSGD", 0, RISING, 0.70), _accuracy_run("CDSGD", 1, FLAT, 0.71),
+                _accuracy_run("CDSGD", 2, FLAT, 0.70)]
+    rate, final, generalization = judge(records, JIANG["fig1a_cdsgd_vs_sgd"])
+    assert rate.verdict == HOLDS
+    for claim in (final, generalization):
+        assert claim.verdict == NOT_CONVERGED
+        assert claim.why.startswith("CDSGD seed 0 still rising at epoch 100 (+0.0")
+        assert "/epoch over its last 10%" in claim.why
+        assert "SGD seed" not in claim.why.replace("CDSGD seed", "")
+    assert "(epoch 100)" in final.figures
+    plateaued = [r for r in records if r.seed != 0 or r.method == "SGD"]
+    _, final, _ = judge([*plateaued, _accuracy_run("CDSGD", 0, FLAT, 0.70)],
+                        JIANG["fig1a_cdsgd_vs_sgd"])
+    assert final.verdict == HOLDS  # both flat at the same level: comparable

@@ -20,6 +20,7 @@ from decentral_bench.report.claims import (
     as_markdown,
     at_epoch,
     compare,
+    compare_at_plateau,
     figure,
     final,
     find,
@@ -39,6 +40,7 @@ from decentral_bench.report.summary import (
 from decentral_bench.tracking.store import attach_text, find_parent_run, load_records, open_store
 
 EARLY_EPOCH = 1.0  # "converges slower per epoch": accuracy after the first epoch
+AT_THE_END = ("final", "gap")  # figures of the run's end: judged only at a plateau
 
 
 def _pair(groups: Sequence[Group], a: str, b: str) -> tuple[Group, Group] | None:
@@ -52,6 +54,13 @@ def _early(group: Group) -> Estimate:
 
 def _accuracy(group: Group) -> Estimate:
     return figure(group, final("test_accuracy_mean"))
+
+
+def _horizon(group: Group) -> str:
+    """The epochs the group's runs reached, as the figures' text says it: "(epoch 100)"."""
+    reached = {round(epochs) for epochs in (record.final("epochs") for record in group.finished)
+               if math.isfinite(epochs)}
+    return "(epoch " + ("/".join(f"{epoch:g}" for epoch in sorted(reached)) or "?") + ")"
 
 
 def _rule(claim: str, a: str, b: str, measure: str, expect: str) -> Rule:
@@ -69,9 +78,12 @@ def _rule(claim: str, a: str, b: str, measure: str, expect: str) -> Rule:
         if pair is None:
             return None
         first, second = (measures[measure](group) for group in pair)
-        verdict, why = compare(first, second, expect)
-        return Claim(claim, f"{names[measure]}: {pair[0].label} {first}, "
-                            f"{pair[1].label} {second}", verdict, why)
+        if measure not in AT_THE_END:
+            return Claim(claim, f"{names[measure]}: {pair[0].label} {first}, "
+                                f"{pair[1].label} {second}", *compare(first, second, expect))
+        return Claim(claim, f"{names[measure]}: {pair[0].label} {first} {_horizon(pair[0])}, "
+                            f"{pair[1].label} {second} {_horizon(pair[1])}",
+                     *compare_at_plateau(pair, first, second, expect))
 
     return judge
 
@@ -197,6 +209,26 @@ def arms_table(groups: Sequence[Group]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def by_swept_values(records: Sequence[RunRecord]) -> dict[str, list[RunRecord]]:
+    """The records of each sweep combination, keyed by its values as labels write them
+    ("agents=32"; "" where the scenario sweeps nothing), in the order they first appear."""
+    parts: dict[str, list[RunRecord]] = {}
+    for record in records:
+        parts.setdefault(record.label.removeprefix(record.method).strip(), []).append(record)
+    return parts
+
+
+def kong_tables(records: Sequence[RunRecord]) -> str:
+    """Kong et al.'s claims and arms table, for each ring size (sweep combination) apart:
+    the phase claims compare arms of one size."""
+    text = []
+    for values, part in by_swept_values(records).items():
+        heading = f"### {values}\n\n" if values else ""
+        text.append(heading + as_markdown(judge(part, KONG)) + "\n" +
+                    arms_table(group_records(part)))
+    return "\n".join(text)
+
+
 def judge_store(tracking_uri: str | None, experiments: Sequence[str] | None) -> list[str]:
     """Judge the claims of each named experiment (default: every papers' scenario found in
     the store), log each table on its parent run as claims.md and return the tables.
@@ -212,9 +244,11 @@ def judge_store(tracking_uri: str | None, experiments: Sequence[str] | None) -> 
             continue
         scenario = parent.data.tags.get("scenario", name)
         records = latest_per_configuration(load_records(client, parent.info.run_id))
-        text = f"## {scenario}\n\n" + as_markdown(judge(records, rules_for(scenario)))
+        text = f"## {scenario}\n\n"
         if scenario.removesuffix("_cifar10") == "kong_phases":
-            text += "\n" + arms_table(group_records(records))
+            text += kong_tables(records)
+        else:
+            text += as_markdown(judge(records, rules_for(scenario)))
         attach_text(client, parent.info.run_id, text, "claims.md")
         sections.append(text)
     return sections

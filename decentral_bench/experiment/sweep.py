@@ -21,9 +21,21 @@ from decentral_bench.scenario import Scenario, ScenarioError, parse, set_key
 NOT_HASHED = ("name", "description", "tracking", "report", "resources")
 
 
+def _hashed(scenario: Scenario, exclude: set[str]) -> dict[str, Any]:
+    """The scenario as hashed data. Of `resources` only the number type changes what a
+    run computes; it and `training.deterministic` enter only when set away from their
+    defaults, so the hashes of runs recorded before they existed stay the same."""
+    data = scenario.model_dump(mode="json", exclude=exclude)
+    if not data["training"]["deterministic"]:
+        del data["training"]["deterministic"]
+    if scenario.resources.dtype != "float32":
+        data["resources"] = {"dtype": scenario.resources.dtype}
+    return data
+
+
 def configuration_hash(scenario: Scenario, method: str) -> str:
     """A stable hash of what one run computes: the resolved scenario and the method."""
-    data = scenario.model_dump(mode="json", exclude=set(NOT_HASHED))
+    data = _hashed(scenario, set(NOT_HASHED))
     data["methods"] = [m for m in data["methods"] if m["name"] == method]
     text = json.dumps(data, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
@@ -31,7 +43,7 @@ def configuration_hash(scenario: Scenario, method: str) -> str:
 
 def scenario_hash(scenario: Scenario) -> str:
     """A stable hash of a whole scenario (all methods, the sweep, the seeds)."""
-    text = json.dumps(scenario.model_dump(mode="json", exclude=set(NOT_HASHED) - {"name"}),
+    text = json.dumps(_hashed(scenario, set(NOT_HASHED) - {"name"}),
                       sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 

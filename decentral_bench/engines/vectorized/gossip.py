@@ -71,11 +71,12 @@ class GossipLoop:
         self.plan = run.plan
         self.rule = run.plan.update_rule
         self.agents = run.plan.agents
-        self.static = Mixer(run.plan.topology.mixing_matrix, run.device, run.dense)
+        self.static = Mixer(run.plan.topology.mixing_matrix, run.device, run.dense,
+                            run.plan.dtype)
 
     def own_weights(self, matrix: np.ndarray) -> torch.Tensor:
         """π_jj^k of every agent."""
-        return torch.as_tensor(np.diag(matrix).copy(), dtype=torch.float32,
+        return torch.as_tensor(np.diag(matrix).copy(), dtype=self.plan.dtype,
                                device=self.run.device)
 
     def start(self) -> State:
@@ -90,7 +91,8 @@ class GossipLoop:
         if not self.plan.failure_schedule.changes_network:
             return None, self.static
         network = self.plan.failure_schedule.network(server_round)
-        return network, Mixer(network.mixing_matrix, self.run.device, self.run.dense)
+        return network, Mixer(network.mixing_matrix, self.run.device, self.run.dense,
+                              self.plan.dtype)
 
     def step(self, state: State, server_round: int, network: RoundNetwork | None,
              mixer: Mixer) -> tuple[State, dict[str, torch.Tensor]]:

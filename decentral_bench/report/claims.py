@@ -86,10 +86,12 @@ def compare(a: Estimate, b: Estimate, expect: str) -> tuple[str, str]:
 @dataclass(frozen=True)
 class Plateau:
     """Whether an accuracy curve had stopped improving when its run ended: `rise` is the mean
-    over the last `PLATEAU_WINDOW` of its epochs less the mean over the window before (NaN
-    where a window holds no evaluation), `slope` that rise per epoch."""
+    over its last `window` epochs (`PLATEAU_WINDOW` of them, or wider where evaluations are
+    sparser) less the mean over the window before (NaN where a window holds no
+    evaluation), `slope` that rise per epoch."""
 
     epoch: float  # epochs the run reached
+    window: float  # epochs in each of the two windows
     rise: float
     slope: float
 
@@ -102,18 +104,21 @@ def curve_plateau(epochs: Sequence[float], values: Sequence[float]) -> Plateau:
     """The plateau test on a curve: accuracy `values` measured after `epochs` (increasing).
     With E the last epoch and w = `PLATEAU_WINDOW` × E, the curve has plateaued when
     mean{a(e) : E − w < e ≤ E} − mean{a(e) : E − 2w < e ≤ E − w} ≤ `PLATEAU_RISE`. A
-    falling curve has plateaued too: it has stopped improving."""
+    falling curve has plateaued too: it has stopped improving. Where evaluations are
+    sparser than w (an evaluation every 3 of 20 epochs), w widens to the longer of the
+    last two intervals between them, so each window holds one: a wider window only adds
+    to the rise of a rising curve, never passes one the narrow windows would fail."""
     if not len(epochs):
-        return Plateau(math.nan, math.nan, math.nan)
+        return Plateau(math.nan, math.nan, math.nan, math.nan)
     at, accuracy = np.asarray(epochs, dtype=float), np.asarray(values, dtype=float)
     end = float(at[-1])
-    width = PLATEAU_WINDOW * end
+    width = max([PLATEAU_WINDOW * end, *np.diff(at[-3:])])
     last = accuracy[at > end - width]
     before = accuracy[(at > end - 2 * width) & (at <= end - width)]
     if not len(last) or not len(before):
-        return Plateau(end, math.nan, math.nan)
+        return Plateau(end, width, math.nan, math.nan)
     rise = float(last.mean() - before.mean())
-    return Plateau(end, rise, rise / width)
+    return Plateau(end, width, rise, rise / width)
 
 
 def plateau(record: RunRecord, key: str = "test_accuracy_mean") -> Plateau:
@@ -134,13 +139,15 @@ def unconverged(groups: Sequence[Group], key: str = "test_accuracy_mean") -> str
             found = plateau(record, key)
             if found.reached:
                 continue
-            if math.isnan(found.rise):
+            if math.isnan(found.epoch):
+                late.append(f"{group.label} seed {record.seed}: no {key} recorded")
+            elif math.isnan(found.rise):
                 late.append(f"{group.label} seed {record.seed}: too few evaluations in its "
-                            f"last {2 * PLATEAU_WINDOW:.0%} of epochs to tell")
+                            f"last {2 * found.window:.3g} epochs to tell")
             else:
                 late.append(f"{group.label} seed {record.seed} still rising at epoch "
                             f"{found.epoch:.0f} ({found.slope:+.5f}/epoch over its last "
-                            f"{PLATEAU_WINDOW:.0%}: +{found.rise:.4f} > {PLATEAU_RISE})")
+                            f"{found.window:.3g} epochs: +{found.rise:.4f} > {PLATEAU_RISE})")
     return "; ".join(late) if late else None
 
 

@@ -29,9 +29,11 @@ NOT_COMPUTED = ("name", "description", "tracking", "report", "resources")
 
 def computed_settings(scenario: Scenario, keep: tuple[str, ...] = ()) -> dict[str, Any]:
     """The scenario as JSON-ready data without the sections of `NOT_COMPUTED` (but those in
-    `keep`). `resources.dtype` and `training.deterministic` are in it only when set away
-    from their defaults, so that the hashes of runs recorded before the keys existed stay."""
-    data = scenario.model_dump(mode="json", exclude=set(NOT_COMPUTED) - set(keep))
+    `keep`), less its optional sections left unset. `resources.dtype` and
+    `training.deterministic` are in it only when set away from their defaults, so that the
+    hashes of runs recorded before the keys existed stay."""
+    data = without_unset_sections(
+        scenario.model_dump(mode="json", exclude=set(NOT_COMPUTED) - set(keep)))
     if not data["training"]["deterministic"]:
         del data["training"]["deterministic"]
     if scenario.resources.dtype != "float32":
@@ -52,6 +54,12 @@ def ignored_keys(definition: Method) -> tuple[str, ...]:
 def reads(definition: Method, path: str) -> bool:
     """Whether a method reads the scenario key `path` (`topology.kind`)."""
     return not any(path == key or path.startswith(f"{key}.") for key in ignored_keys(definition))
+
+
+def without_unset_sections(data: dict[str, Any]) -> dict[str, Any]:
+    """The data less its optional sections left unset (`network`), so adding such a section
+    to the format changes no run's identity."""
+    return {key: value for key, value in data.items() if value is not None}
 
 
 def effective_settings(scenario: Scenario, method_name: str) -> dict[str, Any]:

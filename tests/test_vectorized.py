@@ -62,6 +62,12 @@ CASES = {
         "failures": {"server": {"round": 3, "mode": "local"},
                      "agents": [{"agent": 1, "round": 2, "recover": 5}]},
         "network": {**NETWORK, "latency": "10 ms"}},
+    "one-peer-exponential-schedule": {
+        "topology": {"kind": "exponential", "agents": 8, "schedule": "one_peer_exponential"},
+        "network": NETWORK},
+    "random-matching-schedule": {
+        "methods": [{"name": "M", "algorithm": "cdmsgd"}],
+        "topology": {"kind": "complete", "agents": 6, "schedule": "random_matching"}},
     "fedavg-server-lost-halt": {
         "methods": [{"name": "M", "algorithm": "fedavg"}],
         "training": {"rounds": 4, "batch_size": 32, "lr": 0.1, "seed": 0},

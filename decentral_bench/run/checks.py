@@ -28,6 +28,7 @@ from decentral_bench.experiment.data import (
 from decentral_bench.experiment.models import build_model
 from decentral_bench.experiment.plan import MethodPlan
 from decentral_bench.experiment.sweep import RunSpec, expand
+from decentral_bench.network.schedules import GraphSchedule
 from decentral_bench.network.topology import TopologyError, build_topology
 from decentral_bench.scenario import Scenario, ScenarioError
 from decentral_bench.scenario.graph import RANDOM_FAMILIES
@@ -120,6 +121,24 @@ def _links_problem(scenario: Scenario) -> str | None:
     return None
 
 
+def _schedule_problem(scenario: Scenario) -> str | None:
+    """What breaks the time-varying graph: failures on it, a round's Π_k that is not
+    doubly stochastic, a window of rounds whose union is disconnected."""
+    topology = scenario.topology
+    if topology.schedule is None:
+        return None
+    if scenario.failures.agents or scenario.failures.links is not None:
+        return ("failures are not modelled on a time-varying graph: drop topology.schedule "
+                "or the failures section's agents and links")
+    seed = scenario.training.seed
+    try:
+        GraphSchedule(topology, build_topology(topology, seed), seed).check(
+            scenario.training.rounds or 0)
+    except (TopologyError, ValueError, OSError) as error:
+        return str(error)
+    return None
+
+
 def _checks(scenario: Scenario) -> list[tuple[str, Callable[[], str | None]]]:
     """(key, check) pairs, in the order a run meets them; a check returns a problem."""
 
@@ -142,7 +161,8 @@ def _checks(scenario: Scenario) -> list[tuple[str, Callable[[], str | None]]]:
         return None
 
     return [("resources.device", lambda: _device_problem(scenario)),
-            ("topology", topology), ("network.links_file", lambda: _links_problem(scenario)),
+            ("topology", topology), ("topology.schedule", lambda: _schedule_problem(scenario)),
+            ("network.links_file", lambda: _links_problem(scenario)),
             ("dataset", data),
             ("dataset.partition", lambda: _partition_problem(scenario)),
             ("model", lambda: _model_problem(scenario))]

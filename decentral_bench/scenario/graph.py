@@ -14,7 +14,7 @@ from pydantic import (
 )
 
 from decentral_bench.scenario.base import Count, Strict, user_path
-from decentral_bench.scenario.rules import Is, IsSet, Needs, OnlyWith, Within
+from decentral_bench.scenario.rules import Is, IsSet, Needs, Not, OnlyWith, Within
 
 TopologyKind = Literal["complete", "ring", "path", "star", "torus", "hypercube", "erdos_renyi",
                        "random_regular", "small_world", "exponential", "edges"]
@@ -91,6 +91,17 @@ class TopologyConfig(Strict):
         "(0, 1) (Jiang et al. Fig. 2b). Default: unset, the family's own key is used")
     seed: NonNegativeInt | None = Field(
         None, description="seed of the random graph families. Default: training.seed")
+    schedule: Literal["one_peer_exponential", "random_matching", "resample"] | None = Field(
+        None, description="a time-varying graph, a new Π_k every round: "
+        "one_peer_exponential (kind exponential, N a power of two: in round k agent i "
+        "sends to i + 2^((k − 1) mod log₂ N) with weight ½), random_matching (a seeded "
+        "maximal matching of the graph's edges each round, matched agents average "
+        "pairwise), resample (the random family drawn again each round). Default: unset, "
+        "the same graph every round")
+    schedule_window: Count | None = Field(
+        None, description="random_matching, resample: B, the rounds whose union of graphs "
+        "must be connected (checked for the first window and every window the run "
+        "completes). Default: twice the number of agents")
 
     rules = (
         *(OnlyWith(key, Is("kind", *kinds)) for key, kinds in _FAMILY_KEYS.items()),
@@ -115,6 +126,21 @@ class TopologyConfig(Strict):
               "mixing: matrix goes with matrix_file (and matrix_file with it)"),
         OnlyWith("matrix_file", Is("mixing", "matrix"),
                  "mixing: matrix goes with matrix_file (and matrix_file with it)"),
+        Within(Is("schedule", "one_peer_exponential"), "kind", ("exponential",),
+               "schedule one_peer_exponential runs on kind exponential (the union of its "
+               "graphs), not {value}"),
+        Within(Is("schedule", "one_peer_exponential"), "agents", POWERS_OF_TWO,
+               "schedule one_peer_exponential needs a power of two agents (it averages "
+               "exactly in log₂ N rounds only then), not {value}"),
+        Within(Is("schedule", "resample"), "kind", RANDOM_FAMILIES,
+               "schedule resample draws a random family again each round: kind "
+               "erdos_renyi, random_regular or small_world, not {value}"),
+        Within(IsSet("schedule"), "mixing", ("metropolis", "max_degree"),
+               "a schedule builds its own Π_k each round: mixing metropolis or max_degree, "
+               "not {value}"),
+        OnlyWith("schedule_window", Is("schedule", "random_matching", "resample")),
+        OnlyWith("target_lambda2", Not(IsSet("schedule")),
+                 "target_lambda2 picks one graph; a schedule draws a new one each round"),
     )
 
     @model_validator(mode="before")

@@ -68,6 +68,11 @@ CASES = {
     "random-matching-schedule": {
         "methods": [{"name": "M", "algorithm": "cdmsgd"}],
         "topology": {"kind": "complete", "agents": 6, "schedule": "random_matching"}},
+    "sgp-directed": {
+        "methods": [{"name": "M", "algorithm": "sgp"}],
+        "topology": {"kind": "directed_edges", "agents": 5,
+                     "edges": [[0, 1], [1, 2], [2, 3], [3, 4], [4, 0], [0, 2], [0, 3]]},
+        "network": NETWORK},
     "fedavg-server-lost-halt": {
         "methods": [{"name": "M", "algorithm": "fedavg"}],
         "training": {"rounds": 4, "batch_size": 32, "lr": 0.1, "seed": 0},

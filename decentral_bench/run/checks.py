@@ -31,7 +31,7 @@ from decentral_bench.experiment.sweep import RunSpec, expand
 from decentral_bench.network.schedules import GraphSchedule
 from decentral_bench.network.topology import TopologyError, build_topology
 from decentral_bench.scenario import Scenario, ScenarioError
-from decentral_bench.scenario.graph import RANDOM_FAMILIES
+from decentral_bench.scenario.graph import DIRECTED_KINDS, RANDOM_FAMILIES
 from decentral_bench.scenario.network import read_links
 from strategies.registry import method
 
@@ -78,12 +78,21 @@ def _model_problem(scenario: Scenario) -> str | None:
 
 def _stability_problems(scenario: Scenario) -> list[tuple[str, str]]:
     """(key, problem) for each method whose update rule diverges on the scenario's Π
-    (CDMSGD-Nesterov on the iterates when λN ≤ −1/(1 + 2μ))."""
+    (CDMSGD-Nesterov on the iterates when λN ≤ −1/(1 + 2μ)) or needs a Π the graph has not
+    (a doubly stochastic method on a directed graph)."""
     found = []
     lambda_n: float | None = None  # the graph is the same for every method: built once
     for index, entry in enumerate(scenario.methods):
         plan = MethodPlan.of(scenario, entry.name)
         if not plan.has_graph:
+            continue
+        if scenario.topology.kind in DIRECTED_KINDS and \
+                plan.definition.mixing == "doubly_stochastic":
+            found.append((f"methods[{index}]", (
+                f"'{entry.name}' ({entry.algorithm}) needs a doubly stochastic Π, which the "
+                f"{scenario.topology.kind} graph has not (its Π is column-stochastic); use "
+                "algorithm: sgp (push-sum), which de-biases with its weights, or an "
+                "undirected graph")))
             continue
         bound = plan.definition.lowest_eigenvalue(plan.options)
         if bound is None:
@@ -125,11 +134,13 @@ def _schedule_problem(scenario: Scenario) -> str | None:
     """What breaks the time-varying graph: failures on it, a round's Π_k that is not
     doubly stochastic, a window of rounds whose union is disconnected."""
     topology = scenario.topology
+    changing = topology.schedule is not None or topology.kind in DIRECTED_KINDS
+    if changing and (scenario.failures.agents or scenario.failures.links is not None):
+        return ("failures are not modelled on a time-varying or directed graph: drop "
+                f"topology.{'schedule' if topology.schedule else 'kind'} or the failures "
+                "section's agents and links")
     if topology.schedule is None:
         return None
-    if scenario.failures.agents or scenario.failures.links is not None:
-        return ("failures are not modelled on a time-varying graph: drop topology.schedule "
-                "or the failures section's agents and links")
     seed = scenario.training.seed
     try:
         GraphSchedule(topology, build_topology(topology, seed), seed).check(

@@ -17,9 +17,14 @@ from decentral_bench.scenario.base import Count, Strict, user_path
 from decentral_bench.scenario.rules import Is, IsSet, Needs, Not, OnlyWith, Within
 
 TopologyKind = Literal["complete", "ring", "path", "star", "torus", "hypercube", "erdos_renyi",
-                       "random_regular", "small_world", "exponential", "edges"]
+                       "random_regular", "small_world", "exponential", "edges",
+                       "directed_ring", "directed_exponential", "directed_edges"]
 MAX_AGENTS = 4096
 POWERS_OF_TWO = tuple(2 ** e for e in range(MAX_AGENTS.bit_length()))
+
+# The directed families: Π is column-stochastic (each sender splits its mass over its
+# out-neighbours and itself), for push-sum methods (SGP) only.
+DIRECTED_KINDS = ("directed_ring", "directed_exponential", "directed_edges")
 
 # The families drawn at random (with topology.seed, else the training seed).
 RANDOM_FAMILIES = ("erdos_renyi", "random_regular", "small_world")
@@ -31,7 +36,7 @@ _FAMILY_KEYS: dict[str, tuple[str, ...]] = {
     "p": ("erdos_renyi", "small_world"),
     "degree": ("random_regular",),
     "k": ("small_world",),
-    "edges": ("edges",),
+    "edges": ("edges", "directed_edges"),
     "target_lambda2": RANDOM_FAMILIES,
 }
 
@@ -52,7 +57,10 @@ class TopologyConfig(Strict):
         "complete", description="the graph family: complete, ring, path, star, torus (rows × "
         "cols grid, wrapped), hypercube, erdos_renyi (p), random_regular (degree), "
         "small_world (Watts–Strogatz, k and p), exponential (j linked to j ± 2^i), edges (a "
-        "list of your own)")
+        "list of your own); directed (push-sum methods such as sgp only, Π column-stochastic: "
+        "j gives 1 / (out-degree + 1) to itself and each out-neighbour): directed_ring (j → "
+        "j + 1), directed_exponential (j → j + 2^i), directed_edges (your own pairs j → l, "
+        "strongly connected)")
     agents: Count = Field(
         5, le=MAX_AGENTS, description="number of agents N (nodes of the graph). Left out, a "
         "torus has rows × cols and an inline edge list its largest node + 1")
@@ -113,9 +121,14 @@ class TopologyConfig(Strict):
               "kind 'small_world' needs the neighbour count k (or target_lambda2)"),
         Needs(Is("kind", "small_world"), ("p",),
               "kind 'small_world' needs the rewiring probability p"),
-        Needs(Is("kind", "edges"), ("edges",),
+        Needs(Is("kind", "edges", "directed_edges"), ("edges",),
               "kind 'edges' needs an edge list [[0, 1], ...] or the path of a file of 'j l' "
               "lines"),
+        Within(Is("kind", *DIRECTED_KINDS), "mixing", ("metropolis",),
+               "a directed graph's Π is column-stochastic by construction (1 / (out-degree + "
+               "1)); leave mixing out, not {value}"),
+        OnlyWith("lazy", Not(Is("kind", *DIRECTED_KINDS)),
+                 "a directed graph's Π keeps its own mass already; leave lazy out"),
         Needs(IsSet("rows"), ("cols",),
               "a torus needs both rows and cols, or neither (square agents)"),
         Needs(IsSet("cols"), ("rows",),
@@ -151,8 +164,8 @@ class TopologyConfig(Strict):
         if data.get("kind") == "torus" and isinstance(data.get("rows"), int) \
                 and isinstance(data.get("cols"), int):
             return {**data, "agents": data["rows"] * data["cols"]}
-        if data.get("kind") == "edges" and isinstance(data.get("edges"), list | tuple) \
-                and data["edges"]:
+        if data.get("kind") in ("edges", "directed_edges") \
+                and isinstance(data.get("edges"), list | tuple) and data["edges"]:
             nodes = [n for edge in data["edges"] if isinstance(edge, list | tuple) for n in edge
                      if isinstance(n, int)]
             return {**data, "agents": max(nodes) + 1} if nodes else data

@@ -82,6 +82,8 @@ LATER_CHECKS = (
     "a time-varying graph (topology.schedule): every round's Π_k doubly stochastic, the "
     "union of the graphs of each window of rounds (log₂ N for one_peer_exponential, "
     "schedule_window otherwise) connected, and no failures on it",
+    "a directed graph (directed_ring, directed_exponential, directed_edges): strongly "
+    "connected, and only push-sum methods (sgp) on it",
     "the network: each line of network.links_file names an edge of the graph",
     "each method against the graph: CDMSGD-Nesterov on the iterates (the default form) "
     "needs Π's smallest eigenvalue λN > −1/(1 + 2 momentum)",

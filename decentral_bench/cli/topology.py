@@ -50,8 +50,9 @@ def topology(
                           "lazy": parsed.topology.lazy, **summary,
                           "matrix": built.mixing_matrix.tolist()}, indent=2))
     else:
+        mixing = "column-stochastic" if built.directed else parsed.topology.mixing
         table = Table(title=f"{parsed.name}: {parsed.topology.kind}, mixing "
-                            f"{parsed.topology.mixing}{' (lazy)' if parsed.topology.lazy else ''}")
+                            f"{mixing}{' (lazy)' if parsed.topology.lazy else ''}")
         table.add_column("quantity")
         table.add_column("value", justify="right")
         for key, value in summary.items():

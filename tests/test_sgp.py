@@ -102,7 +102,11 @@ def test_sgp_on_the_vectorized_engine_equals_the_matrix_form() -> None:
         for got, want in zip(final[agent], expected[agent], strict=True):
             np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
     assert not np.allclose(final[0][0], plan.initial_parameters[0])  # it trained
-    assert rounds[4]["bytes_moved"] == 7 * (4 * (64 * 16 + 16 + 16 * 10 + 10) + 4)  # + w
+    model = 4 * (64 * 16 + 16 + 16 * 10 + 10)
+    assert rounds[4]["bytes_moved"] == 7 * (model + 4)  # 7 directed edges, x and w
+    # The router: each agent gets its in-neighbours' and its own message (12) and replies
+    # with its message (5) and, since z is not its message, its model (5).
+    assert rounds[4]["router_bytes_moved"] == 17 * (model + 4) + 5 * model
 
 
 @pytest.mark.parametrize(("topology", "algorithm", "message"), [

@@ -137,6 +137,9 @@ class GossipLoop:
             wall_time = run.lap()
             matrix = plan.topology.mixing_matrix if network is None else network.mixing_matrix
             moved, routed = gossip_round_bytes(matrix, alive, int(sizes[0]), outcome)
+            if models is not self.rule.message(state):  # each reply carries the model too
+                routed += len(alive) * sum(int(p[0].nelement() * p.element_size())
+                                           for p in models)
             run.finish(RoundReport(
                 server_round=server_round, agents=alive, points=reporting,
                 agent_metrics=run.agent_metrics(alive, reporting, columns, server_round),

@@ -50,6 +50,15 @@ def _run_rule(matrix: np.ndarray, x0: np.ndarray, centres: np.ndarray, lr: float
     return rule.model(state)[0].numpy()
 
 
+def test_a_directed_edge_file_reads_pairs_j_to_l(tmp_path: Path) -> None:
+    edges = tmp_path / "edges.txt"
+    edges.write_text("# sender receiver\n" + "\n".join(f"{j} {l}" for j, l in EDGES) + "\n")
+    from_file = build_topology(TopologyConfig(kind="directed_edges", agents=5,
+                                              edges=str(edges)))
+    np.testing.assert_array_equal(from_file.mixing_matrix, _matrix("directed_edges"))
+    assert from_file.directed and from_file.graph.number_of_edges() == 7
+
+
 def test_the_directed_families_have_column_stochastic_matrices() -> None:
     ring = _matrix("directed_ring", 4)
     np.testing.assert_array_equal(ring, [[0.5, 0, 0, 0.5], [0.5, 0.5, 0, 0],

@@ -11,7 +11,8 @@ gradients taken at P_k:
               V_{k+1} = μ V_k − α_k G(X_k);  Polyak X_{k+1} = Π X_k + V_{k+1},
               Nesterov X_{k+1} = Π X_k + μ V_{k+1} − α_k G(X_k)
 
-with the same x_0, minibatches and step sizes as the Flower simulation. Under
+with the same x_0, minibatches and step sizes as the Flower simulation (the
+adapt-then-combine methods, gradient tracking, D² and QG-DSGDm, in `reference_ahead`). Under
 failures Π becomes the round's Π_k, and the rows of the agents that are down in
 round k keep X_k (and X_{k−1}) unchanged. Consensus control then applies Π_k to
 the published points P as many times as it decides (or replaces the alive rows by
@@ -29,10 +30,11 @@ from functools import partial
 import numpy as np
 import torch
 
+from decentral_bench.engines.reference_ahead import reference_ahead, stacked_gradients
 from decentral_bench.experiment.agent import AgentSetup
 from decentral_bench.experiment.metrics import consensus_distance
 from decentral_bench.experiment.plan import MethodPlan
-from decentral_bench.experiment.training import from_numpy, gradient, to_numpy
+from decentral_bench.experiment.training import from_numpy, to_numpy
 from strategies.consensus_control import control_round
 from strategies.gossip import keep_rows
 
@@ -98,6 +100,8 @@ def reference_gossip(plan: MethodPlan, on_round: Callable[[float], None] | None 
     """
     if not plan.is_gossip:
         raise ValueError(f"the matrix-form reference covers gossip methods, not {plan.algorithm}")
+    if plan.update_rule.ahead:
+        return reference_ahead(plan, on_round)
     setups = [AgentSetup.build(plan, agent) for agent in range(plan.agents)]
     device = setups[0].device
     stack = _Stack(plan.update_rule.name, float(plan.options.get("momentum", 0.0)),
@@ -118,13 +122,8 @@ def reference_gossip(plan: MethodPlan, on_round: Callable[[float], None] | None 
         down = torch.tensor([agent not in alive for agent in range(plan.agents)], device=device)
         start = stack.current, stack.memory
         for step in range(first_step, first_step + plan.local_steps):
-            published = stack.points()
-            per_agent = [gradient(setup.model, [layer[agent] for layer in published],
-                                  *setup.minibatch(step), weight_decay=plan.weight_decay)[0]
-                         for agent, setup in enumerate(setups)]
             stack.step(lr, mixing if step == first_step else identity,
-                       [torch.stack([g[index] for g in per_agent])
-                        for index in range(len(published))])
+                       stacked_gradients(setups, plan, stack.points(), step))
         if bool(down.any()):  # agents that are down neither step nor publish
             stack.current = keep_rows(down, stack.current, start[0])
             stack.memory = keep_rows(down, stack.memory, start[1])

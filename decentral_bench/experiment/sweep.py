@@ -36,6 +36,20 @@ def scenario_hash(scenario: Scenario) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def swept_text(value: Any) -> str:
+    """A swept value as a label shows it: a section by its kind and keys
+    (`dirichlet(alpha=0.1)`, `shards(classes_per_agent=2)`), a list joined by commas, any
+    other value as it is written."""
+    if isinstance(value, dict):
+        keys = ",".join(f"{key}={swept_text(item)}" for key, item in value.items()
+                        if key != "kind" and item is not None)
+        kind = str(value.get("kind", ""))
+        return f"{kind}({keys})" if kind and keys else kind or f"({keys})"
+    if isinstance(value, list | tuple):
+        return ",".join(swept_text(item) for item in value)
+    return str(value)
+
+
 @dataclass(frozen=True)
 class RunSpec:
     """One child run: a method on one resolved scenario with one seed."""
@@ -52,7 +66,8 @@ class RunSpec:
     @property
     def label(self) -> str:
         """The method and the swept values: what the report groups seeds by."""
-        values = " ".join(f"{path.rsplit('.', 1)[-1]}={value}" for path, value in self.swept)
+        values = " ".join(f"{path.rsplit('.', 1)[-1]}={swept_text(value)}"
+                          for path, value in self.swept)
         return f"{self.method} {values}".strip()
 
     @property

@@ -170,12 +170,48 @@ def spread_figure(groups: Sequence[Group], window: int = 5, x_axis: XAxis = "epo
                    X_LABELS[x_axis], "std of test accuracy over agents")
 
 
+def swept_setting(group: Group) -> str:
+    """The swept values in a group's label (`partition=dirichlet(alpha=0.1)`), or ''."""
+    return group.label.removeprefix(group.records[0].method).strip()
+
+
+def sweep_figure(groups: Sequence[Group]) -> Figure | None:
+    """Final test accuracy (mean over seeds, bar ± std) of each method against the swept
+    settings, in the sweep's order: e.g. accuracy against the data's heterogeneity. None
+    when the groups swept nothing."""
+    settings = list(dict.fromkeys(swept_setting(group) for group in groups))
+    if settings == [""]:
+        return None
+    methods = list(dict.fromkeys(group.records[0].method for group in groups))
+    figure, axes = pyplot.subplots(figsize=FIGURE_SIZE, dpi=DPI)
+    for method, style in zip(methods, styles(len(methods)), strict=True):
+        places, means, stds = [], [], []
+        for group in groups:
+            finals = [r.final("test_accuracy_mean") for r in group.finished]
+            finals = [value for value in finals if np.isfinite(value)]
+            if group.records[0].method != method or not finals:
+                continue
+            places.append(settings.index(swept_setting(group)))
+            means.append(float(np.mean(finals)))
+            stds.append(float(np.std(finals)))
+        if places:
+            axes.errorbar(places, means, yerr=stds, label=method, color=style.colour,
+                          linestyle=style.line_style, linewidth=2, marker="o", capsize=4)
+    axes.set_xticks(range(len(settings)), settings, rotation=15, ha="right")
+    return _finish(figure, axes, "Final test accuracy against the swept setting",
+                   "swept setting", "final test accuracy (mean over agents)")
+
+
 def report_figures(groups: Sequence[Group], markers: Sequence[FailureMarker] = (),
                    x_axis: XAxis = "epochs") -> dict[str, Figure]:
-    """Every figure of a comparison report, by artifact file name."""
+    """Every figure of a comparison report, by artifact file name (with the final accuracy
+    against the swept setting when the scenario sweeps)."""
     figures = {f"{metric}.png": metric_figure(groups, metric, markers, x_axis)
                for metric in TITLES}
     figures["accuracy_spread.png"] = spread_figure(groups, x_axis=x_axis)
+    by_sweep = sweep_figure(groups)
+    if by_sweep is not None:
+        figures["final_accuracy_by_sweep.png"] = by_sweep
     return figures
 
 

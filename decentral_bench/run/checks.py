@@ -73,9 +73,15 @@ def _model_problem(scenario: Scenario) -> str | None:
     return None
 
 
+# λN this close to a rule's bound counts as on it: the Metropolis weights of an even ring
+# put λN at −1/3 exactly, which an eigensolver returns a rounding error either side of.
+BOUND_TOLERANCE = 1e-9
+
+
 def _stability_problems(scenario: Scenario) -> list[tuple[str, str]]:
-    """(key, problem) for each method whose update rule diverges on the scenario's Π
-    (CDMSGD-Nesterov on the iterates when λN ≤ −1/(1 + 2μ))."""
+    """(key, problem) for each method whose update rule diverges (or stalls) on the
+    scenario's Π: CDMSGD-Nesterov on the iterates when λN ≤ −1/(1 + 2μ), D² when
+    λN ≤ −1/3."""
     found = []
     lambda_n: float | None = None  # the graph is the same for every method: built once
     for index, entry in enumerate(scenario.methods):
@@ -87,16 +93,33 @@ def _stability_problems(scenario: Scenario) -> list[tuple[str, str]]:
             continue
         if lambda_n is None:
             lambda_n = plan.topology.lambda_n
-        if lambda_n <= bound:
-            momentum = plan.option("momentum")
+        if lambda_n <= bound.value + BOUND_TOLERANCE:
             drawn = "" if scenario.topology.seed is not None or scenario.topology.kind \
                 not in RANDOM_FAMILIES else f" (drawn with training seed {plan.seed})"
             found.append((f"methods[{index}]", (
-                f"'{entry.name}' (CDMSGD-Nesterov, momentum {momentum:g}) diverges on the "
-                f"graph{drawn}: Π's smallest eigenvalue λN = {lambda_n:.4f} is at or below "
-                f"−1/(1 + 2μ) = {bound:.4f}, where the agents' disagreement grows every "
-                "round; use topology.lazy: true (every eigenvalue ≥ 0), "
-                "momentum_buffer: local, variant: polyak, or a smaller momentum")))
+                f"'{entry.name}' ({bound.rule}) diverges on the graph{drawn}: Π's smallest "
+                f"eigenvalue λN = {lambda_n:.4f} is at or below {bound.condition} = "
+                f"{bound.value:.4f}, {bound.consequence}; {bound.fixes}")))
+    return found
+
+
+def _sampling_problems(scenario: Scenario) -> list[tuple[str, str]]:
+    """(key, problem) for each server method whose rounds sample fewer clients than its rule
+    needs (Bulyan: 4f + 3; Flower's Bulyan aggregates nothing in such a round)."""
+    found = []
+    for index, entry in enumerate(scenario.methods):
+        plan = MethodPlan.of(scenario, entry.name)
+        if plan.is_gossip:
+            continue
+        needed = plan.definition.min_clients(plan.options)
+        sampled = max(int(plan.agents * plan.fraction), 1)
+        if sampled < needed:
+            given = ", ".join(f"{key} {plan.option(key)}" for key in plan.definition.options
+                              if getattr(entry, key) is not None)
+            found.append((f"methods[{index}]", (
+                f"'{entry.name}' ({entry.algorithm}{', ' + given if given else ''}) needs at "
+                f"least {needed} clients a round, but its rounds sample {sampled} of "
+                f"{plan.agents}; lower num_malicious_nodes, raise fraction or add agents")))
     return found
 
 
@@ -150,7 +173,8 @@ def problems_of(specs: list[RunSpec]) -> list[tuple[str, str]]:
                 break
         if not broken:
             problems += [(_where(spec, key), problem)
-                         for key, problem in _stability_problems(resolved)
+                         for key, problem in [*_stability_problems(resolved),
+                                              *_sampling_problems(resolved)]
                          if (_where(spec, key), problem) not in problems]
     return problems
 

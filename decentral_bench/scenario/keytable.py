@@ -57,6 +57,9 @@ UNEXPRESSED = (
                 "at most the phases the schedule has (milestones + 1)",
                 r"phase \d+ does not exist"),
     Unexpressed("topology.edges, topology.matrix_file", "the file exists", r"file not found: "),
+    Unexpressed("training.local_steps", "1 where a method is gradient_tracking, d2 or "
+                "qg_dsgdm (they take one gradient step per round)",
+                r"training\.local_steps is \d+, but .* takes one gradient step"),
 )
 
 # Checked when the scenario is run or validated, beyond the loader: listed in the README.
@@ -70,7 +73,8 @@ LATER_CHECKS = (
     "the data: the files are where dataset.root says, and the partition fits (shards: "
     "agents × classes_per_agent ≥ classes; by_size: one size per agent)",
     "each method against the graph: CDMSGD-Nesterov on the iterates (the default form) "
-    "needs Π's smallest eigenvalue λN > −1/(1 + 2 momentum)",
+    "needs Π's smallest eigenvalue λN > −1/(1 + 2 momentum), D² needs λN > −1/3",
+    "bulyan: at least 4 num_malicious_nodes + 3 clients sampled a round",
 )
 
 # Where the YAML and JSON views of a scenario differ.

@@ -31,6 +31,11 @@ from strategies.gossip import (
 )
 
 
+def agent_bytes(stack: Stack) -> int:
+    """Bytes of one agent's row of a stack."""
+    return sum(int(t[0].nelement() * t.element_size()) for t in stack)
+
+
 class _Exchanges:
     """A round's gossip-only exchanges (consensus control) on the stack."""
 
@@ -113,8 +118,9 @@ class GossipLoop:
     def run_rounds(self) -> FinalParameters:
         plan, run = self.plan, self.run
         state = self.start()
-        message_bytes = sum(int(m[0].nelement() * m.element_size())
-                            for m in self.rule.message(state))
+        message_bytes = agent_bytes(self.rule.message(state))
+        model = self.rule.model(state)  # a reply carries it too where it is not the message
+        model_bytes = 0 if model is self.rule.message(state) else agent_bytes(model)
         everyone = list(range(self.agents))
         run.clock.restart()
         for server_round in range(1, plan.rounds + 1):
@@ -133,7 +139,8 @@ class GossipLoop:
                 [p[torch.as_tensor(alive, device=run.device)] for p in models]
             wall_time = run.lap()
             matrix = plan.topology.mixing_matrix if network is None else network.mixing_matrix
-            moved, routed = gossip_round_bytes(matrix, alive, message_bytes, outcome)
+            moved, routed = gossip_round_bytes(matrix, alive, message_bytes, outcome,
+                                               model_bytes)
             run.finish(RoundReport(
                 server_round=server_round, agents=alive, points=reporting,
                 agent_metrics=run.agent_metrics(alive, reporting, columns, server_round),

@@ -1,14 +1,16 @@
 """The claims of Jiang et al. (2017) and Kong et al. (2021) that `scenarios/paper/` tests,
-as rules over the groups of a scenario run (see `claims` for how a verdict is reached).
+and those of the heterogeneity study (`heterogeneity_claims`), as rules over the groups of
+a scenario run (see `claims` for how a verdict is reached).
 
 Rules are keyed by scenario name (a `_cifar10` twin shares its FMNIST original's rules);
-each names the method labels of its scenario file.
+each names the method labels of its scenario file. Some scenarios add a table of their own
+to the verdicts (`TABLES`).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from decentral_bench.report.claims import (
     FAILS,
@@ -27,6 +29,7 @@ from decentral_bench.report.claims import (
     judge,
     mean_over_rounds,
 )
+from decentral_bench.report.heterogeneity_claims import HETEROGENEITY, levels_table
 from decentral_bench.report.summary import (
     Group,
     RunRecord,
@@ -173,7 +176,8 @@ KONG: list[Rule] = [
           "centralized", "control-phases-2-3", "centralized", "final", "a<b"),
 ]
 
-RULES: dict[str, list[Rule]] = {**JIANG, "kong_phases": KONG}
+RULES: dict[str, list[Rule]] = {**JIANG, "kong_phases": KONG,
+                                 "heterogeneity_dirichlet": HETEROGENEITY}
 
 
 def rules_for(scenario: str) -> list[Rule]:
@@ -197,6 +201,10 @@ def arms_table(groups: Sequence[Group]) -> str:
     return "\n".join(lines) + "\n"
 
 
+TABLES: dict[str, Callable[[Sequence[Group]], str]] = {
+    "kong_phases": arms_table, "heterogeneity_dirichlet": levels_table}
+
+
 def judge_store(tracking_uri: str | None, experiments: Sequence[str] | None) -> list[str]:
     """Judge the claims of each named experiment (default: every papers' scenario found in
     the store), log each table on its parent run as claims.md and return the tables.
@@ -213,8 +221,9 @@ def judge_store(tracking_uri: str | None, experiments: Sequence[str] | None) -> 
         scenario = parent.data.tags.get("scenario", name)
         records = latest_per_configuration(load_records(client, parent.info.run_id))
         text = f"## {scenario}\n\n" + as_markdown(judge(records, rules_for(scenario)))
-        if scenario.removesuffix("_cifar10") == "kong_phases":
-            text += "\n" + arms_table(group_records(records))
+        table = TABLES.get(scenario.removesuffix("_cifar10"))
+        if table is not None:
+            text += "\n" + table(group_records(records))
         attach_text(client, parent.info.run_id, text, "claims.md")
         sections.append(text)
     return sections

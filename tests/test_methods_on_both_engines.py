@@ -10,9 +10,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from conftest import tiny_scenario
-from inprocess import run_in_process
+from inprocess import InProcessGrid, run_in_process
 from test_vectorized import assert_same_metrics, assert_same_parameters
 
+from decentral_bench.engines.flower.arrays import from_record
+from decentral_bench.engines.flower.server_app import run_method
 from decentral_bench.engines.observer import RoundObserver
 from decentral_bench.engines.reference import reference_gossip
 from decentral_bench.engines.vectorized import VectorizedEngine
@@ -104,3 +106,24 @@ def test_a_gradient_tracking_round_moves_twice_the_model() -> None:
     assert rounds[1]["bytes_moved"] == 2 * plain[1]["bytes_moved"]
     # router: 3 neighbours' messages in and one message plus one model out, per agent
     assert rounds[1]["router_bytes_moved"] == plain[1]["router_bytes_moved"] / 4 * (6 + 3)
+
+
+@pytest.mark.parametrize(("case", "kept"), [
+    ("gradient-tracking", ["kept.gradient", "kept.x"]),
+    ("gradient-tracking-momentum-failures", ["kept.gradient", "kept.velocity", "kept.x"]),
+    ("d2-step-schedule", ["kept.step", "kept.x"]),
+    ("qg-dsgdm-step-schedule-failures", ["kept.buffer", "kept.lr", "kept.x"]),
+])
+def test_each_agent_keeps_only_what_its_next_message_cannot_supply(
+        case: str, kept: list[str], task_identity: None) -> None:
+    """The message brings back the half-step (and the tracker): the context holds the
+    iterate and the rule's memory, and QG-DSGDm the step its half-step was taken with."""
+    plan = _plan(case)
+    grid = InProcessGrid(plan.agents)
+    run_method(grid, plan, lambda _: None)
+    for context in grid.contexts.values():
+        assert sorted(context.state.array_records) == kept
+    if "kept.lr" in kept:  # the last half-step used round 4's step: 0.1 halved at round 3
+        for context in grid.contexts.values():
+            [step] = from_record(context.state.array_records["kept.lr"])
+            assert step.shape == () and float(step) == pytest.approx(0.05)

@@ -88,3 +88,8 @@ def test_a_run_reports_accuracy_against_the_heterogeneity_level(tmp_path: Path) 
     client = MlflowClient(tracking_uri=uri)
     plots = [item.path for item in client.list_artifacts(result.parent_run_id, "plots")]
     assert "plots/final_accuracy_by_sweep.png" in plots
+    by_setting = [item.path for item in client.list_artifacts(result.parent_run_id,
+                                                              "plots/by_setting")]
+    assert by_setting == ["plots/by_setting/test_accuracy_partition=iid.png",
+                          "plots/by_setting/test_accuracy_partition=shards_classes_per_agent=2"
+                          ".png"]

@@ -69,5 +69,6 @@ def report(
         plot.mkdir(parents=True, exist_ok=True)
         axis: Literal["epochs", "rounds"] = "rounds" if x_axis == "rounds" else "epochs"
         for name, figure in report_figures(group_records(records), x_axis=axis).items():
+            (plot / name).parent.mkdir(parents=True, exist_ok=True)
             figure.savefig(plot / name)
         errors.print(f"figures written to {plot}")

@@ -9,6 +9,7 @@ the papers do; `x_axis="rounds"` plots against rounds instead.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -131,9 +132,11 @@ def _finish(figure: Figure, axes: Axes, title: str, x_label: str, y_label: str) 
 
 
 def metric_figure(groups: Sequence[Group], metric: str,
-                  markers: Sequence[FailureMarker] = (), x_axis: XAxis = "epochs") -> Figure:
+                  markers: Sequence[FailureMarker] = (), x_axis: XAxis = "epochs",
+                  setting: str = "") -> Figure:
     """One metric, a line per group (mean over seeds, band ± std), against epochs or
-    rounds; failures as vertical lines."""
+    rounds; failures as vertical lines. `setting` names the swept values the groups share,
+    in the title."""
     x_axis = chosen_axis(groups, x_axis)
     figure, axes = pyplot.subplots(figsize=FIGURE_SIZE, dpi=DPI)
     drawn = styles(len(groups))
@@ -147,6 +150,7 @@ def metric_figure(groups: Sequence[Group], metric: str,
         axes.fill_between(x, mean - std, mean + std, color=style.colour, alpha=0.15)
     _draw_markers(axes, groups, drawn, markers, x_axis)
     title, y_label = TITLES.get(metric, (metric, metric))
+    title = f"{title}, {setting}" if setting else title
     if metric == "consensus_distance":
         axes.set_yscale("symlog", linthresh=1e-6)
     return _finish(figure, axes, title, X_LABELS[x_axis], y_label)
@@ -202,16 +206,26 @@ def sweep_figure(groups: Sequence[Group]) -> Figure | None:
                    "swept setting", "final test accuracy (mean over agents)")
 
 
+def file_part(text: str) -> str:
+    """`text` as part of a file name: characters other than letters, digits, `._=-` as `_`."""
+    return re.sub(r"[^A-Za-z0-9._=-]+", "_", text).strip("_")
+
+
 def report_figures(groups: Sequence[Group], markers: Sequence[FailureMarker] = (),
                    x_axis: XAxis = "epochs") -> dict[str, Figure]:
-    """Every figure of a comparison report, by artifact file name (with the final accuracy
-    against the swept setting when the scenario sweeps)."""
+    """Every figure of a comparison report, by artifact file name. When the scenario sweeps,
+    also the final accuracy against the swept setting and, per setting, the test accuracy
+    of the methods run with it (`by_setting/`)."""
     figures = {f"{metric}.png": metric_figure(groups, metric, markers, x_axis)
                for metric in TITLES}
     figures["accuracy_spread.png"] = spread_figure(groups, x_axis=x_axis)
     by_sweep = sweep_figure(groups)
     if by_sweep is not None:
         figures["final_accuracy_by_sweep.png"] = by_sweep
+        for setting in dict.fromkeys(swept_setting(group) for group in groups):
+            members = [group for group in groups if swept_setting(group) == setting]
+            figures[f"by_setting/test_accuracy_{file_part(setting)}.png"] = metric_figure(
+                members, "test_accuracy_mean", markers, x_axis, setting)
     return figures
 
 

@@ -60,15 +60,26 @@ def test_no_gap_cannot_be_judged() -> None:
 
 
 def test_a_leader_still_climbing_is_not_yet_converged() -> None:
-    """QG-DSGDm ends below local momentum but gained 0.05 over the last quarter."""
+    """QG-DSGDm ends below local momentum but gained 0.05 over the last quarter, local
+    momentum nothing: at that pace it would lead after as many epochs again."""
     records = _records({("QG-DSGDm", ALPHA_01): 0.70, ("CDMSGD-local", ALPHA_01): 0.72},
                        late={("QG-DSGDm", ALPHA_01): 0.65})
     claim = beats("QG-DSGDm", "CDMSGD-local", ALPHA_01)(group_records(records))
     assert claim is not None and claim.verdict == NOT_CONVERGED
-    assert "QG-DSGDm still gained 0.0500" in claim.why
+    assert "the margin -0.0200 would be +0.1800 after as many epochs again" in claim.why
     plateaued = _records({("QG-DSGDm", ALPHA_01): 0.70, ("CDMSGD-local", ALPHA_01): 0.72})
     claim = beats("QG-DSGDm", "CDMSGD-local", ALPHA_01)(group_records(plateaued))
     assert claim is not None and claim.verdict == FAILS
+
+
+def test_a_gap_still_closing_on_its_own_is_not_yet_converged() -> None:
+    """Gradient tracking wins back 75 % of CDSGD's loss, but CDSGD gained 0.10 over the
+    last quarter: at that pace its own gap would be gone, so the margin would turn."""
+    records = _records({**BASE, ("gradient-tracking", ALPHA_01): 0.75},
+                       late={("CDSGD", ALPHA_01): 0.50})
+    claim = closes_the_gap("gradient-tracking", ALPHA_01)(group_records(records))
+    assert claim is not None and claim.verdict == NOT_CONVERGED
+    assert "the margin +0.0500 would be -0.1500" in claim.why
 
 
 def test_the_rules_judge_only_the_groups_present_and_the_table_lists_every_level() -> None:

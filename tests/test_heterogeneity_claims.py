@@ -26,6 +26,7 @@ def _record(method: str, level: str, seed: int, accuracy: float,
     return RunRecord(run_id=f"{method}{level}{seed}", config_hash=f"{method}{level}{seed}",
                      label=f"{method} {level}", method=method, seed=seed, status="FINISHED",
                      curves={"test_accuracy_mean": curve,
+                             "average_model_test_accuracy": [(k, v + 0.05) for k, v in curve],
                              "epochs": [(k, 5.0 * k) for k in range(1, 5)]})
 
 
@@ -87,8 +88,11 @@ def test_the_rules_judge_only_the_groups_present_and_the_table_lists_every_level
                         ("gradient-tracking", IID_LEVEL): 0.81})
     claims = judge(records, HETEROGENEITY)
     assert [c.claim for c in claims] == \
-        ["gradient-tracking closes most of the gap CDSGD opens at α = 0.1"]
+        ["gradient-tracking closes most of the gap CDSGD opens at α = 0.1 (agents' models)",
+         "gradient-tracking closes most of the gap CDSGD opens at α = 0.1 (average model x̄)"]
     table = levels_table(group_records(records)).splitlines()
-    assert table[0] == ("| method | α = 10 | α = 1 | α = 0.1 | 2 classes/agent | "
+    assert table[0] == ("| agents' models | α = 10 | α = 1 | α = 0.1 | 2 classes/agent | "
                         "drop α = 10 → 2 classes |")
     assert table[2].startswith("| CDSGD | 0.8020 ± 0.0016 | – | 0.6020 ± 0.0016 | – |")
+    assert table[5].startswith("| average model x̄ | α = 10 |")
+    assert table[7].startswith("| CDSGD | 0.8520 ± 0.0016 | – | 0.6520 ± 0.0016 | – |")

@@ -14,6 +14,11 @@ flatten) would flip the verdict, it is *not yet converged* instead.
   beyond the seeds' noise.
 - QG-DSGDm beats local momentum on heterogeneous data (Lin et al. 2021): at each
   heterogeneous level, acc(QG-DSGDm, h) > acc(CDMSGD-local, h).
+
+Each claim is judged twice: on the agents' own models (acc = the mean over agents of
+their test accuracy, what the report's tables give) and on the average model x̄ (for a
+server method, its global model). The two differ most where the agents disagree: x̄
+averages much of the heterogeneity bias out, an agent's own model does not.
 """
 
 from __future__ import annotations
@@ -41,6 +46,8 @@ HETEROGENEOUS_LEVELS = ("partition=dirichlet(alpha=1.0)", "partition=dirichlet(a
 LEVEL_NAMES = {IID_LEVEL: "α = 10", HETEROGENEOUS_LEVELS[0]: "α = 1",
                HETEROGENEOUS_LEVELS[1]: "α = 0.1", HETEROGENEOUS_LEVELS[2]: "2 classes/agent"}
 BASELINE = "CDSGD"
+AGENTS, AVERAGE = "test_accuracy_mean", "average_model_test_accuracy"
+MEASURED = {AGENTS: "agents' models", AVERAGE: "average model x̄"}
 LATE_FRACTION = 0.75  # the late slope: accuracy gained since this fraction of the epochs
 
 
@@ -48,17 +55,17 @@ def _group(groups: Sequence[Group], method: str, level: str) -> Group | None:
     return next((group for group in groups if group.label == f"{method} {level}"), None)
 
 
-def _accuracy(group: Group) -> Estimate:
-    return figure(group, final("test_accuracy_mean"))
+def _accuracy(group: Group, metric: str = AGENTS) -> Estimate:
+    return figure(group, final(metric))
 
 
-def late_gain(record: RunRecord) -> float:
-    """Test accuracy gained over the last quarter of the run's epochs."""
+def late_gain(record: RunRecord, metric: str = AGENTS) -> float:
+    """Test accuracy (`metric`) gained over the last quarter of the run's epochs."""
     epochs = record.curves.get("epochs", [])
     if not epochs:
         return math.nan
-    late = at_epoch(record, "test_accuracy_mean", LATE_FRACTION * epochs[-1][1])
-    return record.final("test_accuracy_mean") - late
+    late = at_epoch(record, metric, LATE_FRACTION * epochs[-1][1])
+    return record.final(metric) - late
 
 
 PROJECTED_QUARTERS = 4  # "as many epochs again", in quarters of the run
@@ -78,29 +85,32 @@ def _settled(verdict: str, why: str, margin: float, drift: float) -> tuple[str, 
                            "again")
 
 
-def _seed_values(group: Group) -> dict[int, float]:
-    return {record.seed: record.final("test_accuracy_mean") for record in group.finished}
+def _seed_values(group: Group, metric: str) -> dict[int, float]:
+    return {record.seed: record.final(metric) for record in group.finished}
 
 
-def _late_gains(group: Group) -> dict[int, float]:
-    return {record.seed: late_gain(record) for record in group.finished}
+def _late_gains(group: Group, metric: str) -> dict[int, float]:
+    return {record.seed: late_gain(record, metric) for record in group.finished}
 
 
-def closes_the_gap(method: str, level: str) -> Rule:
-    """`method` wins back more than half of what CDSGD loses from IID to `level`."""
+def closes_the_gap(method: str, level: str, metric: str = AGENTS) -> Rule:
+    """`method` wins back more than half of what CDSGD loses from IID to `level`, in the
+    test accuracy `metric`."""
 
     def judge(groups: Sequence[Group]) -> Claim | None:
         corrected, baseline = _group(groups, method, level), _group(groups, BASELINE, level)
         iid = _group(groups, BASELINE, IID_LEVEL)
         if corrected is None or baseline is None or iid is None:
             return None
-        ours, theirs, reference = (_seed_values(g) for g in (corrected, baseline, iid))
+        ours, theirs, reference = (_seed_values(g, metric) for g in
+                                   (corrected, baseline, iid))
         seeds = sorted(set(ours) & set(theirs) & set(reference))
         gap = Estimate.of([reference[s] - theirs[s] for s in seeds])
         won = Estimate.of([ours[s] - theirs[s] for s in seeds])
         excess = Estimate.of([ours[s] - theirs[s] - 0.5 * (reference[s] - theirs[s])
                               for s in seeds])
-        claim = f"{method} closes most of the gap CDSGD opens at {LEVEL_NAMES[level]}"
+        claim = (f"{method} closes most of the gap CDSGD opens at {LEVEL_NAMES[level]} "
+                 f"({MEASURED[metric]})")
         figures = f"CDSGD's gap to α = 10: {gap}; {method} wins back {won}"
         opened = compare(Estimate(gap.mean, gap.std, gap.count), Estimate(0.0, 0.0, 1), "a>b")
         if opened[0] != HOLDS:
@@ -109,7 +119,7 @@ def closes_the_gap(method: str, level: str) -> Rule:
         verdict, why = compare(excess, Estimate(0.0, 0.0, excess.count), "a>b")
         share = won.mean / gap.mean if gap.mean else math.nan
         why = f"{share:.0%} of the gap won back, seed by seed {why}"
-        gains = [_late_gains(g) for g in (corrected, baseline, iid)]
+        gains = [_late_gains(g, metric) for g in (corrected, baseline, iid)]
         drift = Estimate.of([gains[0][s] - 0.5 * gains[1][s] - 0.5 * gains[2][s]
                              for s in seeds if all(s in gain for gain in gains)]).mean
         return Claim(claim, figures, *_settled(verdict, why, excess.mean, drift))
@@ -117,17 +127,18 @@ def closes_the_gap(method: str, level: str) -> Rule:
     return judge
 
 
-def beats(method: str, other: str, level: str) -> Rule:
-    """`method` ends more accurate than `other` at `level`."""
+def beats(method: str, other: str, level: str, metric: str = AGENTS) -> Rule:
+    """`method` ends more accurate than `other` at `level`, in the test accuracy `metric`."""
 
     def judge(groups: Sequence[Group]) -> Claim | None:
         ours, theirs = _group(groups, method, level), _group(groups, other, level)
         if ours is None or theirs is None:
             return None
-        a, b = _accuracy(ours), _accuracy(theirs)
+        a, b = _accuracy(ours, metric), _accuracy(theirs, metric)
         verdict, why = compare(a, b, "a>b")
-        drift = figure(ours, late_gain).mean - figure(theirs, late_gain).mean
-        return Claim(f"{method} beats {other} at {LEVEL_NAMES[level]}",
+        drift = figure(ours, lambda r: late_gain(r, metric)).mean \
+            - figure(theirs, lambda r: late_gain(r, metric)).mean
+        return Claim(f"{method} beats {other} at {LEVEL_NAMES[level]} ({MEASURED[metric]})",
                      f"final test acc.: {method} {a}, {other} {b}",
                      *_settled(verdict, why, a.mean - b.mean, drift))
 
@@ -135,24 +146,31 @@ def beats(method: str, other: str, level: str) -> Rule:
 
 
 HETEROGENEITY: list[Rule] = [
-    *(closes_the_gap(method, level) for method in ("gradient-tracking", "D2")
+    *(closes_the_gap(method, level, metric) for metric in MEASURED
+      for method in ("gradient-tracking", "D2") for level in HETEROGENEOUS_LEVELS),
+    *(beats("QG-DSGDm", "CDMSGD-local", level, metric) for metric in MEASURED
       for level in HETEROGENEOUS_LEVELS),
-    *(beats("QG-DSGDm", "CDMSGD-local", level) for level in HETEROGENEOUS_LEVELS),
 ]
 
 
 def levels_table(groups: Sequence[Group]) -> str:
-    """Final test accuracy (mean ± std over seeds) of every method at every level, and the
-    drop from α = 10 to the most heterogeneous split (Markdown)."""
+    """Final test accuracy (mean ± std over seeds) of every method at every level, of the
+    agents' models and of the average model, each with the drop from α = 10 to the most
+    heterogeneous split (Markdown)."""
+    return "\n".join(_levels_table(groups, metric) for metric in MEASURED)
+
+
+def _levels_table(groups: Sequence[Group], metric: str) -> str:
     methods = list(dict.fromkeys(group.records[0].method for group in groups))
     levels = [IID_LEVEL, *HETEROGENEOUS_LEVELS]
-    lines = ["| method | " + " | ".join(LEVEL_NAMES[level] for level in levels)
+    lines = [f"| {MEASURED[metric]} | " + " | ".join(LEVEL_NAMES[level] for level in levels)
              + " | drop α = 10 → 2 classes |", "|---" * (len(levels) + 2) + "|"]
     for method in methods:
         cells, means = [], []
         for level in levels:
             group = _group(groups, method, level)
-            estimate = _accuracy(group) if group is not None else Estimate(math.nan, 0.0, 0)
+            estimate = _accuracy(group, metric) if group is not None \
+                else Estimate(math.nan, 0.0, 0)
             cells.append(str(estimate))
             means.append(estimate.mean)
         drop = means[0] - means[-1]

@@ -135,8 +135,8 @@ def metric_figure(groups: Sequence[Group], metric: str,
                   markers: Sequence[FailureMarker] = (), x_axis: XAxis = "epochs",
                   setting: str = "") -> Figure:
     """One metric, a line per group (mean over seeds, band ± std), against epochs or
-    rounds; failures as vertical lines. `setting` names the swept values the groups share,
-    in the title."""
+    rounds; failures as vertical lines. `setting` names the swept values the groups share:
+    it goes in the title, and the lines are labelled by method."""
     x_axis = chosen_axis(groups, x_axis)
     figure, axes = pyplot.subplots(figsize=FIGURE_SIZE, dpi=DPI)
     drawn = styles(len(groups))
@@ -145,7 +145,8 @@ def metric_figure(groups: Sequence[Group], metric: str,
         if len(rounds) == 0:
             continue
         x = _x(group, rounds, x_axis)
-        axes.plot(x, mean, label=group.label, color=style.colour, linestyle=style.line_style,
+        label = group.label.removesuffix(f" {setting}") if setting else group.label
+        axes.plot(x, mean, label=label, color=style.colour, linestyle=style.line_style,
                   linewidth=2)
         axes.fill_between(x, mean - std, mean + std, color=style.colour, alpha=0.15)
     _draw_markers(axes, groups, drawn, markers, x_axis)

@@ -77,6 +77,9 @@ class GossipLoop:
         self.rule = run.plan.update_rule
         self.agents = run.plan.agents
         self.static = Mixer(run.plan.topology.mixing_matrix, run.device, run.dense)
+        self.static_network = RoundNetwork(run.plan.topology.graph,
+                                           frozenset(range(self.agents)),
+                                           run.plan.topology.mixing_matrix)
 
     def own_weights(self, matrix: np.ndarray) -> torch.Tensor:
         """π_jj^k of every agent."""
@@ -121,6 +124,7 @@ class GossipLoop:
         message_bytes = agent_bytes(self.rule.message(state))
         model = self.rule.model(state)  # a reply carries it too where it is not the message
         model_bytes = 0 if model is self.rule.message(state) else agent_bytes(model)
+        sizes = np.full(self.agents, message_bytes)  # every agent's upload: its message
         everyone = list(range(self.agents))
         run.clock.restart()
         for server_round in range(1, plan.rounds + 1):
@@ -147,7 +151,8 @@ class GossipLoop:
                 bytes_moved=moved, router_bytes=routed,
                 network={} if network is None else
                 {**network.metrics(), "round_lambda2": network.lambda2},
-                control=outcome, wall_time_s=wall_time))
+                control=outcome, wall_time_s=wall_time,
+                round_network=network or self.static_network, message_bytes=sizes))
         final = self.rule.model(state)
         return {agent: [p[agent].cpu().numpy() for p in final] for agent in everyone}
 

@@ -5,7 +5,8 @@ the Flower side (router, stock strategies, message keys). May import: no decentr
 - `cdsgd`, `cdmsgd`, `gradient_tracking`, `d2`, `qg_dsgdm`, `local_sgd`: the update rules;
   `server_rules`: the stock strategies' server updates as pure functions;
   `consensus_control`: Kong et al.'s control;
-- `neighbourhood`: Nb(j) in Π_k;
+- `neighbourhood`: Nb(j) in Π_k; `robust`: robust aggregation of a neighbourhood (ClippedGossip,
+  trimmed mean, median, Krum); `attacks`: what an attacker publishes instead of its message;
 - Flower side: `gossip_router` (the serverless ServerApp's router), `stock` (Flower's stock
   strategies, configured, with observation hooks), `protocol` (message keys).
 """

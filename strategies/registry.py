@@ -25,6 +25,10 @@ from strategies.server_rules import ServerRule
 
 Routing = Literal["gossip", "server"]
 
+# Why a server method takes no `aggregation`.
+SERVER_DEFENCE = ("a server method's defence is its server strategy (Flower's FedMedian, "
+                  "Krum, ...), not an aggregation of its agents; remove 'aggregation'")
+
 
 @dataclass(frozen=True)
 class StabilityBound:
@@ -147,11 +151,14 @@ SERVER_OPTIONS = {"fraction": 1.0, "local_epochs": 1}
 
 
 def _one_step(name: str) -> dict[str, str]:
-    return {"local_steps": f"{name} {ONE_STEP}; remove 'local_steps'"}
+    return {"local_steps": f"{name} {ONE_STEP}; remove 'local_steps'",
+            "aggregation": f"{name}'s recursion needs the plain weighted mean of its "
+                           "neighbours' messages; remove 'aggregation'"}
 
 
 def _server_forbids(name: str) -> dict[str, str]:
-    return {"local_steps": f"{name} trains 'local_epochs' per round; remove 'local_steps'"}
+    return {"local_steps": f"{name} trains 'local_epochs' per round; remove 'local_steps'",
+            "aggregation": SERVER_DEFENCE}
 
 
 def _gradient_tracking_rule(options: Mapping[str, Any]) -> GossipRule:
@@ -170,11 +177,12 @@ OPTIMIZER_KEYS = {"eta": "server_lr", "beta_1": "beta_1", "beta_2": "beta_2", "t
 
 METHODS: dict[str, Method] = {method.algorithm: method for method in (
     Method("cdsgd", "CDSGD, Jiang et al. 2017 eq. 5: mix the neighbours' points, step at "
-           "your own", "gossip", options={"consensus_control": None},
+           "your own", "gossip", options={"consensus_control": None, "aggregation": None},
            rule=lambda options: CDSGD()),
     Method("cdmsgd", "CDMSGD, Jiang et al. 2017: CDSGD with Polyak or Nesterov momentum",
            "gossip", options={"momentum": 0.9, "variant": "nesterov",
-                              "momentum_buffer": "iterates", "consensus_control": None},
+                              "momentum_buffer": "iterates", "consensus_control": None,
+                              "aggregation": None},
            rule=_cdmsgd_rule, lowest_eigenvalue=_cdmsgd_lowest_eigenvalue),
     Method("gradient_tracking", "gradient tracking (DSGT; Koloskova et al. 2021): step along "
            "a tracker of the average gradient, gossiped with the model", "gossip",

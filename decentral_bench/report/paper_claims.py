@@ -1,6 +1,7 @@
 """The claims of Jiang et al. (2017) and Kong et al. (2021) that `scenarios/paper/` tests,
-and those of the heterogeneity study (`heterogeneity_claims`), as rules over the groups of
-a scenario run (see `claims` for how a verdict is reached).
+and ClippedGossip's that `scenarios/byzantine/` tests (`byzantine_claims`), and those of
+the heterogeneity study (`heterogeneity_claims`), as rules over the groups of a scenario
+run (see `claims` for how a verdict is reached).
 
 Rules are keyed by scenario name (a `_cifar10` twin shares its FMNIST original's rules);
 each names the method labels of its scenario file. Some scenarios add a table of their own
@@ -11,9 +12,20 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from matplotlib import pyplot
 
 from decentral_bench.report.bottleneck_claims import SCENARIO as BOTTLENECK
 from decentral_bench.report.bottleneck_claims import bottleneck_rules
+from decentral_bench.report.byzantine_claims import (
+    ATTACKS,
+    BYZANTINE,
+    SERVER_ATTACKS,
+    accuracy_matrix,
+    measured,
+    study_figures,
+)
 from decentral_bench.report.claims import (
     FAILS,
     HOLDS,
@@ -41,7 +53,13 @@ from decentral_bench.report.summary import (
     phases_text,
     traffic_increase,
 )
-from decentral_bench.tracking.store import attach_text, find_parent_run, load_records, open_store
+from decentral_bench.tracking.store import (
+    attach_figure,
+    attach_text,
+    find_parent_run,
+    load_records,
+    open_store,
+)
 
 EARLY_EPOCH = 1.0  # "converges slower per epoch": accuracy after the first epoch
 
@@ -178,8 +196,12 @@ KONG: list[Rule] = [
           "centralized", "control-phases-2-3", "centralized", "final", "a<b"),
 ]
 
-RULES: dict[str, list[Rule]] = {**JIANG, "kong_phases": KONG,
+RULES: dict[str, list[Rule]] = {**JIANG, "kong_phases": KONG, **BYZANTINE,
                                  "heterogeneity_dirichlet": HETEROGENEITY}
+# The methods of each Byzantine study, as its accuracy matrix lists them.
+MATRIX = {"byzantine_torus": ("Mean", "TrimmedMean", "Median", "ClippedGossip"),
+          "byzantine_ring": ("Mean", "Median", "ClippedGossip"),
+          "byzantine_server": ("FedAvg", "FedMedian", "Krum")}
 
 
 def rules_for(scenario: str) -> list[Rule]:
@@ -207,10 +229,13 @@ TABLES: dict[str, Callable[[Sequence[Group]], str]] = {
     "kong_phases": arms_table, "heterogeneity_dirichlet": levels_table}
 
 
-def judge_store(tracking_uri: str | None, experiments: Sequence[str] | None) -> list[str]:
+def judge_store(tracking_uri: str | None, experiments: Sequence[str] | None,
+                figures: Path | None = None) -> list[str]:
     """Judge the claims of each named experiment (default: every papers' scenario found in
     the store), log each table on its parent run as claims.md and return the tables.
-    A named experiment that is not in the store raises LookupError."""
+    A Byzantine study also gets its accuracy matrix and its figures, logged on the parent
+    under plots/ and, with `figures`, written there as `<scenario>_<name>.png`. A named
+    experiment that is not in the store raises LookupError."""
     client = open_store(tracking_uri)
     names = experiments or [*(name for base in RULES for name in (base, f"{base}_cifar10")),
                             BOTTLENECK]
@@ -231,6 +256,18 @@ def judge_store(tracking_uri: str | None, experiments: Sequence[str] | None) -> 
         table = TABLES.get(scenario.removesuffix("_cifar10"))
         if table is not None:
             text += "\n" + table(group_records(records))
+        if scenario in MATRIX:
+            groups = group_records(records)
+            attacks, counts = measured(groups, MATRIX[scenario], SERVER_ATTACKS if
+                                       scenario == "byzantine_server" else ATTACKS)
+            text += "\nFinal test accuracy of the honest agents:\n\n" + accuracy_matrix(
+                groups, MATRIX[scenario], attacks, counts)
+            for name, drawn in study_figures(groups, scenario, MATRIX[scenario], attacks,
+                                             counts).items():
+                attach_figure(client, parent.info.run_id, drawn, f"plots/{name}")
+                if figures is not None:
+                    drawn.savefig(figures / f"{scenario}_{name}")
+                pyplot.close(drawn)
         attach_text(client, parent.info.run_id, text, "claims.md")
         sections.append(text)
     return sections

@@ -1,7 +1,9 @@
 """A server method on the stack: every sampled agent's local epochs at once (with FedProx's
 proximal term where the method has one), then the server update Flower's stock strategy
 computes (`strategies.server_rules`, the registry's pure function for it); after a server
-loss (mode `local`) each agent goes on training alone from its own last model.
+loss (mode `local`) each agent goes on training alone from its own last model. A sampled
+attacker sends what its attack makes of the global model and its trained model
+(`strategies.attacks.server_attack`), as its ClientApp does.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import torch
 from decentral_bench.engines.base import EventSink, FinalParameters, RoundReport
 from decentral_bench.engines.vectorized.stack import Stack, StackedRun
 from decentral_bench.experiment.data import steps_per_epoch
+from strategies.attacks import server_attack
 from strategies.local_sgd import proximal_gradient
 from strategies.server_rules import Replies, ServerState
 
@@ -55,6 +58,26 @@ class ServerLoop:
         counts = torch.as_tensor(steps, dtype=torch.float64, device=run.device)
         return parameters, loss_sum / counts
 
+    def attacked(self, sampled: list[int], global_model: Stack, trained: Stack,
+                 server_round: int) -> Stack:
+        """The models the sampled clients send: the trained ones, with each attacker's row
+        replaced by its attack once the attack is on."""
+        adversaries = self.plan.adversaries
+        if adversaries is None or not adversaries.active(server_round):
+            return trained
+        positions = [i for i, agent in enumerate(sampled) if agent in adversaries.attackers]
+        if not positions:
+            return trained
+        rows = torch.as_tensor(positions, device=self.run.device)
+        own = [t[rows] for t in trained]
+        noise = adversaries.attack.noise(own, self.plan.seed, [sampled[i] for i in positions],
+                                         server_round)
+        start = [g.unsqueeze(0).expand_as(o) for g, o in zip(global_model, own, strict=True)]
+        sent = [t.clone() for t in trained]
+        for s, a in zip(sent, server_attack(adversaries.attack, start, own, noise), strict=True):
+            s[rows] = a
+        return sent
+
     def alive_figures(self, server_round: int) -> dict[str, float]:
         """The round's alive agents, when the scenario crashes some."""
         if not self.plan.scenario.failures.agents:
@@ -84,6 +107,7 @@ class ServerLoop:
             trained, losses = self.local_epochs(sampled, start, server_round, proximal_mu)
             for stored, new in zip(own, trained, strict=True):
                 stored[rows] = new
+            trained = self.attacked(sampled, global_model, trained, server_round)
             updated, server_state = self.update(server_round, global_model,
                                                 Replies(trained, examples[rows]), server_state)
             aggregated = updated is not None

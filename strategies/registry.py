@@ -15,7 +15,13 @@ from functools import partial
 from typing import Any, Literal
 
 from strategies import server_rules
-from strategies.cdmsgd import LocalVelocity, Nesterov, Polyak
+from strategies.cdmsgd import (
+    LocalVelocity,
+    Nesterov,
+    Polyak,
+    nesterov_disagreement_modulus,
+    nesterov_divergence_bound,
+)
 from strategies.cdsgd import CDSGD
 from strategies.d2 import D2
 from strategies.gossip import GossipRule
@@ -88,9 +94,13 @@ class Method:
     rule: Callable[[Mapping[str, Any]], GossipRule] | None = None
     stock: StockStrategy | None = None
     # The smallest eigenvalue of Π the rule is stable for under the resolved options
-    # (None: any Π of Assumption 2).
+    # (None: any Π of Assumption 2), and the factor by which the rule shrinks a
+    # disagreement along an eigenvector of eigenvalue λ per round in the long run, where
+    # the momentum, not the graph, sets it (None: no such mode).
     lowest_eigenvalue: Callable[[Mapping[str, Any]], StabilityBound | None] = \
         lambda options: None
+    disagreement_modulus: Callable[[Mapping[str, Any], float], float | None] = \
+        lambda options, eigenvalue: None
     # The fewest clients a server method's round must sample under the resolved options.
     min_clients: Callable[[Mapping[str, Any]], int] = lambda options: 1
 
@@ -121,19 +131,32 @@ def _cdmsgd_rule(options: Mapping[str, Any]) -> GossipRule:
     return Nesterov(momentum=options["momentum"])
 
 
+def _mixes_the_lookahead(options: Mapping[str, Any]) -> bool:
+    return bool(options["variant"] == "nesterov" and options["momentum_buffer"] == "iterates")
+
+
 def _cdmsgd_lowest_eigenvalue(options: Mapping[str, Any]) -> StabilityBound | None:
     """Nesterov on the iterates mixes the look-ahead y_k = x_k + μ (x_k − x_{k−1}), so a
     disagreement along an eigenvector of Π with eigenvalue λ follows
     e_{k+1} = λ ((1 + μ) e_k − μ e_{k−1}): a root of z² − λ(1 + μ) z + λμ passes −1
     when λ = −1/(1 + 2μ), and below it the agents drift apart geometrically whatever
     the step. Polyak's and the local-velocity forms are stable for every λ > −1."""
-    if options["variant"] == "nesterov" and options["momentum_buffer"] == "iterates":
+    if _mixes_the_lookahead(options):
         momentum = float(options["momentum"])
         return StabilityBound(
-            -1.0 / (1.0 + 2.0 * momentum), f"CDMSGD-Nesterov, momentum {momentum:g}",
-            "−1/(1 + 2μ)", "where the agents' disagreement grows every round",
-            "use topology.lazy: true (every eigenvalue ≥ 0), momentum_buffer: local, "
-            "variant: polyak, or a smaller momentum")
+            nesterov_divergence_bound(momentum),
+            f"CDMSGD-Nesterov on the iterates, momentum {momentum:g}", "−1/(1 + 2μ)",
+            "where the agents' disagreement grows every round",
+            "use momentum_buffer: local (the default), topology.lazy: true (every eigenvalue "
+            "≥ 0), variant: polyak, or a smaller momentum")
+    return None
+
+
+def _cdmsgd_disagreement_modulus(options: Mapping[str, Any], eigenvalue: float,
+                                 ) -> float | None:
+    """Nesterov on the iterates: the larger root modulus of z² − λ(1 + μ) z + λμ."""
+    if _mixes_the_lookahead(options):
+        return nesterov_disagreement_modulus(eigenvalue, float(options["momentum"]))
     return None
 
 
@@ -181,9 +204,9 @@ METHODS: dict[str, Method] = {method.algorithm: method for method in (
            rule=lambda options: CDSGD()),
     Method("cdmsgd", "CDMSGD, Jiang et al. 2017: CDSGD with Polyak or Nesterov momentum",
            "gossip", options={"momentum": 0.9, "variant": "nesterov",
-                              "momentum_buffer": "iterates", "consensus_control": None,
-                              "aggregation": None},
-           rule=_cdmsgd_rule, lowest_eigenvalue=_cdmsgd_lowest_eigenvalue),
+                              "momentum_buffer": "local", "consensus_control": None},
+           rule=_cdmsgd_rule, lowest_eigenvalue=_cdmsgd_lowest_eigenvalue,
+           disagreement_modulus=_cdmsgd_disagreement_modulus),
     Method("gradient_tracking", "gradient tracking (DSGT; Koloskova et al. 2021): step along "
            "a tracker of the average gradient, gossiped with the model", "gossip",
            options={"momentum": 0.0, "variant": "polyak"},

@@ -167,7 +167,7 @@ def reference_ahead(plan: MethodPlan, on_round: Callable[[float], None] | None =
     for server_round in range(1, plan.rounds + 1):
         began = time.perf_counter()
         network = schedule.network(server_round)
-        mixing = torch.as_tensor(network.mixing_matrix, dtype=torch.float32, device=device)
+        mixing = torch.as_tensor(network.mixing_matrix, dtype=plan.dtype, device=device)
         updated = recursion.round(state, mixing, grads, plan.lr_at(server_round), server_round)
         down = torch.tensor([agent not in network.alive for agent in range(plan.agents)],
                             device=device)

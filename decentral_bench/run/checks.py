@@ -9,7 +9,9 @@ made, that the model fits the data, that each method's update rule is stable on
 the graph's mixing matrix, that every agent has the neighbours its method's robust
 aggregation screens, that the network's per-link overrides name edges of the graph, and
 that the requested device exists.
-Every problem names the file, the combination and the key.
+Every problem names the file, the combination and the key. Some settings run but
+deserve a word (a momentum form that barely shrinks the agents' disagreement on the
+graph): they are warnings, printed by `validate` and `run` without failing them.
 """
 
 from __future__ import annotations
@@ -80,13 +82,18 @@ def _model_problem(scenario: Scenario) -> str | None:
 # λN this close to a rule's bound counts as on it: the Metropolis weights of an even ring
 # put λN at −1/3 exactly, which an eigensolver returns a rounding error either side of.
 BOUND_TOLERANCE = 1e-9
+SLOW_CONTRACTION = 0.9  # a mode shrunk by less than 10 % a round is warned about
+
+Finding = tuple[str, str]  # (key, what is wrong or worth knowing)
 
 
-def _stability_problems(scenario: Scenario) -> list[tuple[str, str]]:
-    """(key, problem) for each method whose update rule diverges (or stalls) on the
-    scenario's Π: CDMSGD-Nesterov on the iterates when λN ≤ −1/(1 + 2μ), D² when
-    λN ≤ −1/3."""
-    found = []
+def _stability_findings(scenario: Scenario) -> tuple[list[Finding], list[Finding]]:
+    """(problems, warnings) for each method whose update rule diverges (or stalls) on the
+    scenario's Π (CDMSGD-Nesterov on the iterates when λN ≤ −1/(1 + 2μ), D² when
+    λN ≤ −1/3), or shrinks the agents' disagreement along Π's last eigenvector by less
+    than 10 % a round (CDMSGD-Nesterov on the iterates close above its bound)."""
+    problems: list[Finding] = []
+    warnings: list[Finding] = []
     lambda_n: float | None = None  # the graph is the same for every method: built once
     for index, entry in enumerate(scenario.methods):
         plan = MethodPlan.of(scenario, entry.name)
@@ -97,14 +104,26 @@ def _stability_problems(scenario: Scenario) -> list[tuple[str, str]]:
             continue
         if lambda_n is None:
             lambda_n = plan.topology.lambda_n
+        drawn = "" if scenario.topology.seed is not None or scenario.topology.kind \
+            not in RANDOM_FAMILIES else f" (drawn with training seed {plan.seed})"
+        form = f"'{entry.name}' ({bound.rule})"
         if lambda_n <= bound.value + BOUND_TOLERANCE:
-            drawn = "" if scenario.topology.seed is not None or scenario.topology.kind \
-                not in RANDOM_FAMILIES else f" (drawn with training seed {plan.seed})"
-            found.append((f"methods[{index}]", (
-                f"'{entry.name}' ({bound.rule}) diverges on the graph{drawn}: Π's smallest "
-                f"eigenvalue λN = {lambda_n:.4f} is at or below {bound.condition} = "
-                f"{bound.value:.4f}, {bound.consequence}; {bound.fixes}")))
-    return found
+            problems.append((f"methods[{index}]", (
+                f"{form} diverges on the graph{drawn}: Π's smallest eigenvalue λN = "
+                f"{lambda_n:.4f} is at or below {bound.condition} = {bound.value:.4f}, "
+                f"{bound.consequence}; {bound.fixes}")))
+            continue
+        modulus = plan.definition.disagreement_modulus(plan.options, lambda_n)
+        if modulus is not None and modulus > SLOW_CONTRACTION:
+            warnings.append((f"methods[{index}]", (
+                f"{form} is close to diverging on the graph{drawn}: Π's smallest eigenvalue "
+                f"λN = {lambda_n:.4f} is just above {bound.condition} = {bound.value:.4f}, so "
+                f"the agents' disagreement along its eigenvector shrinks by only "
+                f"{1 - modulus:.1%} a round (|z| = {modulus:.3f}, the larger root of "
+                "z² − λN(1 + μ)z + λNμ) while the gradient noise feeds it: accuracy and Ξ² "
+                "then measure the momentum form more than the graph; momentum_buffer: local "
+                "(the default) or topology.lazy: true avoid it")))
+    return problems, warnings
 
 
 def _sampling_problems(scenario: Scenario) -> list[tuple[str, str]]:
@@ -198,10 +217,11 @@ def _checks(scenario: Scenario) -> list[tuple[str, Callable[[], str | None]]]:
             ("model", lambda: _model_problem(scenario))]
 
 
-def problems_of(specs: list[RunSpec]) -> list[tuple[str, str]]:
-    """Every (key, problem) of the runs, each distinct problem once. A combination whose
-    data cannot be read skips the checks that need it."""
-    problems: list[tuple[str, str]] = []
+def findings_of(specs: list[RunSpec]) -> tuple[list[Finding], list[Finding]]:
+    """Every (key, problem) of the runs and every (key, warning), each distinct one once.
+    A combination whose data cannot be read skips the checks that need it."""
+    problems: list[Finding] = []
+    warnings: list[Finding] = []
     seen: set[str] = set()
     for spec in specs:
         resolved = spec.scenario
@@ -219,22 +239,27 @@ def problems_of(specs: list[RunSpec]) -> list[tuple[str, str]]:
                 problems.append(found)
             if key == "dataset":
                 break
-        if not broken:
-            problems += [(_where(spec, key), problem)
-                         for key, problem in [*_stability_problems(resolved),
-                                              *_sampling_problems(resolved),
-                                              *_aggregation_problems(resolved)]
-                         if (_where(spec, key), problem) not in problems]
-    return problems
+        if broken:
+            continue
+        unstable, slow = _stability_findings(resolved)
+        problems += [found for found in ((_where(spec, key), text)
+                                         for key, text in [*unstable,
+                                                           *_sampling_problems(resolved),
+                                                           *_aggregation_problems(resolved)])
+                     if found not in problems]
+        warnings += [found for found in ((_where(spec, key), text) for key, text in slow)
+                     if found not in warnings]
+    return problems, warnings
 
 
 def check_scenario(path: Path, overrides: dict[str, object] | None = None,
-                   ) -> tuple[Scenario, list[RunSpec]]:
+                   ) -> tuple[Scenario, list[RunSpec], list[Finding]]:
     """Load a scenario file (with `--set` overrides) and check every run it asks for as
-    `run` would before training; its runs. Raises `ScenarioError` naming each problem."""
+    `run` would before training: the scenario, its runs and the warnings (settings that
+    run but deserve a word). Raises `ScenarioError` naming each problem."""
     parsed = scenario_file.load(path, overrides)
     specs = expand(parsed, str(path))
-    problems = problems_of(specs)
+    problems, warnings = findings_of(specs)
     if problems:
         raise ScenarioError(str(path), problems)
-    return parsed, specs
+    return parsed, specs, warnings

@@ -138,9 +138,10 @@ class MethodConfig(Strict):
         "and gradient_tracking: heavy ball (polyak, step along the buffer m) or Nesterov "
         "(g + μ m). Default: nesterov, as the papers' experiments; gradient_tracking polyak")
     momentum_buffer: Literal["iterates", "local"] | None = Field(
-        None, description="cdmsgd: iterates, the paper's equations' μ(x_k − x_{k−1}); or "
-        "local, the authors' code: a velocity of the agent's own gradient steps, never mixed. "
-        "Default: iterates")
+        None, description="cdmsgd: local, the authors' code (and Kong et al.'s): a velocity "
+        "of the agent's own gradient steps, never mixed, stable on every graph; or iterates, "
+        "the paper's equations' μ(x_k − x_{k−1}), whose Nesterov form diverges where Π's λN "
+        "≤ −1/(1 + 2μ) and is slow close above it. Default: local")
     buffer_momentum: float | None = Field(
         None, ge=0.0, lt=1.0, description="qg_dsgdm: μ of the quasi-global buffer "
         "m̂ ← μ m̂ + (1 − μ)(x_k − x_{k+1})/α, in [0, 1). Default: 0.9 (the authors' code)")

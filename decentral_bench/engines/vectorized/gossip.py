@@ -87,7 +87,8 @@ class GossipLoop:
         self.plan = run.plan
         self.rule = run.plan.update_rule
         self.agents = run.plan.agents
-        self.static = Mixer(run.plan.topology.mixing_matrix, run.device, run.dense)
+        self.static = Mixer(run.plan.topology.mixing_matrix, run.device, run.dense,
+                            run.plan.dtype)
         self.adversaries = run.plan.adversaries
         self.aggregation = run.plan.aggregation
         self.gathers = self.aggregation.kind != "mean" or self.adversaries is not None
@@ -99,7 +100,7 @@ class GossipLoop:
 
     def own_weights(self, matrix: np.ndarray) -> torch.Tensor:
         """π_jj^k of every agent."""
-        return torch.as_tensor(np.diag(matrix).copy(), dtype=torch.float32,
+        return torch.as_tensor(np.diag(matrix).copy(), dtype=self.plan.dtype,
                                device=self.run.device)
 
     def start(self) -> State:
@@ -114,7 +115,8 @@ class GossipLoop:
         if not self.plan.failure_schedule.changes_network:
             return None, self.static
         network = self.plan.failure_schedule.network(server_round)
-        return network, Mixer(network.mixing_matrix, self.run.device, self.run.dense)
+        return network, Mixer(network.mixing_matrix, self.run.device, self.run.dense,
+                              self.plan.dtype)
 
     def gathering(self, network: RoundNetwork | None) -> Gathering | None:
         """The round's neighbourhoods, where robust aggregation or attackers need them."""

@@ -92,7 +92,7 @@ class ServerLoop:
         sampler = np.random.default_rng([plan.seed, 6])
         global_model = list(run.initial)
         own = run.stack(agents)  # each agent's last model, for training once the server is lost
-        examples = torch.as_tensor(run.batches.sizes, dtype=torch.float32, device=run.device)
+        examples = torch.as_tensor(run.batches.sizes, dtype=plan.dtype, device=run.device)
         proximal_mu = float(plan.options.get("proximal_mu", 0.0))
         server_state: ServerState = {}
         sizes = np.full(agents, run.point_bytes)  # every agent's upload: the model

@@ -1,11 +1,13 @@
 """The heterogeneity study's claims, judged from records: a method that wins back most of
-CDSGD's loss holds, one that wins back little does not, no loss cannot be judged, and a
-leader still climbing at the end is not yet converged; the levels table lists them all."""
+CDSGD's loss holds, one that wins back little does not, no loss cannot be judged, a claim
+whose runs are still climbing is not yet converged (on the curve of the figure it compares);
+the levels table lists them all."""
 
 from __future__ import annotations
 
 from decentral_bench.report.claims import FAILS, HOLDS, NOT_CONVERGED, UNCLEAR, judge
 from decentral_bench.report.heterogeneity_claims import (
+    AVERAGE,
     HETEROGENEITY,
     HETEROGENEOUS_LEVELS,
     IID_LEVEL,
@@ -16,25 +18,37 @@ from decentral_bench.report.heterogeneity_claims import (
 from decentral_bench.report.summary import RunRecord, group_records
 
 ALPHA_01 = HETEROGENEOUS_LEVELS[1]
+EPOCHS = 20
 
 
-def _record(method: str, level: str, seed: int, accuracy: float,
-            late: float | None = None) -> RunRecord:
-    """A run evaluated at epochs 5, 10, 15, 20; `late` is its accuracy at epoch 15 (default:
-    already at its final accuracy, a plateau)."""
-    curve = [(1, 0.3), (2, 0.5), (3, accuracy if late is None else late), (4, accuracy)]
+def _curve(accuracy: float, rising: bool) -> list[tuple[int, float]]:
+    """Test accuracy after each of 20 epochs (step k = epoch k) ending at `accuracy`: flat
+    from epoch 15 on (a plateau), or climbing 0.01 an epoch to the end."""
+    if rising:
+        return [(e, accuracy - 0.01 * (EPOCHS - e)) for e in range(1, EPOCHS + 1)]
+    return [(e, min(accuracy, accuracy - 0.05 * (15 - e))) for e in range(1, EPOCHS + 1)]
+
+
+def _record(method: str, level: str, seed: int, accuracy: float, rising: bool = False,
+            average_rising: bool = False) -> RunRecord:
+    """A run evaluated every epoch; its average model x̄ ends 0.05 above its agents."""
     return RunRecord(run_id=f"{method}{level}{seed}", config_hash=f"{method}{level}{seed}",
                      label=f"{method} {level}", method=method, seed=seed, status="FINISHED",
-                     curves={"test_accuracy_mean": curve,
-                             "average_model_test_accuracy": [(k, v + 0.05) for k, v in curve],
-                             "epochs": [(k, 5.0 * k) for k in range(1, 5)]})
+                     curves={"test_accuracy_mean": _curve(accuracy, rising),
+                             "average_model_test_accuracy": _curve(accuracy + 0.05,
+                                                                   average_rising),
+                             "epochs": [(e, float(e)) for e in range(1, EPOCHS + 1)]})
 
 
-def _records(accuracies: dict[tuple[str, str], float], late: dict | None = None,
-             ) -> list[RunRecord]:
-    return [_record(method, level, seed, accuracy + 0.002 * seed,
-                    None if late is None or (method, level) not in late
-                    else late[(method, level)] + 0.002 * seed)
+Arms = frozenset[tuple[str, str]]
+
+
+def _records(accuracies: dict[tuple[str, str], float], rising: Arms = frozenset(),
+             average_rising: Arms = frozenset()) -> list[RunRecord]:
+    """Three seeds of each (method, level), 0.002 apart; those in `rising` still climbing
+    on the agents' curve, those in `average_rising` on the average model's."""
+    return [_record(method, level, seed, accuracy + 0.002 * seed, (method, level) in rising,
+                    (method, level) in average_rising)
             for (method, level), accuracy in accuracies.items() for seed in (0, 1, 2)]
 
 
@@ -60,27 +74,40 @@ def test_no_gap_cannot_be_judged() -> None:
     assert "CDSGD opens no gap beyond the seeds' noise" in claim.why
 
 
-def test_a_leader_still_climbing_is_not_yet_converged() -> None:
-    """QG-DSGDm ends below local momentum but gained 0.05 over the last quarter, local
-    momentum nothing: at that pace it would lead after as many epochs again."""
-    records = _records({("QG-DSGDm", ALPHA_01): 0.70, ("CDMSGD-local", ALPHA_01): 0.72},
-                       late={("QG-DSGDm", ALPHA_01): 0.65})
-    claim = beats("QG-DSGDm", "CDMSGD-local", ALPHA_01)(group_records(records))
+def test_a_claim_on_runs_still_climbing_is_not_yet_converged() -> None:
+    """QG-DSGDm ends below local momentum while still climbing 0.01 an epoch: no verdict,
+    with the epoch reached and the slope; once both have plateaued, it does not hold."""
+    accuracies = {("QG-DSGDm", ALPHA_01): 0.70, ("CDMSGD-local", ALPHA_01): 0.72}
+    rising = _records(accuracies, rising=frozenset({("QG-DSGDm", ALPHA_01)}))
+    claim = beats("QG-DSGDm", "CDMSGD-local", ALPHA_01)(group_records(rising))
     assert claim is not None and claim.verdict == NOT_CONVERGED
-    assert "the margin -0.0200 would be +0.1800 after as many epochs again" in claim.why
-    plateaued = _records({("QG-DSGDm", ALPHA_01): 0.70, ("CDMSGD-local", ALPHA_01): 0.72})
-    claim = beats("QG-DSGDm", "CDMSGD-local", ALPHA_01)(group_records(plateaued))
+    assert claim.why.startswith(f"QG-DSGDm {ALPHA_01} seed 0 still rising at epoch 20 "
+                                "(+0.01000/epoch over its last 2 epochs: +0.0200 > 0.002)")
+    assert "CDMSGD-local" not in claim.why
+    claim = beats("QG-DSGDm", "CDMSGD-local", ALPHA_01)(group_records(_records(accuracies)))
     assert claim is not None and claim.verdict == FAILS
 
 
-def test_a_gap_still_closing_on_its_own_is_not_yet_converged() -> None:
-    """Gradient tracking wins back 75 % of CDSGD's loss, but CDSGD gained 0.10 over the
-    last quarter: at that pace its own gap would be gone, so the margin would turn."""
+def test_a_gap_whose_baseline_is_still_closing_is_not_yet_converged() -> None:
+    """Gradient tracking wins back 75 % of CDSGD's loss, but CDSGD at α = 0.1 is still
+    climbing: its gap, and so the share won back, is not final."""
     records = _records({**BASE, ("gradient-tracking", ALPHA_01): 0.75},
-                       late={("CDSGD", ALPHA_01): 0.50})
+                       rising=frozenset({("CDSGD", ALPHA_01)}))
     claim = closes_the_gap("gradient-tracking", ALPHA_01)(group_records(records))
     assert claim is not None and claim.verdict == NOT_CONVERGED
-    assert "the margin +0.0500 would be -0.1500" in claim.why
+    assert f"CDSGD {ALPHA_01} seed 2 still rising at epoch 20" in claim.why
+
+
+def test_each_measure_needs_its_own_curve_at_a_plateau() -> None:
+    """Agents' models at a plateau, the average model still climbing: the claim on the
+    agents' models is judged, the one on x̄ is not yet converged."""
+    records = _records({**BASE, ("gradient-tracking", ALPHA_01): 0.75},
+                       average_rising=frozenset({("gradient-tracking", ALPHA_01)}))
+    groups = group_records(records)
+    on_agents = closes_the_gap("gradient-tracking", ALPHA_01)(groups)
+    assert on_agents is not None and on_agents.verdict == HOLDS
+    on_average = closes_the_gap("gradient-tracking", ALPHA_01, AVERAGE)(groups)
+    assert on_average is not None and on_average.verdict == NOT_CONVERGED
 
 
 def test_the_rules_judge_only_the_groups_present_and_the_table_lists_every_level() -> None:

@@ -1,11 +1,10 @@
 """The claims `scenarios/heterogeneity/dirichlet.yaml` tests, as rules over its groups.
 
 Groups are labelled `METHOD partition=...`; the least heterogeneous level (Dirichlet
-α = 10) stands for IID. Every claim is about final accuracy, and the runs may not have
-plateaued, so each verdict is checked against the runs' late slope: the margin the claim
-rests on moves, over the last quarter of the epochs, by some drift; if continuing that
-drift for as many epochs again (four quarters, a generous projection: learning curves
-flatten) would flip the verdict, it is *not yet converged* instead.
+α = 10) stands for IID. Every claim is about final accuracy, so it is judged only where
+every run it compares has plateaued (`claims.unconverged`, the rule every study shares);
+otherwise its verdict is *not yet converged*, with the epoch each unfinished run reached
+and its slope.
 
 - Gradient tracking and D² close most of the gap CDSGD opens (Koloskova et al. 2021,
   Tang et al. 2018): at each heterogeneous level h, seed by seed,
@@ -33,12 +32,13 @@ from decentral_bench.report.claims import (
     Claim,
     Estimate,
     Rule,
-    at_epoch,
     compare,
+    compare_at_plateau,
     figure,
     final,
+    unconverged,
 )
-from decentral_bench.report.summary import Group, RunRecord
+from decentral_bench.report.summary import Group
 
 IID_LEVEL = "partition=dirichlet(alpha=10.0)"
 HETEROGENEOUS_LEVELS = ("partition=dirichlet(alpha=1.0)", "partition=dirichlet(alpha=0.1)",
@@ -48,7 +48,6 @@ LEVEL_NAMES = {IID_LEVEL: "α = 10", HETEROGENEOUS_LEVELS[0]: "α = 1",
 BASELINE = "CDSGD"
 AGENTS, AVERAGE = "test_accuracy_mean", "average_model_test_accuracy"
 MEASURED = {AGENTS: "agents' models", AVERAGE: "average model x̄"}
-LATE_FRACTION = 0.75  # the late slope: accuracy gained since this fraction of the epochs
 
 
 def _group(groups: Sequence[Group], method: str, level: str) -> Group | None:
@@ -59,38 +58,8 @@ def _accuracy(group: Group, metric: str = AGENTS) -> Estimate:
     return figure(group, final(metric))
 
 
-def late_gain(record: RunRecord, metric: str = AGENTS) -> float:
-    """Test accuracy (`metric`) gained over the last quarter of the run's epochs."""
-    epochs = record.curves.get("epochs", [])
-    if not epochs:
-        return math.nan
-    late = at_epoch(record, metric, LATE_FRACTION * epochs[-1][1])
-    return record.final(metric) - late
-
-
-PROJECTED_QUARTERS = 4  # "as many epochs again", in quarters of the run
-
-
-def _settled(verdict: str, why: str, margin: float, drift: float) -> tuple[str, str]:
-    """`verdict` on a claim resting on `margin` (> 0: it holds), or *not yet converged* when
-    the margin's late drift (per last quarter of the epochs), continued for as many epochs
-    again, would flip it."""
-    if verdict == UNCLEAR or not math.isfinite(drift):
-        return verdict, why
-    projected = margin + PROJECTED_QUARTERS * drift
-    if (verdict == HOLDS) == (projected > 0):
-        return verdict, why
-    return NOT_CONVERGED, (f"{why}; still moving: at the last quarter's pace the margin "
-                           f"{margin:+.4f} would be {projected:+.4f} after as many epochs "
-                           "again")
-
-
 def _seed_values(group: Group, metric: str) -> dict[int, float]:
     return {record.seed: record.final(metric) for record in group.finished}
-
-
-def _late_gains(group: Group, metric: str) -> dict[int, float]:
-    return {record.seed: late_gain(record, metric) for record in group.finished}
 
 
 def closes_the_gap(method: str, level: str, metric: str = AGENTS) -> Rule:
@@ -112,17 +81,17 @@ def closes_the_gap(method: str, level: str, metric: str = AGENTS) -> Rule:
         claim = (f"{method} closes most of the gap CDSGD opens at {LEVEL_NAMES[level]} "
                  f"({MEASURED[metric]})")
         figures = f"CDSGD's gap to α = 10: {gap}; {method} wins back {won}"
+        late = unconverged((corrected, baseline, iid), metric)
+        if late is not None:
+            return Claim(claim, figures, NOT_CONVERGED, late)
         opened = compare(Estimate(gap.mean, gap.std, gap.count), Estimate(0.0, 0.0, 1), "a>b")
         if opened[0] != HOLDS:
             return Claim(claim, figures, UNCLEAR, f"CDSGD opens no gap beyond the seeds' "
                                                   f"noise here ({opened[1]})")
         verdict, why = compare(excess, Estimate(0.0, 0.0, excess.count), "a>b")
         share = won.mean / gap.mean if gap.mean else math.nan
-        why = f"{share:.0%} of the gap won back, seed by seed {why}"
-        gains = [_late_gains(g, metric) for g in (corrected, baseline, iid)]
-        drift = Estimate.of([gains[0][s] - 0.5 * gains[1][s] - 0.5 * gains[2][s]
-                             for s in seeds if all(s in gain for gain in gains)]).mean
-        return Claim(claim, figures, *_settled(verdict, why, excess.mean, drift))
+        return Claim(claim, figures, verdict,
+                     f"{share:.0%} of the gap won back, seed by seed {why}")
 
     return judge
 
@@ -135,12 +104,9 @@ def beats(method: str, other: str, level: str, metric: str = AGENTS) -> Rule:
         if ours is None or theirs is None:
             return None
         a, b = _accuracy(ours, metric), _accuracy(theirs, metric)
-        verdict, why = compare(a, b, "a>b")
-        drift = figure(ours, lambda r: late_gain(r, metric)).mean \
-            - figure(theirs, lambda r: late_gain(r, metric)).mean
         return Claim(f"{method} beats {other} at {LEVEL_NAMES[level]} ({MEASURED[metric]})",
                      f"final test acc.: {method} {a}, {other} {b}",
-                     *_settled(verdict, why, a.mean - b.mean, drift))
+                     *compare_at_plateau((ours, theirs), a, b, "a>b", metric))
 
     return judge
 

@@ -204,7 +204,8 @@ METHODS: dict[str, Method] = {method.algorithm: method for method in (
            rule=lambda options: CDSGD()),
     Method("cdmsgd", "CDMSGD, Jiang et al. 2017: CDSGD with Polyak or Nesterov momentum",
            "gossip", options={"momentum": 0.9, "variant": "nesterov",
-                              "momentum_buffer": "local", "consensus_control": None},
+                              "momentum_buffer": "local", "consensus_control": None,
+                              "aggregation": None},
            rule=_cdmsgd_rule, lowest_eigenvalue=_cdmsgd_lowest_eigenvalue,
            disagreement_modulus=_cdmsgd_disagreement_modulus),
     Method("gradient_tracking", "gradient tracking (DSGT; Koloskova et al. 2021): step along "

@@ -29,6 +29,12 @@ from strategies.registry import Method, method
 
 # Sections that do not change what a run computes (of `resources`, `dtype` does).
 NOT_COMPUTED = ("name", "description", "tracking", "report", "resources")
+# The method keys runs were first recorded with: every key added later (`aggregation`,
+# `compression`, ...) is in a run's identity only when set, so a store's finished runs are
+# recognised after an upgrade.
+FIRST_METHOD_KEYS = frozenset({
+    "algorithm", "batch_size", "consensus_control", "epochs", "fraction", "local_epochs",
+    "local_steps", "lr", "momentum", "momentum_buffer", "name", "rounds", "variant"})
 # What a run with no attacker drawn does not read of its `adversaries`.
 UNREAD_WITHOUT_ATTACKERS = ("adversaries.attack", "adversaries.seed", "adversaries.from_round")
 
@@ -36,14 +42,18 @@ UNREAD_WITHOUT_ATTACKERS = ("adversaries.attack", "adversaries.seed", "adversari
 def computed_settings(scenario: Scenario, keep: tuple[str, ...] = ()) -> dict[str, Any]:
     """The scenario as JSON-ready data without the sections of `NOT_COMPUTED` (but those in
     `keep`), less its optional sections left unset. `resources.dtype` and
-    `training.deterministic` are in it only when set away from their defaults, so that the
-    hashes of runs recorded before the keys existed stay."""
+    `training.deterministic` are in it only when set away from their defaults, and method
+    keys added after `FIRST_METHOD_KEYS` only when set, so that the hashes of runs
+    recorded before the keys existed stay."""
     data = without_unset_sections(
         scenario.model_dump(mode="json", exclude=set(NOT_COMPUTED) - set(keep)))
     if not data["training"]["deterministic"]:
         del data["training"]["deterministic"]
     if scenario.resources.dtype != "float32":
         data["resources"] = {"dtype": scenario.resources.dtype}
+    data["methods"] = [{key: value for key, value in entry.items()
+                        if key in FIRST_METHOD_KEYS or value is not None}
+                       for entry in data["methods"]]
     return data
 
 

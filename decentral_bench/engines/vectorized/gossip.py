@@ -93,7 +93,7 @@ class GossipLoop:
         self.aggregation = run.plan.aggregation
         self.gathers = self.aggregation.kind != "mean" or self.adversaries is not None
         self.static_gathering = Gathering(run.plan.topology.mixing_matrix, run.plan.attackers,
-                                          run.device) if self.gathers else None
+                                          run.device, run.plan.dtype) if self.gathers else None
         self.static_network = RoundNetwork(run.plan.topology.graph,
                                            frozenset(range(self.agents)),
                                            run.plan.topology.mixing_matrix)
@@ -122,7 +122,8 @@ class GossipLoop:
         """The round's neighbourhoods, where robust aggregation or attackers need them."""
         if not self.gathers or network is None:
             return self.static_gathering
-        return Gathering(network.mixing_matrix, self.plan.attackers, self.run.device)
+        return Gathering(network.mixing_matrix, self.plan.attackers, self.run.device,
+                         self.plan.dtype)
 
     def combine(self, published: Stack, honest: Stack, own_weights: torch.Tensor,
                 mixer: Mixer, gathering: Gathering | None) -> Stack:

@@ -17,9 +17,9 @@ real deployments.
 from __future__ import annotations
 
 from decentral_bench.engines.base import EventSink, FinalParameters, ReportSink
-from decentral_bench.engines.vectorized.fedavg import FedAvgLoop
 from decentral_bench.engines.vectorized.gossip import GossipLoop
 from decentral_bench.engines.vectorized.memory import keep_freed_memory
+from decentral_bench.engines.vectorized.server import ServerLoop
 from decentral_bench.engines.vectorized.stack import StackedRun
 from decentral_bench.experiment.plan import MethodPlan
 from decentral_bench.experiment.training import available_cpus, run_numerics
@@ -45,4 +45,4 @@ class VectorizedEngine:
             stacked = StackedRun(plan, self.chunk, self.dense, report)
             if plan.is_gossip:
                 return GossipLoop(stacked).run_rounds()
-            return FedAvgLoop(stacked).run_rounds(on_event)
+            return ServerLoop(stacked).run_rounds(on_event)

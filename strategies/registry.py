@@ -14,6 +14,9 @@ from typing import Any, Literal
 
 from strategies.cdmsgd import LocalVelocity, Nesterov, Polyak
 from strategies.cdsgd import CDSGD
+from strategies.choco import Choco
+from strategies.compressed_gossip import CompressedGossip
+from strategies.compression import AgentCompressor, Compressor
 from strategies.gossip import GossipRule
 
 Routing = Literal["gossip", "server"]
@@ -35,6 +38,10 @@ class Method:
     options: Mapping[str, Any] = field(default_factory=dict)
     forbids: Mapping[str, str] = field(default_factory=dict)
     single_agent: bool = False  # one node holding all the data, on the graph Π = [1]
+    # Whether the rule may take several minibatch steps per round (`local_steps` > 1), and
+    # whether it runs under agent and link failures (a lost message breaks CHOCO's s_i).
+    local_steps: bool = True
+    failures: bool = True
     rule: Callable[[Mapping[str, Any]], GossipRule] | None = None
     # The smallest eigenvalue of Π the rule is stable for under the resolved options
     # (None: any Π of Assumption 2).
@@ -51,13 +58,39 @@ class Method:
         return self.rule(options)
 
 
+def compressor(options: Mapping[str, Any]) -> Compressor | None:
+    """The method's compressor, from its `compression` option (a mapping of the
+    compressor's keys; None: the method does not compress)."""
+    config = options.get("compression")
+    if config is None:
+        return None
+    return Compressor(**{key: value for key, value in config.items() if value is not None})
+
+
+def _compressed(rule: GossipRule, options: Mapping[str, Any]) -> GossipRule:
+    """`rule`, publishing compressed points when the method has a compressor."""
+    found = compressor(options)
+    return rule if found is None else CompressedGossip(rule, AgentCompressor(found))
+
+
 def _cdmsgd_rule(options: Mapping[str, Any]) -> GossipRule:
     if options["momentum_buffer"] == "local":
-        return LocalVelocity(momentum=options["momentum"],
-                             nesterov=options["variant"] == "nesterov")
-    if options["variant"] == "polyak":
-        return Polyak(momentum=options["momentum"])
-    return Nesterov(momentum=options["momentum"])
+        rule: GossipRule = LocalVelocity(momentum=options["momentum"],
+                                         nesterov=options["variant"] == "nesterov")
+    elif options["variant"] == "polyak":
+        rule = Polyak(momentum=options["momentum"])
+    else:
+        rule = Nesterov(momentum=options["momentum"])
+    return _compressed(rule, options)
+
+
+def _choco_rule(options: Mapping[str, Any]) -> GossipRule:
+    found = compressor(options)
+    if found is None:
+        raise ValueError("CHOCO-SGD needs a compressor (its 'compression' option)")
+    return Choco(consensus_step_size=float(options["consensus_step_size"]),
+                 compression=AgentCompressor(found), momentum=options["momentum"],
+                 nesterov=options["variant"] == "nesterov")
 
 
 def _cdmsgd_lowest_eigenvalue(options: Mapping[str, Any]) -> float | None:
@@ -73,12 +106,18 @@ def _cdmsgd_lowest_eigenvalue(options: Mapping[str, Any]) -> float | None:
 
 METHODS: dict[str, Method] = {method.algorithm: method for method in (
     Method("cdsgd", "CDSGD, Jiang et al. 2017 eq. 5: mix the neighbours' points, step at "
-           "your own", "gossip", options={"consensus_control": None},
-           rule=lambda options: CDSGD()),
+           "your own", "gossip", options={"consensus_control": None, "compression": None},
+           rule=lambda options: _compressed(CDSGD(), options)),
     Method("cdmsgd", "CDMSGD, Jiang et al. 2017: CDSGD with Polyak or Nesterov momentum",
            "gossip", options={"momentum": 0.9, "variant": "nesterov",
-                              "momentum_buffer": "iterates", "consensus_control": None},
+                              "momentum_buffer": "iterates", "consensus_control": None,
+                              "compression": None},
            rule=_cdmsgd_rule, lowest_eigenvalue=_cdmsgd_lowest_eigenvalue),
+    Method("choco", "CHOCO-SGD, Koloskova et al. 2019: gossip compressed differences "
+           "against public copies", "gossip",
+           options={"compression": None, "consensus_step_size": "auto", "momentum": 0.0,
+                    "variant": "nesterov"},
+           rule=_choco_rule, local_steps=False, failures=False),
     Method("fedavg", "Flower's stock FedAvg: local epochs, then the example-weighted "
            "average on the server", "server", options={"fraction": 1.0, "local_epochs": 1},
            forbids={"local_steps": "FedAvg trains 'local_epochs' per round; remove "

@@ -13,6 +13,7 @@ from functools import cached_property
 from typing import Any
 
 import numpy as np
+from pydantic import BaseModel
 from torch import nn
 
 from decentral_bench.experiment.data import Dataset, load_dataset, partition_indices
@@ -21,9 +22,11 @@ from decentral_bench.network.failures import FailureSchedule
 from decentral_bench.network.topology import Topology, build_topology, single_agent
 from decentral_bench.scenario import FailuresConfig, MethodConfig, Scenario
 from decentral_bench.scenario.sections import DEFAULT_ROUNDS
+from strategies.choco import tune_consensus_step_size
+from strategies.compression import AgentCompressor, Compressor
 from strategies.consensus_control import ConsensusControl
-from strategies.gossip import GossipRule
-from strategies.registry import Method, method
+from strategies.gossip import Agents, GossipRule, bound
+from strategies.registry import Method, compressor, method
 
 DEFAULT_GAMMA = 0.1  # the step schedule's factor per milestone
 
@@ -82,10 +85,63 @@ class MethodPlan:
         but centralized SGD's single agent): only then do Π, λ2 and link failures apply."""
         return self.is_gossip and not self.definition.single_agent
 
+    @property
+    def _plain_options(self) -> dict[str, Any]:
+        return {key: value.model_dump() if isinstance(value, BaseModel) else value
+                for key, value in self.options.items()}
+
+    @property
+    def rule_options(self) -> dict[str, Any]:
+        """The options as the registry's rules take them: sections as mappings, a searched
+        setting (CHOCO's γ under `auto`) as what the search found."""
+        options = self._plain_options
+        if options.get("consensus_step_size") == "auto":
+            options["consensus_step_size"] = self.consensus_step_size
+        return options
+
     @cached_property
     def update_rule(self) -> GossipRule:
         """The gossip update rule (CDSGD, Polyak or Nesterov CDMSGD, ...)."""
-        return self.definition.update_rule(self.options)
+        return self.definition.update_rule(self.rule_options)
+
+    def agents_rule(self, agents: Agents) -> GossipRule:
+        """The update rule as `agents` run it: one agent (its index) or a stack of agents;
+        a rule that compresses seeds its draws from (seed, agent, step)."""
+        return bound(self.update_rule, self.seed, agents)
+
+    @property
+    def compressor(self) -> Compressor | None:
+        """The method's message compressor, if it has one."""
+        return compressor(self._plain_options)
+
+    @cached_property
+    def consensus_step_size(self) -> float | None:
+        """CHOCO's γ: the method's, or under `auto` the one the authors' search picks on this
+        method's graph and compressor (`strategies.choco.tune_consensus_step_size`, seeded
+        by the run's seed). None for a method without one."""
+        if "consensus_step_size" not in self.definition.options:
+            return None
+        value = self.option("consensus_step_size")
+        if value != "auto":
+            return float(value)
+        found = self.compressor
+        if found is None:  # the scenario's rules require a compressor: not reached
+            raise ValueError(f"'{self.method.name}' has no compressor to search γ for")
+        shapes = [tuple(array.shape) for array in self.initial_parameters]
+        gamma, _ = tune_consensus_step_size(self.topology.mixing_matrix, shapes,
+                                            AgentCompressor(found), self.seed)
+        return gamma
+
+    def settled(self) -> MethodPlan:
+        """This plan with what a search found written in (CHOCO's γ under `auto`): what the
+        Flower engine sends its agents, so that none repeats the search."""
+        if self.options.get("consensus_step_size") != "auto":
+            return self
+        settled = self.method.model_copy(
+            update={"consensus_step_size": self.consensus_step_size})
+        methods = tuple(settled if entry.name == settled.name else entry
+                        for entry in self.scenario.methods)
+        return MethodPlan(self.scenario.model_copy(update={"methods": methods}), settled)
 
     @cached_property
     def rounds(self) -> int:

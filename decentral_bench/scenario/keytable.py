@@ -57,6 +57,12 @@ UNEXPRESSED = (
                 "at most the phases the schedule has (milestones + 1)",
                 r"phase \d+ does not exist"),
     Unexpressed("topology.edges, topology.matrix_file", "the file exists", r"file not found: "),
+    Unexpressed("methods[].local_steps, training.local_steps",
+                "1 for a method that gossips after every step (choco)",
+                r"gossips after every minibatch step, but"),
+    Unexpressed("methods[].algorithm, failures.agents, failures.links",
+                "no failures for a method that cannot lose a message (choco)",
+                r"drops some: run it without failures"),
 )
 
 # Checked when the scenario is run or validated, beyond the loader: listed in the README.
@@ -102,6 +108,8 @@ def values(schema: dict[str, Any]) -> str:
     """What a key takes, in a few words: `integer ≥ 1`, `` `iid` | `dirichlet` ``."""
     if "enum" in schema:
         return " \\| ".join(f"`{shown(value)}`" for value in schema["enum"])
+    if "const" in schema:
+        return f"`{shown(schema['const'])}`"
     if "anyOf" in schema:  # keywords beside anyOf hold for its array option too
         beside: dict[str, Any] = {key: schema[key] for key in
                                   ("items", "minItems", "uniqueItems") if key in schema}

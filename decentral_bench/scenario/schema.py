@@ -32,6 +32,7 @@ from decentral_bench.scenario.sections import (
     TrackingConfig,
     TrainingConfig,
 )
+from strategies.registry import METHODS
 
 # Keys a sweep may not vary: they name or organise the runs rather than define one.
 UNSWEEPABLE = ("name", "description", "methods", "sweep", "tracking", "training.seeds",
@@ -123,6 +124,27 @@ class Scenario(Strict):
                 raise KeyedError(f"methods[{index}].consensus_control.phases",
                                  f"phase {beyond[0]} does not exist: {split} gives {phases} "
                                  f"phase{'s' if phases > 1 else ''}")
+        return self
+
+    @model_validator(mode="after")
+    def _methods_fit_training_and_failures(self) -> Scenario:
+        """A method whose rule gossips after every step (CHOCO) takes no local steps, and
+        one that cannot lose a message runs without agent or link failures."""
+        failing = "agents" if self.failures.agents else \
+            "links" if self.failures.links is not None else None
+        for index, entry in enumerate(self.methods):
+            definition = METHODS[entry.algorithm]
+            steps = entry.local_steps or self.training.local_steps
+            if not definition.local_steps and steps > 1:
+                where = "local_steps" if entry.local_steps else "training.local_steps"
+                raise KeyedError(f"methods[{index}]", (
+                    f"'{entry.name}' ({entry.algorithm}) gossips after every minibatch step, "
+                    f"but {where} is {steps}: set local_steps: 1 on the method"))
+            if not definition.failures and failing is not None:
+                raise KeyedError(f"methods[{index}]", (
+                    f"'{entry.name}' ({entry.algorithm}) runs on a graph that loses no "
+                    f"message (each agent sums its neighbours' compressed differences), but "
+                    f"failures.{failing} drops some: run it without failures"))
         return self
 
     @field_validator("methods")

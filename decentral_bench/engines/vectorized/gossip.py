@@ -19,7 +19,7 @@ from decentral_bench.engines.vectorized.mixing import Mixer
 from decentral_bench.engines.vectorized.stack import Stack, StackedRun
 from decentral_bench.experiment.metrics import consensus_distance
 from decentral_bench.network.failures import RoundNetwork
-from decentral_bench.network.traffic import gossip_round_bytes
+from decentral_bench.network.traffic import agent_message_bytes, gossip_round_bytes
 from strategies.consensus_control import ControlOutcome, control_round
 from strategies.gossip import (
     GossipRule,
@@ -28,6 +28,7 @@ from strategies.gossip import (
     gossip_round,
     gradient_steps,
     keep_state_rows,
+    wire_message,
 )
 
 
@@ -69,7 +70,7 @@ class GossipLoop:
     def __init__(self, run: StackedRun) -> None:
         self.run = run
         self.plan = run.plan
-        self.rule = run.plan.update_rule
+        self.rule = run.plan.agents_rule(tuple(range(run.plan.agents)))
         self.agents = run.plan.agents
         self.static = Mixer(run.plan.topology.mixing_matrix, run.device, run.dense)
 
@@ -113,8 +114,7 @@ class GossipLoop:
     def run_rounds(self) -> FinalParameters:
         plan, run = self.plan, self.run
         state = self.start()
-        message_bytes = sum(int(m[0].nelement() * m.element_size())
-                            for m in self.rule.message(state))
+        message_bytes = agent_message_bytes(wire_message(self.rule, state))
         everyone = list(range(self.agents))
         run.clock.restart()
         for server_round in range(1, plan.rounds + 1):

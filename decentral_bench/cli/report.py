@@ -26,8 +26,9 @@ def report(
     csv: Annotated[bool, typer.Option("--csv", help="Print CSV instead of a table.")] = False,
     target_accuracy: Annotated[float | None, typer.Option(
         help="Report rounds and epochs to reach this mean test accuracy.")] = None,
-    x_axis: Annotated[str, typer.Option(click_type=click.Choice(["epochs", "rounds"]),
-                                        help="The figures' x axis: epochs or rounds.")
+    x_axis: Annotated[str, typer.Option(
+        click_type=click.Choice(["epochs", "rounds", "bytes"]),
+        help="The figures' x axis: epochs, rounds or bytes moved (log scale).")
     ] = "epochs",
 ) -> None:
     """Print a scenario run's comparison table from the MLflow store (no re-run)."""
@@ -67,7 +68,8 @@ def report(
         from decentral_bench.report.plots import report_figures
 
         plot.mkdir(parents=True, exist_ok=True)
-        axis: Literal["epochs", "rounds"] = "rounds" if x_axis == "rounds" else "epochs"
+        axis: Literal["epochs", "rounds", "bytes"] = \
+            "rounds" if x_axis == "rounds" else "bytes" if x_axis == "bytes" else "epochs"
         for name, figure in report_figures(group_records(records), x_axis=axis).items():
             figure.savefig(plot / name)
         errors.print(f"figures written to {plot}")

@@ -1,10 +1,13 @@
-"""Figures that compare methods, against epochs (default) or rounds.
+"""Figures that compare methods, against epochs (default), rounds or bytes.
 
 A round is not the same amount of training for every method: FedAvg's round
 is `local_epochs` passes over an agent's data, a gossip round `local_steps`
 minibatches. The comparison figures therefore put epochs (the per-round
 `epochs` metric: passes over an agent's own data so far) on the x axis, as
-the papers do; `x_axis="rounds"` plots against rounds instead.
+the papers do; `x_axis="rounds"` plots against rounds instead, and
+`x_axis="bytes"` against the bytes the network has moved so far (a log scale:
+compressed gossip moves orders of magnitude less). Every report also draws test
+accuracy against bytes.
 """
 
 from __future__ import annotations
@@ -29,8 +32,10 @@ from decentral_bench.report.summary import Group
 from decentral_bench.scenario import FailuresConfig
 from strategies.registry import METHODS
 
-XAxis = Literal["epochs", "rounds"]
-X_LABELS = {"epochs": "epochs (passes over an agent's own data)", "rounds": "round"}
+XAxis = Literal["epochs", "rounds", "bytes"]
+X_LABELS = {"epochs": "epochs (passes over an agent's own data)", "rounds": "round",
+            "bytes": "MB moved by the network so far (all agents, log scale)"}
+X_METRICS = {"epochs": "epochs", "bytes": "bytes_moved_total"}  # what each axis reads
 # metric → (title, y axis label)
 TITLES = {
     "test_accuracy_mean": ("Test accuracy (mean over agents)", "test accuracy"),
@@ -86,14 +91,18 @@ def failure_markers(failures: FailuresConfig) -> list[FailureMarker]:
 
 
 def chosen_axis(groups: Sequence[Group], x_axis: XAxis) -> XAxis:
-    """`x_axis`, or rounds where a run recorded no `epochs` (stores from before it)."""
+    """`x_axis`, or rounds where a run recorded no `epochs` (stores from before it) or
+    no `bytes_moved_total`."""
     drawn = [group for group in groups if group.finished]
-    if x_axis == "epochs" and not all(group.has("epochs") for group in drawn):
+    metric = X_METRICS.get(x_axis)
+    if metric is not None and not all(group.has(metric) for group in drawn):
         return "rounds"
     return x_axis
 
 
 def _x(group: Group, rounds: np.ndarray, x_axis: XAxis) -> np.ndarray:
+    if x_axis == "bytes":
+        return group.value_at("bytes_moved_total", rounds) / 1e6
     return group.epochs_at(rounds) if x_axis == "epochs" else rounds
 
 
@@ -149,6 +158,9 @@ def metric_figure(groups: Sequence[Group], metric: str,
     title, y_label = TITLES.get(metric, (metric, metric))
     if metric == "consensus_distance":
         axes.set_yscale("symlog", linthresh=1e-6)
+    if x_axis == "bytes":
+        axes.set_xscale("log")
+        title += ", against bytes moved"
     return _finish(figure, axes, title, X_LABELS[x_axis], y_label)
 
 
@@ -176,6 +188,9 @@ def report_figures(groups: Sequence[Group], markers: Sequence[FailureMarker] = (
     figures = {f"{metric}.png": metric_figure(groups, metric, markers, x_axis)
                for metric in TITLES}
     figures["accuracy_spread.png"] = spread_figure(groups, x_axis=x_axis)
+    if x_axis != "bytes" and chosen_axis(groups, "bytes") == "bytes":
+        figures["test_accuracy_mean_vs_bytes.png"] = metric_figure(
+            groups, "test_accuracy_mean", x_axis="bytes")
     return figures
 
 

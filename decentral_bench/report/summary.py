@@ -65,10 +65,15 @@ class Group:
 
     def epochs_at(self, rounds: np.ndarray) -> np.ndarray:
         """Epochs done after each of `rounds`: the `epochs` metric, mean over seeds."""
-        known, epochs, _ = self.curve("epochs")
+        return self.value_at("epochs", rounds)
+
+    def value_at(self, key: str, rounds: np.ndarray) -> np.ndarray:
+        """A cumulative metric (`epochs`, `bytes_moved_total`) after each of `rounds`, mean
+        over seeds, interpolated between the rounds it was recorded at."""
+        known, values, _ = self.curve(key)
         if len(known) == 0:
             return np.full(len(rounds), math.nan)
-        return np.interp(rounds, known, epochs)
+        return np.interp(rounds, known, values)
 
 
 @dataclass

@@ -111,8 +111,11 @@ class Choco:
 
 
 def mixing_product(matrix: np.ndarray, stack: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-    """Σ_j w_ij m_j for every agent i of a stack (agents along dimension 0)."""
+    """Σ_j w_ij m_j for every agent i of a stack (agents along dimension 0); a sparse
+    product where most of Π is zero (a ring: O(edges × parameters))."""
     weights = torch.as_tensor(matrix, dtype=stack[0].dtype, device=stack[0].device)
+    if np.count_nonzero(matrix) < 0.25 * matrix.size:
+        weights = weights.to_sparse_coo()
     agents = len(matrix)
     return [(weights @ m.reshape(agents, -1)).reshape(m.shape) for m in stack]
 
@@ -143,13 +146,13 @@ def gossip_error(state: State, mean: Sequence[torch.Tensor]) -> float:
 
 
 def tune_consensus_step_size(matrix: np.ndarray, shapes: Shapes, compression: AgentCompressor,
-                             seed: int, grid: Sequence[float] = TUNING_GRID,
+                             seed: int = 0, grid: Sequence[float] = TUNING_GRID,
                              rounds: int = TUNING_ROUNDS) -> tuple[float, dict[float, float]]:
     """γ for CHOCO on this graph (`matrix`) and compressor, by the authors' search: run
-    CHOCO-Gossip from standard normal points of the model's `shapes`, one per agent, for
-    `rounds` rounds with each γ of `grid`; the γ with the smallest final error wins (x̄,
-    the points' mean, never moves: Π is doubly stochastic). Returns it and every γ's final
-    error."""
+    CHOCO-Gossip from standard normal points of the model's `shapes`, one per agent, drawn
+    from `seed`, for `rounds` rounds with each γ of `grid`; the γ with the smallest final
+    error wins (x̄, the points' mean, never moves: Π is doubly stochastic). Returns it and
+    every γ's final error."""
     agents = len(matrix)
     draws = torch.Generator().manual_seed(seed)
     points = [torch.randn(agents, *shape, generator=draws) for shape in shapes]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Any
 
 import numpy as np
@@ -29,6 +29,17 @@ from strategies.gossip import Agents, GossipRule, bound
 from strategies.registry import Method, compressor, method
 
 DEFAULT_GAMMA = 0.1  # the step schedule's factor per milestone
+
+
+@lru_cache(maxsize=64)
+def searched_step_size(matrix: bytes, agents: int, compressor: Compressor,
+                       shapes: tuple[tuple[int, ...], ...]) -> float:
+    """CHOCO's γ on a graph (Π as float64 bytes, `agents` × `agents`), compressor and
+    model: `tune_consensus_step_size` from points of a fixed seed, so the seeds and
+    methods of a run that share all three search once."""
+    mixing_matrix = np.frombuffer(matrix, dtype=np.float64).reshape(agents, agents).copy()
+    gamma, _ = tune_consensus_step_size(mixing_matrix, shapes, AgentCompressor(compressor))
+    return gamma
 
 
 @dataclass(frozen=True)
@@ -117,8 +128,8 @@ class MethodPlan:
     @cached_property
     def consensus_step_size(self) -> float | None:
         """CHOCO's γ: the method's, or under `auto` the one the authors' search picks on this
-        method's graph and compressor (`strategies.choco.tune_consensus_step_size`, seeded
-        by the run's seed). None for a method without one."""
+        method's graph, compressor and model (`searched_step_size`). None for a method
+        without one."""
         if "consensus_step_size" not in self.definition.options:
             return None
         value = self.option("consensus_step_size")
@@ -127,10 +138,10 @@ class MethodPlan:
         found = self.compressor
         if found is None:  # the scenario's rules require a compressor: not reached
             raise ValueError(f"'{self.method.name}' has no compressor to search γ for")
-        shapes = [tuple(array.shape) for array in self.initial_parameters]
-        gamma, _ = tune_consensus_step_size(self.topology.mixing_matrix, shapes,
-                                            AgentCompressor(found), self.seed)
-        return gamma
+        matrix = self.topology.mixing_matrix
+        shapes = tuple(tuple(array.shape) for array in self.initial_parameters)
+        return searched_step_size(np.asarray(matrix, dtype=np.float64).tobytes(), len(matrix),
+                                  found, shapes)
 
     def settled(self) -> MethodPlan:
         """This plan with what a search found written in (CHOCO's γ under `auto`): what the

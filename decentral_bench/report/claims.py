@@ -7,6 +7,9 @@ reason. A difference counts only when it exceeds the seeds' noise: twice the
 standard error of the difference of two means (√(σ_a²/n_a + σ_b²/n_b)), and
 never less than `MIN_DIFFERENCE` (half a point of accuracy); a group with one
 seed has no noise estimate, and its differences are judged against the floor.
+A claim about final accuracy is "not yet converged" where a group it compares has not
+plateaued: its test accuracy rose over the last quarter of its epochs by more than that
+noise (`plateaued`).
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ from decentral_bench.report.summary import Group, RunRecord, group_records
 MIN_DIFFERENCE = 0.005   # the smallest accuracy difference read as real
 SIMILAR = 0.015          # accuracies this close (and within noise) count as "similar"
 HOLDS, FAILS, UNCLEAR = "holds", "does not hold", "cannot be judged"
+NOT_CONVERGED = "not yet converged"  # a claim on final accuracy where a run still rises
+LAST_STRETCH = 0.75      # plateaued: no real rise after this fraction of the epochs
 
 
 @dataclass(frozen=True)
@@ -86,6 +91,19 @@ def epochs_to(record: RunRecord, key: str, target: float) -> float:
         if value >= target:
             return epochs.get(step, math.nan)
     return math.inf
+
+
+def late_rise(record: RunRecord, key: str = "test_accuracy_mean") -> float:
+    """How much `key` rose from `LAST_STRETCH` of the run's epochs to its end."""
+    return record.final(key) - at_epoch(record, key, LAST_STRETCH * record.final("epochs"))
+
+
+def plateaued(group: Group) -> bool:
+    """Whether the group's test accuracy rose no more than the seeds' noise (at least
+    `MIN_DIFFERENCE`) over the last quarter of its epochs."""
+    rise = figure(group, late_rise)
+    return math.isnan(rise.mean) or \
+        rise.mean <= max(2.0 * rise.std / math.sqrt(max(rise.count, 1)), MIN_DIFFERENCE)
 
 
 def mean_over_rounds(record: RunRecord, key: str) -> float:

@@ -1,5 +1,7 @@
 """The claims of Jiang et al. (2017) and Kong et al. (2021) that `scenarios/paper/` tests,
-as rules over the groups of a scenario run (see `claims` for how a verdict is reached).
+and CHOCO-SGD's (Koloskova et al. 2019) that `scenarios/compression/` tests (its rules in
+`compression_claims`), as rules over the groups of a scenario run (see `claims` for how a
+verdict is reached).
 
 Rules are keyed by scenario name (a `_cifar10` twin shares its FMNIST original's rules);
 each names the method labels of its scenario file.
@@ -27,6 +29,7 @@ from decentral_bench.report.claims import (
     judge,
     mean_over_rounds,
 )
+from decentral_bench.report.compression_claims import CHOCO_RING, bytes_table
 from decentral_bench.report.summary import (
     Group,
     RunRecord,
@@ -173,7 +176,7 @@ KONG: list[Rule] = [
           "centralized", "control-phases-2-3", "centralized", "final", "a<b"),
 ]
 
-RULES: dict[str, list[Rule]] = {**JIANG, "kong_phases": KONG}
+RULES: dict[str, list[Rule]] = {**JIANG, "kong_phases": KONG, "choco_ring": CHOCO_RING}
 
 
 def rules_for(scenario: str) -> list[Rule]:
@@ -215,6 +218,8 @@ def judge_store(tracking_uri: str | None, experiments: Sequence[str] | None) -> 
         text = f"## {scenario}\n\n" + as_markdown(judge(records, rules_for(scenario)))
         if scenario.removesuffix("_cifar10") == "kong_phases":
             text += "\n" + arms_table(group_records(records))
+        if scenario == "choco_ring":
+            text += "\n" + bytes_table(group_records(records))
         attach_text(client, parent.info.run_id, text, "claims.md")
         sections.append(text)
     return sections

@@ -2,7 +2,9 @@
 the Flower side (router, stock strategies, message keys). May import: no decentral_bench module.
 
 - `registry`: algorithm name → how it runs; `gossip`: one round of a gossip method;
-- `cdsgd`, `cdmsgd`, `local_sgd`: the update rules; `consensus_control`: Kong et al.'s control;
+- `cdsgd`, `cdmsgd`, `choco`, `local_sgd`: the update rules; `consensus_control`: Kong et al.'s
+  control; `compression`: the message compressors and their wire format;
+  `compressed_gossip`: any gossip rule with compressed messages (naive compression);
 - `neighbourhood`: Nb(j) in Π_k;
 - Flower side: `gossip_router` (the serverless ServerApp's router), `fedavg` (Flower's
   FedAvg with observation hooks), `protocol` (message keys).

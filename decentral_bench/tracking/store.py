@@ -34,6 +34,7 @@ from decentral_bench.tracking.local_store import (
     StoreError,
     artifact_location,
     creation_lock,
+    drop_leftover_migration_tables,
     prepare_sqlite,
 )
 from decentral_bench.tracking.provenance import Provenance
@@ -175,18 +176,20 @@ def _prepare(uri: str) -> None:
     prepare_sqlite(uri)
 
 
-def connect(uri: str, attempts: int = 10) -> MlflowClient:
+def connect(uri: str, patience_s: float = 120.0) -> MlflowClient:
     """A client of the store at `uri`, its tables created and migrated.
 
     Another program migrating the store at the same moment (`mlflow ui` opened on a new
-    store) makes this wait and retry. Raises `StoreError` naming the store when it
-    cannot be reached, created or written.
+    store) makes this wait and retry, for up to `patience_s` seconds (a loaded machine
+    slows the other migration down). A migration that died half-way leaves a temporary
+    table behind that fails every later one: after a third of the patience it is dropped.
+    Raises `StoreError` naming the store when it cannot be reached, created or written.
     """
     _prepare(uri)
     store_log = logging.getLogger("mlflow.store.db.utils")
     level = store_log.level
     store_log.setLevel(logging.WARNING)  # "Creating initial MLflow database tables..."
-    attempt = 0
+    attempt, started = 0, time.monotonic()
     try:
         with creation_lock(uri), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # SQLAlchemy and alembic notes on the migration
@@ -197,8 +200,11 @@ def connect(uri: str, attempts: int = 10) -> MlflowClient:
                     return client
                 except Exception as error:
                     attempt += 1
-                    if attempt < attempts and _migration_race(error):
-                        time.sleep(0.5 * attempt)
+                    waited = time.monotonic() - started
+                    if waited < patience_s and _migration_race(error):
+                        if "_alembic_tmp_" in _messages(error) and waited > patience_s / 3:
+                            drop_leftover_migration_tables(uri)
+                        time.sleep(min(0.5 * attempt, 5.0))
                         continue
                     problem = store_problem(error, uri)
                     if problem is None:

@@ -1,6 +1,6 @@
 """CHOCO-SGD's claims that `scenarios/compression/choco_ring.yaml` tests (Koloskova, Stich,
-Jaggi, ICML 2019; Koloskova, Lin et al., ICLR 2020), as rules over the groups of its run
-(see `claims` for how a verdict is reached), for each ring size:
+Jaggi, ICML 2019; Koloskova, Lin et al., ICLR 2020) on each ring size, as rules over the
+groups of its run (see `claims` for how a verdict is reached).
 
 - CHOCO with each compressor ends close to uncompressed CDSGD's test accuracy ...
 - ... while its agents move 10–100× fewer bytes (an exact count, the same for every seed);

@@ -159,11 +159,11 @@ class Compressor:
         """Q of every agent's `values` (a stack), agent i drawing from `generator(seeds[i])`.
         Returns Q(v) (a stack of v's shapes) and its header: the per-block scales (qsgd,
         sign), the seeds (random_k) or nothing."""
+        if self.kind == "none":
+            return list(values), []
         shapes = [tuple(tensor.shape[1:]) for tensor in values]
         flat = _flat(values)
         blocks = torch.split(flat, self.blocks(shapes), dim=1)
-        if self.kind == "none":
-            return list(values), []
         if self.kind == "top_k":
             return _unflat(torch.cat([self._top_k(block) for block in blocks], 1), shapes), []
         if self.kind == "random_k":

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated
 
 import click
 import typer
@@ -25,10 +25,12 @@ def report(
     plot: Annotated[Path | None, typer.Option(help="Write the report's figures here.")] = None,
     csv: Annotated[bool, typer.Option("--csv", help="Print CSV instead of a table.")] = False,
     target_accuracy: Annotated[float | None, typer.Option(
-        help="Report rounds and epochs to reach this mean test accuracy.")] = None,
+        help="Report rounds, epochs and simulated seconds to reach this mean test "
+             "accuracy.")] = None,
     x_axis: Annotated[str, typer.Option(
-        click_type=click.Choice(["epochs", "rounds", "bytes"]),
-        help="The figures' x axis: epochs, rounds or bytes moved (log scale).")
+        click_type=click.Choice(["epochs", "rounds", "time", "bytes"]),
+        help="The figures' x axis: epochs, rounds, simulated seconds (runs with a "
+             "network) or bytes moved (log scale).")
     ] = "epochs",
 ) -> None:
     """Print a scenario run's comparison table from the MLflow store (no re-run)."""
@@ -66,11 +68,17 @@ def report(
         console.print(summary_table(f"{parent.info.run_name} ({parent.info.run_id})", rows,
                                     control, shared_runs(records)))
     if plot is not None:
-        from decentral_bench.report.plots import report_figures
+        from decentral_bench.report.plots import XAxis, chosen_axis, report_figures
 
         plot.mkdir(parents=True, exist_ok=True)
-        axis: Literal["epochs", "rounds", "bytes"] = \
-            "rounds" if x_axis == "rounds" else "bytes" if x_axis == "bytes" else "epochs"
-        for name, figure in report_figures(group_records(records), x_axis=axis).items():
+        groups = group_records(records)
+        axis: XAxis = "rounds" if x_axis == "rounds" else "time" if x_axis == "time" \
+            else "bytes" if x_axis == "bytes" else "epochs"
+        if chosen_axis(groups, axis) != axis:
+            missing = {"time": "sim_time_s (no network: section)",
+                       "bytes": "bytes_moved_total"}.get(axis, "epochs")
+            errors.print(f"[yellow]note[/]: some runs recorded no {missing}"
+                         f"; the figures use {chosen_axis(groups, axis)} instead")
+        for name, figure in report_figures(groups, x_axis=axis).items():
             figure.savefig(plot / name)
         errors.print(f"figures written to {plot}")

@@ -1,10 +1,13 @@
-"""Figures that compare methods, against epochs (default), rounds or bytes.
+"""Figures that compare methods, against epochs (default), rounds, simulated seconds or
+bytes.
 
 A round is not the same amount of training for every method: FedAvg's round
 is `local_epochs` passes over an agent's data, a gossip round `local_steps`
 minibatches. The comparison figures therefore put epochs (the per-round
 `epochs` metric: passes over an agent's own data so far) on the x axis, as
 the papers do; `x_axis="rounds"` plots against rounds instead, and
+`x_axis="time"` against the simulated seconds of a scenario's `network:`
+(the `sim_time_s` metric), where a round's length is what the network makes it, and
 `x_axis="bytes"` against the bytes the network has moved so far (a log scale:
 compressed gossip moves orders of magnitude less). Every report also draws test
 accuracy against bytes.
@@ -32,10 +35,12 @@ from decentral_bench.report.summary import Group
 from decentral_bench.scenario import FailuresConfig
 from strategies.registry import METHODS
 
-XAxis = Literal["epochs", "rounds", "bytes"]
+XAxis = Literal["epochs", "rounds", "time", "bytes"]
 X_LABELS = {"epochs": "epochs (passes over an agent's own data)", "rounds": "round",
+            "time": "simulated time (s)",
             "bytes": "MB moved by the network so far (all agents, log scale)"}
-X_METRICS = {"epochs": "epochs", "bytes": "bytes_moved_total"}  # what each axis reads
+X_METRICS = {"epochs": "epochs", "time": "sim_time_s",
+             "bytes": "bytes_moved_total"}  # the per-round metric each axis reads
 # metric → (title, y axis label)
 TITLES = {
     "test_accuracy_mean": ("Test accuracy (mean over agents)", "test accuracy"),
@@ -92,26 +97,30 @@ def failure_markers(failures: FailuresConfig) -> list[FailureMarker]:
 
 
 def chosen_axis(groups: Sequence[Group], x_axis: XAxis) -> XAxis:
-    """`x_axis`, or rounds where a run recorded no `epochs` (stores from before it) or
-    no `bytes_moved_total`."""
+    """`x_axis`, or the next one where a run did not record its metric: time and bytes
+    fall back to epochs (runs without a network; stores from before bytes were logged),
+    epochs to rounds (stores from before epochs)."""
     drawn = [group for group in groups if group.finished]
-    metric = X_METRICS.get(x_axis)
-    if metric is not None and not all(group.has(metric) for group in drawn):
+    if x_axis in ("time", "bytes") and \
+            not all(group.has(X_METRICS[x_axis]) for group in drawn):
+        x_axis = "epochs"
+    if x_axis == "epochs" and not all(group.has("epochs") for group in drawn):
         return "rounds"
     return x_axis
 
 
 def _x(group: Group, rounds: np.ndarray, x_axis: XAxis) -> np.ndarray:
-    if x_axis == "bytes":
-        return group.value_at("bytes_moved_total", rounds) / 1e6
-    return group.epochs_at(rounds) if x_axis == "epochs" else rounds
+    if x_axis not in X_METRICS:
+        return rounds
+    values = group.at(rounds, X_METRICS[x_axis])
+    return values / 1e6 if x_axis == "bytes" else values  # bytes are drawn in MB
 
 
 def _draw_markers(axes: Axes, groups: Sequence[Group], drawn: Sequence[Style],
                   markers: Sequence[FailureMarker], x_axis: XAxis) -> None:
     """Failures as vertical dotted lines. Against rounds one line per failure; against
-    epochs one per group it hits, in the group's colour (a round is a different number
-    of epochs for each method)."""
+    epochs or time one per group it hits, in the group's colour (a round is a different
+    number of epochs, or seconds, for each method)."""
     for marker in markers:
         hit = [(g, s) for g, s in zip(groups, drawn, strict=True)
                if g.algorithm in marker.algorithms and g.finished]
@@ -121,7 +130,7 @@ def _draw_markers(axes: Axes, groups: Sequence[Group], drawn: Sequence[Style],
         if x_axis == "rounds":
             places = [(marker.round, "#c44e52", marker.label)]
         else:
-            places = [(float(g.epochs_at(np.array([marker.round]))[0]), s.colour,
+            places = [(float(_x(g, np.array([marker.round]), x_axis)[0]), s.colour,
                        f"{marker.label}: {g.label}") for g, s in hit]
         for position, colour, text in places:
             axes.axvline(position, color=colour, linestyle=":", linewidth=1.5)
@@ -155,8 +164,8 @@ def _finish(figure: Figure, axes: Axes, title: str, x_label: str, y_label: str) 
 
 def metric_figure(groups: Sequence[Group], metric: str,
                   markers: Sequence[FailureMarker] = (), x_axis: XAxis = "epochs") -> Figure:
-    """One metric, a line per group (mean over seeds, band ± std), against epochs or
-    rounds; failures as vertical lines."""
+    """One metric, a line per group (mean over seeds, band ± std), against epochs,
+    rounds or simulated seconds; failures as vertical lines."""
     x_axis = chosen_axis(groups, x_axis)
     figure, axes = _comparison_axes()
     drawn = styles(len(groups))

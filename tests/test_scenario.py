@@ -31,7 +31,7 @@ MALFORMED = [
     ("name: x\ntopology: {agents: 4, colour: red}\nmethods: [{name: a, algorithm: cdsgd}]\n",
      "topology", "unknown key 'colour'; allowed keys here: agents, cols, degree, edges, k, kind"),
     ("name: x\nmethods: [{name: a, algorithm: cdsgd}]\nextra_section: 1\n",
-     "(top level)", "unknown key 'extra_section'; allowed keys here: dataset"),
+     "(top level)", "unknown key 'extra_section'; allowed keys here: adversaries, dataset"),
     # A misspelt key names the key it is closest to.
     ("name: x\ntraining: {batch_sise: 8}\nmethods: [{name: a, algorithm: cdsgd}]\n",
      "training", "unknown key 'batch_sise' (did you mean 'batch_size'?); allowed keys"),
@@ -96,6 +96,11 @@ MALFORMED = [
      "not 'centralized_sgd'"),
     ("name: x\nmethods: [{name: a, algorithm: cdsgd, consensus_step_size: 0.5}]\n",
      "methods[0]", "'consensus_step_size' applies to algorithm 'choco' only"),
+    ("name: x\nmethods: [{name: a, algorithm: cdsgd, compression: sign, "
+     "aggregation: median}]\n", "methods[0]", "remove aggregation or compression"),
+    ("name: x\ntopology: {kind: ring, agents: 4}\nadversaries: {count: 1, attack: sign_flip}"
+     "\nmethods: [{name: a, algorithm: choco, compression: sign}]\n",
+     "methods[0].compression", "compressed gossip does not run with adversaries"),
     ("name: x\nmethods: [{name: a, algorithm: cdsgd, compression: sign, "
      "consensus_control: {mode: exact}}]\n", "methods[0]",
      "remove consensus_control or compression"),

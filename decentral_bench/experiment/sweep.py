@@ -135,6 +135,7 @@ def _run_spec(resolved: Scenario, method: str, swept: tuple[tuple[str, Any], ...
               names: dict[str, str]) -> RunSpec:
     """One method's run of a resolved combination, named by the swept keys it reads."""
     definition = registry_entry(resolved.method(method).algorithm)
-    own = tuple((path, value) for path, value in swept if reads(definition, path))
+    own = tuple((path, value) for path, value in swept if reads(definition, resolved, path))
     return RunSpec(resolved, method, own, seed, names=tuple(names[path] for path, _ in own),
-                   shared=tuple(path for path, _ in swept if not reads(definition, path)))
+                   shared=tuple(path for path, _ in swept
+                                if not reads(definition, resolved, path)))

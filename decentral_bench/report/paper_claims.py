@@ -1,6 +1,7 @@
 """The claims of Jiang et al. (2017) and Kong et al. (2021) that `scenarios/paper/` tests,
-and CHOCO-SGD's (Koloskova et al. 2019) that `scenarios/compression/` tests (its rules in
-`compression_claims`), as rules over the groups of a scenario run (see `claims` for how a
+and CHOCO-SGD's (Koloskova et al. 2019) that `scenarios/compression/` tests
+(`compression_claims`) and ClippedGossip's that `scenarios/byzantine/` tests
+(`byzantine_claims`), as rules over the groups of a scenario run (see `claims` for how a
 verdict is reached).
 
 Rules are keyed by scenario name (a `_cifar10` twin shares its FMNIST original's rules);
@@ -11,9 +12,20 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from pathlib import Path
+
+from matplotlib import pyplot
 
 from decentral_bench.report.bottleneck_claims import SCENARIO as BOTTLENECK
 from decentral_bench.report.bottleneck_claims import bottleneck_rules
+from decentral_bench.report.byzantine_claims import (
+    ATTACKS,
+    BYZANTINE,
+    SERVER_ATTACKS,
+    accuracy_matrix,
+    measured,
+    study_figures,
+)
 from decentral_bench.report.claims import (
     FAILS,
     HOLDS,
@@ -41,7 +53,13 @@ from decentral_bench.report.summary import (
     phases_text,
     traffic_increase,
 )
-from decentral_bench.tracking.store import attach_text, find_parent_run, load_records, open_store
+from decentral_bench.tracking.store import (
+    attach_figure,
+    attach_text,
+    find_parent_run,
+    load_records,
+    open_store,
+)
 
 EARLY_EPOCH = 1.0  # "converges slower per epoch": accuracy after the first epoch
 
@@ -178,7 +196,12 @@ KONG: list[Rule] = [
           "centralized", "control-phases-2-3", "centralized", "final", "a<b"),
 ]
 
-RULES: dict[str, list[Rule]] = {**JIANG, "kong_phases": KONG, "choco_ring": CHOCO_RING}
+RULES: dict[str, list[Rule]] = {**JIANG, "kong_phases": KONG, "choco_ring": CHOCO_RING,
+                                 **BYZANTINE}
+# The methods of each Byzantine study, as its accuracy matrix lists them.
+MATRIX = {"byzantine_torus": ("Mean", "TrimmedMean", "Median", "ClippedGossip"),
+          "byzantine_ring": ("Mean", "Median", "ClippedGossip"),
+          "byzantine_server": ("FedAvg", "FedMedian", "Krum")}
 
 
 def rules_for(scenario: str) -> list[Rule]:
@@ -202,10 +225,13 @@ def arms_table(groups: Sequence[Group]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def judge_store(tracking_uri: str | None, experiments: Sequence[str] | None) -> list[str]:
+def judge_store(tracking_uri: str | None, experiments: Sequence[str] | None,
+                figures: Path | None = None) -> list[str]:
     """Judge the claims of each named experiment (default: every papers' scenario found in
     the store), log each table on its parent run as claims.md and return the tables.
-    A named experiment that is not in the store raises LookupError."""
+    A Byzantine study also gets its accuracy matrix and its figures, logged on the parent
+    under plots/ and, with `figures`, written there as `<scenario>_<name>.png`. A named
+    experiment that is not in the store raises LookupError."""
     client = open_store(tracking_uri)
     names = experiments or [*(name for base in RULES for name in (base, f"{base}_cifar10")),
                             BOTTLENECK]
@@ -227,6 +253,18 @@ def judge_store(tracking_uri: str | None, experiments: Sequence[str] | None) -> 
             text += "\n" + arms_table(group_records(records))
         if scenario == "choco_ring":
             text += "\n" + bytes_table(group_records(records))
+        if scenario in MATRIX:
+            groups = group_records(records)
+            attacks, counts = measured(groups, MATRIX[scenario], SERVER_ATTACKS if
+                                       scenario == "byzantine_server" else ATTACKS)
+            text += "\nFinal test accuracy of the honest agents:\n\n" + accuracy_matrix(
+                groups, MATRIX[scenario], attacks, counts)
+            for name, drawn in study_figures(groups, scenario, MATRIX[scenario], attacks,
+                                             counts).items():
+                attach_figure(client, parent.info.run_id, drawn, f"plots/{name}")
+                if figures is not None:
+                    drawn.savefig(figures / f"{scenario}_{name}")
+                pyplot.close(drawn)
         attach_text(client, parent.info.run_id, text, "claims.md")
         sections.append(text)
     return sections

@@ -192,6 +192,10 @@ def record_method(plan: MethodPlan, engine: Engine, tracker: Tracker | None = No
         tracker.log_params(run_id, method_params(plan, engine.name))
         log_data_and_model(tracker, run_id, plan)
         tracker.describe_run(run_id, child_note(plan, spec))
+        if plan.adversaries is not None:
+            tracker.set_tags(run_id, {"attackers": ",".join(
+                str(agent) for agent in sorted(plan.attackers)),
+                "attack": plan.adversaries.attack.kind})
         if plan.has_graph:
             tracker.set_tags(run_id, {"lambda2": f"{plan.topology.lambda2:.6g}"})
             matrix = plan.topology.mixing_matrix

@@ -12,7 +12,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from strategies.cdmsgd import LocalVelocity, Nesterov, Polyak
+from strategies.cdmsgd import (
+    LocalVelocity,
+    Nesterov,
+    Polyak,
+    nesterov_disagreement_modulus,
+    nesterov_divergence_bound,
+)
 from strategies.cdsgd import CDSGD
 from strategies.choco import Choco
 from strategies.compressed_gossip import CompressedGossip
@@ -48,8 +54,12 @@ class Method:
     failures: bool = True
     rule: Callable[[Mapping[str, Any]], GossipRule] | None = None
     # The smallest eigenvalue of Π the rule is stable for under the resolved options
-    # (None: any Π of Assumption 2).
+    # (None: any Π of Assumption 2), and the factor by which the rule shrinks a
+    # disagreement along an eigenvector of eigenvalue λ per round in the long run, where
+    # the momentum, not the graph, sets it (None: no such mode).
     lowest_eigenvalue: Callable[[Mapping[str, Any]], float | None] = lambda options: None
+    disagreement_modulus: Callable[[Mapping[str, Any], float], float | None] = \
+        lambda options, eigenvalue: None
 
     @property
     def is_gossip(self) -> bool:
@@ -97,14 +107,26 @@ def _choco_rule(options: Mapping[str, Any]) -> GossipRule:
                  nesterov=options["variant"] == "nesterov")
 
 
+def _mixes_the_lookahead(options: Mapping[str, Any]) -> bool:
+    return bool(options["variant"] == "nesterov" and options["momentum_buffer"] == "iterates")
+
+
 def _cdmsgd_lowest_eigenvalue(options: Mapping[str, Any]) -> float | None:
     """Nesterov on the iterates mixes the look-ahead y_k = x_k + μ (x_k − x_{k−1}), so a
     disagreement along an eigenvector of Π with eigenvalue λ follows
     e_{k+1} = λ ((1 + μ) e_k − μ e_{k−1}): a root of z² − λ(1 + μ) z + λμ passes −1
     when λ = −1/(1 + 2μ), and below it the agents drift apart geometrically whatever
     the step. Polyak's and the local-velocity forms are stable for every λ > −1."""
-    if options["variant"] == "nesterov" and options["momentum_buffer"] == "iterates":
-        return -1.0 / (1.0 + 2.0 * float(options["momentum"]))
+    if _mixes_the_lookahead(options):
+        return nesterov_divergence_bound(float(options["momentum"]))
+    return None
+
+
+def _cdmsgd_disagreement_modulus(options: Mapping[str, Any], eigenvalue: float,
+                                 ) -> float | None:
+    """Nesterov on the iterates: the larger root modulus of z² − λ(1 + μ) z + λμ."""
+    if _mixes_the_lookahead(options):
+        return nesterov_disagreement_modulus(eigenvalue, float(options["momentum"]))
     return None
 
 
@@ -115,9 +137,10 @@ METHODS: dict[str, Method] = {method.algorithm: method for method in (
            rule=lambda options: _compressed(CDSGD(), options)),
     Method("cdmsgd", "CDMSGD, Jiang et al. 2017: CDSGD with Polyak or Nesterov momentum",
            "gossip", options={"momentum": 0.9, "variant": "nesterov",
-                              "momentum_buffer": "iterates", "consensus_control": None,
+                              "momentum_buffer": "local", "consensus_control": None,
                               "compression": None, "aggregation": None},
-           rule=_cdmsgd_rule, lowest_eigenvalue=_cdmsgd_lowest_eigenvalue),
+           rule=_cdmsgd_rule, lowest_eigenvalue=_cdmsgd_lowest_eigenvalue,
+           disagreement_modulus=_cdmsgd_disagreement_modulus),
     Method("choco", "CHOCO-SGD, Koloskova et al. 2019: gossip compressed differences "
            "against public copies", "gossip",
            options={"compression": None, "consensus_step_size": "auto", "momentum": 0.0,

@@ -201,8 +201,8 @@ def reference_gossip(plan: MethodPlan, on_round: Callable[[float], None] | None 
     device = setups[0].device
     stack = _stack_of(plan, from_numpy(plan.initial_parameters, device))
     schedule = plan.failure_schedule
-    static = torch.as_tensor(plan.topology.mixing_matrix, dtype=torch.float32, device=device)
-    identity = torch.eye(plan.agents, device=device)
+    static = torch.as_tensor(plan.topology.mixing_matrix, dtype=plan.dtype, device=device)
+    identity = torch.eye(plan.agents, dtype=plan.dtype, device=device)
     everyone = frozenset(range(plan.agents))
     for server_round in range(1, plan.rounds + 1):
         round_started = time.perf_counter()
@@ -211,7 +211,7 @@ def reference_gossip(plan: MethodPlan, on_round: Callable[[float], None] | None 
         mixing, alive = static, everyone
         if schedule.changes_network:
             network = schedule.network(server_round)
-            mixing = torch.as_tensor(network.mixing_matrix, dtype=torch.float32, device=device)
+            mixing = torch.as_tensor(network.mixing_matrix, dtype=plan.dtype, device=device)
             alive = network.alive
         down = torch.tensor([agent not in alive for agent in range(plan.agents)], device=device)
         saved = stack.snapshot()

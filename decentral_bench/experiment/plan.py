@@ -13,6 +13,7 @@ from functools import cached_property, lru_cache
 from typing import Any
 
 import numpy as np
+import torch
 from pydantic import BaseModel
 from torch import nn
 
@@ -250,6 +251,11 @@ class MethodPlan:
                            tau=config.tau)
 
     @property
+    def dtype(self) -> torch.dtype:
+        """The floating-point type of the run's models, data and points (resources.dtype)."""
+        return torch.float64 if self.scenario.resources.dtype == "float64" else torch.float32
+
+    @property
     def weight_decay(self) -> float:
         return self.scenario.training.weight_decay
 
@@ -277,10 +283,12 @@ class MethodPlan:
         return partition_indices(self.scenario.dataset, self.seed, self.agents)
 
     def build_model(self) -> nn.Module:
-        """The scenario's network, initialised from the seed: its parameters are x_0."""
+        """The scenario's network, initialised from the seed: its parameters are x_0, drawn
+        in float32 and then held in the run's dtype (float64 runs start where float32 ones
+        do)."""
         dataset = self.dataset
         return build_model(self.scenario.model, dataset.input_shape, dataset.num_classes,
-                           self.seed)
+                           self.seed).to(self.dtype)
 
     @cached_property
     def initial_parameters(self) -> list[np.ndarray]:

@@ -193,9 +193,10 @@ class MethodConfig(Strict):
         "−α (g + μ b) (nesterov), as the authors' code. Default: nesterov, as the papers' "
         "experiments")
     momentum_buffer: Literal["iterates", "local"] | None = Field(
-        None, description="cdmsgd: iterates, the paper's equations' μ(x_k − x_{k−1}); or "
-        "local, the authors' code: a velocity of the agent's own gradient steps, never mixed. "
-        "Default: iterates")
+        None, description="cdmsgd: local, the authors' code (and Kong et al.'s): a velocity "
+        "of the agent's own gradient steps, never mixed, stable on every graph; or iterates, "
+        "the paper's equations' μ(x_k − x_{k−1}), whose Nesterov form diverges where Π's λN "
+        "≤ −1/(1 + 2μ) and is slow close above it. Default: local")
     fraction: float | None = Field(
         None, gt=0.0, le=1.0, description="fedavg: fraction C of the clients sampled each "
         "round, in (0, 1]. Default: 1.0")

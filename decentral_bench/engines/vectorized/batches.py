@@ -26,9 +26,9 @@ class AgentBatches:
         dataset = plan.dataset
         self.plan = plan
         self.device = device
-        self.train_x = dataset.train_x.to(device)
+        self.train_x = dataset.train_x.to(device, plan.dtype)
         self.train_y = dataset.train_y.to(device)
-        self.test_x = dataset.test_x.to(device)
+        self.test_x = dataset.test_x.to(device, plan.dtype)
         self.test_y = dataset.test_y.to(device)
         self.partitions = plan.partitions
         self.sizes = np.array([len(part) for part in self.partitions])
@@ -75,7 +75,7 @@ class AgentBatches:
                 augment(features[i], self.plan.seed, agent, step)
                 for i, (agent, step) in enumerate(zip(agents, steps, strict=True))])
         return features, labels, None if weights is None else \
-            torch.from_numpy(weights).to(self.device)
+            torch.from_numpy(weights).to(self.device, self.plan.dtype)
 
     def evaluation_sets(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Each agent's training-evaluation samples (the seeded `eval_samples` subset of its

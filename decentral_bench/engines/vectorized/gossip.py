@@ -83,19 +83,20 @@ class GossipLoop:
         self.plan = run.plan
         self.rule = run.plan.agents_rule(tuple(range(run.plan.agents)))
         self.agents = run.plan.agents
-        self.static = Mixer(run.plan.topology.mixing_matrix, run.device, run.dense)
+        self.static = Mixer(run.plan.topology.mixing_matrix, run.device, run.dense,
+                            run.plan.dtype)
         self.adversaries = run.plan.adversaries
         self.aggregation = run.plan.aggregation
         self.gathers = self.aggregation.kind != "mean" or self.adversaries is not None
         self.static_gathering = Gathering(run.plan.topology.mixing_matrix, run.plan.attackers,
-                                          run.device) if self.gathers else None
+                                          run.device, run.plan.dtype) if self.gathers else None
         self.static_network = RoundNetwork(run.plan.topology.graph,
                                            frozenset(range(self.agents)),
                                            run.plan.topology.mixing_matrix)
 
     def own_weights(self, matrix: np.ndarray) -> torch.Tensor:
         """π_jj^k of every agent."""
-        return torch.as_tensor(np.diag(matrix).copy(), dtype=torch.float32,
+        return torch.as_tensor(np.diag(matrix).copy(), dtype=self.plan.dtype,
                                device=self.run.device)
 
     def start(self) -> State:
@@ -110,13 +111,15 @@ class GossipLoop:
         if not self.plan.failure_schedule.changes_network:
             return None, self.static
         network = self.plan.failure_schedule.network(server_round)
-        return network, Mixer(network.mixing_matrix, self.run.device, self.run.dense)
+        return network, Mixer(network.mixing_matrix, self.run.device, self.run.dense,
+                              self.plan.dtype)
 
     def gathering(self, network: RoundNetwork | None) -> Gathering | None:
         """The round's neighbourhoods, where robust aggregation or attackers need them."""
         if not self.gathers or network is None:
             return self.static_gathering
-        return Gathering(network.mixing_matrix, self.plan.attackers, self.run.device)
+        return Gathering(network.mixing_matrix, self.plan.attackers, self.run.device,
+                         self.plan.dtype)
 
     def combine(self, published: Stack, honest: Stack, own_weights: torch.Tensor,
                 mixer: Mixer, gathering: Gathering | None) -> Stack:

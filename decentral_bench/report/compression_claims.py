@@ -7,8 +7,8 @@ groups of its run (see `claims` for how a verdict is reached).
 - naive compressed gossip degrades: naive top-10 % ends below CHOCO with the same
   compressor, and below CDSGD.
 
-A claim about final accuracy is *not yet converged* where a group it compares has not
-plateaued (`claims.plateaued`).
+A claim about final accuracy is *not yet converged* where a run it compares had not
+stopped improving (the project's plateau rule, `claims.compare_at_plateau`).
 """
 
 from __future__ import annotations
@@ -19,16 +19,14 @@ from collections.abc import Sequence
 from decentral_bench.report.claims import (
     FAILS,
     HOLDS,
-    NOT_CONVERGED,
     UNCLEAR,
     Claim,
     Estimate,
     Rule,
-    compare,
+    compare_at_plateau,
     figure,
     final,
     find,
-    plateaued,
 )
 from decentral_bench.report.summary import Group
 
@@ -52,7 +50,7 @@ def _bytes(group: Group) -> Estimate:
 
 def final_accuracy_claim(claim: str, a: str, b: str, expect: str) -> Rule:
     """A claim comparing the final test accuracy of groups `a` and `b`; *not yet converged*
-    where either has not plateaued."""
+    where a run of either had not stopped improving."""
 
     def judge(groups: Sequence[Group]) -> Claim | None:
         first, second = find(groups, a), find(groups, b)
@@ -60,11 +58,7 @@ def final_accuracy_claim(claim: str, a: str, b: str, expect: str) -> Rule:
             return None
         ours, theirs = _accuracy(first), _accuracy(second)
         figures = f"final test acc.: {first.label} {ours}, {second.label} {theirs}"
-        rising = [group.label for group in (first, second) if not plateaued(group)]
-        if rising:
-            return Claim(claim, figures, NOT_CONVERGED,
-                         f"{' and '.join(rising)} still rose over the last quarter")
-        verdict, why = compare(ours, theirs, expect)
+        verdict, why = compare_at_plateau((first, second), ours, theirs, expect)
         return Claim(claim, figures, verdict, why)
 
     return judge

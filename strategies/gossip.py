@@ -25,13 +25,19 @@ Two shapes of round cover the methods:
   first message before round 1; round k takes its gradient at the mixed iterate x_k, on
   minibatch k.
 
+Two optional protocols serve compressed messages (`strategies.compression`): a `Bindable`
+rule draws random numbers (masks, roundings) seeded from the run's seed and the agents
+that run it (`bound`), and an `Encoded` rule's message travels as its encoding
+(`wire_message`, `received_message`): the Flower engine ships and decodes it, the
+vectorized engine mixes the message, which equals the decoded encoding bitwise.
+
 Everything here is pure: functions return new tensors and change none of their inputs.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 
@@ -98,6 +104,55 @@ class GossipRule(Protocol):
         """The state at the start of a round from the message j published (as the router
         brings it back) and what it kept."""
         ...
+
+
+# Who runs a rule: one agent's own tensors (its index), or a stack of these agents (along
+# dimension 0, in this order).
+Agents = int | Sequence[int]
+
+
+@runtime_checkable
+class Bindable(Protocol):
+    """A rule that draws random numbers (a compressor's masks and roundings): it seeds them
+    from the run's seed and the agents that run it."""
+
+    def bind(self, seed: int, agents: Agents) -> GossipRule:
+        """The rule as `agents` run it in a run seeded `seed`."""
+        ...
+
+
+@runtime_checkable
+class Encoded(Protocol):
+    """A rule whose message travels encoded (a compressor's wire format, see
+    `strategies.compression`): the Flower engine sends `encode(state)` and its receivers
+    `decode` it; the vectorized engine mixes `message(state)`, which equals the decoded
+    wire bitwise."""
+
+    def encode(self, state: State) -> list[torch.Tensor]:
+        """The wire arrays of the message (for a stack: each with the agents along dim 0)."""
+        ...
+
+    def decode(self, wire: Sequence[torch.Tensor],
+               shapes: Sequence[tuple[int, ...]]) -> list[torch.Tensor]:
+        """The message from its wire arrays, the model's parameters being of `shapes`."""
+        ...
+
+
+def bound(rule: GossipRule, seed: int, agents: Agents) -> GossipRule:
+    """`rule` as `agents` run it in a run seeded `seed` (`Bindable`); a rule that draws
+    nothing at random is returned as it is."""
+    return rule.bind(seed, agents) if isinstance(rule, Bindable) else rule
+
+
+def wire_message(rule: GossipRule, state: State) -> list[torch.Tensor]:
+    """What the network carries of the state's message: its encoding, or the message."""
+    return rule.encode(state) if isinstance(rule, Encoded) else rule.message(state)
+
+
+def received_message(rule: GossipRule, wire: Sequence[torch.Tensor],
+                     shapes: Sequence[tuple[int, ...]]) -> list[torch.Tensor]:
+    """A message from what the network carried of it (`wire_message`)."""
+    return rule.decode(wire, shapes) if isinstance(rule, Encoded) else list(wire)
 
 
 class Translatable(Protocol):

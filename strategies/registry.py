@@ -23,6 +23,9 @@ from strategies.cdmsgd import (
     nesterov_divergence_bound,
 )
 from strategies.cdsgd import CDSGD
+from strategies.choco import Choco
+from strategies.compressed_gossip import CompressedGossip
+from strategies.compression import AgentCompressor, Compressor
 from strategies.d2 import D2
 from strategies.gossip import GossipRule
 from strategies.gradient_tracking import GradientTracking
@@ -96,6 +99,10 @@ class Method:
     forbids: Mapping[str, str] = field(default_factory=dict)
     single_agent: bool = False  # one node holding all the data, on the graph Π = [1]
     mixing: Mixing = "doubly_stochastic"
+    # Whether the rule may take several minibatch steps per round (`local_steps` > 1), and
+    # whether it runs under agent and link failures (a lost message breaks CHOCO's s_i).
+    local_steps: bool = True
+    failures: bool = True
     rule: Callable[[Mapping[str, Any]], GossipRule] | None = None
     stock: StockStrategy | None = None
     # The smallest eigenvalue of Π the rule is stable for under the resolved options
@@ -127,13 +134,39 @@ class Method:
         return self.stock.update(options)
 
 
+def compressor(options: Mapping[str, Any]) -> Compressor | None:
+    """The method's compressor, from its `compression` option (a mapping of the
+    compressor's keys; None: the method does not compress)."""
+    config = options.get("compression")
+    if config is None:
+        return None
+    return Compressor(**{key: value for key, value in config.items() if value is not None})
+
+
+def _compressed(rule: GossipRule, options: Mapping[str, Any]) -> GossipRule:
+    """`rule`, publishing compressed points when the method has a compressor."""
+    found = compressor(options)
+    return rule if found is None else CompressedGossip(rule, AgentCompressor(found))
+
+
 def _cdmsgd_rule(options: Mapping[str, Any]) -> GossipRule:
     if options["momentum_buffer"] == "local":
-        return LocalVelocity(momentum=options["momentum"],
-                             nesterov=options["variant"] == "nesterov")
-    if options["variant"] == "polyak":
-        return Polyak(momentum=options["momentum"])
-    return Nesterov(momentum=options["momentum"])
+        rule: GossipRule = LocalVelocity(momentum=options["momentum"],
+                                         nesterov=options["variant"] == "nesterov")
+    elif options["variant"] == "polyak":
+        rule = Polyak(momentum=options["momentum"])
+    else:
+        rule = Nesterov(momentum=options["momentum"])
+    return _compressed(rule, options)
+
+
+def _choco_rule(options: Mapping[str, Any]) -> GossipRule:
+    found = compressor(options)
+    if found is None:
+        raise ValueError("CHOCO-SGD needs a compressor (its 'compression' option)")
+    return Choco(consensus_step_size=float(options["consensus_step_size"]),
+                 compression=AgentCompressor(found), momentum=options["momentum"],
+                 nesterov=options["variant"] == "nesterov")
 
 
 def _mixes_the_lookahead(options: Mapping[str, Any]) -> bool:
@@ -205,12 +238,13 @@ OPTIMIZER_KEYS = {"eta": "server_lr", "beta_1": "beta_1", "beta_2": "beta_2", "t
 
 METHODS: dict[str, Method] = {method.algorithm: method for method in (
     Method("cdsgd", "CDSGD, Jiang et al. 2017 eq. 5: mix the neighbours' points, step at "
-           "your own", "gossip", options={"consensus_control": None, "aggregation": None},
-           rule=lambda options: CDSGD()),
+           "your own", "gossip", options={"consensus_control": None, "compression": None,
+                                          "aggregation": None},
+           rule=lambda options: _compressed(CDSGD(), options)),
     Method("cdmsgd", "CDMSGD, Jiang et al. 2017: CDSGD with Polyak or Nesterov momentum",
            "gossip", options={"momentum": 0.9, "variant": "nesterov",
                               "momentum_buffer": "local", "consensus_control": None,
-                              "aggregation": None},
+                              "compression": None, "aggregation": None},
            rule=_cdmsgd_rule, lowest_eigenvalue=_cdmsgd_lowest_eigenvalue,
            disagreement_modulus=_cdmsgd_disagreement_modulus),
     Method("sgp", "SGP, Assran et al. 2019: push-sum over a directed graph, the gradient "
@@ -228,6 +262,11 @@ METHODS: dict[str, Method] = {method.algorithm: method for method in (
            "momentum buffer updated from the model's displacement after gossip", "gossip",
            options={"momentum": 0.9, "variant": "nesterov", "buffer_momentum": 0.9},
            forbids=_one_step("QG-DSGDm"), rule=_qg_rule),
+    Method("choco", "CHOCO-SGD, Koloskova et al. 2019: gossip compressed differences "
+           "against public copies", "gossip",
+           options={"compression": None, "consensus_step_size": "auto", "momentum": 0.0,
+                    "variant": "nesterov"},
+           rule=_choco_rule, local_steps=False, failures=False),
     Method("fedavg", "Flower's stock FedAvg: local epochs, then the example-weighted "
            "average on the server", "server", options=SERVER_OPTIONS,
            forbids=_server_forbids("FedAvg"), stock=_stock("FedAvg", server_rules.fedavg)),

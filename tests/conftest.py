@@ -90,13 +90,16 @@ def observed_run(plan: MethodPlan, engine: Engine | None = None,
 
 
 # The slow tests `make test` still runs: one of each kind of real run (the product learns on
-# Flower, Flower equals the matrix form, the engines agree, `flwr run`'s apps, a real MLflow
-# server), so the default suite exercises the Flower engine end to end in a few minutes.
+# Flower, Flower equals the matrix form, the engines agree, also on compressed messages whose
+# encoding the Flower wire carries, `flwr run`'s apps, a real MLflow server), so the default
+# suite exercises the Flower engine end to end in a few minutes.
 # `make test-slow` runs every slow test.
 CORE = (
     "test_end_to_end.py::test_the_product_learns",
     "test_equivalence.py::test_flower_run_equals_matrix_form_on_a_4_ring[cdmsgd-polyak]",
     "test_vectorized.py::test_both_engines_end_with_the_same_parameters_and_metrics[cdsgd-ring]",
+    "test_compressed_engines.py::test_both_engines_agree_and_the_wire_carries_the_encoding"
+    "[choco-top_k]",
     "test_vectorized.py::test_both_engines_end_with_the_same_parameters_and_metrics["
     "float64-nesterov-ring]",
     "test_flwr_app.py::test_module_level_apps_run_a_scenario_from_the_run_config",

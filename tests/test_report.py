@@ -17,6 +17,7 @@ from decentral_bench.report.plots import (
     graph_figure,
     label_histogram_figure,
     metric_figure,
+    report_figures,
     spread_figure,
     styles,
 )
@@ -101,6 +102,31 @@ def test_curves_are_drawn_against_epochs_by_default_and_rounds_on_request() -> N
     assert list(by_round.axes[0].get_lines()[1].get_xdata()) == [1, 2, 3, 4]
     assert by_round.axes[0].get_xlabel() == "round"
     pyplot.close(by_round)
+
+
+def test_accuracy_is_drawn_against_megabytes_moved_on_a_log_scale() -> None:
+    """Each group's cumulative bytes, mean over its seeds (interpolated to every round
+    evaluated), in MB; every report draws it beside the curves against epochs."""
+    plain, compressed = _record("CDSGD", "cdsgd", 0.1), _record("CHOCO", "choco", 0.1)
+    plain.curves["bytes_moved_total"] = [(k, k * 4e6) for k in range(1, 5)]
+    compressed.curves["bytes_moved_total"] = [(2, 2e5), (4, 4e5)]  # logged every 2 rounds
+    groups = [Group("CDSGD", [plain]), Group("CHOCO", [compressed])]
+    figure = metric_figure(groups, "test_accuracy_mean", x_axis="bytes")
+    axes = figure.axes[0]
+    lines = {line.get_label(): line for line in axes.get_lines()}
+    assert list(lines["CDSGD"].get_xdata()) == pytest.approx([4.0, 8.0, 12.0, 16.0])
+    assert list(lines["CHOCO"].get_xdata()) == pytest.approx([0.2, 0.2, 0.3, 0.4])
+    assert axes.get_xscale() == "log" and axes.get_xlabel().startswith("MB moved")
+    pyplot.close(figure)
+    figures = report_figures(groups)
+    assert figures["test_accuracy_mean_vs_bytes.png"].axes[0].get_xscale() == "log"
+    for drawn in figures.values():
+        pyplot.close(drawn)
+    del plain.curves["bytes_moved_total"]  # a store from before bytes were logged
+    remaining = report_figures(groups)
+    assert "test_accuracy_mean_vs_bytes.png" not in remaining
+    for drawn in remaining.values():
+        pyplot.close(drawn)
 
 
 def test_runs_without_an_epochs_metric_are_drawn_against_rounds() -> None:

@@ -55,7 +55,7 @@ MALFORMED = [
      "training.lr", "greater than 0"),
     ("name: x\nmethods: [{name: a, algorithm: cdsgd, momentum: 0.9}]\n",
      "methods[0]",
-     "'momentum' applies to algorithm 'cdmsgd', 'gradient_tracking' or 'qg_dsgdm' only"),
+     "'momentum' applies to algorithm 'cdmsgd', 'gradient_tracking', 'qg_dsgdm' or 'choco' only"),
     ("name: x\nmethods: [{name: a, algorithm: cdmsgd, variant: adam}]\n",
      "methods[0].variant", "'nesterov' or 'polyak'"),
     ("name: x\ntraining: {lr_schedule: diminishing, epsilon: 0.4}\n"
@@ -68,6 +68,49 @@ MALFORMED = [
      "dataset.name", "'digits'"),
     ("name: x\ntraining: [1, 2]\nmethods: [{name: a, algorithm: cdsgd}]\n",
      "training", "valid dictionary"),
+    # Compressed gossip and CHOCO-SGD
+    ("name: x\nmethods: [{name: a, algorithm: choco}]\n", "methods[0]",
+     "algorithm 'choco' needs compression"),
+    ("name: x\nmethods: [{name: a, algorithm: cdsgd, compression: {kind: top_k, "
+     "fraction: 1.5}}]\n", "methods[0].compression.fraction", "less than or equal to 1"),
+    ("name: x\nmethods: [{name: a, algorithm: cdsgd, compression: {kind: random_k, "
+     "fraction: 0}}]\n", "methods[0].compression.fraction", "greater than 0"),
+    ("name: x\nmethods: [{name: a, algorithm: cdsgd, compression: {kind: qsgd, bits: 0}}]\n",
+     "methods[0].compression.bits", "greater than or equal to 1"),
+    ("name: x\nmethods: [{name: a, algorithm: cdsgd, compression: {kind: qsgd, bits: 17}}]\n",
+     "methods[0].compression.bits", "less than or equal to 16"),
+    ("name: x\nmethods: [{name: a, algorithm: cdsgd, compression: qsgd}]\n",
+     "methods[0].compression", "compressor qsgd needs bits"),
+    ("name: x\nmethods: [{name: a, algorithm: cdsgd, compression: {kind: sign, "
+     "fraction: 0.1}}]\n", "methods[0].compression",
+     "'fraction' applies to compressor 'top_k' or 'random_k' only, not 'sign'"),
+    ("name: x\nmethods: [{name: a, algorithm: choco, compression: sign, "
+     "consensus_step_size: 1.5}]\n", "methods[0].consensus_step_size",
+     "expected a number in (0, 1] or 'auto' (got 1.5)"),
+    ("name: x\nmethods: [{name: a, algorithm: choco, compression: sign, "
+     "consensus_step_size: 0}]\n", "methods[0].consensus_step_size",
+     "expected a number in (0, 1] or 'auto' (got 0)"),
+    ("name: x\nmethods: [{name: a, algorithm: fedavg, compression: sign}]\n", "methods[0]",
+     "'compression' applies to algorithm 'cdsgd', 'cdmsgd' or 'choco' only, not 'fedavg'"),
+    ("name: x\nmethods: [{name: a, algorithm: centralized_sgd, compression: sign}]\n",
+     "methods[0]", "'compression' applies to algorithm 'cdsgd', 'cdmsgd' or 'choco' only, "
+     "not 'centralized_sgd'"),
+    ("name: x\nmethods: [{name: a, algorithm: cdsgd, consensus_step_size: 0.5}]\n",
+     "methods[0]", "'consensus_step_size' applies to algorithm 'choco' only"),
+    ("name: x\nmethods: [{name: a, algorithm: cdsgd, compression: sign, "
+     "aggregation: median}]\n", "methods[0]", "remove aggregation or compression"),
+    ("name: x\ntopology: {kind: ring, agents: 4}\nadversaries: {count: 1, attack: sign_flip}"
+     "\nmethods: [{name: a, algorithm: choco, compression: sign}]\n",
+     "methods[0].compression", "compressed gossip does not run with adversaries"),
+    ("name: x\nmethods: [{name: a, algorithm: cdsgd, compression: sign, "
+     "consensus_control: {mode: exact}}]\n", "methods[0]",
+     "remove consensus_control or compression"),
+    ("name: x\ntraining: {local_steps: 2}\nmethods: [{name: a, algorithm: choco, "
+     "compression: sign}]\n", "methods[0]",
+     "gossips after every minibatch step, but training.local_steps is 2"),
+    ("name: x\nfailures: {links: {drop_probability: 0.1}}\nmethods: [{name: a, "
+     "algorithm: choco, compression: sign}]\n", "methods[0]",
+     "failures.links drops some: run it without failures"),
     ("- just\n- a list\n", "", "must hold a mapping"),
     ("name: x\nmethods: [{name: a, algorithm: cdsgd\n", "", "not valid YAML: line"),
 ]

@@ -27,9 +27,10 @@ def report(
     target_accuracy: Annotated[float | None, typer.Option(
         help="Report rounds, epochs and simulated seconds to reach this mean test "
              "accuracy.")] = None,
-    x_axis: Annotated[str, typer.Option(click_type=click.Choice(["epochs", "rounds", "time"]),
-                                        help="The figures' x axis: epochs, rounds or "
-                                             "simulated seconds (runs with a network).")
+    x_axis: Annotated[str, typer.Option(
+        click_type=click.Choice(["epochs", "rounds", "time", "bytes"]),
+        help="The figures' x axis: epochs, rounds, simulated seconds (runs with a "
+             "network) or bytes moved (log scale).")
     ] = "epochs",
 ) -> None:
     """Print a scenario run's comparison table from the MLflow store (no re-run)."""
@@ -72,10 +73,11 @@ def report(
         plot.mkdir(parents=True, exist_ok=True)
         groups = group_records(records)
         axis: XAxis = "rounds" if x_axis == "rounds" else "time" if x_axis == "time" \
-            else "epochs"
+            else "bytes" if x_axis == "bytes" else "epochs"
         if chosen_axis(groups, axis) != axis:
-            errors.print(f"[yellow]note[/]: some runs recorded no "
-                         f"{'sim_time_s (no network: section)' if axis == 'time' else 'epochs'}"
+            missing = {"time": "sim_time_s (no network: section)",
+                       "bytes": "bytes_moved_total"}.get(axis, "epochs")
+            errors.print(f"[yellow]note[/]: some runs recorded no {missing}"
                          f"; the figures use {chosen_axis(groups, axis)} instead")
         for name, figure in report_figures(groups, x_axis=axis).items():
             (plot / name).parent.mkdir(parents=True, exist_ok=True)

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Any
 
 import numpy as np
 import torch
+from pydantic import BaseModel
 from torch import nn
 
 from decentral_bench.experiment.adversaries import Adversaries, resolve
@@ -29,12 +30,25 @@ from decentral_bench.network.schedules import GraphSchedule
 from decentral_bench.network.topology import Topology, build_topology, single_agent
 from decentral_bench.scenario import FailuresConfig, MethodConfig, Scenario
 from decentral_bench.scenario.sections import DEFAULT_ROUNDS
+from strategies.choco import tune_consensus_step_size
+from strategies.compression import AgentCompressor, Compressor
 from strategies.consensus_control import ConsensusControl
-from strategies.gossip import GossipRule, gradient_steps
-from strategies.registry import Method, method
+from strategies.gossip import Agents, GossipRule, bound, gradient_steps
+from strategies.registry import Method, compressor, method
 from strategies.robust import Aggregation
 
 DEFAULT_GAMMA = 0.1  # the step schedule's factor per milestone
+
+
+@lru_cache(maxsize=64)
+def searched_step_size(matrix: bytes, agents: int, compressor: Compressor,
+                       shapes: tuple[tuple[int, ...], ...]) -> float:
+    """CHOCO's γ on a graph (Π as float64 bytes, `agents` × `agents`), compressor and
+    model: `tune_consensus_step_size` from points of a fixed seed, so the seeds and
+    methods of a run that share all three search once."""
+    mixing_matrix = np.frombuffer(matrix, dtype=np.float64).reshape(agents, agents).copy()
+    gamma, _ = tune_consensus_step_size(mixing_matrix, shapes, AgentCompressor(compressor))
+    return gamma
 
 
 @dataclass(frozen=True)
@@ -92,10 +106,63 @@ class MethodPlan:
         but centralized SGD's single agent): only then do Π, λ2 and link failures apply."""
         return self.is_gossip and not self.definition.single_agent
 
+    @property
+    def _plain_options(self) -> dict[str, Any]:
+        return {key: value.model_dump() if isinstance(value, BaseModel) else value
+                for key, value in self.options.items()}
+
+    @property
+    def rule_options(self) -> dict[str, Any]:
+        """The options as the registry's rules take them: sections as mappings, a searched
+        setting (CHOCO's γ under `auto`) as what the search found."""
+        options = self._plain_options
+        if options.get("consensus_step_size") == "auto":
+            options["consensus_step_size"] = self.consensus_step_size
+        return options
+
     @cached_property
     def update_rule(self) -> GossipRule:
-        """The gossip update rule (CDSGD, CDMSGD, gradient tracking, D², QG-DSGDm)."""
-        return self.definition.update_rule(self.options)
+        """The gossip update rule (CDSGD, CDMSGD, CHOCO, gradient tracking, D², QG-DSGDm, SGP)."""
+        return self.definition.update_rule(self.rule_options)
+
+    def agents_rule(self, agents: Agents) -> GossipRule:
+        """The update rule as `agents` run it: one agent (its index) or a stack of agents;
+        a rule that compresses seeds its draws from (seed, agent, step)."""
+        return bound(self.update_rule, self.seed, agents)
+
+    @property
+    def compressor(self) -> Compressor | None:
+        """The method's message compressor, if it has one."""
+        return compressor(self._plain_options)
+
+    @cached_property
+    def consensus_step_size(self) -> float | None:
+        """CHOCO's γ: the method's, or under `auto` the one the authors' search picks on this
+        method's graph, compressor and model (`searched_step_size`). None for a method
+        without one."""
+        if "consensus_step_size" not in self.definition.options:
+            return None
+        value = self.option("consensus_step_size")
+        if value != "auto":
+            return float(value)
+        found = self.compressor
+        if found is None:  # the scenario's rules require a compressor: not reached
+            raise ValueError(f"'{self.method.name}' has no compressor to search γ for")
+        matrix = self.topology.mixing_matrix
+        shapes = tuple(tuple(array.shape) for array in self.initial_parameters)
+        return searched_step_size(np.asarray(matrix, dtype=np.float64).tobytes(), len(matrix),
+                                  found, shapes)
+
+    def settled(self) -> MethodPlan:
+        """This plan with what a search found written in (CHOCO's γ under `auto`): what the
+        Flower engine sends its agents, so that none repeats the search."""
+        if self.options.get("consensus_step_size") != "auto":
+            return self
+        settled = self.method.model_copy(
+            update={"consensus_step_size": self.consensus_step_size})
+        methods = tuple(settled if entry.name == settled.name else entry
+                        for entry in self.scenario.methods)
+        return MethodPlan(self.scenario.model_copy(update={"methods": methods}), settled)
 
     @cached_property
     def rounds(self) -> int:

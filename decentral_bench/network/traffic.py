@@ -12,6 +12,9 @@ Two figures per round:
   new point (and its model beside it where that is not its message: SGP's
   z = x / w). The Flower engine measures it on the wire (parameter data only, no
   headers); the vectorized engine computes it from the same Π_k.
+
+A point's size is its message's as the network carries it: a compressed message (top-k
+values and indices, packed sign bits, ...) counts its encoded bytes.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 
 import numpy as np
+import torch
 
 from strategies.consensus_control import ControlOutcome, averaging_matrix
 from strategies.neighbourhood import neighbourhood
@@ -27,6 +31,14 @@ from strategies.neighbourhood import neighbourhood
 def parameter_bytes(arrays: Sequence[np.ndarray]) -> int:
     """Bytes of a point's parameter data."""
     return int(sum(array.nbytes for array in arrays))
+
+
+def agent_message_bytes(stacked: Sequence[torch.Tensor]) -> int:
+    """Bytes of one agent's message from a stack of every agent's (agents along dimension
+    0), as the network carries it: a compressed message's encoding
+    (`strategies.gossip.wire_message`), whose size is fixed by its compressor and the
+    model, the same for every agent and round."""
+    return sum(int(part[0].nelement() * part.element_size()) for part in stacked)
 
 
 def gossip_peer_bytes(matrix: np.ndarray, alive: Collection[int], point_bytes: int) -> int:

@@ -1,7 +1,8 @@
 """The claims of Jiang et al. (2017) and Kong et al. (2021) that `scenarios/paper/` tests,
-and ClippedGossip's that `scenarios/byzantine/` tests (`byzantine_claims`), and those of
-the heterogeneity study (`heterogeneity_claims`), as rules over the groups of a scenario
-run (see `claims` for how a verdict is reached).
+and ClippedGossip's that `scenarios/byzantine/` tests (`byzantine_claims`), CHOCO-SGD's
+(Koloskova et al. 2019) that `scenarios/compression/` tests (`compression_claims`), and
+those of the heterogeneity study (`heterogeneity_claims`), as rules over the groups of a
+scenario run (see `claims` for how a verdict is reached).
 
 Rules are keyed by scenario name (a `_cifar10` twin shares its FMNIST original's rules);
 each names the method labels of its scenario file. Some scenarios add a table of their own
@@ -44,6 +45,7 @@ from decentral_bench.report.claims import (
     judge,
     mean_over_rounds,
 )
+from decentral_bench.report.compression_claims import CHOCO_RING, bytes_table
 from decentral_bench.report.heterogeneity_claims import HETEROGENEITY, levels_table
 from decentral_bench.report.summary import (
     Group,
@@ -233,8 +235,8 @@ KONG: list[Rule] = [
                        "a<b")),
 ]
 
-RULES: dict[str, list[Rule]] = {**JIANG, "kong_phases": KONG, **BYZANTINE,
-                                 "heterogeneity_dirichlet": HETEROGENEITY}
+RULES: dict[str, list[Rule]] = {**JIANG, "kong_phases": KONG, "choco_ring": CHOCO_RING,
+                                 **BYZANTINE, "heterogeneity_dirichlet": HETEROGENEITY}
 # The methods of each Byzantine study, as its accuracy matrix lists them.
 MATRIX = {"byzantine_torus": ("Mean", "TrimmedMean", "Median", "ClippedGossip"),
           "byzantine_ring": ("Mean", "Median", "ClippedGossip"),
@@ -262,7 +264,8 @@ def arms_table(groups: Sequence[Group]) -> str:
     return "\n".join(lines) + "\n"
 
 
-TABLES: dict[str, Callable[[Sequence[Group]], str]] = {"heterogeneity_dirichlet": levels_table}
+TABLES: dict[str, Callable[[Sequence[Group]], str]] = {"heterogeneity_dirichlet": levels_table,
+                                                      "choco_ring": bytes_table}
 
 
 def by_swept_values(records: Sequence[RunRecord]) -> dict[str, list[RunRecord]]:

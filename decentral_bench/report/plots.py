@@ -1,4 +1,5 @@
-"""Figures that compare methods, against epochs (default), rounds or simulated seconds.
+"""Figures that compare methods, against epochs (default), rounds, simulated seconds or
+bytes.
 
 A round is not the same amount of training for every method: FedAvg's round
 is `local_epochs` passes over an agent's data, a gossip round `local_steps`
@@ -6,7 +7,10 @@ minibatches. The comparison figures therefore put epochs (the per-round
 `epochs` metric: passes over an agent's own data so far) on the x axis, as
 the papers do; `x_axis="rounds"` plots against rounds instead, and
 `x_axis="time"` against the simulated seconds of a scenario's `network:`
-(the `sim_time_s` metric), where a round's length is what the network makes it.
+(the `sim_time_s` metric), where a round's length is what the network makes it, and
+`x_axis="bytes"` against the bytes the network has moved so far (a log scale:
+compressed gossip moves orders of magnitude less). Every report also draws test
+accuracy against bytes.
 """
 
 from __future__ import annotations
@@ -32,10 +36,12 @@ from decentral_bench.report.summary import Group
 from decentral_bench.scenario import FailuresConfig
 from strategies.registry import METHODS
 
-XAxis = Literal["epochs", "rounds", "time"]
+XAxis = Literal["epochs", "rounds", "time", "bytes"]
 X_LABELS = {"epochs": "epochs (passes over an agent's own data)", "rounds": "round",
-            "time": "simulated time (s)"}
-X_METRICS = {"epochs": "epochs", "time": "sim_time_s"}  # the per-round metric each axis reads
+            "time": "simulated time (s)",
+            "bytes": "MB moved by the network so far (all agents, log scale)"}
+X_METRICS = {"epochs": "epochs", "time": "sim_time_s",
+             "bytes": "bytes_moved_total"}  # the per-round metric each axis reads
 # metric → (title, y axis label)
 TITLES = {
     "test_accuracy_mean": ("Test accuracy (mean over agents)", "test accuracy"),
@@ -93,10 +99,12 @@ def failure_markers(failures: FailuresConfig) -> list[FailureMarker]:
 
 
 def chosen_axis(groups: Sequence[Group], x_axis: XAxis) -> XAxis:
-    """`x_axis`, or the next one where a run did not record its metric: time falls back
-    to epochs (runs without a network), epochs to rounds (stores from before epochs)."""
+    """`x_axis`, or the next one where a run did not record its metric: time and bytes
+    fall back to epochs (runs without a network; stores from before bytes were logged),
+    epochs to rounds (stores from before epochs)."""
     drawn = [group for group in groups if group.finished]
-    if x_axis == "time" and not all(group.has("sim_time_s") for group in drawn):
+    if x_axis in ("time", "bytes") and \
+            not all(group.has(X_METRICS[x_axis]) for group in drawn):
         x_axis = "epochs"
     if x_axis == "epochs" and not all(group.has("epochs") for group in drawn):
         return "rounds"
@@ -104,7 +112,10 @@ def chosen_axis(groups: Sequence[Group], x_axis: XAxis) -> XAxis:
 
 
 def _x(group: Group, rounds: np.ndarray, x_axis: XAxis) -> np.ndarray:
-    return group.at(rounds, X_METRICS[x_axis]) if x_axis in X_METRICS else rounds
+    if x_axis not in X_METRICS:
+        return rounds
+    values = group.at(rounds, X_METRICS[x_axis])
+    return values / 1e6 if x_axis == "bytes" else values  # bytes are drawn in MB
 
 
 def _draw_markers(axes: Axes, groups: Sequence[Group], drawn: Sequence[Style],
@@ -183,6 +194,9 @@ def metric_figure(groups: Sequence[Group], metric: str,
         title += HONEST_ONLY
     if metric == "consensus_distance":
         axes.set_yscale("symlog", linthresh=1e-6)
+    if x_axis == "bytes":
+        axes.set_xscale("log")
+        title += ", against bytes moved"
     return _finish(figure, axes, title, X_LABELS[x_axis], y_label)
 
 
@@ -257,6 +271,9 @@ def report_figures(groups: Sequence[Group], markers: Sequence[FailureMarker] = (
             members = [group for group in groups if swept_setting(group) == setting]
             figures[f"by_setting/test_accuracy_{file_part(setting)}.png"] = metric_figure(
                 members, "test_accuracy_mean", markers, x_axis, setting)
+    if x_axis != "bytes" and chosen_axis(groups, "bytes") == "bytes":
+        figures["test_accuracy_mean_vs_bytes.png"] = metric_figure(
+            groups, "test_accuracy_mean", x_axis="bytes")
     return figures
 
 

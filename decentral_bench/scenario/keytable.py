@@ -70,6 +70,12 @@ UNEXPRESSED = (
     Unexpressed("training.local_steps", "1 where a method is gradient_tracking, d2 or "
                 "qg_dsgdm (they take one gradient step per round)",
                 r"training\.local_steps is \d+, but .* takes one gradient step"),
+    Unexpressed("methods[].local_steps, training.local_steps",
+                "1 for a method that gossips after every step (choco)",
+                r"gossips after every minibatch step, but"),
+    Unexpressed("methods[].algorithm, failures.agents, failures.links",
+                "no failures for a method that cannot lose a message (choco)",
+                r"drops some: run it without failures"),
     Unexpressed("adversaries.agents", "below topology.agents",
                 r"agent \d+ is not one of the agents"),
     Unexpressed("adversaries.agents, count, fraction", "fewer attackers than agents (one honest "
@@ -81,6 +87,8 @@ UNEXPRESSED = (
                 "gaussian or label_flip only", r"reads the honest neighbours' points"),
     Unexpressed("methods[].consensus_control", "not with adversaries",
                 r"consensus control does not run with adversaries"),
+    Unexpressed("methods[].compression", "not with adversaries",
+                r"compressed gossip does not run with adversaries"),
 )
 
 # Checked when the scenario is run or validated, beyond the loader: listed on the key page.
@@ -135,6 +143,8 @@ def values(schema: dict[str, Any]) -> str:
     """What a key takes, in a few words: `integer ≥ 1`, `` `iid` | `dirichlet` ``."""
     if "enum" in schema:
         return " \\| ".join(f"`{shown(value)}`" for value in schema["enum"])
+    if "const" in schema:
+        return f"`{shown(schema['const'])}`"
     if "anyOf" in schema:  # keywords beside anyOf hold for its array option too
         beside: dict[str, Any] = {key: schema[key] for key in
                                   ("items", "minItems", "uniqueItems") if key in schema}

@@ -6,9 +6,17 @@ a key that belongs to another algorithm is an error naming the one it belongs to
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, NonNegativeInt, PositiveFloat, field_validator
+from pydantic import (
+    Field,
+    NonNegativeInt,
+    PositiveFloat,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
+    field_validator,
+)
 
 from decentral_bench.scenario.base import Count, Strict
 from decentral_bench.scenario.rules import (
@@ -90,6 +98,54 @@ class ConsensusControlConfig(Strict):
         return value
 
 
+def _one_step_size_error(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+    """γ's two forms give one message, not one per form."""
+    try:
+        return handler(value)
+    except ValidationError:
+        raise ValueError(f"expected a number in (0, 1] or 'auto' (got {value!r})") from None
+
+
+# CHOCO's consensus step γ: a number in (0, 1], or "auto" (searched before training).
+StepSize = Annotated[Annotated[float, Field(gt=0.0, le=1.0)] | Literal["auto"],
+                     WrapValidator(_one_step_size_error)]
+
+
+class CompressionConfig(Strict):
+    """A compressor Q of gossip messages (`strategies.compression`): what each agent's
+    message is reduced to, and the bytes it then travels as."""
+
+    kind: Literal["top_k", "random_k", "qsgd", "sign", "none"] = Field(
+        description="top_k: the k largest entries (values + int32 positions); random_k: k "
+        "entries drawn at random (values + the draw's seed); qsgd: stochastic rounding to "
+        "2^bits − 1 levels (packed levels and signs, one scale per block); sign: the scaled "
+        "sign ‖x‖₁/d · sign(x) (one bit per entry, one scale per block); none: the exact "
+        "message")
+    fraction: float | None = Field(
+        None, gt=0.0, le=1.0, description="top_k, random_k: the fraction f of each block's "
+        "entries kept, k = max(1, ⌊f d⌋), in (0, 1]. No default: top_k and random_k need it")
+    bits: int | None = Field(
+        None, ge=1, le=16, description="qsgd: bits per level, s = 2^bits − 1 levels, 1..16. "
+        "No default: qsgd needs it")
+    unbiased: bool = Field(
+        False, description="random_k: scale the kept entries by d/k (E Q(x) = x); qsgd: "
+        "QSGD's unbiased form instead of the one divided by τ = 1 + min(d/s², √d/s), the "
+        "contraction CHOCO's analysis needs. Default: false (biased, as CHOCO uses them)")
+    per_tensor: bool = Field(
+        True, description="compress each parameter tensor on its own (true, as the "
+        "authors' code) or the whole model flattened into one vector (false). Default: true")
+
+    rules = (
+        OnlyWith("fraction", Is("kind", "top_k", "random_k", called="compressor")),
+        OnlyWith("bits", Is("kind", "qsgd", called="compressor")),
+        OnlyWith("unbiased", Is("kind", "random_k", "qsgd", called="compressor")),
+        OnlyWith("per_tensor", Is("kind", "top_k", "random_k", "qsgd", "sign",
+                                  called="compressor")),
+        Needs(Is("kind", "top_k", "random_k"), ("fraction",),
+              "compressors top_k and random_k need fraction, e.g. 0.1 (a tenth of the "
+              "entries)"),
+        Needs(Is("kind", "qsgd"), ("bits",), "compressor qsgd needs bits, e.g. 4"),
+    )
 class AggregationConfig(Strict):
     """How a gossip method's agents aggregate their neighbourhood (`strategies.robust`)."""
 
@@ -115,8 +171,9 @@ class MethodConfig(Strict):
 
     The registry (`strategies.registry`) says which algorithm takes which method-only key:
     `fraction` and `local_epochs` belong to the server methods, `momentum` and `variant` to
-    CDMSGD, gradient tracking and QG-DSGDm, the server optimizers' keys to their strategy,
-    `consensus_control` to CDSGD and CDMSGD.
+    CDMSGD, CHOCO, gradient tracking and QG-DSGDm, `momentum_buffer` to CDMSGD, the server
+    optimizers' keys to their strategy, `consensus_control` to CDSGD and CDMSGD,
+    `compression` to those and CHOCO, `consensus_step_size` to CHOCO.
     """
 
     name: str = Field(
@@ -125,19 +182,23 @@ class MethodConfig(Strict):
     algorithm: Algorithm = Field(
         description="cdsgd: Jiang et al. eq. 5; cdmsgd: CDSGD with momentum (section 7); "
         "gradient_tracking: DSGT (Koloskova et al. 2021); d2: D² (Tang et al. 2018); "
-        "qg_dsgdm: quasi-global momentum (Lin et al. 2021); fedavg, fedprox, fedavgm, "
+        "qg_dsgdm: quasi-global momentum (Lin et al. 2021); choco: CHOCO-SGD, Koloskova et "
+        "al. 2019 (compressed differences against public copies); fedavg, fedprox, fedavgm, "
         "fedadam, fedyogi, fedadagrad, fedmedian, fedtrimmedavg, krum, multikrum, bulyan: "
         "Flower's stock strategy of that name; centralized_sgd: CDSGD on the one-node graph "
         "Π = [1] with all the data; sgp: Stochastic Gradient Push (Assran et al. 2019), "
         "push-sum with a column-stochastic Π, the only method for a directed graph")
     momentum: float | None = Field(
-        None, ge=0.0, lt=1.0, description="cdmsgd, qg_dsgdm, gradient_tracking: momentum μ "
-        "(QG-DSGDm's β) in [0, 1). Default: 0.9; gradient_tracking 0 (no momentum)")
+        None, ge=0.0, lt=1.0, description="cdmsgd, choco, qg_dsgdm, gradient_tracking: "
+        "momentum μ (QG-DSGDm's β) in [0, 1). Default: 0.9; choco and gradient_tracking 0 "
+        "(no momentum)")
     variant: Literal["nesterov", "polyak"] | None = Field(
         None, description="cdmsgd: the momentum form, Polyak x_{k+1} = Σ π_jl x_k^l − α g + "
         "μ(x_k − x_{k−1}) or Nesterov (steps from y_k = x_k + μ(x_k − x_{k−1})); qg_dsgdm "
         "and gradient_tracking: heavy ball (polyak, step along the buffer m) or Nesterov "
-        "(g + μ m). Default: nesterov, as the papers' experiments; gradient_tracking polyak")
+        "(g + μ m); choco (when momentum > 0): PyTorch SGD's buffer b = μ b + g, the step "
+        "−α b (polyak) or −α (g + μ b) (nesterov), as the authors' code. Default: nesterov, "
+        "as the papers' experiments; gradient_tracking polyak")
     momentum_buffer: Literal["iterates", "local"] | None = Field(
         None, description="cdmsgd: local, the authors' code (and Kong et al.'s): a velocity "
         "of the agent's own gradient steps, never mixed, stable on every graph; or iterates, "
@@ -196,10 +257,31 @@ class MethodConfig(Strict):
     consensus_control: ConsensusControlConfig | None = Field(
         None, description="cdsgd, cdmsgd: extra gossip-only exchanges after each round "
         "(Kong et al. 2021). Default: none")
+    compression: Annotated[CompressionConfig, Shorthand("kind")] | None = Field(
+        None, description="cdsgd, cdmsgd: naive compressed gossip, every agent publishes "
+        "Q(its point) and mixes its neighbours' compressed points with its own exact one; "
+        "choco: the compressor of its differences (required; kind none makes it CDSGD's "
+        "exchange). A kind alone (`compression: sign`) or a mapping with its keys. "
+        "Default: none (no compression)")
+    consensus_step_size: StepSize | None = Field(
+        None, description="choco: the consensus step γ in (0, 1], or auto: searched before "
+        "training on the method's graph and compressor (CHOCO-Gossip from random points, as "
+        "the authors' tune_consensus_stepsize) and logged as the param "
+        "method.consensus_step_size. Default: auto")
     aggregation: Annotated[AggregationConfig, Shorthand("kind")] | None = Field(
         None, description="cdsgd, cdmsgd: how each agent aggregates its neighbourhood, a kind "
         "alone (`aggregation: median`) or a mapping (`{kind: trimmed_mean, b: 1}`). Server "
         "methods defend with their strategy instead. Default: mean")
 
     rules = (*_registry_rules(),
-             OnlyWith("epochs", Not(IsSet("rounds")), "give rounds or epochs, not both"))
+             OnlyWith("epochs", Not(IsSet("rounds")), "give rounds or epochs, not both"),
+             Needs(Is("algorithm", "choco"), ("compression",),
+                   "algorithm 'choco' needs compression, e.g. {kind: top_k, fraction: 0.1} "
+                   "(kind none gossips exact differences)"),
+             OnlyWith("consensus_control", Not(IsSet("compression")),
+                      "consensus control moves the published points, which compressed "
+                      "gossip does not publish: remove consensus_control or compression"),
+             OnlyWith("aggregation", Not(IsSet("compression")),
+                      "robust aggregation reads the neighbours' exact points, which "
+                      "compressed gossip does not publish: remove aggregation or "
+                      "compression"))

@@ -153,6 +153,27 @@ class Scenario(Strict):
         return self
 
     @model_validator(mode="after")
+    def _methods_fit_training_and_failures(self) -> Scenario:
+        """A method whose rule gossips after every step (CHOCO) takes no local steps, and
+        one that cannot lose a message runs without agent or link failures."""
+        failing = "agents" if self.failures.agents else \
+            "links" if self.failures.links is not None else None
+        for index, entry in enumerate(self.methods):
+            definition = METHODS[entry.algorithm]
+            steps = entry.local_steps or self.training.local_steps
+            if not definition.local_steps and steps > 1:
+                where = "local_steps" if entry.local_steps else "training.local_steps"
+                raise KeyedError(f"methods[{index}]", (
+                    f"'{entry.name}' ({entry.algorithm}) gossips after every minibatch step, "
+                    f"but {where} is {steps}: set local_steps: 1 on the method"))
+            if not definition.failures and failing is not None:
+                raise KeyedError(f"methods[{index}]", (
+                    f"'{entry.name}' ({entry.algorithm}) runs on a graph that loses no "
+                    f"message (each agent sums its neighbours' compressed differences), but "
+                    f"failures.{failing} drops some: run it without failures"))
+        return self
+
+    @model_validator(mode="after")
     def _adversaries_fit(self) -> Scenario:
         adversaries, agents = self.adversaries, self.topology.agents
         if adversaries is None:
@@ -185,6 +206,10 @@ class Scenario(Strict):
             if entry.consensus_control is not None:
                 raise KeyedError(f"methods[{index}].consensus_control", "consensus control "
                                  "does not run with adversaries; remove one of them")
+            if entry.compression is not None:
+                raise KeyedError(f"methods[{index}].compression", "compressed gossip does "
+                                 "not run with adversaries (an attack reads and publishes "
+                                 "uncompressed points); remove one of them")
             if kind in NEEDS_NEIGHBOURS and not registry_method(entry.algorithm).is_gossip:
                 raise KeyedError(f"methods[{index}]", f"attack '{kind}' reads the honest "
                                  f"neighbours' points, which a {entry.algorithm} client never "

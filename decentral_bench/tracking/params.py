@@ -48,9 +48,13 @@ def _number(value: Any) -> str:
 
 
 def resolved_options(plan: MethodPlan) -> dict[str, Any]:
-    """The algorithm's own keys after the registry's defaults, sections as mappings."""
-    return {key: value.model_dump(mode="json", exclude_none=True)
-            if isinstance(value, BaseModel) else value for key, value in plan.options.items()}
+    """The algorithm's own keys after the registry's defaults, sections as mappings; a
+    searched setting as what the search found (CHOCO's γ: `0.0316 (auto)`)."""
+    options = {key: value.model_dump(mode="json", exclude_none=True)
+               if isinstance(value, BaseModel) else value for key, value in plan.options.items()}
+    if options.get("consensus_step_size") == "auto":
+        options["consensus_step_size"] = f"{plan.consensus_step_size:.6g} (auto)"
+    return options
 
 
 def adversary_params(plan: MethodPlan, section: Mapping[str, Any] | None) -> dict[str, str]:

@@ -3,12 +3,14 @@
 - gossip methods: the message holds the messages of Nb(j) (j's own among them) published
   last round and the weights π_jl; the agent aggregates them (the mixing sum, or the
   method's robust aggregation, `strategies.robust`) and takes its rule's step
-  (`strategies.gossip.gossip_round`). What the message cannot supply (`GossipRule.kept`)
-  stays in its Flower context between rounds; the context crosses the engine on every
-  call, so it keeps nothing else. A rule whose agents start on their own computes its
-  start state when asked (`START_KEY`), before round 1. An attacker keeps its honest
-  message in its context too, mixes it in place of what it published, and publishes what
-  its attack makes of it and of its honest neighbours' messages (`strategies.attacks`).
+  (`strategies.gossip.gossip_round`). A compressed message travels as its encoding (its
+  compressor's wire arrays, `strategies.gossip.wire_message`) and is decoded here. What
+  the message cannot supply (`GossipRule.kept`) stays in its Flower context between
+  rounds; the context crosses the engine on every call, so it keeps nothing else. A rule
+  whose agents start on their own computes its start state when asked (`START_KEY`),
+  before round 1. An attacker keeps its honest message in its context too, mixes it in
+  place of what it published, and publishes what its attack makes of it and of its honest
+  neighbours' messages (`strategies.attacks`).
 - server methods: the message holds the global model; the agent trains `local_epochs`
   epochs on its data (`strategies.local_sgd`, with FedProx's proximal term when the
   strategy sends its μ) and returns the result (an attacker: its attack's).
@@ -25,7 +27,15 @@ from decentral_bench.experiment.data import steps_per_epoch
 from decentral_bench.experiment.training import from_numpy, to_numpy
 from strategies.attacks import gossip_attack, server_attack, view_of_one
 from strategies.cdsgd import mix
-from strategies.gossip import State, Translatable, gossip_round, gradient_steps
+from strategies.gossip import (
+    GossipRule,
+    State,
+    Translatable,
+    gossip_round,
+    gradient_steps,
+    received_message,
+    wire_message,
+)
 from strategies.local_sgd import local_sgd
 from strategies.protocol import (
     CONFIG_KEY,
@@ -42,8 +52,8 @@ CURRENT_KEY = "x"  # FedAvg: the agent's last model, for training once the serve
 KEPT_PREFIX = "kept."  # gossip: each part of what the rule keeps (`GossipRule.kept`)
 HONEST_KEY = "honest"  # gossip: an attacker's honest message, which it does not publish
 
-# A round's outcome: the message to publish, the model (None: the message is the model) and
-# the round's figures.
+# A round's outcome: the message to publish (as the network carries it), the model (None:
+# the message is the model) and the round's figures.
 Outcome = tuple[list[torch.Tensor], list[torch.Tensor] | None, dict[str, float]]
 
 
@@ -65,14 +75,16 @@ def _keep(context: Context, kept: State) -> None:
         context.state[KEPT_PREFIX + part] = to_record(to_numpy(tensors))
 
 
-def _neighbourhood(setup: AgentSetup, content: RecordDict,
+def _neighbourhood(setup: AgentSetup, rule: GossipRule, content: RecordDict,
                    ) -> tuple[list[int], list[list[torch.Tensor]], list[float], int]:
-    """The members of Nb(j), their messages in the message, their weights π_jl, and j's
-    place among them."""
+    """The members of Nb(j), their messages in the message (decoded), their weights π_jl,
+    and j's place among them."""
     mixing = content.config_records[MIXING_KEY]
     neighbours = [int(agent) for agent in number_list(mixing, "agents")]
-    points = [from_numpy(from_record(content.array_records[neighbour_key(l)]), setup.device)
-              for l in neighbours]
+    shapes = [tuple(array.shape) for array in setup.plan.initial_parameters]
+    points = [received_message(rule, from_numpy(
+        from_record(content.array_records[neighbour_key(l)]), setup.device), shapes)
+        for l in neighbours]
     return neighbours, points, number_list(mixing, "weights"), neighbours.index(setup.agent)
 
 
@@ -101,10 +113,11 @@ def _attacked(setup: AgentSetup, message: list[torch.Tensor], neighbours: list[i
     return [t[0] for t in gossip_attack(adversaries.attack, own, view, attackers_weight, noise)]
 
 
-def _model_if_other(setup: AgentSetup, state: State,
-                    message: list[torch.Tensor]) -> list[torch.Tensor] | None:
-    model = setup.plan.update_rule.model(state)
-    return None if model is message else model
+def _published(rule: GossipRule, state: State) -> Outcome:
+    """The state's message as the network carries it, and its model where that is not the
+    message."""
+    model = rule.model(state)
+    return wire_message(rule, state), None if model is rule.message(state) else model, {}
 
 
 class _Recorder:
@@ -123,12 +136,12 @@ class _Recorder:
 
 def start_round(setup: AgentSetup, context: Context) -> Outcome:
     """The agent's start state from x_0 and its first message (`START_KEY`)."""
-    plan, rule = setup.plan, setup.plan.update_rule
+    plan = setup.plan
+    rule = plan.agents_rule(setup.agent)
     state = rule.start(from_numpy(plan.initial_parameters, setup.device), _Recorder(setup),
                        plan.lr_at(1))
     _keep(context, rule.kept(state))
-    message = rule.message(state)
-    return message, _model_if_other(setup, state, message), {}
+    return _published(rule, state)
 
 
 def gossip_client_round(setup: AgentSetup, content: RecordDict, context: Context,
@@ -136,8 +149,9 @@ def gossip_client_round(setup: AgentSetup, content: RecordDict, context: Context
     """One round of a gossip method. Returns the message to publish, the model where it is
     not the message, and the round's figures (mean minibatch loss, mean squared gradient
     norm)."""
-    plan, rule = setup.plan, setup.plan.update_rule
-    neighbours, points, weights, own = _neighbourhood(setup, content)
+    plan = setup.plan
+    rule = plan.agents_rule(setup.agent)
+    neighbours, points, weights, own = _neighbourhood(setup, rule, content)
     honest = _arrays(context, HONEST_KEY, setup.device) or points[own]
     state = rule.restore(honest, _kept(context, setup.device))
     members = [honest if i == own else p for i, p in enumerate(points)]
@@ -149,11 +163,13 @@ def gossip_client_round(setup: AgentSetup, content: RecordDict, context: Context
     message = rule.message(state)
     published = _attacked(setup, message, neighbours, points, weights, server_round)
     model = rule.model(state)
-    if published is not message:  # an attacker
+    if published is message:  # as the network carries it (compressed gossip: encoded)
+        published = wire_message(rule, state)
+    else:  # an attacker
         context.state[HONEST_KEY] = to_record(to_numpy(message))
         if model is message:  # its point is its message: it reports what it publishes
             model = published
-    return published, None if model is published else model, {
+    return published, None if model is message or model is published else model, {
         "minibatch_loss": float(sum(losses)) / len(losses),
         "grad_norm_sq": sum(gradient_at.norms) / len(gradient_at.norms)}
 
@@ -164,7 +180,7 @@ def gossip_only_exchange(setup: AgentSetup, content: RecordDict,
     point, and what j keeps moves by the same displacement (`translate`)."""
     rule = setup.plan.update_rule
     translatable: Translatable = rule  # type: ignore[assignment]
-    _, points, weights, own = _neighbourhood(setup, content)
+    _, points, weights, own = _neighbourhood(setup, rule, content)
     mixed = mix(points, weights)
     state = rule.restore(points[own], _kept(context, setup.device))
     _keep(context, rule.kept(translatable.translate(

@@ -28,8 +28,10 @@ from strategies.protocol import EVALUATE_TYPE, METRICS_KEY, MODEL_KEY, PUBLISHED
 
 def array_bytes(message: Message) -> int:
     """Bytes of the parameter data a message carries (the arrays' values, not the `.npy`
-    headers and record keys Flower also ships). Evaluation requests are measurement, not
-    traffic of the simulated network: they count nothing."""
+    headers and record keys Flower also ships), the model a reply carries beside a message
+    that is not the model (`MODEL_KEY`: CHOCO's x beside its compressed q) included: the
+    router carries it. Evaluation requests are measurement, not traffic of the simulated
+    network: they count nothing."""
     if message.has_error() or message.metadata.message_type == EVALUATE_TYPE:
         return 0
     return sum(record_bytes(record) for record in message.content.array_records.values())

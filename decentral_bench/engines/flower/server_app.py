@@ -46,9 +46,10 @@ from strategies.stock import ObservedStrategy, stock_strategy
 
 
 def train_config(plan: MethodPlan, threads: int) -> ConfigRecord:
-    """What every training message tells the ClientApp: scenario, method, thread budget."""
+    """What every training message tells the ClientApp: scenario (with what a search
+    before training found written in, `MethodPlan.settled`), method, thread budget."""
     return ConfigRecord({
-        "scenario": plan.scenario.to_json(),
+        "scenario": plan.settled().scenario.to_json(),
         "method": plan.method.name,
         "threads": threads,
     })

@@ -26,7 +26,7 @@ from decentral_bench.engines.vectorized.neighbourhoods import Gathering
 from decentral_bench.engines.vectorized.stack import Stack, StackedRun
 from decentral_bench.experiment.metrics import consensus_distance
 from decentral_bench.network.failures import RoundNetwork
-from decentral_bench.network.traffic import gossip_round_bytes
+from decentral_bench.network.traffic import agent_message_bytes, gossip_round_bytes
 from strategies.attacks import gossip_attack
 from strategies.consensus_control import ControlOutcome, control_round
 from strategies.gossip import (
@@ -38,13 +38,9 @@ from strategies.gossip import (
     keep_rows,
     keep_state_rows,
     scale_rows,
+    wire_message,
 )
 from strategies.robust import aggregate
-
-
-def agent_bytes(stack: Stack) -> int:
-    """Bytes of one agent's row of a stack."""
-    return sum(int(t[0].nelement() * t.element_size()) for t in stack)
 
 
 class _Exchanges:
@@ -85,7 +81,7 @@ class GossipLoop:
     def __init__(self, run: StackedRun) -> None:
         self.run = run
         self.plan = run.plan
-        self.rule = run.plan.update_rule
+        self.rule = run.plan.agents_rule(tuple(range(run.plan.agents)))
         self.agents = run.plan.agents
         self.static = Mixer(run.plan.topology.mixing_matrix, run.device, run.dense,
                             run.plan.dtype)
@@ -193,9 +189,9 @@ class GossipLoop:
         plan, run = self.plan, self.run
         state = self.start()
         published = self.rule.message(state)
-        message_bytes = agent_bytes(published)
+        message_bytes = agent_message_bytes(wire_message(self.rule, state))  # as encoded
         model = self.rule.model(state)  # a reply carries it too where it is not the message
-        model_bytes = 0 if model is published else agent_bytes(model)
+        model_bytes = 0 if model is published else agent_message_bytes(model)
         sizes = np.full(self.agents, message_bytes)  # every agent's upload: its message
         everyone = list(range(self.agents))
         run.clock.restart()

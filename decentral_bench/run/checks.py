@@ -6,7 +6,8 @@ combination and seed it checks that the resolved scenario parses, that its
 graph builds (files named in it read, Assumption 2 holds), that the data set's
 files are there, that each method's split of the data over its agents can be
 made, that the model fits the data, that each method's update rule is stable on
-the graph's mixing matrix, and that the requested device exists.
+the graph's mixing matrix, and that the requested device (and GPUs per run)
+exist.
 Every problem names the file, the combination and the key.
 """
 
@@ -18,6 +19,7 @@ from pathlib import Path
 import torch
 
 from decentral_bench import scenario as scenario_file
+from decentral_bench.engines.flower.ray_cluster import scenario_ray_address
 from decentral_bench.experiment.data import (
     DataError,
     check_available,
@@ -28,6 +30,7 @@ from decentral_bench.experiment.models import build_model
 from decentral_bench.experiment.plan import MethodPlan
 from decentral_bench.experiment.sweep import RunSpec, expand
 from decentral_bench.network.topology import TopologyError, build_topology
+from decentral_bench.run.share import cuda_devices, gpu_problem
 from decentral_bench.scenario import Scenario, ScenarioError
 from decentral_bench.scenario.graph import RANDOM_FAMILIES
 from strategies.registry import method
@@ -45,6 +48,14 @@ def _device_problem(scenario: Scenario) -> str | None:
     if scenario.resources.device == "cuda" and not torch.cuda.is_available():
         return "is 'cuda' but this machine has no CUDA device; use 'auto' or 'cpu'"
     return None
+
+
+def _gpus_problem(scenario: Scenario) -> str | None:
+    """GPUs per run that this machine does not have (a Ray cluster's are checked when
+    `run` joins it)."""
+    if scenario_ray_address(scenario.resources) is not None:
+        return None
+    return gpu_problem(scenario, cuda_devices())
 
 
 def _partition_problem(scenario: Scenario) -> str | None:
@@ -122,6 +133,7 @@ def _checks(scenario: Scenario) -> list[tuple[str, Callable[[], str | None]]]:
         return None
 
     return [("resources.device", lambda: _device_problem(scenario)),
+            ("resources.gpus_per_run", lambda: _gpus_problem(scenario)),
             ("topology", topology), ("dataset", data),
             ("dataset.partition", lambda: _partition_problem(scenario)),
             ("model", lambda: _model_problem(scenario))]

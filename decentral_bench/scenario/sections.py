@@ -304,10 +304,36 @@ class ResourcesConfig(Strict):
         None, gt=0.0, le=1.0, description="share of a GPU per agent actor, in (0, 1]. "
         "Default: one GPU split over the agents that run at once")
     ray_address: str | None = Field(
-        None, description="flower engine: join this running Ray cluster (HOST:PORT of its "
-                          "head, or auto) instead of starting a private Ray on 127.0.0.1; "
+        None, description="join this running Ray cluster (HOST:PORT of its head, or auto): "
+                          "the flower engine's agents run on it as actors instead of on a "
+                          "private Ray on 127.0.0.1, and vectorized child runs as Ray tasks; "
                           "RAY_ADDRESS and --ray-address set it too. Default: a private Ray",
         json_schema_extra={"pattern": RAY_ADDRESS})
+    parallel_runs: Count | Literal["auto"] = Field(
+        1, description="child runs at once, each in a process of its own with its share of "
+                       "the CPUs (and GPUs); auto: from the cores, the memory a run needs "
+                       "and the devices (on a Ray cluster, from its CPUs and GPUs); --jobs "
+                       "sets it too. Default: one after another")
+    gpus_per_run: float | None = Field(
+        None, gt=0.0, description="GPUs each child run gets where runs go in parallel: a "
+        "share of one device in (0, 1), or a whole number of devices. Default: one device "
+        "each while there are as many as runs at once, else an equal share of them")
+
+    @field_validator("parallel_runs", mode="before")
+    @classmethod
+    def _runs_at_once(cls, value: Any) -> Any:
+        if value == "auto" or (type(value) is int and value >= 1):
+            return value
+        raise ValueError(f"expected a whole number of runs at once (1 or more) or auto, "
+                         f"got {value!r}")
+
+    @field_validator("gpus_per_run")
+    @classmethod
+    def _whole_devices(cls, value: float | None) -> float | None:
+        if value is not None and value > 1.0 and not value.is_integer():
+            raise ValueError(f"expected a share of one GPU in (0, 1] or a whole number of "
+                             f"GPUs, got {value:g}")
+        return value
 
     @field_validator("ray_address")
     @classmethod

@@ -4,7 +4,11 @@ Per agent a training call holds its gradient and a few temporaries of the
 model's size, and the activations of its minibatch for the backward pass; an
 evaluation call holds the activations of one evaluation batch. The chunk is
 the number of agents whose share fits in `MEMORY_SHARE` of the free memory of
-the device (`torch.cuda.mem_get_info`, or MemAvailable in /proc/meminfo).
+the device (`torch.cuda.mem_get_info`, or MemAvailable in /proc/meminfo), or of this
+process's share of it where it is one of a parallel sweep's runs side by side.
+
+`run_device_bytes` estimates what a run holds for its whole length (the data and
+every agent's stacks); a parallel sweep's `--jobs auto` divides the memory by it.
 """
 
 from __future__ import annotations
@@ -19,6 +23,9 @@ from torch import nn
 MEMORY_SHARE = 0.4      # of the free memory, for one call's per-agent buffers
 PARAMETER_COPIES = 4    # gradient, the update's temporaries
 ACTIVATION_COPIES = 3   # activations kept for backward, their gradients, headroom
+STACK_COPIES = 8        # every agent's iterate, message, mixed sum, momentum, gradient, temporaries
+# A child run of a parallel sweep gets its share of the free memory here (`run.share`).
+MEMORY_SHARE_VARIABLE = "DECENTRAL_BENCH_MEMORY_SHARE"
 
 
 def free_memory_bytes(device: torch.device) -> int:
@@ -34,6 +41,23 @@ def free_memory_bytes(device: torch.device) -> int:
     except OSError:
         pass
     return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES"))
+
+
+def memory_share() -> float:
+    """This process's share of the device's free memory: all of it, or its share as one of
+    a parallel sweep's runs (`DECENTRAL_BENCH_MEMORY_SHARE`, in (0, 1])."""
+    try:
+        share = float(os.environ.get(MEMORY_SHARE_VARIABLE, "1"))
+    except ValueError:
+        return 1.0
+    return share if 0.0 < share <= 1.0 else 1.0
+
+
+def run_device_bytes(parameters: int, agents: int, data_bytes: int) -> int:
+    """Bytes a run holds on its device from start to end: the data set (`data_bytes`) and
+    `STACK_COPIES` stacks of every agent's `parameters` float32 values. Its batched calls'
+    buffers come on top, sized to fit in its share of what is free (`agents_per_call`)."""
+    return data_bytes + STACK_COPIES * 4 * parameters * agents
 
 
 def activation_floats(model: nn.Module, sample: torch.Tensor) -> int:
@@ -63,7 +87,7 @@ def agents_per_call(model: nn.Module, sample: torch.Tensor, samples_per_agent: i
     per_agent = ACTIVATION_COPIES * samples_per_agent * activation_floats(model, sample)
     if training:
         per_agent += PARAMETER_COPIES * parameters
-    budget = MEMORY_SHARE * free_memory_bytes(device) / (4 * per_agent)
+    budget = MEMORY_SHARE * memory_share() * free_memory_bytes(device) / (4 * per_agent)
     return max(1, min(agents, math.floor(budget)))
 
 

@@ -5,13 +5,18 @@ after another, whatever stops them (a failing child, --fail-fast, Ctrl-C, kill -
 from __future__ import annotations
 
 import os
+import signal
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import torch
+from mlflow.entities import Run
+from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
 from decentral_bench.cli import entry as cli
@@ -21,6 +26,7 @@ from decentral_bench.experiment import training
 from decentral_bench.run import share
 from decentral_bench.run.checks import check_scenario
 from decentral_bench.run.errors import EXIT_ENVIRONMENT
+from decentral_bench.run.runner import run_scenario
 from decentral_bench.run.share import DeviceShares, Share, auto_jobs, gpus_per_run
 from decentral_bench.scenario import ScenarioError, load
 
@@ -29,18 +35,22 @@ name: {name}
 model: {{name: mlp, hidden: [8]}}
 topology: {{kind: ring, agents: 3}}
 training: {{rounds: {rounds}, batch_size: 16, eval_every: {every}}}
-methods: [{{name: CDSGD, algorithm: cdsgd}}, {{name: FedAvg, algorithm: fedavg}}]
-sweep: {{training.lr: {rates}}}
-tracking: {{experiment: {name}}}
+methods: {methods}
+{sweep}tracking: {{experiment: {name}}}
 resources: {{engine: vectorized}}
 """
 
 
-def _scenario(folder: Path, name: str = "par", rounds: int = 30, rates: str = "[0.05, 0.1]",
-              extra: str = "") -> Path:
+TWO = "[{name: CDSGD, algorithm: cdsgd}, {name: FedAvg, algorithm: fedavg}]"
+
+
+def _scenario(folder: Path, name: str = "par", rounds: int = 30, rates: str | None = "[0.05, 0.1]",
+              methods: str = TWO) -> Path:
+    """A tiny vectorized scenario: `methods`, swept over the step sizes `rates`."""
     path = folder / f"{name}.yaml"
+    sweep = f"sweep: {{training.lr: {rates}}}\n" if rates else ""
     path.write_text(TINY.format(name=name, rounds=rounds, every=max(rounds // 3, 1),
-                                rates=rates) + extra)
+                                methods=methods, sweep=sweep))
     return path
 
 
@@ -176,3 +186,216 @@ def test_a_ray_address_that_does_not_answer_is_one_line_within_seconds(
     [line] = message.strip().splitlines()
     assert line.startswith(f"error: no Ray cluster answers at {address} ")
     assert not (tmp_path / "s.db").exists()  # refused before any run was started
+
+
+# ---------------------------------------------------------------- real sweeps
+
+
+def _cli(*arguments: str) -> list[str]:
+    return [sys.executable, "-m", "decentral_bench", *arguments]
+
+
+def _runs(client: MlflowClient, experiment: str) -> dict[str, Run]:
+    """The experiment's child runs by name (and the parent as `parent`)."""
+    found = client.search_runs([client.get_experiment_by_name(experiment).experiment_id],
+                               max_results=1000)
+    return {"parent" if run.data.tags.get("kind") == "scenario" else run.info.run_name: run
+            for run in found}
+
+
+def _wait_for(check: Callable[[], bool], what: str, process: subprocess.Popen | None = None,
+              limit: float = 300) -> None:
+    deadline = time.monotonic() + limit
+    while not check():
+        assert time.monotonic() < deadline, f"waited {limit:.0f} s for {what}"
+        assert process is None or process.poll() is None, f"the sweep ended before {what}"
+        time.sleep(0.5)
+
+
+def _rounds_logged(client: MlflowClient, run: Run) -> int:
+    return len(client.get_metric_history(run.info.run_id, "round_time_s"))
+
+
+def _running(client: MlflowClient, experiment: str, names: tuple[str, ...],
+             rounds: int = 3) -> bool:
+    """Whether each named child has logged `rounds` rounds."""
+    if client.get_experiment_by_name(experiment) is None:
+        return False
+    runs = _runs(client, experiment)
+    return all(name in runs and _rounds_logged(client, runs[name]) >= rounds for name in names)
+
+
+def _computed(metrics: dict[str, float]) -> dict[str, float]:
+    """A round's metrics but its measured wall time."""
+    return {key: value for key, value in metrics.items() if key != "round_time_s"}
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1200)
+def test_a_parallel_sweep_ends_as_the_same_runs_as_one_after_another(tmp_path: Path) -> None:
+    """Three children two at a time, each in a process of its own, against the same three
+    in this process one after another: every round's metrics agree to 1e-5."""
+    scenario = load(_scenario(tmp_path, rates=None, methods="[{name: CDSGD, algorithm: cdsgd}, "
+                              "{name: FedAvg, algorithm: fedavg}, {name: SGD, algorithm: "
+                              "centralized_sgd}]"))
+    results = {}
+    for jobs in (1, 2):
+        uri = f"sqlite:///{tmp_path / f'jobs{jobs}.db'}"
+        results[jobs] = run_scenario(scenario, tracking_uri=uri, jobs=jobs)
+        assert results[jobs].jobs == jobs
+    one, two = ({run.name: run for run in results[jobs].runs} for jobs in (1, 2))
+    assert sorted(one) == sorted(two) == ["CDSGD seed=0", "FedAvg seed=0", "SGD seed=0"]
+    for name, alone in one.items():
+        assert alone.status == two[name].status == "FINISHED"
+        assert [step for step, _ in two[name].history] == list(range(1, 31))
+        for (_, expected), (_, found) in zip(alone.history, two[name].history, strict=True):
+            expected, found = (_computed(metrics) for metrics in (expected, found))
+            assert found == pytest.approx(expected, rel=1e-5, abs=1e-7), name
+    client = MlflowClient(f"sqlite:///{tmp_path / 'jobs2.db'}")
+    runs = _runs(client, "par")
+    assert runs["parent"].info.status == "FINISHED"
+    parent_pid = runs["parent"].data.tags["process"].split(":")[1]
+    children = {run.data.tags["process"].split(":")[1] for name, run in runs.items()
+                if name != "parent"}
+    assert len(children) == 3 and parent_pid not in children  # each in a process of its own
+    assert {run.info.status for run in runs.values()} == {"FINISHED"}
+
+
+@pytest.mark.slow
+def test_a_failing_child_does_not_stop_the_others_unless_fail_fast(tmp_path: Path) -> None:
+    """A child that diverges is FAILED and the others finish; with --fail-fast it stops
+    the running one (KILLED, saying why) and the rest never start."""
+    path = _scenario(tmp_path, "failing", rounds=20, rates=None, methods=(
+        "[{name: Bad, algorithm: cdsgd, lr: 1.0e+12}, {name: Slow, algorithm: cdsgd, "
+        "rounds: 200000}, {name: Later, algorithm: cdsgd}]")).read_text()
+    (tmp_path / "failing.yaml").write_text(path)
+    uri = f"sqlite:///{tmp_path / 'fast.db'}"
+    started = time.monotonic()
+    done = subprocess.run(_cli("run", str(tmp_path / "failing.yaml"), "--jobs", "2",
+                               "--fail-fast", "--tracking-uri", uri), cwd=tmp_path,
+                          capture_output=True, text=True, timeout=600, check=False)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert time.monotonic() - started < 400  # Slow's 200000 rounds were not waited for
+    runs = _runs(MlflowClient(uri), "failing")
+    assert sorted(runs) == ["Bad seed=0", "Slow seed=0", "parent"]  # Later never started
+    bad, slow = runs["Bad seed=0"], runs["Slow seed=0"]
+    assert bad.info.status == "FAILED" and bad.data.tags["error"].startswith("diverged at round")
+    assert (slow.info.status, slow.data.tags["error"]) == (
+        "KILLED", "stopped: Bad seed=0 failed and --fail-fast is set")
+    assert runs["parent"].info.status == "FAILED"
+
+    (tmp_path / "going.yaml").write_text(path.replace("rounds: 200000", "rounds: 20"))
+    uri = f"sqlite:///{tmp_path / 'going.db'}"
+    done = subprocess.run(_cli("run", str(tmp_path / "going.yaml"), "--jobs", "2",
+                               "--tracking-uri", uri), cwd=tmp_path, capture_output=True,
+                          text=True, timeout=600, check=False)
+    assert done.returncode == 1, done.stdout + done.stderr
+    statuses = {name: run.info.status for name, run in _runs(MlflowClient(uri),
+                                                               "failing").items()}
+    assert statuses == {"Bad seed=0": "FAILED", "Slow seed=0": "FINISHED",
+                        "Later seed=0": "FINISHED", "parent": "FAILED"}
+    assert "3 runs, 2 at once" in done.stdout
+
+
+LONG = ("[{name: A, algorithm: cdsgd, rounds: 200000}, {name: B, algorithm: fedavg, "
+        "rounds: 200000}, {name: C, algorithm: cdsgd, rounds: 20}]")
+
+
+def _long_sweep(folder: Path, name: str, methods: str = LONG) -> Path:
+    return _scenario(folder, name, rounds=20, rates=None, methods=methods)
+
+
+@pytest.mark.slow
+def test_ctrl_c_marks_every_running_child_killed(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'store.db'}"
+    process = subprocess.Popen(_cli("run", str(_long_sweep(tmp_path, "ctrlc")), "--jobs", "2",
+                                    "--tracking-uri", uri), cwd=tmp_path,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               start_new_session=True)
+    client = MlflowClient(uri)
+    try:
+        _wait_for(lambda: _running(client, "ctrlc", ("A seed=0", "B seed=0")),
+                  "both children to run", process)
+        process.send_signal(signal.SIGINT)
+        output, _ = process.communicate(timeout=180)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == 130, output
+    assert "the running children and the parent run are marked KILLED" in output
+    runs = _runs(client, "ctrlc")
+    assert {name: (run.info.status, run.data.tags.get("error")) for name, run in runs.items()
+            if name != "parent"} == {"A seed=0": ("KILLED", "interrupted by the user"),
+                                     "B seed=0": ("KILLED", "interrupted by the user")}
+    assert runs["parent"].info.status == "KILLED"  # and C never started
+
+
+def _pid_of(run: Run) -> int:
+    return int(run.data.tags["process"].split(":")[1])
+
+
+@pytest.mark.slow
+def test_a_child_killed_from_outside_fails_alone(tmp_path: Path) -> None:
+    """A child's process killed with -9 (as the out-of-memory killer does) is FAILED,
+    saying so; the sweep goes on with the others."""
+    uri = f"sqlite:///{tmp_path / 'store.db'}"
+    path = _long_sweep(tmp_path, "oom", LONG.replace("fedavg, rounds: 200000", "fedavg, "
+                                                     "rounds: 40"))
+    process = subprocess.Popen(_cli("run", str(path), "--jobs", "2", "--tracking-uri", uri),
+                               cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True, start_new_session=True)
+    client = MlflowClient(uri)
+    try:
+        _wait_for(lambda: _running(client, "oom", ("A seed=0",)), "A to run", process)
+        os.kill(_pid_of(_runs(client, "oom")["A seed=0"]), signal.SIGKILL)
+        output, _ = process.communicate(timeout=300)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == 1, output
+    runs = _runs(client, "oom")
+    assert (runs["A seed=0"].info.status, runs["A seed=0"].data.tags["error"]) == (
+        "FAILED", "its process ended before the run did (killed by SIGKILL (as the "
+                  "out-of-memory killer does))")
+    assert runs["B seed=0"].info.status == runs["C seed=0"].info.status == "FINISHED"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+def test_a_sweep_killed_with_sigkill_is_resumed_by_the_next(tmp_path: Path) -> None:
+    """kill -9 of the sweep's process: its children end with it, their runs KILLED (by
+    themselves, or as lost by the next sweep), and the next sweep runs only those."""
+    uri = f"sqlite:///{tmp_path / 'store.db'}"
+    path = _long_sweep(tmp_path, "nine", LONG.replace("200000", "1000"))
+    process = subprocess.Popen(_cli("run", str(path), "--jobs", "2", "--tracking-uri", uri),
+                               cwd=tmp_path, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, start_new_session=True)
+    client = MlflowClient(uri)
+    try:
+        _wait_for(lambda: _running(client, "nine", ("A seed=0", "B seed=0")),
+                  "both children to run", process)
+        children = [_pid_of(run) for name, run in _runs(client, "nine").items()
+                    if name != "parent"]
+        process.kill()  # the sweep's process alone: its children are in groups of their own
+        process.wait(30)
+        _wait_for(lambda: not any(Path(f"/proc/{pid}").exists() for pid in children),
+                  "the children to end with their sweep", limit=120)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    killed = {name: run for name, run in _runs(client, "nine").items() if name != "parent"}
+    assert set(killed) == {"A seed=0", "B seed=0"}
+    done = subprocess.run(_cli("run", str(path), "--jobs", "2", "--tracking-uri", uri),
+                          cwd=tmp_path, capture_output=True, text=True, timeout=900,
+                          check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    for name, run in killed.items():
+        again = client.get_run(run.info.run_id)
+        assert again.info.status == "KILLED", name
+        assert again.data.tags["error"] in ("the process running the sweep ended",
+                                            "process lost"), again.data.tags["error"]
+    everything = client.search_runs([client.get_experiment_by_name("nine").experiment_id],
+                                    "tags.method != ''", max_results=100)
+    finished = sorted(run.info.run_name for run in everything if run.info.status == "FINISHED")
+    assert finished == ["A seed=0", "B seed=0", "C seed=0"]  # each once
+    assert len(everything) == 5  # A and B twice, C once

@@ -45,12 +45,11 @@ STOP_REASONS = {signal.SIGINT: "interrupted by the user",
 def exit_description(code: int | None) -> str:
     """How a child's process ended, in words, from its exit code."""
     if code is None or code == 0:
-        return "its process exited"
+        return "it exited"
     if code < 0:
-        name = signal.Signals(-code).name
         killer = " (as the out-of-memory killer does)" if -code == signal.SIGKILL else ""
-        return f"its process was killed by {name}{killer}"
-    return f"its process exited with code {code}"
+        return f"killed by {signal.Signals(-code).name}{killer}"
+    return f"exit code {code}"
 
 
 def _stop(signum: int, frame: FrameType | None) -> None:

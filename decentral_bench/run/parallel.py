@@ -189,7 +189,7 @@ class ParallelSweep:
             self._mark(tracker.kill, task.run_id, self.stopping)
         elif result.status == "RUNNING":
             result.status = "FAILED"
-            result.error = running.crash or f"{how} before the run was recorded"
+            result.error = running.crash or f"its process ended before the run did ({how})"
             self._mark(tracker.fail, task.run_id, result.error)
         self.results[index] = result
         if self.progress is not None:

@@ -181,5 +181,5 @@ def _how_it_ended(ref: ray.ObjectRef) -> str:
     except TaskCancelledError:
         return "its Ray task was cancelled"
     except RayError as error:
-        return f"its Ray task failed ({str(error).strip().splitlines()[0]})"
+        return f"its Ray task failed: {str(error).strip().splitlines()[0]}"
     return "its Ray task ended"

@@ -4,6 +4,7 @@ after another, whatever stops them (a failing child, --fail-fast, Ctrl-C, kill -
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import socket
@@ -17,14 +18,17 @@ import pytest
 import torch
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
+from rich.console import Console
 from typer.testing import CliRunner
 
 from decentral_bench.cli import entry as cli
+from decentral_bench.cli.console import LineProgress, RichProgress, progress_for
 from decentral_bench.engines.vectorized import memory
 from decentral_bench.engines.vectorized.memory import agents_per_call, run_device_bytes
 from decentral_bench.experiment import training
 from decentral_bench.run import share
 from decentral_bench.run.checks import check_scenario
+from decentral_bench.run.child import MethodResult
 from decentral_bench.run.errors import EXIT_ENVIRONMENT
 from decentral_bench.run.runner import run_scenario
 from decentral_bench.run.share import DeviceShares, Share, auto_jobs, gpus_per_run
@@ -128,6 +132,54 @@ def test_auto_takes_the_fewest_runs_that_cores_memory_and_count_allow(
     assert auto_jobs(specs) == 2  # cores
 
 
+# ---------------------------------------------------------------- progress
+
+
+def _finished(name: str) -> MethodResult:
+    return MethodResult(name=name, algorithm="cdsgd", run_id="x", status="FINISHED")
+
+
+def test_a_terminal_shows_every_running_child_and_the_sweep_in_one_view() -> None:
+    screen = Console(file=io.StringIO(), force_terminal=True, width=140, color_system=None)
+    with progress_for(screen) as progress:
+        assert isinstance(progress, RichProgress)
+        progress.sweep_started(3, 2)
+        progress.method_started("CDSGD lr=0.1 seed=0", 40)
+        progress.method_started("FedAvg lr=0.1 seed=0", 40)
+        progress.round_finished("CDSGD lr=0.1 seed=0", 10, {"test_accuracy_mean": 0.5})
+        progress.round_finished("FedAvg lr=0.1 seed=0", 20, {"train_loss_mean": 1.0})
+        view = Console(file=io.StringIO(), width=140, color_system=None)
+        view.print(progress.bars.make_tasks_table(progress.bars.tasks))
+        lines = [" ".join(word for word in line.split() if word.isascii())  # no bars
+                 for line in view.file.getvalue().splitlines()]  # type: ignore[attr-defined]
+        assert lines[0].startswith("2 at once 0/3 runs 0:00:00 ETA")
+        assert lines[1].startswith("CDSGD lr=0.1 seed=0 10/40 rounds 0:00:00 ETA")
+        assert lines[1].endswith("test acc 0.500")
+        assert lines[2].startswith("FedAvg lr=0.1 seed=0 20/40 rounds 0:00:00 ETA")
+        assert lines[2].endswith("running")
+        assert len(lines) == 3
+        progress.method_finished(_finished("CDSGD lr=0.1 seed=0"))
+        assert [task.description for task in progress.bars.tasks] == [
+            "2 at once", "FedAvg lr=0.1 seed=0"]  # the finished child leaves the view
+        assert progress.bars.tasks[0].completed == 1
+    assert "CDSGD lr=0.1 seed=0: finished, test acc 0.500 in 0:00:00" in \
+        screen.file.getvalue()  # type: ignore[attr-defined]
+
+
+def test_a_log_file_gets_lines_with_the_runs_done() -> None:
+    log = Console(file=io.StringIO(), width=140)
+    with progress_for(log) as progress:
+        assert isinstance(progress, LineProgress)
+        progress.sweep_started(2, 2)
+        progress.method_started("A", 10)
+        progress.round_finished("A", 10, {"test_accuracy_mean": 0.75})
+        progress.method_finished(_finished("A"))
+    lines = log.file.getvalue().splitlines()  # type: ignore[attr-defined]
+    assert lines[0] == "2 runs, 2 at once"
+    assert lines[1].startswith("A: started, 10 rounds (")
+    assert lines[2].startswith("A: finished, test acc 0.750, 1/2 runs done (")
+
+
 # ---------------------------------------------------------------- bad input
 
 
@@ -141,19 +193,21 @@ def test_a_jobs_count_that_is_no_count_is_refused_in_one_line(tmp_path: Path, jo
     assert not (tmp_path / "s.db").exists()
 
 
-@pytest.mark.parametrize(("resources", "key", "words"), [
-    ("{parallel_runs: 0}", "resources.parallel_runs",
+@pytest.mark.parametrize(("keys", "key", "words"), [
+    ("resources: {parallel_runs: 0}", "resources.parallel_runs",
      "expected a whole number of runs at once (1 or more) or auto, got 0"),
-    ("{parallel_runs: some}", "resources.parallel_runs",
+    ("resources: {parallel_runs: some}", "resources.parallel_runs",
      "expected a whole number of runs at once (1 or more) or auto, got 'some'"),
-    ("{gpus_per_run: 1.5}", "resources.gpus_per_run",
+    ("resources: {gpus_per_run: 1.5}", "resources.gpus_per_run",
      "expected a share of one GPU in (0, 1] or a whole number of GPUs, got 1.5"),
-    ("{gpus_per_run: 0}", "resources.gpus_per_run", "greater than 0"),
+    ("resources: {gpus_per_run: 0}", "resources.gpus_per_run",
+     "expected a share of one GPU in (0, 1] or a whole number of GPUs, got 0"),
+    ("sweep: {resources.parallel_runs: [1, 2]}", "sweep", "'resources.parallel_runs' cannot be swept"),
 ])
-def test_bad_parallel_keys_name_the_key(tmp_path: Path, resources: str, key: str,
+def test_bad_parallel_keys_name_the_key(tmp_path: Path, keys: str, key: str,
                                         words: str) -> None:
-    path = _scenario(tmp_path).read_text().replace("{engine: vectorized}", resources)
-    (tmp_path / "bad.yaml").write_text(path)
+    text = _scenario(tmp_path, rates=None).read_text()
+    (tmp_path / "bad.yaml").write_text(text.replace("resources: {engine: vectorized}", keys))
     with pytest.raises(ScenarioError) as caught:
         check_scenario(tmp_path / "bad.yaml")
     [problem] = [found for found_key, found in caught.value.problems if found_key == key]

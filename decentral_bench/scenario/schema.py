@@ -35,7 +35,7 @@ from decentral_bench.scenario.sections import (
 
 # Keys a sweep may not vary: they name or organise the runs rather than define one.
 UNSWEEPABLE = ("name", "description", "methods", "sweep", "tracking", "training.seeds",
-               "training.seed")
+               "training.seed", "resources.parallel_runs", "resources.gpus_per_run")
 
 
 class Scenario(Strict):

@@ -8,6 +8,7 @@ section are listed in its `rules` (see `decentral_bench.scenario.rules`).
 from __future__ import annotations
 
 import itertools
+import math
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -287,6 +288,11 @@ class TrackingConfig(Strict):
 RAY_ADDRESS = r"^(auto|\S+:[0-9]+)$"
 
 
+# GPUs per child run: a share of one device, or whole devices.
+GpuShare = Annotated[float, Field(gt=0.0, le=1.0)]
+WholeGpus = Annotated[int, Field(ge=2)]
+
+
 class ResourcesConfig(Strict):
     """Where and how the agents compute."""
 
@@ -314,9 +320,9 @@ class ResourcesConfig(Strict):
                        "the CPUs (and GPUs); auto: from the cores, the memory a run needs "
                        "and the devices (on a Ray cluster, from its CPUs and GPUs); --jobs "
                        "sets it too. Default: one after another")
-    gpus_per_run: float | None = Field(
-        None, gt=0.0, description="GPUs each child run gets where runs go in parallel: a "
-        "share of one device in (0, 1), or a whole number of devices. Default: one device "
+    gpus_per_run: GpuShare | WholeGpus | None = Field(
+        None, description="GPUs each child run gets where runs go in parallel: a "
+        "share of one device in (0, 1], or a whole number of devices. Default: one device "
         "each while there are as many as runs at once, else an equal share of them")
 
     @field_validator("parallel_runs", mode="before")
@@ -327,13 +333,16 @@ class ResourcesConfig(Strict):
         raise ValueError(f"expected a whole number of runs at once (1 or more) or auto, "
                          f"got {value!r}")
 
-    @field_validator("gpus_per_run")
+    @field_validator("gpus_per_run", mode="before")
     @classmethod
-    def _whole_devices(cls, value: float | None) -> float | None:
-        if value is not None and value > 1.0 and not value.is_integer():
-            raise ValueError(f"expected a share of one GPU in (0, 1] or a whole number of "
-                             f"GPUs, got {value:g}")
-        return value
+    def _share_or_whole_devices(cls, value: Any) -> Any:
+        if type(value) in (int, float) and math.isfinite(value) and value > 1.0 \
+                and float(value).is_integer():
+            return int(value)  # whole devices, written 2 or 2.0
+        if value is None or (type(value) in (int, float) and 0.0 < value <= 1.0):
+            return value
+        raise ValueError(f"expected a share of one GPU in (0, 1] or a whole number of GPUs, "
+                         f"got {value!r}")
 
     @field_validator("ray_address")
     @classmethod

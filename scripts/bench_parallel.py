@@ -1,15 +1,17 @@
 #!/usr/bin/env python3
 """Time a sweep of four vectorized child runs with `run --jobs 2` against `--jobs 1`.
 
-    scripts/bench_parallel.py [--rounds 600] [--repeats 2] [--output build/bench_parallel]
+    scripts/bench_parallel.py [--agents 16] [--rounds 300] [--train-samples 6000]
+                              [--repeats 2] [--output build/bench_parallel]
 
 The sweep is four step sizes of CDSGD on Fashion-MNIST (an MLP with 64 hidden units,
-32 agents on a ring, `dataset.train_samples` images). Each setting runs as the command
-line runs it, into a fresh store, alternating `--jobs 1` and `--jobs 2` `--repeats`
-times so that both meet the same load. For each run it records the wall time, the peak
-memory of the whole process tree (the sweep and its children, sampled every 0.2 s) and
-the machine's load average before and after. Writes `OUTPUT.json`, `OUTPUT.png` (the
-figure of docs/parallel.md) and prints a Markdown table.
+`--agents` agents on a ring, a stratified subset of `--train-samples` images). Each
+setting runs as the command line runs it, into a fresh store, alternating `--jobs 1`
+and `--jobs 2` `--repeats` times so that both meet the same load. For each run it
+records the wall time, the peak memory of the whole process tree (the sweep and its
+children, sampled every 0.2 s) and the machine's load average before and after.
+Writes `OUTPUT.json`, `OUTPUT.png` (the figure of docs/parallel.md) and prints a
+Markdown table.
 """
 
 from __future__ import annotations
@@ -31,8 +33,8 @@ SCENARIO = """\
 name: bench-parallel
 dataset: {{name: fashion_mnist, partition: iid, train_samples: {samples}}}
 model: {{name: mlp, hidden: [64]}}
-topology: {{kind: ring, agents: 32}}
-training: {{rounds: {rounds}, batch_size: 32, eval_every: {every}, eval_samples: 1000}}
+topology: {{kind: ring, agents: {agents}}}
+training: {{rounds: {rounds}, batch_size: 32, eval_every: {every}, eval_samples: 500}}
 methods: [{{name: CDSGD, algorithm: cdsgd}}]
 sweep: {{training.lr: [0.02, 0.05, 0.1, 0.2]}}
 tracking: {{experiment: bench-parallel}}
@@ -103,17 +105,18 @@ def figure(results: list[dict[str, float]], path: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=600)
-    parser.add_argument("--train-samples", type=int, default=12000)
+    parser.add_argument("--agents", type=int, default=16)
+    parser.add_argument("--rounds", type=int, default=300)
+    parser.add_argument("--train-samples", type=int, default=6000)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--output", type=Path, default=Path("build/bench_parallel"))
     arguments = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-parallel-") as temporary:
         folder = Path(temporary)
         scenario = folder / "bench-parallel.yaml"
-        scenario.write_text(SCENARIO.format(samples=arguments.train_samples,
-                                            rounds=arguments.rounds,
-                                            every=max(arguments.rounds // 4, 1)))
+        text = SCENARIO.format(samples=arguments.train_samples, agents=arguments.agents,
+                               rounds=arguments.rounds, every=max(arguments.rounds // 2, 1))
+        scenario.write_text(text)
         results = []
         for repeat in range(arguments.repeats):
             for jobs in (1, 2):
@@ -127,8 +130,7 @@ def main() -> None:
     ratio = means[1]["wall_s"] / means[2]["wall_s"]
     arguments.output.parent.mkdir(parents=True, exist_ok=True)
     arguments.output.with_suffix(".json").write_text(json.dumps({
-        "scenario": SCENARIO.format(samples=arguments.train_samples, rounds=arguments.rounds,
-                                    every=max(arguments.rounds // 4, 1)),
+        "scenario": text,
         "cpus": len(os.sched_getaffinity(0)), "python": platform.python_version(),
         "results": results, "wall_time_ratio": ratio}, indent=2))
     figure(results, arguments.output.with_suffix(".png"))

@@ -30,6 +30,8 @@ from decentral_bench.run import share
 from decentral_bench.run.checks import check_scenario
 from decentral_bench.run.child import MethodResult
 from decentral_bench.run.errors import EXIT_ENVIRONMENT
+from decentral_bench.run.local_pool import exit_description
+from decentral_bench.run.ray_dispatch import store_problem_on
 from decentral_bench.run.runner import run_scenario
 from decentral_bench.run.share import DeviceShares, Share, auto_jobs, gpus_per_run
 from decentral_bench.scenario import ScenarioError, load
@@ -132,6 +134,26 @@ def test_auto_takes_the_fewest_runs_that_cores_memory_and_count_allow(
     assert auto_jobs(specs) == 2  # cores
 
 
+def test_a_local_store_is_refused_with_a_cluster_it_may_not_reach() -> None:
+    here = {"NodeManagerHostname": socket.gethostname()}
+    there = {"NodeManagerHostname": "node-2"}
+    assert store_problem_on([here], "sqlite:///mlflow.db") is None  # this machine alone
+    assert store_problem_on([here, there], "http://10.0.0.5:5000") is None
+    assert store_problem_on([here, here], "sqlite:///mlflow.db") is not None  # two nodes
+    assert store_problem_on([there], "mlruns") == (
+        "the MLflow store mlruns is a file of this machine, which the Ray cluster's node on "
+        "another machine cannot write to: run an MLflow server every node reaches (mlflow "
+        "server --host 0.0.0.0 --port 5000 --backend-store-uri mlruns) and pass --tracking-uri "
+        "http://THIS_HOST:5000 (or set tracking.uri)")
+
+
+@pytest.mark.parametrize(("code", "words"), [
+    (-9, "killed by SIGKILL (as the out-of-memory killer does)"),
+    (-15, "killed by SIGTERM"), (1, "exit code 1"), (0, "it exited")])
+def test_how_a_childs_process_ended_is_said_in_words(code: int, words: str) -> None:
+    assert exit_description(code) == words
+
+
 # ---------------------------------------------------------------- progress
 
 
@@ -202,7 +224,8 @@ def test_a_jobs_count_that_is_no_count_is_refused_in_one_line(tmp_path: Path, jo
      "expected a share of one GPU in (0, 1] or a whole number of GPUs, got 1.5"),
     ("resources: {gpus_per_run: 0}", "resources.gpus_per_run",
      "expected a share of one GPU in (0, 1] or a whole number of GPUs, got 0"),
-    ("sweep: {resources.parallel_runs: [1, 2]}", "sweep", "'resources.parallel_runs' cannot be swept"),
+    ("sweep: {resources.parallel_runs: [1, 2]}", "sweep",
+     "'resources.parallel_runs' cannot be swept"),
 ])
 def test_bad_parallel_keys_name_the_key(tmp_path: Path, keys: str, key: str,
                                         words: str) -> None:

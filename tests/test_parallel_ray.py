@@ -7,6 +7,7 @@ from __future__ import annotations
 import ctypes
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -85,10 +86,11 @@ def _wait_for_line(log: Path, line: str, process: subprocess.Popen, limit: float
         time.sleep(0.5)
 
 
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[Cluster]:
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     if not namespaces_allowed():
         pytest.skip("this machine refuses network namespaces")
+    tmp_path = tmp_path_factory.mktemp("cluster")
     root = Path(tempfile.mkdtemp(prefix="rc", dir="/tmp"))  # Ray's socket paths stay short
     ray = Path(sys.executable).parent / "ray"
     environment = {**os.environ, "PYTHONPATH": str(REPO), "RAY_DEDUP_LOGS": "0",
@@ -126,6 +128,7 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
     finally:
         for process in reversed(started):
             _stop(process)
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def _wait_for_health(uri: str, server: subprocess.Popen, enter: Callable[[], None]) -> None:

@@ -64,7 +64,9 @@ class Pool(Protocol):
         """End a child now."""
         ...
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Kill what is left and let go of the machines (the runs are marked already)."""
+        ...
 
 
 @dataclass
@@ -100,7 +102,6 @@ class ParallelSweep:
         self.pending: deque[tuple[int, RunSpec]] = deque()
         self.running: dict[int, Running] = {}
         self.results: dict[int, MethodResult] = {}
-        self.pools: list[Pool] = []
         self.halt: str | None = None  # why no more children start
         self.stopping: str | None = None  # why the running ones were stopped
         self.broken: str | None = None  # a failure of the store or the disk
@@ -122,9 +123,6 @@ class ParallelSweep:
         except Exception as error:  # the store failed the sweep's own process
             self._stop_all(f"stopped: the sweep failed ({failure_reason(error)})")
             raise
-        finally:
-            for pool in self.pools:
-                pool.close()
         if self.broken is not None:
             raise StoreError(self.broken)
         return [self.results[index] for index in sorted(self.results)]
@@ -139,8 +137,6 @@ class ParallelSweep:
             if share is None:
                 return  # its devices are taken: it waits for one to come back
             self.pending.popleft()
-            if pool not in self.pools:
-                self.pools.append(pool)
             self._start(index, spec, pool, share)
 
     def _start(self, index: int, spec: RunSpec, pool: Pool, share: Share) -> None:

@@ -63,11 +63,11 @@ def store_problem_on(nodes: list[dict[str, Any]], uri: str) -> str | None:
     hosts = {node.get("NodeManagerHostname", "") for node in nodes}
     if not is_local_store(uri) or (len(nodes) == 1 and hosts == {socket.gethostname()}):
         return None
-    return (f"the MLflow store {uri} is a file of this machine, which the Ray cluster's "
-            f"{len(nodes)} node{'s' if len(nodes) > 1 else ''} cannot all write to: run an "
-            f"MLflow server every node reaches (mlflow server --host 0.0.0.0 --port 5000 "
-            f"--backend-store-uri {uri}) and pass --tracking-uri http://THIS_HOST:5000 "
-            "(or set tracking.uri)")
+    whom = f"{len(nodes)} nodes cannot all" if len(nodes) > 1 else "node on another machine cannot"
+    return (f"the MLflow store {uri} is a file of this machine, which the Ray cluster's {whom} "
+            f"write to: run an MLflow server every node reaches (mlflow server --host 0.0.0.0 "
+            f"--port 5000 --backend-store-uri {uri}) and pass --tracking-uri "
+            "http://THIS_HOST:5000 (or set tracking.uri)")
 
 
 class RayPool:
@@ -171,8 +171,9 @@ class RayPool:
     def close(self) -> None:
         for index in list(self.by_index):
             self.kill(index)
-        self.queue.shutdown(force=True)
-        ray.shutdown()
+        if ray.is_initialized():
+            self.queue.shutdown(force=True)
+            ray.shutdown()
 
 
 def _how_it_ended(ref: ray.ObjectRef) -> str:

@@ -3,7 +3,7 @@
 #
 #   scripts/reproduce_papers.sh [--set KEY=VALUE ...]
 #
-# Every argument goes to each `decentral-bench run`, e.g. the CPU setting of the README:
+# Every argument goes to each `decentral-bench run`, e.g. the CPU setting of docs/papers.md:
 #   scripts/reproduce_papers.sh --set 'model={name: mlp, hidden: [128]}'
 # STORE (default sqlite:///papers.db) is the MLflow store; CLAIMS (default
 # build/claims.md) the file the claims tables are written to; JOBS (default auto) the

@@ -35,6 +35,7 @@ from decentral_bench.run.ray_dispatch import store_problem_on
 from decentral_bench.run.runner import run_scenario
 from decentral_bench.run.share import DeviceShares, Share, auto_jobs, gpus_per_run
 from decentral_bench.scenario import ScenarioError, load
+from decentral_bench.tracking.view import GROUP_TAG
 
 TINY = """\
 name: {name}
@@ -176,7 +177,7 @@ def test_a_terminal_shows_every_running_child_and_the_sweep_in_one_view() -> Non
                  for line in view.file.getvalue().splitlines()]  # type: ignore[attr-defined]
         assert lines[0].startswith("2 at once 0/3 runs 0:00:00 ETA")
         assert lines[1].startswith("CDSGD lr=0.1 seed=0 10/40 rounds 0:00:00 ETA")
-        assert lines[1].endswith("test acc 0.500")
+        assert lines[1].endswith("test acc 0.500 at round 10")
         assert lines[2].startswith("FedAvg lr=0.1 seed=0 20/40 rounds 0:00:00 ETA")
         assert lines[2].endswith("running")
         assert len(lines) == 3
@@ -184,7 +185,7 @@ def test_a_terminal_shows_every_running_child_and_the_sweep_in_one_view() -> Non
         assert [task.description for task in progress.bars.tasks] == [
             "2 at once", "FedAvg lr=0.1 seed=0"]  # the finished child leaves the view
         assert progress.bars.tasks[0].completed == 1
-    assert "CDSGD lr=0.1 seed=0: finished, test acc 0.500 in 0:00:00" in \
+    assert "CDSGD lr=0.1 seed=0: finished, test acc 0.500 at round 10 in 0:00:00" in \
         screen.file.getvalue()  # type: ignore[attr-defined]
 
 
@@ -199,7 +200,7 @@ def test_a_log_file_gets_lines_with_the_runs_done() -> None:
     lines = log.file.getvalue().splitlines()  # type: ignore[attr-defined]
     assert lines[0] == "2 runs, 2 at once"
     assert lines[1].startswith("A: started, 10 rounds (")
-    assert lines[2].startswith("A: finished, test acc 0.750, 1/2 runs done (")
+    assert lines[2].startswith("A: finished, test acc 0.750 at round 10, 1/2 runs done (")
 
 
 # ---------------------------------------------------------------- bad input
@@ -336,6 +337,7 @@ def test_a_parallel_sweep_ends_as_the_same_runs_as_one_after_another(tmp_path: P
                 if name != "parent"}
     assert len(children) == 3 and parent_pid not in children  # each in a process of its own
     assert {run.info.status for run in runs.values()} == {"FINISHED"}
+    assert {run.data.tags[GROUP_TAG] for run in runs.values()} == {runs["parent"].info.run_name}
 
 
 @pytest.mark.slow

@@ -112,7 +112,7 @@ def _exposed_listeners(tree: set[int]) -> list[str]:
 def test_no_process_of_a_simulation_listens_beyond_loopback(monkeypatch: pytest.MonkeyPatch,
                                                             ) -> None:
     if not namespaces_allowed():
-        pytest.skip("this machine refuses network namespaces (see README: Network exposure)")
+        pytest.skip("this machine refuses network namespaces (see docs/deployment.md)")
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     exposed: set[str] = set()
     ray_seen: list[int] = []

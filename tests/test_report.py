@@ -17,6 +17,7 @@ from decentral_bench.report.plots import (
     graph_figure,
     label_histogram_figure,
     metric_figure,
+    spread_figure,
     styles,
 )
 from decentral_bench.report.summary import Group, RunRecord, report_rows, summaries, summarize
@@ -39,15 +40,37 @@ def test_targets_are_reported_in_rounds_and_in_epochs() -> None:
                                       _record("CDSGD", "cdsgd", 0.1, seed=1)]), 0.85)
     assert (fedavg.rounds_to_target, fedavg.epochs_to_target) == (3, 3.0)
     assert (cdsgd.rounds_to_target, cdsgd.epochs_to_target) == (3, pytest.approx(0.3))
-    row = dict(zip(("method", "seeds", "status", "final", "best", "rounds", "epochs"),
-                   cdsgd.row(0.85)[:7], strict=True))
-    assert row == {"method": "CDSGD", "seeds": "2", "status": "FINISHED",
+    row = dict(zip(("method", "seeds", "status", "budget", "final", "best", "rounds", "epochs"),
+                   cdsgd.row(0.85)[:8], strict=True))
+    assert row == {"method": "CDSGD", "seeds": "2", "status": "FINISHED", "budget": "0.40",
                    "final": "0.9500 ± 0.0000", "best": "0.9500", "rounds": "3", "epochs": "0.30"}
+    assert fedavg.row(0.85)[3] == "4.00"  # the epochs each trained, beside its figures
     missed = summarize(Group("CDSGD", [_record("CDSGD", "cdsgd", 0.1)]), 0.99)
-    assert missed.row(0.99)[5:7] == ("not reached", "not reached")
+    assert missed.row(0.99)[6:8] == ("not reached", "not reached")
     assert "rounds_to_target" not in missed.figures()
-    assert summarize(Group("CDSGD", [_record("CDSGD", "cdsgd", 0.1)]), None).row(None)[5:7] \
+    assert summarize(Group("CDSGD", [_record("CDSGD", "cdsgd", 0.1)]), None).row(None)[6:8] \
         == ("–", "–")
+
+
+@pytest.mark.parametrize("count", [2, 12])
+def test_the_legend_sits_below_the_axes_never_over_the_curves(count: int) -> None:
+    """Drawn, the legend's box lies below everything of the axes (curves, ticks and the x
+    label), for two methods and for a twelve-line sweep, in both comparison figures."""
+    records = [_record(f"CDSGD topology.kind=ring partition.kind=dirichlet alpha={index}",
+                       "cdsgd", 0.1 * (index + 1)) for index in range(count)]
+    for record in records:
+        record.curves["test_accuracy_std"] = [(k, 0.1 / k) for k in range(1, 5)]
+    groups = [Group(record.label, [record]) for record in records]
+    for figure in (metric_figure(groups, "test_accuracy_mean"), spread_figure(groups)):
+        figure.canvas.draw()
+        renderer = figure.canvas.get_renderer()
+        [legend] = figure.legends
+        below = legend.get_window_extent(renderer)
+        axes = figure.axes[0].get_tightbbox(renderer)
+        assert below.y1 <= axes.y0, (below, axes)
+        assert below.y0 >= 0 and below.x0 >= 0 and below.x1 <= figure.bbox.width  # all shown
+        assert len(legend.get_texts()) == count
+        pyplot.close(figure)
 
 
 def test_curves_are_drawn_against_epochs_by_default_and_rounds_on_request() -> None:
@@ -59,7 +82,8 @@ def test_curves_are_drawn_against_epochs_by_default_and_rounds_on_request() -> N
     assert list(lines["FedAvg"].get_xdata()) == [1.0, 2.0, 3.0, 4.0]
     assert list(lines["CDSGD"].get_xdata()) == pytest.approx([0.1, 0.2, 0.3, 0.4])
     assert axes.get_xlabel().startswith("epochs") and axes.get_ylabel() == "test accuracy"
-    assert [text.get_text() for text in axes.get_legend().get_texts()] == ["FedAvg", "CDSGD"]
+    [legend] = figure.legends
+    assert [text.get_text() for text in legend.get_texts()] == ["FedAvg", "CDSGD"]
     assert lines["FedAvg"].get_linestyle() != lines["CDSGD"].get_linestyle()
     assert lines["FedAvg"].get_color() != lines["CDSGD"].get_color()
     assert tuple(figure.get_size_inches() * figure.dpi) == (1200, 720)

@@ -1,6 +1,6 @@
 """The exported JSON Schema agrees with the loader: on the shipped scenarios, on a corpus
 of malformed ones, and on scenarios generated from the schema itself; and the schema
-file, the README's key table and the descriptions are complete and current."""
+file, the docs' key table and the descriptions are complete and current."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from hypothesis_jsonschema import from_schema
 
 from decentral_bench.scenario import ScenarioError, json_schema, load, parse, read_yaml
 from decentral_bench.scenario.export import SCHEMA_FILE, keys, schema_text
-from decentral_bench.scenario.keytable import README, UNEXPRESSED, readme_section
+from decentral_bench.scenario.keytable import KEY_PAGE, UNEXPRESSED, key_section
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = sorted((REPO / "scenarios").rglob("*.yaml"))
@@ -33,7 +33,7 @@ def validator() -> jsonschema.Draft7Validator:
 
 
 def _documented(error: ScenarioError) -> bool:
-    """Whether every problem the loader found is a rule the README lists as beyond the
+    """Whether every problem the loader found is a rule the key page lists as beyond the
     schema."""
     return all(any(rule.explains(message) for rule in UNEXPRESSED)
                for _, message in error.problems)
@@ -44,9 +44,9 @@ def test_the_schema_file_is_current() -> None:
         "scenario.schema.json is stale: run `make docs`"
 
 
-def test_the_readme_key_table_is_current() -> None:
-    assert readme_section() in README.read_text(), \
-        "README's table of scenario keys is stale: run `make docs`"
+def test_the_docs_key_table_is_current() -> None:
+    assert key_section() in KEY_PAGE.read_text(), \
+        f"{KEY_PAGE.name}'s table of scenario keys is stale: run `make docs`"
 
 
 def test_every_key_has_a_description_that_states_its_default() -> None:
@@ -83,7 +83,7 @@ def test_malformed_scenarios_fail_the_loader_and_the_schema(
         load(path)
     data = yaml.safe_load(path.read_text())
     if _documented(caught.value):
-        # A rule beyond JSON Schema: the README lists it, and the schema lets it through.
+        # A rule beyond JSON Schema: the key page lists it, and the schema lets it through.
         assert validator.is_valid(data), caught.value
     else:
         assert not validator.is_valid(data), caught.value
@@ -116,7 +116,7 @@ def _without_rules(node: Any) -> Any:
 def test_schema_and_loader_agree_on_generated_scenarios(data: dict[str, Any]) -> None:
     """Every key well-typed and in bounds, the rules between keys kept or broken at random:
     the schema accepts exactly the scenarios the loader accepts, but for the rules the
-    README lists as beyond JSON Schema."""
+    key page lists as beyond JSON Schema."""
     schema_accepts = SCHEMA.is_valid(data)
     try:
         parse(data, "<generated>")

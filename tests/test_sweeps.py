@@ -48,7 +48,8 @@ def test_configuration_hashes_are_stable() -> None:
 
 def test_sweep_rejects_unknown_and_unsweepable_keys() -> None:
     base = {"name": "x", "methods": [{"name": "a", "algorithm": "cdsgd"}]}
-    with pytest.raises(ScenarioError, match=r"sweep: unknown key 'topology\.agnets'"):
+    with pytest.raises(ScenarioError, match=r"sweep: unknown key 'topology\.agnets' \(did you "
+                                            r"mean 'topology\.agents'\?\)"):
         parse({**base, "sweep": {"topology.agnets": [2, 4]}}, "s.yaml")
     with pytest.raises(ScenarioError, match=r"'training\.seed' cannot be swept \(use training"):
         parse({**base, "sweep": {"training.seed": [1, 2]}}, "s.yaml")

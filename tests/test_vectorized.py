@@ -171,10 +171,12 @@ def test_the_cli_runs_a_scenario_on_the_vectorized_engine(tmp_path: Path,
     for method in ("CDSGD", "FedAvg"):
         lines = [re.sub(r" [01]\.\d{3}| \(\d+ s\)$", "", line)
                  for line in done.stdout.splitlines() if line.startswith(f"{method} seed=0: ")]
+        # The accuracy shown is the latest, measured every 10 rounds: the line says when.
         assert lines == [f"{method} seed=0: started, 30 rounds",
-                         *(f"{method} seed=0: round {r}/30" + (", test acc" if r >= 10 else "")
+                         *(f"{method} seed=0: round {r}/30" + (
+                             f", test acc at round {r // 10 * 10}" if r >= 10 else "")
                            for r in range(3, 30, 3)),
-                         f"{method} seed=0: finished, test acc"], done.stdout
+                         f"{method} seed=0: finished, test acc at round 30"], done.stdout
     client = MlflowClient(tracking_uri=tracking_uri)
     experiment_id = client.get_experiment_by_name("vectorized-cli").experiment_id
     assert f"then the runs: http://127.0.0.1:5000/#/experiments/{experiment_id}/runs?" \

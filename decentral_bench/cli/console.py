@@ -73,16 +73,23 @@ def progress_for(console: Console) -> Iterator[RichProgress | LineProgress]:
         yield LineProgress(console)
 
 
+def measured(accuracy: float, server_round: int) -> str:
+    """The latest test accuracy and the round it was measured after: between evaluations
+    a progress line repeats it, so it says how old it is."""
+    return f"test acc {accuracy:.3f} at round {server_round}"
+
+
 class LineProgress:
     """One line per child run's start, tenth of its rounds and end, with the elapsed time
-    and the latest accuracy: progress that reads in a log file."""
+    and the latest accuracy (and the round it was measured at): progress that reads in a
+    log file."""
 
     STEPS = 10
 
     def __init__(self, console: Console) -> None:
         self.console = console
         self.runs: dict[str, tuple[int, float, int]] = {}  # rounds, start, tenths shown
-        self.accuracy: dict[str, float] = {}
+        self.accuracy: dict[str, tuple[float, int]] = {}  # latest, and the round it was taken
         self.total, self.done = 0, 0
 
     def sweep_started(self, runs: int, jobs: int) -> None:
@@ -101,7 +108,7 @@ class LineProgress:
 
     def round_finished(self, name: str, server_round: int, metrics: dict[str, float]) -> None:
         if "test_accuracy_mean" in metrics:
-            self.accuracy[name] = metrics["test_accuracy_mean"]
+            self.accuracy[name] = (metrics["test_accuracy_mean"], server_round)
         rounds, start, shown = self.runs[name]
         tenths = server_round * self.STEPS // max(rounds, 1)
         if tenths > shown and server_round < rounds:
@@ -115,7 +122,7 @@ class LineProgress:
                                 f"{self.done}/{self.total} runs done")
 
     def _accuracy(self, name: str) -> str:
-        return f", test acc {self.accuracy[name]:.3f}" if name in self.accuracy else ""
+        return f", {measured(*self.accuracy[name])}" if name in self.accuracy else ""
 
 
 class RichProgress:
@@ -126,7 +133,7 @@ class RichProgress:
         self.bars = bars
         self.tasks: dict[str, TaskID] = {}
         self.started: dict[str, float] = {}
-        self.accuracy: dict[str, float] = {}
+        self.accuracy: dict[str, tuple[float, int]] = {}  # latest, and the round it was taken
         self.sweep: TaskID | None = None
 
     def sweep_started(self, runs: int, jobs: int) -> None:
@@ -140,13 +147,10 @@ class RichProgress:
                                               status="starting")
 
     def round_finished(self, name: str, server_round: int, metrics: dict[str, float]) -> None:
-        accuracy = metrics.get("test_accuracy_mean")
-        if accuracy is None:
-            self.bars.update(self.tasks[name], completed=server_round, status="running")
-        else:
-            self.accuracy[name] = accuracy
-            self.bars.update(self.tasks[name], completed=server_round,
-                             status=f"test acc {accuracy:.3f}")
+        if "test_accuracy_mean" in metrics:
+            self.accuracy[name] = (metrics["test_accuracy_mean"], server_round)
+        status = measured(*self.accuracy[name]) if name in self.accuracy else "running"
+        self.bars.update(self.tasks[name], completed=server_round, status=status)
 
     def method_finished(self, result: MethodResult) -> None:
         task = self.tasks.pop(result.name, None)
@@ -154,7 +158,7 @@ class RichProgress:
             self.bars.remove_task(task)
         elapsed = time.monotonic() - self.started.pop(result.name, time.monotonic())
         accuracy = self.accuracy.pop(result.name, None)
-        accuracy_text = "" if accuracy is None else f", test acc {accuracy:.3f}"
+        accuracy_text = "" if accuracy is None else f", {measured(*accuracy)}"
         colour = "green" if result.status == "FINISHED" else "red"
         self.bars.console.print(f"[{colour}]{escape(result.name)}[/]: {result.status.lower()}"
                                 f"{accuracy_text} in {_duration(elapsed)}", highlight=False)
@@ -172,10 +176,14 @@ def _table(title: str, columns: tuple[str, ...], rows: list[tuple[str, ...]]) ->
 
 
 def summary_table(title: str, rows: list[tuple[str, ...]],
-                  control: list[tuple[str, ...]] | None = None) -> Table | Group:
-    """The comparison table (`report.COLUMNS`) as the console draws it, and below it the
+                  control: list[tuple[str, ...]] | None = None,
+                  notes: list[str] | None = None) -> Table | Group:
+    """The comparison table (`report.COLUMNS`) as the console draws it, with `notes`
+    (methods run once for a sweep they ignore) as its caption, and below it the
     consensus-control table (`report.CONTROL_COLUMNS`) when there are controlled runs."""
     table = _table(title, COLUMNS, rows)
+    if notes:
+        table.caption = ". ".join(notes) + "."
     if not control:
         return table
     return Group(table, _table("consensus control: extra traffic against the uncontrolled "

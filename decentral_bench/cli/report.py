@@ -36,6 +36,7 @@ def report(
         group_records,
         latest_per_configuration,
         report_rows,
+        shared_runs,
     )
     from decentral_bench.tracking.store import (
         DEFAULT_TRACKING_URI,
@@ -62,7 +63,7 @@ def report(
         print(as_csv(rows), end="")
     else:
         console.print(summary_table(f"{parent.info.run_name} ({parent.info.run_id})", rows,
-                                    control))
+                                    control, shared_runs(records)))
     if plot is not None:
         from decentral_bench.report.plots import report_figures
 

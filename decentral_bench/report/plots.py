@@ -41,6 +41,7 @@ FIGURE_SIZE = (10.0, 6.0)  # inches, at DPI: 1200 × 720 pixels
 DPI = 120
 COLOURS = [tuple(float(c) for c in matplotlib.colors.to_rgb(f"C{index}")) for index in range(10)]
 LINE_STYLES = ("-", "--", "-.", ":")
+LEGEND_COLUMNS = 4
 
 
 @dataclass(frozen=True)
@@ -119,14 +120,27 @@ def _draw_markers(axes: Axes, groups: Sequence[Group], drawn: Sequence[Style],
                           rotation=90, va="top", ha="right", fontsize=9, color=colour)
 
 
+def _comparison_axes() -> tuple[Figure, Axes]:
+    """A figure whose layout keeps room for a legend outside the axes."""
+    figure, axes = pyplot.subplots(figsize=FIGURE_SIZE, dpi=DPI, layout="constrained")
+    return figure, axes
+
+
 def _finish(figure: Figure, axes: Axes, title: str, x_label: str, y_label: str) -> Figure:
+    """Titles, grid, and the legend below the axes, never over the curves: as many
+    entries a row (up to `LEGEND_COLUMNS`) as fit the figure's width, the rows taking
+    room from the axes."""
     axes.set_title(title, fontsize=13)
     axes.set_xlabel(x_label, fontsize=11)
     axes.set_ylabel(y_label, fontsize=11)
     axes.grid(alpha=0.3)
-    if axes.get_legend_handles_labels()[0]:
-        axes.legend(fontsize=10, title="method", loc="best")
-    figure.tight_layout()
+    handles, labels = axes.get_legend_handles_labels()
+    for columns in range(min(len(handles), LEGEND_COLUMNS), 0, -1):
+        legend = figure.legend(handles, labels, fontsize=10, title="method",
+                               loc="outside lower center", ncols=columns)
+        if columns == 1 or legend.get_window_extent().width <= figure.bbox.width:
+            break
+        legend.remove()
     return figure
 
 
@@ -135,7 +149,7 @@ def metric_figure(groups: Sequence[Group], metric: str,
     """One metric, a line per group (mean over seeds, band ± std), against epochs or
     rounds; failures as vertical lines."""
     x_axis = chosen_axis(groups, x_axis)
-    figure, axes = pyplot.subplots(figsize=FIGURE_SIZE, dpi=DPI)
+    figure, axes = _comparison_axes()
     drawn = styles(len(groups))
     for group, style in zip(groups, drawn, strict=True):
         rounds, mean, std = group.curve(metric)
@@ -156,7 +170,7 @@ def spread_figure(groups: Sequence[Group], window: int = 5, x_axis: XAxis = "epo
     """Std of test accuracy over agents, moving-averaged (the paper's Fig. 2, lower
     panels): how evenly the agents learned."""
     x_axis = chosen_axis(groups, x_axis)
-    figure, axes = pyplot.subplots(figsize=FIGURE_SIZE, dpi=DPI)
+    figure, axes = _comparison_axes()
     for group, style in zip(groups, styles(len(groups)), strict=True):
         rounds, mean, _ = group.curve("test_accuracy_std")
         if len(rounds) == 0:

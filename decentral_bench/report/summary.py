@@ -1,7 +1,8 @@
 """Comparison reports over the child runs read back from the MLflow store.
 
 A report groups a parent run's finished children by method and swept
-values, averages each group over its seeds, and tabulates: final and best
+values, averages each group over its seeds, and tabulates: the epochs each
+trained (its budget, so unequal budgets show beside every figure), final and best
 mean test accuracy, rounds and epochs to a target accuracy, generalization
 gap (train − test accuracy), final Ξ², bytes moved and wall time. Where
 methods control the consensus distance (Kong et al. 2021), a second table
@@ -30,7 +31,8 @@ import numpy as np
 
 from decentral_bench.tracking.records import RunRecord
 
-COLUMNS = ("method", "seeds", "status", "final test acc", "best test acc", "rounds to target",
+COLUMNS = ("method", "seeds", "status", "epochs", "final test acc", "best test acc",
+           "rounds to target",
            "epochs to target", "gen. gap", "Ξ² final", "MB moved", "time s")
 CONTROL_COLUMNS = ("method", "uncontrolled", "extra traffic %", "mean Ξ² by phase")
 
@@ -82,6 +84,7 @@ class GroupSummary:
     label: str
     seeds: int
     status: str
+    epochs: float  # passes over an agent's own data by the last round: the budget
     final_test_accuracy: float
     final_test_accuracy_std: float
     best_test_accuracy: float
@@ -107,7 +110,7 @@ class GroupSummary:
             to_target = str(int(self.rounds_to_target)) if self.reached else "not reached"
             epochs = _format(self.epochs_to_target, 2) if self.reached else "not reached"
         consensus = self.consensus_distance_final
-        return (self.label, str(self.seeds), self.status, final,
+        return (self.label, str(self.seeds), self.status, _format(self.epochs, 2), final,
                 _format(self.best_test_accuracy), to_target, epochs,
                 _format(self.generalization_gap),
                 "–" if math.isnan(consensus) else f"{consensus:.3g}",
@@ -115,7 +118,7 @@ class GroupSummary:
 
     def figures(self) -> dict[str, float]:
         """The numeric figures by name, finite ones only (what the parent logs as metrics)."""
-        values = {"final_test_accuracy": self.final_test_accuracy,
+        values = {"epochs": self.epochs, "final_test_accuracy": self.final_test_accuracy,
                   "best_test_accuracy": self.best_test_accuracy,
                   "rounds_to_target": self.rounds_to_target,
                   "epochs_to_target": self.epochs_to_target,
@@ -178,6 +181,7 @@ def summarize(group: Group, target_accuracy: float | None) -> GroupSummary:
     return GroupSummary(
         label=group.label, seeds=len(finished),
         status="/".join(sorted({r.status for r in group.records})),
+        epochs=_mean([r.final("epochs") for r in finished]),
         final_test_accuracy=_mean(finals),
         final_test_accuracy_std=float(np.std(finals)) if finals else math.nan,
         best_test_accuracy=float(mean.max()) if len(mean) else math.nan,
@@ -277,6 +281,26 @@ def report_rows(records: Sequence[RunRecord], target_accuracy: float | None = No
     return table_rows(summaries(records, target_accuracy), target_accuracy)
 
 
+def shared_runs(records: Sequence[RunRecord]) -> list[str]:
+    """What the table shows once though a sweep varies it: per set of swept keys some
+    methods ignore (FedAvg and centralized SGD do not read the graph), one line naming
+    the methods, e.g. "FedAvg and SGD do not read topology.kind, so each ran once, not
+    once per swept value"."""
+    ignoring: dict[tuple[str, ...], list[str]] = {}
+    for record in records:
+        methods = ignoring.setdefault(record.shared, []) if record.shared else []
+        if record.shared and record.method not in methods:
+            methods.append(record.method)
+    lines = []
+    for keys, methods in ignoring.items():
+        named = methods[0] if len(methods) == 1 else \
+            ", ".join(methods[:-1]) + " and " + methods[-1]
+        verb, subject = ("does", "it") if len(methods) == 1 else ("do", "each")
+        lines.append(f"{named} {verb} not read {', '.join(keys)}, so {subject} ran once, not "
+                     "once per swept value")
+    return lines
+
+
 def as_markdown(rows: Sequence[tuple[str, ...]], columns: Sequence[str] = COLUMNS) -> str:
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
@@ -295,7 +319,7 @@ def as_table_data(groups: Sequence[GroupSummary]) -> dict[str, list[object]]:
     """Column → values, the shape `MlflowClient.log_table` takes: the figures as numbers
     (None where there is none), so that tables of several parents compare."""
     columns: dict[str, list[object]] = {"method": [], "seeds": [], "status": []}
-    names = ("final_test_accuracy", "final_test_accuracy_std", "best_test_accuracy",
+    names = ("epochs", "final_test_accuracy", "final_test_accuracy_std", "best_test_accuracy",
              "rounds_to_target", "epochs_to_target", "generalization_gap",
              "consensus_distance_final", "mb_moved", "wall_time_s", "extra_traffic_percent")
     for name in names:

@@ -31,7 +31,8 @@ from decentral_bench.run.errors import environment_problem
 from decentral_bench.tracking.metric_buffer import MetricBuffer
 from decentral_bench.tracking.notes import child_note
 from decentral_bench.tracking.params import method_params
-from decentral_bench.tracking.store import Tracker
+from decentral_bench.tracking.store import SHARED_TAG, Tracker
+from decentral_bench.tracking.view import GROUP_TAG
 
 # What stops a run from outside: it is then KILLED (not FAILED) and the stop goes on up.
 STOPS = (KeyboardInterrupt, SystemExit, RunStopped)
@@ -130,10 +131,15 @@ def log_failure_schedule(tracker: Tracker, run_id: str, plan: MethodPlan) -> Non
 def open_child_run(tracker: Tracker, spec: RunSpec, algorithm: str,
                    parent_id: str | None = None) -> str:
     """Start the MLflow run of `spec` (a child of `parent_id` when given), tagged with its
-    method, seed, sweep values and configuration hash; its id."""
+    method, seed, sweep values (and those it ran once for), configuration hash and the
+    scenario run it is grouped under; its id."""
     tags = {"method": spec.method, "algorithm": algorithm, "scenario": spec.scenario.name,
             "seed": str(spec.seed), "label": spec.label, "config_hash": spec.config_hash}
     tags.update({f"sweep.{path}": str(value) for path, value in spec.swept})
+    if spec.shared:
+        tags[SHARED_TAG] = ",".join(spec.shared)
+    if parent_id is not None:  # the runs list groups a scenario run's children by it
+        tags[GROUP_TAG] = tracker.run_name(parent_id)
     return tracker.start_run(spec.name, tags=tags, parent_id=parent_id)
 
 

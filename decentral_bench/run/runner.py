@@ -6,9 +6,10 @@ their own or as Ray tasks (`dispatch`, `parallel`); each records itself the same
 runs (with `fail_fast`, the sweep stops there); Ctrl-C, a signal that ends the
 process (SIGTERM, which is how Flower stops a ServerApp) or an engine's `RunStopped`
 (`flwr stop`) marks the running children and the parent KILLED, with the reason in
-their `error` tag. Re-running a scenario reuses its last parent run and skips every
-child already FINISHED with the same configuration hash: finished runs are never
-redone, overwritten or duplicated (`fresh=True` starts a new parent).
+their `error` tag. Re-running a scenario reuses the last parent run of the same
+experiment (the same settings but for seeds and swept values) and skips every child
+already FINISHED with the same configuration hash: finished runs are never redone,
+overwritten or duplicated (`fresh=True` starts a new parent).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from decentral_bench.report.summary import (
     as_table_data,
     group_records,
     latest_per_configuration,
+    shared_runs,
     summaries,
     table_rows,
 )
@@ -60,6 +62,7 @@ from decentral_bench.tracking.store import (
     metric_key,
     store_problem,
 )
+from decentral_bench.tracking.view import GROUP_TAG, run_path
 
 
 @dataclass
@@ -71,9 +74,11 @@ class ScenarioResult:
     tracking_uri: str
     runs: list[MethodResult]
     experiment_id: str = ""
+    view_key: str = ""  # the experiment's saved view laid out for the comparison
     skipped: int = 0
     summary: list[tuple[str, ...]] = field(default_factory=list)
     control: list[tuple[str, ...]] = field(default_factory=list)  # consensus control
+    notes: list[str] = field(default_factory=list)  # methods run once for a sweep they ignore
     jobs: int = 1
 
     @property
@@ -101,18 +106,20 @@ def _parent_run(tracker: Tracker, scenario: Scenario, digest: str, fresh: bool,
                 ) -> tuple[str, set[str]]:
     """The parent run to record into and the configuration hashes it already finished.
 
-    Unless `fresh`, that is the latest parent of a scenario of the same name in the
-    experiment, so that widening a sweep or adding seeds runs only what is new.
+    Unless `fresh`, that is the latest parent of the same experiment: a scenario of the
+    same name and the same `digest` (`sweep.scenario_hash`: every setting but the seeds
+    and the swept values), so that adding seeds or sweep values runs only what is new,
+    while a run whose settings differ (`--set topology.kind=torus`, an edited file) gets
+    a parent of its own and never mixes its rows into another experiment's table.
     """
-    previous = None if fresh else tracker.latest_parent(scenario.name)
+    previous = None if fresh else tracker.latest_parent(scenario.name, digest)
     if previous is not None:
         tracker.reopen(previous)
-        tracker.set_tags(previous, {"scenario_hash": digest})
         mark_lost_children(tracker, previous)
         return previous, tracker.finished_hashes(previous)
-    parent_id = tracker.start_run(f"{scenario.name} {time.strftime('%Y-%m-%d %H:%M:%S')}",
-                                  tags={"scenario": scenario.name, "kind": "scenario",
-                                        "scenario_hash": digest})
+    name = f"{scenario.name} {time.strftime('%Y-%m-%d %H:%M:%S')}"
+    parent_id = tracker.start_run(name, tags={"scenario": scenario.name, "kind": "scenario",
+                                              "scenario_hash": digest, GROUP_TAG: name})
     return parent_id, set()
 
 
@@ -150,7 +157,7 @@ def run_scenario(scenario: Scenario, engine: Engine | None = None, source: Path 
         tracker = Tracker(uri, scenario.tracking.experiment or scenario.name, source=origin)
         parent_id, finished = _parent_run(tracker, scenario, scenario_hash(scenario), fresh)
         result = ScenarioResult(scenario, parent_id, tracker.uri, [], tracker.experiment_id,
-                                jobs=dispatch.jobs)
+                                tracker.save_comparison_view(), jobs=dispatch.jobs)
         try:
             header = _log_scenario(tracker, parent_id, scenario, source, logged=bool(finished))
             todo = [spec for spec in specs if spec.config_hash not in finished]
@@ -161,7 +168,8 @@ def run_scenario(scenario: Scenario, engine: Engine | None = None, source: Path 
                                             fail_fast).run(todo)
             else:
                 result.runs = one_after_another(todo, sweep, progress, fail_fast)
-            result.summary, result.control = log_report(tracker, parent_id, scenario, header)
+            result.summary, result.control, result.notes = log_report(tracker, parent_id,
+                                                                      scenario, header)
         except STOPS as stop:
             tracker.kill(parent_id, stop_reason(stop))
             raise
@@ -196,12 +204,14 @@ def _log_scenario(tracker: Tracker, parent_id: str, scenario: Scenario, source: 
 
 
 def log_report(tracker: Tracker, parent_id: str, scenario: Scenario, header: str = "",
-               ) -> tuple[list[tuple[str, ...]], list[tuple[str, ...]]]:
+               ) -> tuple[list[tuple[str, ...]], list[tuple[str, ...]], list[str]]:
     """Read the parent's children back from the store and log the comparison report on
     the parent: figures, each group's figures as metrics (`CDSGD.final_test_accuracy`),
     the summary as an MLflow table, CSV and Markdown, and in its description, with the
-    consensus-control table where methods control Ξ². Returns both tables' rows."""
+    consensus-control table where methods control Ξ² and a line for each method that
+    ran once for a swept key it ignores. Returns both tables' rows and those lines."""
     records = latest_per_configuration(load_records(tracker.client, parent_id))
+    notes = shared_runs(records)
     target = scenario.report.target_accuracy
     groups = summaries(records, target)
     rows, control = table_rows(groups, target)
@@ -211,15 +221,17 @@ def log_report(tracker: Tracker, parent_id: str, scenario: Scenario, header: str
     tracker.log_metrics(parent_id, parent_metrics(groups), step=0)
     tracker.log_table(parent_id, as_table_data(groups), "summary.json")
     tracker.log_text(parent_id, as_csv(rows), "summary.csv")
-    table = as_markdown(rows)
+    table = as_markdown(rows) + "".join(f"\n{note}.\n" for note in notes)
     tracker.log_text(parent_id, table, "summary.md")
     if control:
         controlled = as_markdown(control, CONTROL_COLUMNS)
         tracker.log_text(parent_id, controlled, "consensus_control.md")
         table += "\nConsensus control (extra traffic against the uncontrolled method):\n\n" \
             + controlled
-    tracker.describe_run(parent_id, parent_note(scenario, header, table, target))
-    return rows, control
+    runs = [(f"{record.label} seed={record.seed}", run_path(tracker.experiment_id, record.run_id))
+            for record in records]
+    tracker.describe_run(parent_id, parent_note(scenario, header, table, target, runs))
+    return rows, control, notes
 
 
 def parent_metrics(groups: list[GroupSummary]) -> dict[str, float]:

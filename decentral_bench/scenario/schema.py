@@ -19,7 +19,7 @@ from pydantic import (
 from pydantic.fields import FieldInfo
 
 from decentral_bench.scenario.base import Strict
-from decentral_bench.scenario.errors import KeyedError
+from decentral_bench.scenario.errors import KeyedError, did_you_mean
 from decentral_bench.scenario.graph import TopologyConfig
 from decentral_bench.scenario.methods import MethodConfig
 from decentral_bench.scenario.rules import Shorthand
@@ -81,8 +81,9 @@ class Scenario(Strict):
                 hint = " (use training.seeds)" if path.startswith("training.seed") else ""
                 raise ValueError(f"'{path}' cannot be swept{hint}")
             if path not in sweepable_keys():
-                raise ValueError(f"unknown key '{path}': a sweep path must name a scenario "
-                                 "key, e.g. topology.agents or dataset.partition.alpha")
+                raise ValueError(f"unknown key '{path}'{did_you_mean(path, sweepable_keys())}: "
+                                 "a sweep path must name a scenario key, e.g. topology.agents "
+                                 "or dataset.partition.alpha")
             if not values:
                 raise ValueError(f"'{path}' needs at least one value")
             for index, item in enumerate(values):

@@ -1,7 +1,7 @@
 """The sections of a scenario file: data, model, training, failures, tracking, resources.
 
 Every key carries its description here (`Field(description=...)`): the JSON Schema for
-editors and the README's key table are generated from them. Rules between the keys of a
+editors and the docs' key table are generated from them. Rules between the keys of a
 section are listed in its `rules` (see `decentral_bench.scenario.rules`).
 """
 

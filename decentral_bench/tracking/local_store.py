@@ -10,6 +10,7 @@ from __future__ import annotations
 import fcntl
 import os
 import re
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -73,3 +74,20 @@ def creation_lock(uri: str) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def drop_leftover_migration_tables(uri: str) -> list[str]:
+    """Drop the `_alembic_tmp_*` tables a schema migration that died half-way left in a
+    sqlite store (SQLite's batch migrations copy a table into one, then rename it): while
+    one is there, every later migration fails with "table _alembic_tmp_... already exists".
+    Call it only once the migration that made them has had time to finish. Returns the
+    tables dropped."""
+    database = sqlite_file(uri)
+    if database is None or not database.exists():
+        return []
+    with sqlite3.connect(database, timeout=30) as connection:
+        names = [row[0] for row in connection.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE '_alembic_tmp_%'")]
+        for name in names:
+            connection.execute(f'DROP TABLE IF EXISTS "{name}"')
+    return names

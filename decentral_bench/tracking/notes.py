@@ -10,6 +10,8 @@ run and each child run (Markdown; `tracking` stores them as MLflow's description
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from decentral_bench.experiment.plan import MethodPlan
 from decentral_bench.experiment.sweep import RunSpec
 from decentral_bench.scenario import Scenario
@@ -67,16 +69,19 @@ def scenario_note(scenario: Scenario, header: str = "") -> str:
 
 
 def parent_note(scenario: Scenario, header: str, table: str,
-                target_accuracy: float | None) -> str:
-    """The parent's description: what is compared, the summary table (Markdown), then
-    the scenario's own words."""
+                target_accuracy: float | None, runs: Sequence[tuple[str, str]] = ()) -> str:
+    """The parent's description: what is compared, the summary table (Markdown), links
+    to its child runs (name, address) in the "Model training" view, then the scenario's
+    own words."""
     target = (f"target accuracy {target_accuracy:g}" if target_accuracy is not None
               else "set report.target_accuracy for rounds and epochs to a target")
+    links = ["Runs: " + ", ".join(f"[{name}]({address})" for name, address in runs)] \
+        if runs else []
     return "\n\n".join([
         headline(scenario), table.strip(),
         f"Means over seeds ({target}). Figures in `plots/`; the table also as `summary.json` "
         "(an MLflow table), `summary.csv` and `summary.md`; each method's figures as this "
-        "run's metrics.", *own_words(scenario, header)])
+        "run's metrics.", *links, *own_words(scenario, header)])
 
 
 def _setting(key: str, value: object) -> str:
@@ -112,4 +117,7 @@ def child_note(plan: MethodPlan, spec: RunSpec) -> str:
             f"{plan.epochs:.3g} epochs over each agent's data. {plan.definition.summary}.")
     if spec.swept:
         text += "\n\nSwept values: " + ", ".join(f"{path} = {value}" for path, value in spec.swept)
+    if spec.shared:
+        text += (f"\n\n{plan.method.name} does not read {', '.join(spec.shared)}: this one run "
+                 "stands for every swept value of it.")
     return text

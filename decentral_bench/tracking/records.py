@@ -26,6 +26,7 @@ class RunRecord:
     algorithm: str = ""
     curves: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
     wall_time_s: float = math.nan
+    shared: tuple[str, ...] = ()  # swept keys its method ignores: one run for all their values
 
     def final(self, key: str) -> float:
         points = self.curves.get(key, [])

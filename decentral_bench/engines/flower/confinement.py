@@ -15,7 +15,7 @@ called the engine stays outside, which is where MLflow is written from
 (`simulation.MainThreadCalls`), so a remote tracking server keeps working.
 
 Where a namespace is not permitted (no CAP_SYS_ADMIN, not Linux), the reason is
-logged once and Ray runs as it would: README's "Network exposure" says what then
+logged once and Ray runs as it would: docs/deployment.md's "Network exposure" says what then
 listens where.
 """
 
@@ -61,5 +61,5 @@ def _not_confined(reason: str) -> str:
     if not _told:
         _told.append(reason)
         logger.warning("the simulation's Ray listens on all network interfaces (no private "
-                       "network namespace: %s); see README, Network exposure", reason)
+                       "network namespace: %s); see docs/deployment.md, Network exposure", reason)
     return reason

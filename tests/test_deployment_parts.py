@@ -193,6 +193,7 @@ class StoppedEngine:
     """An engine stopped from outside after one round (as `flwr stop` or SIGTERM do)."""
 
     name = "stopped"
+    deployed = False
 
     def __init__(self, stop: BaseException) -> None:
         self.stop = stop

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 import torch
 
 from decentral_bench.engines.base import EventSink, RoundReport
+from decentral_bench.engines.timing import RoundTimer
 from decentral_bench.experiment.metrics import (
     agent_statistics,
     average_parameters,
@@ -54,17 +55,25 @@ class RoundObserver:
     Metrics: mean/std/min/max over agents of their reported losses and
     accuracies; test loss/accuracy of the average model x̄; consensus
     distance Ξ² of the published points; bytes moved; round wall time; the
-    round's network when failures change it.
+    round's network when failures change it; with a `network:` section the
+    round's simulated time (`sim_time_s` so far, this round's `compute_time_s`,
+    `communication_time_s` and their sum `modelled_round_time_s`); on a real
+    deployment (`deployed`) the measured wall time beside it
+    (`measured_round_time_s`, `measured_time_s` so far).
     """
 
     def __init__(self, plan: MethodPlan, sink: RoundSink,
-                 on_event: EventSink | None = None) -> None:
+                 on_event: EventSink | None = None, deployed: bool = False) -> None:
         self.plan = plan
         self.sink = sink
         self.on_event = on_event
+        self.deployed = deployed
         self.evaluate_average = AverageModelEvaluator(plan)
+        self.timer = RoundTimer(plan) if plan.scenario.network is not None else None
         self.bytes_total = 0
         self.gossip_steps_total = 0
+        self.sim_time = 0.0
+        self.measured_time = 0.0
         self.previous_lambda2: float | None = None
 
     def event(self, server_round: int, text: str) -> None:
@@ -91,6 +100,21 @@ class RoundObserver:
                                      f"{control.target:.3g}")
         return metrics
 
+    def _time_metrics(self, report: RoundReport) -> dict[str, float]:
+        """The round's simulated seconds, and on a deployment its measured ones."""
+        metrics: dict[str, float] = {}
+        if self.timer is not None:
+            timed = self.timer(report)
+            self.sim_time += timed.total_s
+            metrics.update({"sim_time_s": self.sim_time, "compute_time_s": timed.compute_s,
+                            "communication_time_s": timed.communication_s,
+                            "modelled_round_time_s": timed.total_s})
+        if self.deployed:
+            self.measured_time += report.wall_time_s
+            metrics.update({"measured_round_time_s": report.wall_time_s,
+                            "measured_time_s": self.measured_time})
+        return metrics
+
     def observe(self, report: RoundReport) -> None:
         """Measure a finished round and hand its metrics to the sink."""
         server_round = report.server_round
@@ -106,6 +130,7 @@ class RoundObserver:
             "router_bytes_moved": float(report.router_bytes),
             "agents_reporting": float(len(report.agents)),
             "agents_failed": float(len(report.failed)),
+            **self._time_metrics(report),
         }
         if self.plan.scenario.training.lr_schedule == "step" or report.control is not None:
             metrics["phase"] = float(self.plan.phase(server_round))

@@ -42,9 +42,15 @@ def reads(definition: Method, path: str) -> bool:
     return not any(path == key or path.startswith(f"{key}.") for key in ignored_keys(definition))
 
 
+def without_unset_sections(data: dict[str, Any]) -> dict[str, Any]:
+    """The data less its optional sections left unset (`network`), so adding such a section
+    to the format changes no run's identity."""
+    return {key: value for key, value in data.items() if value is not None}
+
+
 def effective_settings(scenario: Scenario, method_name: str) -> dict[str, Any]:
     """The settings a method's run reads, as JSON-ready data (see the module's doc)."""
-    data = scenario.model_dump(mode="json", exclude=set(NOT_COMPUTED))
+    data = without_unset_sections(scenario.model_dump(mode="json", exclude=set(NOT_COMPUTED)))
     data["methods"] = [entry for entry in data["methods"] if entry["name"] == method_name]
     for dotted in ignored_keys(method(scenario.method(method_name).algorithm)):
         section, _, key = dotted.partition(".")

@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from decentral_bench.report.bottleneck_claims import SCENARIO as BOTTLENECK
+from decentral_bench.report.bottleneck_claims import bottleneck_rules
 from decentral_bench.report.claims import (
     FAILS,
     HOLDS,
@@ -202,7 +204,8 @@ def judge_store(tracking_uri: str | None, experiments: Sequence[str] | None) -> 
     the store), log each table on its parent run as claims.md and return the tables.
     A named experiment that is not in the store raises LookupError."""
     client = open_store(tracking_uri)
-    names = experiments or [name for base in RULES for name in (base, f"{base}_cifar10")]
+    names = experiments or [*(name for base in RULES for name in (base, f"{base}_cifar10")),
+                            BOTTLENECK]
     sections = []
     for name in names:
         parent = find_parent_run(client, name)
@@ -212,7 +215,11 @@ def judge_store(tracking_uri: str | None, experiments: Sequence[str] | None) -> 
             continue
         scenario = parent.data.tags.get("scenario", name)
         records = latest_per_configuration(load_records(client, parent.info.run_id))
-        text = f"## {scenario}\n\n" + as_markdown(judge(records, rules_for(scenario)))
+        rules = rules_for(scenario)
+        if scenario == BOTTLENECK:  # judged at the run's own target accuracy
+            target = parent.data.params.get("report.target_accuracy", "None")
+            rules = bottleneck_rules(float(target)) if target != "None" else []
+        text = f"## {scenario}\n\n" + as_markdown(judge(records, rules))
         if scenario.removesuffix("_cifar10") == "kong_phases":
             text += "\n" + arms_table(group_records(records))
         attach_text(client, parent.info.run_id, text, "claims.md")

@@ -1,10 +1,12 @@
-"""Figures that compare methods, against epochs (default) or rounds.
+"""Figures that compare methods, against epochs (default), rounds or simulated seconds.
 
 A round is not the same amount of training for every method: FedAvg's round
 is `local_epochs` passes over an agent's data, a gossip round `local_steps`
 minibatches. The comparison figures therefore put epochs (the per-round
 `epochs` metric: passes over an agent's own data so far) on the x axis, as
-the papers do; `x_axis="rounds"` plots against rounds instead.
+the papers do; `x_axis="rounds"` plots against rounds instead, and
+`x_axis="time"` against the simulated seconds of a scenario's `network:`
+(the `sim_time_s` metric), where a round's length is what the network makes it.
 """
 
 from __future__ import annotations
@@ -29,8 +31,10 @@ from decentral_bench.report.summary import Group
 from decentral_bench.scenario import FailuresConfig
 from strategies.registry import METHODS
 
-XAxis = Literal["epochs", "rounds"]
-X_LABELS = {"epochs": "epochs (passes over an agent's own data)", "rounds": "round"}
+XAxis = Literal["epochs", "rounds", "time"]
+X_LABELS = {"epochs": "epochs (passes over an agent's own data)", "rounds": "round",
+            "time": "simulated time (s)"}
+X_METRICS = {"epochs": "epochs", "time": "sim_time_s"}  # the per-round metric each axis reads
 # metric → (title, y axis label)
 TITLES = {
     "test_accuracy_mean": ("Test accuracy (mean over agents)", "test accuracy"),
@@ -87,22 +91,25 @@ def failure_markers(failures: FailuresConfig) -> list[FailureMarker]:
 
 
 def chosen_axis(groups: Sequence[Group], x_axis: XAxis) -> XAxis:
-    """`x_axis`, or rounds where a run recorded no `epochs` (stores from before it)."""
+    """`x_axis`, or the next one where a run did not record its metric: time falls back
+    to epochs (runs without a network), epochs to rounds (stores from before epochs)."""
     drawn = [group for group in groups if group.finished]
+    if x_axis == "time" and not all(group.has("sim_time_s") for group in drawn):
+        x_axis = "epochs"
     if x_axis == "epochs" and not all(group.has("epochs") for group in drawn):
         return "rounds"
     return x_axis
 
 
 def _x(group: Group, rounds: np.ndarray, x_axis: XAxis) -> np.ndarray:
-    return group.epochs_at(rounds) if x_axis == "epochs" else rounds
+    return group.at(rounds, X_METRICS[x_axis]) if x_axis in X_METRICS else rounds
 
 
 def _draw_markers(axes: Axes, groups: Sequence[Group], drawn: Sequence[Style],
                   markers: Sequence[FailureMarker], x_axis: XAxis) -> None:
     """Failures as vertical dotted lines. Against rounds one line per failure; against
-    epochs one per group it hits, in the group's colour (a round is a different number
-    of epochs for each method)."""
+    epochs or time one per group it hits, in the group's colour (a round is a different
+    number of epochs, or seconds, for each method)."""
     for marker in markers:
         hit = [(g, s) for g, s in zip(groups, drawn, strict=True)
                if g.algorithm in marker.algorithms and g.finished]
@@ -112,7 +119,7 @@ def _draw_markers(axes: Axes, groups: Sequence[Group], drawn: Sequence[Style],
         if x_axis == "rounds":
             places = [(marker.round, "#c44e52", marker.label)]
         else:
-            places = [(float(g.epochs_at(np.array([marker.round]))[0]), s.colour,
+            places = [(float(_x(g, np.array([marker.round]), x_axis)[0]), s.colour,
                        f"{marker.label}: {g.label}") for g, s in hit]
         for position, colour, text in places:
             axes.axvline(position, color=colour, linestyle=":", linewidth=1.5)
@@ -146,8 +153,8 @@ def _finish(figure: Figure, axes: Axes, title: str, x_label: str, y_label: str) 
 
 def metric_figure(groups: Sequence[Group], metric: str,
                   markers: Sequence[FailureMarker] = (), x_axis: XAxis = "epochs") -> Figure:
-    """One metric, a line per group (mean over seeds, band ± std), against epochs or
-    rounds; failures as vertical lines."""
+    """One metric, a line per group (mean over seeds, band ± std), against epochs,
+    rounds or simulated seconds; failures as vertical lines."""
     x_axis = chosen_axis(groups, x_axis)
     figure, axes = _comparison_axes()
     drawn = styles(len(groups))

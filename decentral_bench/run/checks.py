@@ -6,8 +6,8 @@ combination and seed it checks that the resolved scenario parses, that its
 graph builds (files named in it read, Assumption 2 holds), that the data set's
 files are there, that each method's split of the data over its agents can be
 made, that the model fits the data, that each method's update rule is stable on
-the graph's mixing matrix, and that the requested device (and GPUs per run)
-exist.
+the graph's mixing matrix, that the network's per-link overrides name edges of the
+graph, and that the requested device (and GPUs per run) exist.
 Every problem names the file, the combination and the key.
 """
 
@@ -33,6 +33,7 @@ from decentral_bench.network.topology import TopologyError, build_topology
 from decentral_bench.run.share import cuda_devices, gpu_problem
 from decentral_bench.scenario import Scenario, ScenarioError
 from decentral_bench.scenario.graph import RANDOM_FAMILIES
+from decentral_bench.scenario.network import read_links
 from strategies.registry import method
 
 
@@ -111,6 +112,24 @@ def _stability_problems(scenario: Scenario) -> list[tuple[str, str]]:
     return found
 
 
+def _links_problem(scenario: Scenario) -> str | None:
+    """The first line of the network's links file that names no edge of the graph."""
+    network = scenario.network
+    if network is None or network.links_file is None:
+        return None
+    try:
+        graph = build_topology(scenario.topology, scenario.training.seed).graph
+    except (TopologyError, ValueError, OSError):
+        return None  # the topology's own check names the problem
+    for link in read_links(network.links_file):
+        if not graph.has_edge(link.first, link.second):
+            return (f"{Path(network.links_file).name} line {link.line}: {link.first}–"
+                    f"{link.second} is not an edge of the {scenario.topology.kind} graph of "
+                    f"{graph.number_of_nodes()} agents; list only its edges (lines 'j l "
+                    "latency bandwidth') or remove the line")
+    return None
+
+
 def _checks(scenario: Scenario) -> list[tuple[str, Callable[[], str | None]]]:
     """(key, check) pairs, in the order a run meets them; a check returns a problem."""
 
@@ -134,7 +153,8 @@ def _checks(scenario: Scenario) -> list[tuple[str, Callable[[], str | None]]]:
 
     return [("resources.device", lambda: _device_problem(scenario)),
             ("resources.gpus_per_run", lambda: _gpus_problem(scenario)),
-            ("topology", topology), ("dataset", data),
+            ("topology", topology), ("network.links_file", lambda: _links_problem(scenario)),
+            ("dataset", data),
             ("dataset.partition", lambda: _partition_problem(scenario)),
             ("model", lambda: _model_problem(scenario))]
 

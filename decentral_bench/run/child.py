@@ -193,7 +193,8 @@ class ChildRun:
         on up: a stop, or a failure of the environment that the next run would meet."""
         try:
             self._log_settings(engine.name)
-            observer = RoundObserver(self.plan, self._sink, self._on_event)
+            observer = RoundObserver(self.plan, self._sink, self._on_event,
+                                     deployed=engine.deployed)
             engine.run(self.plan, observer.observe, self._on_event)
             self.buffer.flush()
         except STOPS as stop:

@@ -57,7 +57,16 @@ UNEXPRESSED = (
     Unexpressed("methods[].consensus_control.phases",
                 "at most the phases the schedule has (milestones + 1)",
                 r"phase \d+ does not exist"),
-    Unexpressed("topology.edges, topology.matrix_file", "the file exists", r"file not found: "),
+    Unexpressed("topology.edges, topology.matrix_file, network.links_file", "the file exists",
+                r"file not found: "),
+    Unexpressed("network.links_file", "each line reads `j l latency bandwidth`, one line a link",
+                r"line \d+: "),
+    Unexpressed("network.latency, network.*_uplink, network.*_downlink, "
+                "network.compute.step_seconds", "written with a unit: finite, and a bandwidth "
+                "above zero",
+                r"is not a finite (duration|bandwidth)|a bandwidth must be above zero, not '"),
+    Unexpressed("network.latency.low, high", "high at least low",
+                r"high \(.+\) must be at least low"),
 )
 
 # Checked when the scenario is run or validated, beyond the loader: listed on the key page.
@@ -70,6 +79,7 @@ LATER_CHECKS = (
     "within 0 .. N − 1",
     "the data: the files are where dataset.root says, and the partition fits (shards: "
     "agents × classes_per_agent ≥ classes; by_size: one size per agent)",
+    "the network: each line of network.links_file names an edge of the graph",
     "each method against the graph: CDMSGD-Nesterov on the iterates (the default form) "
     "needs Π's smallest eigenvalue λN > −1/(1 + 2 momentum)",
 )
@@ -124,6 +134,8 @@ def values(schema: dict[str, Any]) -> str:
     if kind == "boolean":
         return "`true` \\| `false`"
     pattern = schema.get("pattern")
+    if pattern and schema.get("examples"):  # a quantity with a unit (scenario.network)
+        return f"text with a unit (`{schema['examples'][0]}`)"
     return f"text matching `{pattern}`" if pattern else "text"
 
 

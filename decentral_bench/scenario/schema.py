@@ -22,6 +22,7 @@ from decentral_bench.scenario.base import Strict
 from decentral_bench.scenario.errors import KeyedError, did_you_mean
 from decentral_bench.scenario.graph import TopologyConfig
 from decentral_bench.scenario.methods import MethodConfig
+from decentral_bench.scenario.network import NetworkConfig
 from decentral_bench.scenario.rules import Shorthand
 from decentral_bench.scenario.sections import (
     DatasetConfig,
@@ -62,6 +63,9 @@ class Scenario(Strict):
         description="the methods to compare, each run on the same data, graph and x_0")
     failures: FailuresConfig = Field(
         FailuresConfig(), description="failures to inject: the server, agents, links")
+    network: NetworkConfig | None = Field(
+        None, description="latency, bandwidths and compute speed: every round is then timed "
+        "in simulated seconds (sim_time_s). Default: none, rounds are not timed")
     tracking: TrackingConfig = Field(
         TrackingConfig(), description="where the MLflow runs go")
     resources: ResourcesConfig = Field(

@@ -360,6 +360,8 @@ def load_records(client: MlflowClient, parent_id: str) -> list[RunRecord]:
                            method=tags.get("method", "?"), seed=int(tags.get("seed", 0)),
                            status=child.info.status, algorithm=tags.get("algorithm", ""),
                            wall_time_s=child.data.metrics.get("wall_time_s", math.nan),
+                           swept={key.removeprefix("sweep."): value for key, value
+                                  in tags.items() if key.startswith("sweep.")},
                            shared=tuple(filter(None, tags.get(SHARED_TAG, "").split(","))))
         for key in CURVES:
             if key in child.data.metrics:

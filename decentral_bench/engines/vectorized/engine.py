@@ -35,6 +35,7 @@ class VectorizedEngine:
     """
 
     name = "vectorized"
+    deployed = False
 
     def __init__(self, chunk: int | None = None, dense: bool | None = None) -> None:
         self.chunk = chunk

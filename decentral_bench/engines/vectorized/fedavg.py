@@ -62,6 +62,7 @@ class FedAvgLoop:
         global_model = list(run.initial)
         own = run.stack(agents)  # each agent's last model, for training once the server is lost
         weights = torch.as_tensor(run.batches.sizes, dtype=torch.float32, device=run.device)
+        sizes = np.full(agents, run.point_bytes)  # every agent's upload: the model
         run.clock.restart()
         for server_round in range(1, server_rounds + 1):
             alive = sorted(schedule.alive(server_round))
@@ -84,7 +85,7 @@ class FedAvgLoop:
                                                 server_round),
                 bytes_moved=moved, router_bytes=moved, average=global_model,
                 network={"aggregated": 1.0, **self.alive_figures(server_round)},
-                wall_time_s=wall_time))
+                wall_time_s=wall_time, message_bytes=sizes))
         if server is None or server_rounds == plan.rounds:
             return {0: [p.cpu().numpy() for p in global_model]}
         on_event(server_rounds, f"the server failed after round {server_rounds} "
@@ -103,5 +104,5 @@ class FedAvgLoop:
                 agent_metrics=run.agent_metrics(alive, trained, {"minibatch_loss": losses},
                                                 server_round),
                 network={"aggregated": 0.0, **self.alive_figures(server_round)},
-                wall_time_s=wall_time))
+                wall_time_s=wall_time, message_bytes=sizes))
         return {agent: [p[agent].cpu().numpy() for p in own] for agent in range(agents)}

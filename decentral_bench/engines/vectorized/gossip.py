@@ -72,6 +72,9 @@ class GossipLoop:
         self.rule = run.plan.update_rule
         self.agents = run.plan.agents
         self.static = Mixer(run.plan.topology.mixing_matrix, run.device, run.dense)
+        self.static_network = RoundNetwork(run.plan.topology.graph,
+                                           frozenset(range(self.agents)),
+                                           run.plan.topology.mixing_matrix)
 
     def own_weights(self, matrix: np.ndarray) -> torch.Tensor:
         """π_jj^k of every agent."""
@@ -113,8 +116,8 @@ class GossipLoop:
     def run_rounds(self) -> FinalParameters:
         plan, run = self.plan, self.run
         state = self.start()
-        message_bytes = sum(int(m[0].nelement() * m.element_size())
-                            for m in self.rule.message(state))
+        sizes = np.full(self.agents, sum(int(m[0].nelement() * m.element_size())
+                                         for m in self.rule.message(state)))
         everyone = list(range(self.agents))
         run.clock.restart()
         for server_round in range(1, plan.rounds + 1):
@@ -133,14 +136,15 @@ class GossipLoop:
                 [p[torch.as_tensor(alive, device=run.device)] for p in models]
             wall_time = run.lap()
             matrix = plan.topology.mixing_matrix if network is None else network.mixing_matrix
-            moved, routed = gossip_round_bytes(matrix, alive, message_bytes, outcome)
+            moved, routed = gossip_round_bytes(matrix, alive, int(sizes[0]), outcome)
             run.finish(RoundReport(
                 server_round=server_round, agents=alive, points=reporting,
                 agent_metrics=run.agent_metrics(alive, reporting, columns, server_round),
                 bytes_moved=moved, router_bytes=routed,
                 network={} if network is None else
                 {**network.metrics(), "round_lambda2": network.lambda2},
-                control=outcome, wall_time_s=wall_time))
+                control=outcome, wall_time_s=wall_time,
+                round_network=network or self.static_network, message_bytes=sizes))
         final = self.rule.model(state)
         return {agent: [p[agent].cpu().numpy() for p in final] for agent in everyone}
 

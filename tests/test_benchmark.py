@@ -21,17 +21,20 @@ def _bench(tmp_path: Path, *arguments: str) -> dict:
 def test_the_batched_paths_and_the_plain_loop_end_with_the_same_parameters(
         tmp_path: Path) -> None:
     figures = _bench(tmp_path, "digits-mlp-5", "digits-mlp-32", "--rounds", "4", "--paths",
-                     "plain,funcloop,vectorized")
+                     "plain,funcloop,vectorized,deterministic")
     assert [result["workload"] for result in figures["results"]] == ["digits-mlp-5",
                                                                       "digits-mlp-32"]
     for result in figures["results"]:
         assert result["reference_path"] == "plain"
-        assert set(result["max_parameter_difference"]) == {"funcloop", "vectorized"}
+        assert set(result["max_parameter_difference"]) == {"funcloop", "vectorized",
+                                                           "deterministic"}
         assert result["parameters_match"]
-        for path in ("plain", "funcloop", "vectorized"):
+        for path in ("plain", "funcloop", "vectorized", "deterministic"):
             assert len(result["paths"][path]["round_times"]) == 4
             assert result["paths"][path]["round_s"] > 0
         assert result["vectorized_over_funcloop"] > 0
+        assert result["deterministic_over_vectorized"] == pytest.approx(
+            result["paths"]["deterministic"]["round_s"] / result["paths"]["vectorized"]["round_s"])
     assert figures["environment"]["flwr"] == "1.41.0"
 
 

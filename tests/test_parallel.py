@@ -79,19 +79,24 @@ def test_a_childs_cpu_share_caps_the_cpus_it_uses(monkeypatch: pytest.MonkeyPatc
 
 def test_a_childs_memory_share_shrinks_its_batched_calls(monkeypatch: pytest.MonkeyPatch,
                                                          ) -> None:
+    """A child sizes its batched calls in its share of the free memory; a deterministic
+    run's chunks stay a constant of the machine, however many run beside it."""
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 32),
                                 torch.nn.Linear(32, 10))
     sample = torch.zeros(1, 8, 8)
+    cpu = torch.device("cpu")
     monkeypatch.setattr(memory, "free_memory_bytes", lambda device: 2**30)
     monkeypatch.delenv(memory.MEMORY_SHARE_VARIABLE, raising=False)
+    assert memory.chunk_memory_bytes(cpu, deterministic=False) == 2**30
+    deterministic = memory.chunk_memory_bytes(cpu, deterministic=True)
+    monkeypatch.setenv(memory.MEMORY_SHARE_VARIABLE, "0.25")
+    assert memory.chunk_memory_bytes(cpu, deterministic=False) == 2**28
+    assert memory.chunk_memory_bytes(cpu, deterministic=True) == deterministic
     # 3 copies of 32 samples' activations (flatten 64, 32, 10, the whole model's 10) and
     # 4 of the 2410 parameters, in float32
     per_agent = 4 * (3 * 32 * (64 + 32 + 10 + 10) + 4 * (64 * 32 + 32 + 32 * 10 + 10))
-    whole = agents_per_call(model, sample, 32, 10**6, torch.device("cpu"))
-    assert whole == int(0.4 * 2**30 / per_agent)
-    monkeypatch.setenv(memory.MEMORY_SHARE_VARIABLE, "0.25")
-    assert agents_per_call(model, sample, 32, 10**6, torch.device("cpu")) == \
-        int(0.1 * 2**30 / per_agent)
+    assert agents_per_call(model, sample, 32, 10**6, memory.chunk_memory_bytes(cpu, False)) \
+        == int(0.4 * 2**28 / per_agent)
 
 
 def test_devices_are_lent_whole_or_in_shares_and_given_back() -> None:

@@ -41,6 +41,7 @@ TITLES = {
     "train_accuracy_mean": ("Training accuracy (mean over agents)", "training accuracy"),
     "consensus_distance": ("Consensus distance Ξ² = (1/n) Σ ||x̄ − x_i||²", "Ξ²"),
 }
+HONEST_ONLY = "; attackers left out"  # where runs had attackers: the figures are the honest's
 FIGURE_SIZE = (10.0, 6.0)  # inches, at DPI: 1200 × 720 pixels
 DPI = 120
 COLOURS = [tuple(float(c) for c in matplotlib.colors.to_rgb(f"C{index}")) for index in range(10)]
@@ -127,6 +128,11 @@ def _draw_markers(axes: Axes, groups: Sequence[Group], drawn: Sequence[Style],
                           rotation=90, va="top", ha="right", fontsize=9, color=colour)
 
 
+def attacked(groups: Sequence[Group]) -> bool:
+    """Whether some run had attackers (its figures are then over the honest agents)."""
+    return any("attackers" in record.curves for group in groups for record in group.finished)
+
+
 def _comparison_axes() -> tuple[Figure, Axes]:
     """A figure whose layout keeps room for a legend outside the axes."""
     figure, axes = pyplot.subplots(figsize=FIGURE_SIZE, dpi=DPI, layout="constrained")
@@ -168,6 +174,8 @@ def metric_figure(groups: Sequence[Group], metric: str,
         axes.fill_between(x, mean - std, mean + std, color=style.colour, alpha=0.15)
     _draw_markers(axes, groups, drawn, markers, x_axis)
     title, y_label = TITLES.get(metric, (metric, metric))
+    if attacked(groups):
+        title += HONEST_ONLY
     if metric == "consensus_distance":
         axes.set_yscale("symlog", linthresh=1e-6)
     return _finish(figure, axes, title, X_LABELS[x_axis], y_label)
@@ -187,7 +195,8 @@ def spread_figure(groups: Sequence[Group], window: int = 5, x_axis: XAxis = "epo
         axes.plot(_x(group, rounds[width - 1:], x_axis), smooth, label=group.label,
                   color=style.colour, linestyle=style.line_style, linewidth=2)
     return _finish(figure, axes,
-                   f"Accuracy spread over agents (moving average of {window} evaluations)",
+                   f"Accuracy spread over agents (moving average of {window} evaluations)"
+                   + (HONEST_ONLY if attacked(groups) else ""),
                    X_LABELS[x_axis], "std of test accuracy over agents")
 
 
@@ -198,6 +207,35 @@ def report_figures(groups: Sequence[Group], markers: Sequence[FailureMarker] = (
                for metric in TITLES}
     figures["accuracy_spread.png"] = spread_figure(groups, x_axis=x_axis)
     return figures
+
+
+def attack_figure(cells: dict[tuple[str, str, int], tuple[float, float]],
+                  methods: Sequence[str], attacks: Sequence[str], counts: Sequence[int],
+                  title: str) -> Figure:
+    """Bars of each method's honest final test accuracy (mean ± std over seeds), clean and
+    under each attack, one panel per number of attackers; `cells` maps (method, attack,
+    count) to (mean, std), attack "clean" with count 0 for the run without attackers."""
+    figure, panels = pyplot.subplots(1, len(counts), figsize=(max(10.0, 6.5 * len(counts)), 4.8),
+                                     dpi=DPI, sharey=True, squeeze=False)
+    columns = ["clean", *attacks]
+    width = 0.8 / max(1, len(methods))
+    for axes, count in zip(panels[0], counts, strict=True):
+        for index, (method, style) in enumerate(zip(methods, styles(len(methods)),
+                                                    strict=True)):
+            values = [cells.get((method, a, 0 if a == "clean" else count), (np.nan, 0.0))
+                      for a in columns]
+            axes.bar(np.arange(len(columns)) + (index - (len(methods) - 1) / 2) * width,
+                     [v[0] for v in values], width, yerr=[v[1] for v in values],
+                     color=style.colour, label=method, capsize=2)
+        axes.set_xticks(range(len(columns)), columns, rotation=30, ha="right")
+        axes.set_title(f"{count} attacker{'s' if count > 1 else ''}", fontsize=12)
+        axes.set_ylim(0.0, 1.0)
+        axes.grid(axis="y", alpha=0.3)
+    panels[0][0].set_ylabel("final test accuracy of the honest agents")
+    panels[0][-1].legend(fontsize=9, loc="lower right")
+    figure.suptitle(title, fontsize=13)
+    figure.tight_layout()
+    return figure
 
 
 def graph_figure(topology: Topology) -> Figure:

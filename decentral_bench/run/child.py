@@ -181,6 +181,10 @@ class ChildRun:
         tracker.log_params(run_id, method_params(plan, engine_name))
         log_data_and_model(tracker, run_id, plan)
         tracker.describe_run(run_id, child_note(plan, self.spec))
+        if plan.adversaries is not None:
+            tracker.set_tags(run_id, {"attackers": ",".join(
+                str(agent) for agent in sorted(plan.attackers)),
+                "attack": plan.adversaries.attack.kind})
         if plan.has_graph:
             tracker.set_tags(run_id, {"lambda2": f"{plan.topology.lambda2:.6g}"})
             matrix = plan.topology.mixing_matrix

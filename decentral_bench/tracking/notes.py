@@ -5,8 +5,8 @@ run and each child run (Markdown; `tracking` stores them as MLflow's description
   compared, the scenario's `description` and its own leading comment block;
   the parent also carries the summary table;
 - a child: the method and its variant, the graph and its λ2 (or why there is
-  none), the seed, the step size and how many epochs its rounds amount to, and the
-  network its rounds are timed on (`network:`), if any.
+  none), the seed, the step size and how many epochs its rounds amount to, who
+  attacked how, and the network its rounds are timed on (`network:`), if any.
 """
 
 from __future__ import annotations
@@ -89,7 +89,9 @@ def parent_note(scenario: Scenario, header: str, table: str,
         headline(scenario), table.strip(),
         f"Means over seeds ({target}). Figures in `plots/`; the table also as `summary.json` "
         "(an MLflow table), `summary.csv` and `summary.md`; each method's figures as this "
-        "run's metrics.", *links, *own_words(scenario, header)])
+        "run's metrics." + (" With attackers, every figure is over the honest agents (each "
+                            "child says who attacked how)." if scenario.adversaries else ""),
+        *links, *own_words(scenario, header)])
 
 
 def _setting(key: str, value: object) -> str:
@@ -161,6 +163,11 @@ def child_note(plan: MethodPlan, spec: RunSpec) -> str:
     text = (f"{method_line(plan)} on {graph_line(plan)}; seed {spec.seed}.\n\n"
             f"{plan.rounds} rounds at lr {plan.lr:g}, batch {plan.batch_size}: "
             f"{plan.epochs:.3g} epochs over each agent's data. {plan.definition.summary}.")
+    adversaries = plan.adversaries
+    if adversaries is not None:
+        honest = plan.agents - len(adversaries.attackers)
+        text += (f"\n\nAttackers: {adversaries.describe()}. Every figure is over the "
+                 f"{honest} honest agents.")
     network = plan.scenario.network
     if network is not None:
         text += "\n\n" + network_line(network, plan.batch_size, plan.seed)

@@ -376,6 +376,11 @@ def attach_text(client: MlflowClient, run_id: str, text: str, artifact_file: str
     client.log_text(run_id, text, artifact_file)
 
 
+def attach_figure(client: MlflowClient, run_id: str, figure: Any, artifact_file: str) -> None:
+    """Save a figure as an artifact of an existing run (a report made after it ended)."""
+    client.log_figure(run_id, figure, artifact_file)
+
+
 def find_parent_run(client: MlflowClient, target: str) -> Any | None:
     """A parent (scenario) run by id, or the latest one of an experiment by name."""
     experiment = client.get_experiment_by_name(target)

@@ -7,6 +7,13 @@ the number of agents whose share fits in `MEMORY_SHARE` of the free memory of
 the device (`torch.cuda.mem_get_info`, or MemAvailable in /proc/meminfo), or of this
 process's share of it where it is one of a parallel sweep's runs side by side.
 
+Free memory changes from one run to the next, and with the chunk the batched
+kernels' shapes, and so their summation order: a convolution under `vmap` over a
+chunk of one agent and over all of them differ in the last bits, which training
+carries on (1.8e-5 after 6 rounds of `cnn_paper`). A deterministic run sizes its
+chunks from `DETERMINISTIC_MEMORY` of the device's total memory, a constant of
+the machine, instead (whatever runs beside it).
+
 `run_device_bytes` estimates what a run holds for its whole length (the data and
 every agent's stacks); a parallel sweep's `--jobs auto` divides the memory by it.
 """
@@ -21,6 +28,7 @@ import torch
 from torch import nn
 
 MEMORY_SHARE = 0.4      # of the free memory, for one call's per-agent buffers
+DETERMINISTIC_MEMORY = 0.5  # of the total memory, counted as free by deterministic runs
 PARAMETER_COPIES = 4    # gradient, the update's temporaries
 ACTIVATION_COPIES = 3   # activations kept for backward, their gradients, headroom
 STACK_COPIES = 8        # every agent's iterate, message, mixed sum, momentum, gradient, temporaries
@@ -60,6 +68,28 @@ def run_device_bytes(parameters: int, agents: int, data_bytes: int) -> int:
     return data_bytes + STACK_COPIES * 4 * parameters * agents
 
 
+def total_memory_bytes(device: torch.device) -> int:
+    """The device's total memory, a constant of the machine."""
+    if device.type == "cuda":
+        return int(torch.cuda.get_device_properties(device).total_memory)
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemTotal:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+
+
+def chunk_memory_bytes(device: torch.device, deterministic: bool) -> int:
+    """The memory agents' chunks are sized from: what is free now (this process's share of
+    it, `memory_share`), or, for a deterministic run, `DETERMINISTIC_MEMORY` of the total."""
+    if deterministic:
+        return int(DETERMINISTIC_MEMORY * total_memory_bytes(device))
+    return int(memory_share() * free_memory_bytes(device))
+
+
 def activation_floats(model: nn.Module, sample: torch.Tensor) -> int:
     """Floats every module outputs for one sample (a forward pass with hooks)."""
     total = 0
@@ -80,14 +110,14 @@ def activation_floats(model: nn.Module, sample: torch.Tensor) -> int:
 
 
 def agents_per_call(model: nn.Module, sample: torch.Tensor, samples_per_agent: int,
-                    agents: int, device: torch.device, training: bool = True) -> int:
+                    agents: int, memory_bytes: int, training: bool = True) -> int:
     """How many agents' gradients (or, not `training`, evaluations of
-    `samples_per_agent` samples) fit in one batched call."""
+    `samples_per_agent` samples) fit in one batched call, with `memory_bytes` free."""
     parameters = sum(p.numel() for p in model.parameters())
     per_agent = ACTIVATION_COPIES * samples_per_agent * activation_floats(model, sample)
     if training:
         per_agent += PARAMETER_COPIES * parameters
-    budget = MEMORY_SHARE * memory_share() * free_memory_bytes(device) / (4 * per_agent)
+    budget = MEMORY_SHARE * memory_bytes / (sample.element_size() * per_agent)
     return max(1, min(agents, math.floor(budget)))
 
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import signal
+import sys
+import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from flwr.supercore.task_identity import TaskIdentity
 
+from decentral_bench.cli import entry as cli
 from decentral_bench.engines.base import Engine, FinalParameters
 from decentral_bench.engines.flower.simulation import FlowerEngine
 from decentral_bench.engines.observer import RoundObserver
@@ -66,6 +70,28 @@ def no_litter_in_the_checkout() -> Iterator[None]:
     yield
     new = sorted(str(path.relative_to(REPO)) for path in _outputs_in_checkout() - before)
     assert not new, f"the tests wrote into the checkout: {new[:10]}"
+
+
+@pytest.fixture
+def main_exit(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+              ) -> Callable[..., tuple[object, str]]:
+    """Run the console script's `main()` with arguments; its exit status and stderr.
+    Restores what main() replaces in the process (signal handlers, warnings' display)."""
+    monkeypatch.setattr(warnings, "showwarning", warnings.showwarning)
+
+    def run(*arguments: str) -> tuple[object, str]:
+        monkeypatch.setattr(sys, "argv", ["decentral-bench", *arguments])
+        handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGINT,
+                                                                    signal.SIGTERM)}
+        try:
+            with pytest.raises(SystemExit) as exited:
+                cli.main()
+        finally:
+            for signum, handler in handlers.items():
+                signal.signal(signum, handler)
+        return exited.value.code, capsys.readouterr().err
+
+    return run
 
 
 @pytest.fixture

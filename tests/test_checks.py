@@ -4,12 +4,9 @@ line and a traceback file."""
 
 from __future__ import annotations
 
-import signal
 import socket
-import sys
 import tempfile
 import time
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -129,28 +126,6 @@ def test_validate_exits_2_naming_file_and_key_for_each_problem(tmp_path: Path) -
     assert f"error: {sweep}: sweep: 'topology.agents' value 2 (-4):" in done.stderr
     assert f"error: {sizes}: dataset.partition: by_size: 2 sizes given for 5 agents" \
         in done.stderr
-
-
-@pytest.fixture
-def main_exit(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
-              ) -> Callable[..., tuple[object, str]]:
-    """Run the console script's `main()` with arguments; its exit status and stderr.
-    Restores what main() replaces in the process (signal handlers, warnings' display)."""
-    monkeypatch.setattr(warnings, "showwarning", warnings.showwarning)
-
-    def run(*arguments: str) -> tuple[object, str]:
-        monkeypatch.setattr(sys, "argv", ["decentral-bench", *arguments])
-        handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGINT,
-                                                                    signal.SIGTERM)}
-        try:
-            with pytest.raises(SystemExit) as exited:
-                cli.main()
-        finally:
-            for signum, handler in handlers.items():
-                signal.signal(signum, handler)
-        return exited.value.code, capsys.readouterr().err
-
-    return run
 
 
 def test_an_internal_error_is_one_line_and_a_traceback_file(

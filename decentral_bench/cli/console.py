@@ -1,7 +1,8 @@
-"""What the command line shows: a progress bar per child run (on a terminal; elsewhere, as
-in a log file, a line at its start, at every tenth of its rounds and at its end), the
-summary table, and warnings from the project's own code only (third parties' with
-`run --verbose`)."""
+"""What the command line shows: on a terminal, one live view of the sweep (its runs done
+and its ETA) and of every running child run (rounds, latest accuracy, elapsed time,
+ETA), each child's end as a line above it; elsewhere, as in a log file, a line at each
+child's start, at every tenth of its rounds and at its end. Then the summary table,
+and warnings from the project's own code only (third parties' with `run --verbose`)."""
 
 from __future__ import annotations
 
@@ -14,12 +15,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from rich.console import Console, Group
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     TaskID,
     TextColumn,
     TimeElapsedColumn,
+    TimeRemainingColumn,
 )
 from rich.progress import Progress as ProgressBars
 from rich.table import Table
@@ -27,7 +30,7 @@ from rich.table import Table
 from decentral_bench.report.summary import COLUMNS, CONTROL_COLUMNS
 
 if TYPE_CHECKING:
-    from decentral_bench.run.runner import MethodResult
+    from decentral_bench.run.child import MethodResult
 
 OWN_CODE = tuple(str(Path(__file__).resolve().parents[2] / package) + os.sep
                  for package in ("decentral_bench", "strategies"))
@@ -48,10 +51,16 @@ def own_warnings_only(only: bool = True) -> None:
 
 
 def progress_bars(console: Console) -> ProgressBars:
-    """Bars labelled with the run's name, rounds done, elapsed time and status."""
+    """Bars labelled with the run's name, rounds done, elapsed time, time left and status."""
     return ProgressBars(TextColumn("{task.description:>24}"), BarColumn(), MofNCompleteColumn(),
-                        TextColumn("rounds"), TimeElapsedColumn(),
+                        TextColumn("{task.fields[unit]}"), TimeElapsedColumn(),
+                        TextColumn("ETA"), TimeRemainingColumn(),
                         TextColumn("{task.fields[status]}"), console=console)
+
+
+def _duration(seconds: float) -> str:
+    minutes, seconds = divmod(round(seconds), 60)
+    return f"{minutes // 60}:{minutes % 60:02d}:{seconds:02d}"
 
 
 @contextmanager
@@ -81,6 +90,12 @@ class LineProgress:
         self.console = console
         self.runs: dict[str, tuple[int, float, int]] = {}  # rounds, start, tenths shown
         self.accuracy: dict[str, tuple[float, int]] = {}  # latest, and the round it was taken
+        self.total, self.done = 0, 0
+
+    def sweep_started(self, runs: int, jobs: int) -> None:
+        self.total = runs
+        if jobs > 1:
+            self.console.print(f"{runs} runs, {jobs} at once", highlight=False)
 
     def _line(self, name: str, text: str) -> None:
         elapsed = time.monotonic() - self.runs[name][1]
@@ -102,32 +117,53 @@ class LineProgress:
 
     def method_finished(self, result: MethodResult) -> None:
         self.runs.setdefault(result.name, (0, time.monotonic(), 0))
-        self._line(result.name, f"{result.status.lower()}{self._accuracy(result.name)}")
+        self.done += 1
+        self._line(result.name, f"{result.status.lower()}{self._accuracy(result.name)}, "
+                                f"{self.done}/{self.total} runs done")
 
     def _accuracy(self, name: str) -> str:
         return f", {measured(*self.accuracy[name])}" if name in self.accuracy else ""
 
 
 class RichProgress:
-    """Progress bars, one per method, with the latest accuracy."""
+    """One live view: the sweep's runs done and its ETA, a bar per running child with its
+    rounds, latest accuracy, elapsed time and ETA; each child's end is printed above it."""
 
     def __init__(self, bars: ProgressBars) -> None:
         self.bars = bars
         self.tasks: dict[str, TaskID] = {}
+        self.started: dict[str, float] = {}
+        self.accuracy: dict[str, tuple[float, int]] = {}  # latest, and the round it was taken
+        self.sweep: TaskID | None = None
+
+    def sweep_started(self, runs: int, jobs: int) -> None:
+        if runs > 1:
+            self.sweep = self.bars.add_task(f"{jobs} at once" if jobs > 1 else "sweep",
+                                            total=runs, unit="runs", status="")
 
     def method_started(self, name: str, rounds: int) -> None:
-        self.tasks[name] = self.bars.add_task(name, total=rounds, status="starting")
+        self.started[name] = time.monotonic()
+        self.tasks[name] = self.bars.add_task(name, total=rounds, unit="rounds",
+                                              status="starting")
 
     def round_finished(self, name: str, server_round: int, metrics: dict[str, float]) -> None:
-        accuracy = metrics.get("test_accuracy_mean")
-        if accuracy is None:
-            self.bars.update(self.tasks[name], completed=server_round)
-        else:
-            self.bars.update(self.tasks[name], completed=server_round,
-                             status=measured(accuracy, server_round))
+        if "test_accuracy_mean" in metrics:
+            self.accuracy[name] = (metrics["test_accuracy_mean"], server_round)
+        status = measured(*self.accuracy[name]) if name in self.accuracy else "running"
+        self.bars.update(self.tasks[name], completed=server_round, status=status)
 
     def method_finished(self, result: MethodResult) -> None:
-        self.bars.update(self.tasks[result.name], status=result.status.lower())
+        task = self.tasks.pop(result.name, None)
+        if task is not None:
+            self.bars.remove_task(task)
+        elapsed = time.monotonic() - self.started.pop(result.name, time.monotonic())
+        accuracy = self.accuracy.pop(result.name, None)
+        accuracy_text = "" if accuracy is None else f", {measured(*accuracy)}"
+        colour = "green" if result.status == "FINISHED" else "red"
+        self.bars.console.print(f"[{colour}]{escape(result.name)}[/]: {result.status.lower()}"
+                                f"{accuracy_text} in {_duration(elapsed)}", highlight=False)
+        if self.sweep is not None:
+            self.bars.advance(self.sweep)
 
 
 def _table(title: str, columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> Table:

@@ -21,6 +21,19 @@ from decentral_bench.cli.console import own_warnings_only, progress_for, summary
 from decentral_bench.scenario import ScenarioError
 
 
+def jobs_of(text: str) -> int | str:
+    """`--jobs`: a whole number of runs at once (1 or more) or auto; anything else is bad
+    input, said in one line."""
+    value = text.strip().lower()
+    if value == "auto":
+        return value
+    if value.isdigit() and int(value) >= 1:
+        return int(value)
+    errors.print(f"[bold red]error[/]: --jobs {escape(text)}: expected a whole number of runs "
+                 "at once (1 or more), or auto", highlight=False, soft_wrap=True)
+    raise typer.Exit(EXIT_BAD_INPUT)
+
+
 def run(
     scenario: Annotated[Path, typer.Argument(help="Scenario YAML file.")],
     tracking_uri: Annotated[str | None, typer.Option(
@@ -37,11 +50,22 @@ def run(
     ] = None,
     ray_address: Annotated[str | None, typer.Option(
         help="Join this Ray cluster (HOST:PORT or auto); sets resources.ray_address.")] = None,
+    jobs: Annotated[str | None, typer.Option(
+        "--jobs", "-j", help="Child runs at once, each in a process of its own with its share "
+        "of the CPUs and GPUs: a number, or auto (from the cores, memory and devices); sets "
+        "resources.parallel_runs. Default: the file's, else one after another.")] = None,
+    fail_fast: Annotated[bool, typer.Option(
+        help="Stop every other child run when one fails (they are marked KILLED).")] = False,
     verbose: Annotated[bool, typer.Option(
         help="Show Flower's own logs and third-party warnings.")] = False,
 ) -> None:
     """Run a scenario (every sweep combination × seed × method) on the Flower engine (or the
-    vectorized one), recorded in MLflow. A re-run skips the runs it already finished."""
+    vectorized one), recorded in MLflow. A re-run skips the runs it already finished.
+
+    Exit codes: 0 every run finished; 1 some run failed or was stopped; 2 bad input (the
+    scenario, --set, --jobs, GPUs per run the machine does not have, a local store with a
+    Ray cluster); 3 the environment failed (the store, the disk, a Ray cluster that does not
+    answer); 70 an internal error; 130 interrupted (Ctrl-C, SIGTERM)."""
     from decentral_bench.run.checks import check_scenario
     from decentral_bench.run.runner import run_scenario
     from decentral_bench.tracking.store import configure_mlflow
@@ -57,6 +81,8 @@ def run(
             overrides["resources.engine"] = engine
         if ray_address is not None:
             overrides["resources.ray_address"] = ray_address
+        if jobs is not None:
+            overrides["resources.parallel_runs"] = jobs_of(jobs)
         parsed, specs, warnings = check_scenario(scenario, overrides)
     except ScenarioError as error:
         print_problems(error)
@@ -72,9 +98,13 @@ def run(
         with progress_for(console) as progress:
             result = run_scenario(parsed, source=None if settings else scenario,
                                   tracking_uri=tracking_uri, progress=progress,
-                                  fresh=fresh, verbose=verbose, origin=origin, specs=specs)
+                                  fresh=fresh, verbose=verbose, origin=origin, specs=specs,
+                                  fail_fast=fail_fast)
+    except ScenarioError as error:
+        print_problems(error)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
     except KeyboardInterrupt:
-        errors.print("interrupted: the running child and the parent run are marked KILLED")
+        errors.print("interrupted: the running children and the parent run are marked KILLED")
         raise typer.Exit(130) from None
     if result.skipped:
         console.print(f"{result.skipped} runs already finished in this parent run were skipped "

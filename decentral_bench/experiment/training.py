@@ -79,6 +79,11 @@ def step_seed(*key: int) -> int:
     return int(np.random.SeedSequence([7, *key]).generate_state(1)[0])
 
 
+# A child run of a parallel sweep gets its share of the CPUs here (`run.share`); its engine,
+# its Flower actors and its torch threads take no more than that.
+CPU_SHARE_VARIABLE = "DECENTRAL_BENCH_CPUS"
+
+
 DETERMINISTIC_THREADS = 1  # one thread: reductions split the same way on every machine
 
 
@@ -113,8 +118,13 @@ def run_numerics(deterministic: bool, seed: int, threads: int) -> Iterator[None]
 
 
 def available_cpus() -> int:
-    """CPUs this process may use."""
-    return max(1, len(os.sched_getaffinity(0)))
+    """CPUs this process may use: those it may run on, at most its share of a parallel
+    sweep's (`DECENTRAL_BENCH_CPUS`) where it runs in one."""
+    cpus = len(os.sched_getaffinity(0))
+    share = os.environ.get(CPU_SHARE_VARIABLE, "")
+    if share.isdigit() and int(share) > 0:
+        cpus = min(cpus, int(share))
+    return max(1, cpus)
 
 
 def select_device(requested: str) -> torch.device:

@@ -8,7 +8,7 @@ files are there, that each method's split of the data over its agents can be
 made, that the model fits the data, that each method's update rule is stable on
 the graph's mixing matrix, that every agent has the neighbours its method's robust
 aggregation screens, that the network's per-link overrides name edges of the graph, and
-that the requested device exists.
+that the requested device (and GPUs per run) exist.
 Every problem names the file, the combination and the key. Some settings run but
 deserve a word (a momentum form that barely shrinks the agents' disagreement on the
 graph): they are warnings, printed by `validate` and `run` without failing them.
@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from decentral_bench import scenario as scenario_file
+from decentral_bench.engines.flower.ray_cluster import scenario_ray_address
 from decentral_bench.experiment.data import (
     DataError,
     check_available,
@@ -34,6 +35,7 @@ from decentral_bench.experiment.plan import MethodPlan
 from decentral_bench.experiment.sweep import RunSpec, expand
 from decentral_bench.network.schedules import GraphSchedule
 from decentral_bench.network.topology import TopologyError, build_topology
+from decentral_bench.run.share import cuda_devices, gpu_problem
 from decentral_bench.scenario import Scenario, ScenarioError
 from decentral_bench.scenario.graph import DIRECTED_KINDS, RANDOM_FAMILIES
 from decentral_bench.scenario.network import read_links
@@ -52,6 +54,14 @@ def _device_problem(scenario: Scenario) -> str | None:
     if scenario.resources.device == "cuda" and not torch.cuda.is_available():
         return "is 'cuda' but this machine has no CUDA device; use 'auto' or 'cpu'"
     return None
+
+
+def _gpus_problem(scenario: Scenario) -> str | None:
+    """GPUs per run that this machine does not have (a Ray cluster's are checked when
+    `run` joins it)."""
+    if scenario_ray_address(scenario.resources) is not None:
+        return None
+    return gpu_problem(scenario, cuda_devices())
 
 
 def _partition_problem(scenario: Scenario) -> str | None:
@@ -241,6 +251,7 @@ def _checks(scenario: Scenario) -> list[tuple[str, Callable[[], str | None]]]:
         return None
 
     return [("resources.device", lambda: _device_problem(scenario)),
+            ("resources.gpus_per_run", lambda: _gpus_problem(scenario)),
             ("topology", topology), ("topology.schedule", lambda: _schedule_problem(scenario)),
             ("network.links_file", lambda: _links_problem(scenario)),
             ("dataset", data),

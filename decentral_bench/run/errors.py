@@ -1,9 +1,9 @@
 """How failures reach the person at the console.
 
 A problem of the environment (the tracking store, a full disk, a file that cannot
-be written) is one line that names the thing and what to do. Anything else is an
-internal error: one line, and the full traceback written to a file (the CLI's
-`--debug` prints it instead).
+be written, a Ray cluster that does not answer) is one line that names the thing and
+what to do. Anything else is an internal error: one line, and the full traceback
+written to a file (the CLI's `--debug` prints it instead).
 """
 
 from __future__ import annotations
@@ -15,9 +15,10 @@ import time
 import traceback
 from pathlib import Path
 
+from decentral_bench.engines.flower.ray_cluster import ClusterUnreachable
 from decentral_bench.tracking.store import StoreError, causes, store_problem
 
-EXIT_ENVIRONMENT = 3  # the store, the disk or a file failed: one line says which
+EXIT_ENVIRONMENT = 3  # the store, the disk, a file or a Ray cluster failed: one line says which
 EXIT_INTERNAL = 70  # a bug: one line, and the traceback in a file
 NO_SPACE = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 NO_ACCESS = {errno.EACCES, errno.EPERM, errno.EROFS}
@@ -27,7 +28,7 @@ def environment_problem(error: BaseException, uri: str | None = None) -> str | N
     """What went wrong outside the program, as one line naming the thing and what to do
     (`uri`: the tracking store in use); None for an internal error."""
     for seen in causes(error):
-        if isinstance(seen, StoreError):
+        if isinstance(seen, StoreError | ClusterUnreachable):
             return str(seen)
         if isinstance(seen, OSError) and seen.errno in NO_SPACE:
             return (f"no space left writing {seen.filename or 'a file'} ({seen.strerror}): "

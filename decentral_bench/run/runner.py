@@ -1,45 +1,32 @@
 """Runs a scenario's child runs (sweep combination × seed × method), recorded in MLflow.
 
-A child that crashes is marked FAILED with its reason and the next one runs;
-a child whose loss turns NaN or infinite stops as FAILED (`diverged at round
-k`); Ctrl-C, a signal that ends the process (SIGTERM, which is how Flower stops
-a ServerApp) or an engine's `RunStopped` (`flwr stop`) marks the running child
-and the parent KILLED, with the reason in their `error` tag. Re-running a
-scenario reuses the last parent run of the same experiment (the same settings
-but for seeds and swept values) and skips every child already FINISHED with the
-same configuration hash: finished runs are never redone, overwritten or
-duplicated (`fresh=True` starts a new parent).
+Children run one after another in this process, or `jobs` at once in processes of
+their own or as Ray tasks (`dispatch`, `parallel`); each records itself the same way
+(`child`). A child that crashes is marked FAILED with its reason and the next one
+runs (with `fail_fast`, the sweep stops there); Ctrl-C, a signal that ends the
+process (SIGTERM, which is how Flower stops a ServerApp) or an engine's `RunStopped`
+(`flwr stop`) marks the running children and the parent KILLED, with the reason in
+their `error` tag. Re-running a scenario reuses the last parent run of the same
+experiment (the same settings but for seeds and swept values) and skips every child
+already FINISHED with the same configuration hash: finished runs are never redone,
+overwritten or duplicated (`fresh=True` starts a new parent).
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
 
 import yaml
-from matplotlib import pyplot
-from matplotlib.figure import Figure
 
-from decentral_bench.engines.base import Engine, RunStopped
-from decentral_bench.engines.observer import Diverged, RoundObserver
+from decentral_bench.engines.base import Engine
 from decentral_bench.engines.select import build_engine
-from decentral_bench.experiment.data import label_histogram
-from decentral_bench.experiment.models import parameter_count
 from decentral_bench.experiment.plan import MethodPlan
 from decentral_bench.experiment.sweep import RunSpec, expand, scenario_hash
-from decentral_bench.report.plots import (
-    XAxis,
-    failure_markers,
-    graph_figure,
-    label_histogram_figure,
-    matrix_csv,
-    report_figures,
-)
+from decentral_bench.report.plots import XAxis, failure_markers, report_figures
 from decentral_bench.report.scaling import AGENTS, points, scaling_figure, scaling_table
 from decentral_bench.report.summary import (
     CONTROL_COLUMNS,
@@ -53,48 +40,30 @@ from decentral_bench.report.summary import (
     summaries,
     table_rows,
 )
-from decentral_bench.run.errors import environment_problem
+from decentral_bench.run.child import (
+    STOPS,
+    MethodResult,
+    Progress,
+    failure_reason,
+    log_figure,
+    record_method,
+    stop_reason,
+)
+from decentral_bench.run.dispatch import Jobs, open_dispatch
+from decentral_bench.run.parallel import ParallelSweep, Sweep
 from decentral_bench.scenario import Scenario
 from decentral_bench.tracking.local_store import StoreError
-from decentral_bench.tracking.metric_buffer import MetricBuffer
-from decentral_bench.tracking.notes import child_note, comment_header, parent_note, scenario_note
-from decentral_bench.tracking.params import flatten, method_params
+from decentral_bench.tracking.notes import comment_header, parent_note, scenario_note
+from decentral_bench.tracking.params import flatten
 from decentral_bench.tracking.provenance import process_is_gone
 from decentral_bench.tracking.store import (
-    SHARED_TAG,
+    DEFAULT_TRACKING_URI,
     Tracker,
     load_records,
     metric_key,
     store_problem,
 )
 from decentral_bench.tracking.view import GROUP_TAG, run_path
-
-# What stops a run from outside: it is then KILLED (not FAILED) and the stop goes on up.
-STOPS = (KeyboardInterrupt, SystemExit, RunStopped)
-
-
-def stop_reason(stop: BaseException) -> str:
-    """Why a run was stopped, in words (the KILLED run's `error` tag)."""
-    if isinstance(stop, KeyboardInterrupt):
-        return "interrupted by the user"
-    if isinstance(stop, SystemExit):
-        return (f"the process was stopped (exit code {stop.code}): a signal such as SIGTERM, "
-                "which is also how `flwr stop` ends a ServerApp")
-    return str(stop)
-
-
-@dataclass
-class MethodResult:
-    """What one child run did, as recorded."""
-
-    name: str
-    algorithm: str
-    run_id: str
-    status: str = "RUNNING"
-    error: str | None = None
-    history: list[tuple[int, dict[str, float]]] = field(default_factory=list)
-    events: list[tuple[int, str]] = field(default_factory=list)
-    wall_time_s: float = 0.0
 
 
 @dataclass
@@ -111,157 +80,27 @@ class ScenarioResult:
     summary: list[tuple[str, ...]] = field(default_factory=list)
     control: list[tuple[str, ...]] = field(default_factory=list)  # consensus control
     notes: list[str] = field(default_factory=list)  # methods run once for a sweep they ignore
+    jobs: int = 1
 
     @property
     def failed(self) -> list[MethodResult]:
         return [result for result in self.runs if result.status != "FINISHED"]
 
 
-class Progress(Protocol):
-    """Receives progress of a running scenario (the CLI draws it as bars)."""
-
-    def method_started(self, name: str, rounds: int) -> None: ...
-
-    def round_finished(self, name: str, server_round: int, metrics: dict[str, float]) -> None: ...
-
-    def method_finished(self, result: MethodResult) -> None: ...
-
-
-def log_figure(tracker: Tracker, run_id: str, figure: Figure, artifact_file: str) -> None:
-    """Log a figure as a PNG artifact and free it (pyplot keeps every open figure)."""
-    try:
-        tracker.log_figure(run_id, figure, artifact_file)
-    finally:
-        pyplot.close(figure)
-
-
-def log_data_and_model(tracker: Tracker, run_id: str, plan: MethodPlan) -> None:
-    """Samples per agent (params, CSV), the label histogram (PNG) and the model's size."""
-    histogram = label_histogram(plan.scenario.dataset, plan.seed, plan.agents)
-    samples = histogram.sum(axis=1)
-    tracker.log_params(run_id, {
-        "data.samples_min": int(samples.min()),
-        "data.samples_max": int(samples.max()),
-        "data.train_samples": int(samples.sum()),
-        "data.test_samples": len(plan.dataset.test_y),
-        "model.parameters": parameter_count(plan.build_model()),
-    })
-    rows = ["agent,samples," + ",".join(f"class_{c}" for c in range(histogram.shape[1]))]
-    rows += [f"{j},{samples[j]}," + ",".join(str(v) for v in row)
-             for j, row in enumerate(histogram)]
-    tracker.log_text(run_id, "\n".join(rows) + "\n", "data/samples_per_agent.csv")
-    log_figure(tracker, run_id, label_histogram_figure(histogram), "data/label_histogram.png")
-
-
-def record_method(plan: MethodPlan, engine: Engine, tracker: Tracker | None = None,
-                  parent_id: str | None = None, progress: Progress | None = None,
-                  spec: RunSpec | None = None) -> MethodResult:
-    """Run one method on `engine` and record it as an MLflow (child) run."""
-    if tracker is None:
-        tracking = plan.scenario.tracking
-        tracker = Tracker(tracking.uri, tracking.experiment or plan.scenario.name)
-    spec = spec or RunSpec(plan.scenario, plan.method.name, (), plan.seed)
-    tags = {"method": plan.method.name, "algorithm": plan.algorithm,
-            "scenario": plan.scenario.name, "seed": str(spec.seed), "label": spec.label,
-            "config_hash": spec.config_hash}
-    tags.update({f"sweep.{path}": str(value) for path, value in spec.swept})
-    if spec.shared:
-        tags[SHARED_TAG] = ",".join(spec.shared)
-    if parent_id is not None:  # the runs list groups a scenario run's children by it
-        tags[GROUP_TAG] = tracker.run_name(parent_id)
-    run_id = tracker.start_run(spec.name, tags=tags, parent_id=parent_id)
-    result = MethodResult(name=spec.name, algorithm=plan.algorithm, run_id=run_id)
-
-    buffer = MetricBuffer(tracker.client, run_id)
-
-    def sink(server_round: int, metrics: dict[str, float]) -> None:
-        buffer.add(metrics, step=server_round)
-        result.history.append((server_round, metrics))
-        if progress is not None:
-            progress.round_finished(spec.name, server_round, metrics)
-
-    def on_event(server_round: int, text: str) -> None:
-        result.events.append((server_round, text))
-
+def one_after_another(specs: list[RunSpec], sweep: Sweep, progress: Progress | None = None,
+                      fail_fast: bool = False) -> list[MethodResult]:
+    """Each spec's child run in this process, in order (with `fail_fast`, none after the
+    first that failed)."""
     if progress is not None:
-        progress.method_started(spec.name, plan.rounds)
-    started = time.perf_counter()
-    stopped: BaseException | None = None
-    environment: Exception | None = None
-    try:
-        tracker.log_params(run_id, method_params(plan, engine.name))
-        log_data_and_model(tracker, run_id, plan)
-        tracker.describe_run(run_id, child_note(plan, spec))
-        if plan.adversaries is not None:
-            tracker.set_tags(run_id, {"attackers": ",".join(
-                str(agent) for agent in sorted(plan.attackers)),
-                "attack": plan.adversaries.attack.kind})
-        if plan.has_graph:
-            tracker.set_tags(run_id, {"lambda2": f"{plan.topology.lambda2:.6g}"})
-            matrix = plan.topology.mixing_matrix
-            tracker.log_matrix(run_id, matrix, "mixing_matrix", matrix_csv(matrix))
-            log_figure(tracker, run_id, graph_figure(plan.topology), "topology/graph.png")
-        log_failure_schedule(tracker, run_id, plan)
-        observer = RoundObserver(plan, sink, on_event, deployed=engine.deployed)
-        engine.run(plan, observer.observe, on_event)
-        buffer.flush()
-        result.status = "FINISHED"
-    except STOPS as stop:
-        result.status, result.error, stopped = "KILLED", stop_reason(stop), stop
-    except Exception as error:  # a failed run must not stop the others ...
-        result.status, result.error = "FAILED", _reason(error)
-        result.events.append((len(result.history), "".join(traceback.format_exception(error))))
-        if environment_problem(error, tracker.uri) is not None:
-            environment = error  # ... unless the store or the disk failed: the next would too
-    if stopped is not None or result.status == "FAILED":  # keep its rounds, store allowing
-        with contextlib.suppress(Exception):
-            buffer.flush()
-    result.wall_time_s = time.perf_counter() - started
-    tracker.log_metrics(run_id, {"wall_time_s": result.wall_time_s}, step=plan.rounds)
-    if result.events:
-        tracker.log_text(run_id, "".join(f"round {r}: {text}\n" for r, text in result.events),
-                         "events.txt")
-    if result.status == "FINISHED":
-        tracker.finish(run_id)
-    elif stopped is not None:
-        tracker.kill(run_id, result.error or "")
-    else:
-        tracker.fail(run_id, result.error or "")
-    if progress is not None:
-        progress.method_finished(result)
-    if stopped is not None:
-        raise stopped
-    if environment is not None:
-        raise environment
-    return result
-
-
-def log_failure_schedule(tracker: Tracker, run_id: str, plan: MethodPlan) -> None:
-    """The failures of the scenario as params, what they mean for this method, and the
-    round-by-round schedule as `failures/schedule.json`."""
-    failures = plan.scenario.failures
-    params: dict[str, str] = {}
-    if failures.server is not None:
-        params["server_failure"] = "not applicable" if plan.is_gossip else \
-            f"after round {failures.server.round}, {failures.server.mode}"
-    if failures.links is not None and not plan.is_gossip:
-        params["link_failures"] = "not applicable"
-    if failures.agents and plan.definition.single_agent:
-        params["agent_failures"] = "not applicable"
-    if params:
-        tracker.log_params(run_id, params)
-    if failures != type(failures)() and not plan.definition.single_agent:
-        schedule = plan.failure_schedule.describe(plan.rounds)
-        tracker.log_text(run_id, json.dumps(schedule, indent=2), "failures/schedule.json")
-
-
-def _reason(error: BaseException) -> str:
-    """The innermost cause of an error, which is the one a user can act on."""
-    while error.__cause__ is not None:
-        error = error.__cause__
-    if isinstance(error, Diverged):
-        return str(error)
-    return f"{type(error).__name__}: {error}"
+        progress.sweep_started(len(specs), 1)
+    runs: list[MethodResult] = []
+    for spec in specs:
+        plan = MethodPlan.of(spec.scenario, spec.method)
+        engine = sweep.engine or build_engine(spec.scenario, sweep.verbose)
+        runs.append(record_method(plan, engine, sweep.tracker, sweep.parent_id, progress, spec))
+        if fail_fast and runs[-1].status == "FAILED":
+            break
+    return runs
 
 
 def _parent_run(tracker: Tracker, scenario: Scenario, digest: str, fresh: bool,
@@ -300,55 +139,69 @@ def mark_lost_children(tracker: Tracker, parent_id: str) -> list[str]:
 def run_scenario(scenario: Scenario, engine: Engine | None = None, source: Path | None = None,
                  tracking_uri: str | None = None, progress: Progress | None = None,
                  fresh: bool = False, verbose: bool = False, origin: str | None = None,
-                 specs: list[RunSpec] | None = None) -> ScenarioResult:
+                 specs: list[RunSpec] | None = None, jobs: Jobs | None = None,
+                 fail_fast: bool = False) -> ScenarioResult:
     """Run every child of `scenario`, recorded in MLflow, and log the comparison report
     on the parent run. Children run on `engine`, by default the one each child's
-    `resources.engine` names. `source` is the scenario's file (its text is logged);
-    `origin` says where the scenario came from, as the runs' MLflow source (default:
-    the file, else the scenario's name). `specs` are its runs when the caller expanded
-    them already (with `--set` overrides, `source` is None but swept file names are
-    still the file's folder's)."""
+    `resources.engine` names, `jobs` at once (default `resources.parallel_runs`; see
+    `dispatch`); with `fail_fast` the first that fails stops the others. `source` is
+    the scenario's file (its text is logged); `origin` says where the scenario came
+    from, as the runs' MLflow source (default: the file, else the scenario's name).
+    `specs` are its runs when the caller expanded them already (with `--set` overrides,
+    `source` is None but swept file names are still the file's folder's)."""
     specs = specs if specs is not None else expand(scenario, str(source or scenario.name))
-    tracker = Tracker(tracking_uri or scenario.tracking.uri,
-                      scenario.tracking.experiment or scenario.name,
-                      source=origin or str(source or scenario.name))
-    parent_id, finished = _parent_run(tracker, scenario, scenario_hash(scenario), fresh)
-    result = ScenarioResult(scenario, parent_id, tracker.uri, [], tracker.experiment_id,
-                            tracker.save_comparison_view())
-    try:
-        if not finished:
-            tracker.log_params(parent_id, flatten(scenario.model_dump(mode="json")))
-        text = source.read_text() if source is not None else yaml.safe_dump(
-            scenario.model_dump(mode="json"), sort_keys=False)
-        tracker.log_text(parent_id, text, f"scenario/{scenario.name}.yaml")
-        header = comment_header(text)
-        tracker.describe_experiment(scenario_note(scenario, header))
-        tracker.describe_run(parent_id, scenario_note(scenario, header))
-        for spec in specs:
-            if spec.config_hash in finished:
-                result.skipped += 1
-                continue
-            plan = MethodPlan.of(spec.scenario, spec.method)
-            runs_on = engine or build_engine(spec.scenario, verbose)
-            result.runs.append(record_method(plan, runs_on, tracker, parent_id, progress, spec))
-        result.summary, result.control, result.notes = log_report(tracker, parent_id,
-                                                                  scenario, header)
-    except STOPS as stop:
-        tracker.kill(parent_id, stop_reason(stop))
-        raise
-    except Exception as error:
-        with contextlib.suppress(Exception):  # the store may be what failed: keep `error`
-            tracker.fail(parent_id, _reason(error) + "\n\n" + traceback.format_exc())
-        problem = store_problem(error, tracker.uri)
-        if problem is not None:
-            raise StoreError(problem) from error
-        raise
+    origin = origin or str(source or scenario.name)
+    uri = tracking_uri or scenario.tracking.uri or DEFAULT_TRACKING_URI
+    requested = jobs if jobs is not None else scenario.resources.parallel_runs
+    with contextlib.closing(open_dispatch(scenario, specs, requested, uri,
+                                          str(source or scenario.name), verbose)) as dispatch:
+        tracker = Tracker(uri, scenario.tracking.experiment or scenario.name, source=origin)
+        parent_id, finished = _parent_run(tracker, scenario, scenario_hash(scenario), fresh)
+        result = ScenarioResult(scenario, parent_id, tracker.uri, [], tracker.experiment_id,
+                                tracker.save_comparison_view(), jobs=dispatch.jobs)
+        try:
+            header = _log_scenario(tracker, parent_id, scenario, source, logged=bool(finished))
+            todo = [spec for spec in specs if spec.config_hash not in finished]
+            result.skipped = len(specs) - len(todo)
+            sweep = Sweep(tracker, parent_id, origin, engine, verbose)
+            if dispatch.parallel:
+                result.runs = ParallelSweep(sweep, dispatch.jobs, dispatch.pool_for, progress,
+                                            fail_fast).run(todo)
+            else:
+                result.runs = one_after_another(todo, sweep, progress, fail_fast)
+            result.summary, result.control, result.notes = log_report(tracker, parent_id,
+                                                                      scenario, header)
+        except STOPS as stop:
+            tracker.kill(parent_id, stop_reason(stop))
+            raise
+        except Exception as error:
+            with contextlib.suppress(Exception):  # the store may be what failed: keep `error`
+                tracker.fail(parent_id, failure_reason(error) + "\n\n" + traceback.format_exc())
+            problem = store_problem(error, tracker.uri)
+            if problem is not None:
+                raise StoreError(problem) from error
+            raise
     if result.failed:
         names = ", ".join(r.name for r in result.failed)
         tracker.fail(parent_id, f"runs that did not finish: {names}")
     else:
         tracker.finish(parent_id)
     return result
+
+
+def _log_scenario(tracker: Tracker, parent_id: str, scenario: Scenario, source: Path | None,
+                  logged: bool) -> str:
+    """The scenario on its parent run: its settings as params (unless `logged` by an
+    earlier run), its text, and its description; returns the file's comment header."""
+    if not logged:
+        tracker.log_params(parent_id, flatten(scenario.model_dump(mode="json")))
+    text = source.read_text() if source is not None else yaml.safe_dump(
+        scenario.model_dump(mode="json"), sort_keys=False)
+    tracker.log_text(parent_id, text, f"scenario/{scenario.name}.yaml")
+    header = comment_header(text)
+    tracker.describe_experiment(scenario_note(scenario, header))
+    tracker.describe_run(parent_id, scenario_note(scenario, header))
+    return header
 
 
 def log_report(tracker: Tracker, parent_id: str, scenario: Scenario, header: str = "",

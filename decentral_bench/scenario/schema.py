@@ -40,7 +40,7 @@ from strategies.registry import method as registry_method
 
 # Keys a sweep may not vary: they name or organise the runs rather than define one.
 UNSWEEPABLE = ("name", "description", "methods", "sweep", "tracking", "training.seeds",
-               "training.seed")
+               "training.seed", "resources.parallel_runs", "resources.gpus_per_run")
 
 
 class Scenario(Strict):

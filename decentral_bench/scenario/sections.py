@@ -8,6 +8,7 @@ section are listed in its `rules` (see `decentral_bench.scenario.rules`).
 from __future__ import annotations
 
 import itertools
+import math
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -293,6 +294,11 @@ class TrackingConfig(Strict):
 RAY_ADDRESS = r"^(auto|\S+:[0-9]+)$"
 
 
+# GPUs per child run: a share of one device, or whole devices.
+GpuShare = Annotated[float, Field(gt=0.0, le=1.0)]
+WholeGpus = Annotated[int, Field(ge=2)]
+
+
 class ResourcesConfig(Strict):
     """Where and how the agents compute."""
 
@@ -314,10 +320,39 @@ class ResourcesConfig(Strict):
         None, gt=0.0, le=1.0, description="share of a GPU per agent actor, in (0, 1]. "
         "Default: one GPU split over the agents that run at once")
     ray_address: str | None = Field(
-        None, description="flower engine: join this running Ray cluster (HOST:PORT of its "
-                          "head, or auto) instead of starting a private Ray on 127.0.0.1; "
+        None, description="join this running Ray cluster (HOST:PORT of its head, or auto): "
+                          "the flower engine's agents run on it as actors instead of on a "
+                          "private Ray on 127.0.0.1, and vectorized child runs as Ray tasks; "
                           "RAY_ADDRESS and --ray-address set it too. Default: a private Ray",
         json_schema_extra={"pattern": RAY_ADDRESS})
+    parallel_runs: Count | Literal["auto"] = Field(
+        1, description="child runs at once, each in a process of its own with its share of "
+                       "the CPUs (and GPUs); auto: from the cores, the memory a run needs "
+                       "and the devices (on a Ray cluster, from its CPUs and GPUs); --jobs "
+                       "sets it too. Default: one after another")
+    gpus_per_run: GpuShare | WholeGpus | None = Field(
+        None, description="GPUs each child run gets where runs go in parallel: a "
+        "share of one device in (0, 1], or a whole number of devices. Default: one device "
+        "each while there are as many as runs at once, else an equal share of them")
+
+    @field_validator("parallel_runs", mode="before")
+    @classmethod
+    def _runs_at_once(cls, value: Any) -> Any:
+        if value == "auto" or (type(value) is int and value >= 1):
+            return value
+        raise ValueError(f"expected a whole number of runs at once (1 or more) or auto, "
+                         f"got {value!r}")
+
+    @field_validator("gpus_per_run", mode="before")
+    @classmethod
+    def _share_or_whole_devices(cls, value: Any) -> Any:
+        if type(value) in (int, float) and math.isfinite(value) and value > 1.0 \
+                and float(value).is_integer():
+            return int(value)  # whole devices, written 2 or 2.0
+        if value is None or (type(value) in (int, float) and 0.0 < value <= 1.0):
+            return value
+        raise ValueError(f"expected a share of one GPU in (0, 1] or a whole number of GPUs, "
+                         f"got {value!r}")
 
     @field_validator("ray_address")
     @classmethod

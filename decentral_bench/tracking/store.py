@@ -50,6 +50,12 @@ MAX_PARAM_LENGTH = 6000
 INVALID_KEY_CHARACTERS = re.compile(r"[^\w\-./ :]")
 
 
+def is_local_store(uri: str) -> bool:
+    """Whether the store at `uri` is a file or folder of this machine (sqlite, a folder),
+    which processes on other machines cannot reach."""
+    return uri.startswith(("sqlite:", "file:")) or "://" not in uri
+
+
 def metric_key(text: str) -> str:
     """`text` as a valid MLflow metric name ("CDSGD agents=8" → "CDSGD agents:8")."""
     return INVALID_KEY_CHARACTERS.sub("_", text.replace("=", ":"))
@@ -192,6 +198,7 @@ class Tracker:
         tagged with where it came from (`source`: the scenario file, by default the
         experiment's name) and with the process that runs it."""
         self.uri = uri or DEFAULT_TRACKING_URI
+        self.experiment_name = experiment
         provenance = collect_provenance(source or experiment)
         self.run_tags = {**provenance_tags(provenance), PROCESS_TAG: provenance.process}
         self.client = connect(self.uri)
@@ -322,6 +329,11 @@ class Tracker:
             filter_string=f"tags.mlflow.parentRunId = '{parent_id}' "
                           "and attributes.status = 'FINISHED'", max_results=10_000)
         return {run.data.tags.get("config_hash", "") for run in finished}
+
+    def claim(self, run_id: str) -> None:
+        """Tag a run started by another process (a parallel sweep's) with this one, which
+        runs it: where this process ends without marking it, the next sweep does."""
+        self.client.set_tag(run_id, PROCESS_TAG, self.run_tags[PROCESS_TAG])
 
     def reopen(self, parent_id: str) -> None:
         """Mark a parent run RUNNING again, in this process (it is being resumed)."""

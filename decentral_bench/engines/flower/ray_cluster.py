@@ -20,6 +20,7 @@ from typing import Any
 
 from decentral_bench.experiment.plan import MethodPlan
 from decentral_bench.experiment.training import available_cpus, select_device
+from decentral_bench.scenario import ResourcesConfig
 
 # Ray passes a task's arguments up to this size inside the call and larger ones through
 # its shared-memory object store. Its default, 100 KiB, sends a 5-agent digits message
@@ -31,10 +32,19 @@ CONNECT_TIMEOUT_S = 10.0
 LOOPBACK = "127.0.0.1"
 
 
-def ray_address(plan: MethodPlan) -> str | None:
+class ClusterUnreachable(RuntimeError):
+    """Nothing answers at a Ray head's address."""
+
+
+def scenario_ray_address(resources: ResourcesConfig) -> str | None:
     """The Ray cluster to join: `resources.ray_address` (which `--ray-address` sets),
     else `RAY_ADDRESS`; None for a private local Ray."""
-    return plan.scenario.resources.ray_address or os.environ.get("RAY_ADDRESS") or None
+    return resources.ray_address or os.environ.get("RAY_ADDRESS") or None
+
+
+def ray_address(plan: MethodPlan) -> str | None:
+    """The Ray cluster a method's simulation joins (`scenario_ray_address`)."""
+    return scenario_ray_address(plan.scenario.resources)
 
 
 def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
@@ -46,7 +56,7 @@ def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
     try:
         socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
     except OSError as error:
-        raise RuntimeError(
+        raise ClusterUnreachable(
             f"no Ray cluster answers at {address} ({error}; waited {timeout:.0f} s): start "
             "its head (`ray start --head --port PORT`) or unset resources.ray_address, "
             "--ray-address and RAY_ADDRESS to run on a private local Ray") from None

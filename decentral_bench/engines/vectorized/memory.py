@@ -4,14 +4,18 @@ Per agent a training call holds its gradient and a few temporaries of the
 model's size, and the activations of its minibatch for the backward pass; an
 evaluation call holds the activations of one evaluation batch. The chunk is
 the number of agents whose share fits in `MEMORY_SHARE` of the free memory of
-the device (`torch.cuda.mem_get_info`, or MemAvailable in /proc/meminfo).
+the device (`torch.cuda.mem_get_info`, or MemAvailable in /proc/meminfo), or of this
+process's share of it where it is one of a parallel sweep's runs side by side.
 
 Free memory changes from one run to the next, and with the chunk the batched
 kernels' shapes, and so their summation order: a convolution under `vmap` over a
 chunk of one agent and over all of them differ in the last bits, which training
 carries on (1.8e-5 after 6 rounds of `cnn_paper`). A deterministic run sizes its
 chunks from `DETERMINISTIC_MEMORY` of the device's total memory, a constant of
-the machine, instead.
+the machine, instead (whatever runs beside it).
+
+`run_device_bytes` estimates what a run holds for its whole length (the data and
+every agent's stacks); a parallel sweep's `--jobs auto` divides the memory by it.
 """
 
 from __future__ import annotations
@@ -27,6 +31,9 @@ MEMORY_SHARE = 0.4      # of the free memory, for one call's per-agent buffers
 DETERMINISTIC_MEMORY = 0.5  # of the total memory, counted as free by deterministic runs
 PARAMETER_COPIES = 4    # gradient, the update's temporaries
 ACTIVATION_COPIES = 3   # activations kept for backward, their gradients, headroom
+STACK_COPIES = 8        # every agent's iterate, message, mixed sum, momentum, gradient, temporaries
+# A child run of a parallel sweep gets its share of the free memory here (`run.share`).
+MEMORY_SHARE_VARIABLE = "DECENTRAL_BENCH_MEMORY_SHARE"
 
 
 def free_memory_bytes(device: torch.device) -> int:
@@ -44,6 +51,23 @@ def free_memory_bytes(device: torch.device) -> int:
     return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES"))
 
 
+def memory_share() -> float:
+    """This process's share of the device's free memory: all of it, or its share as one of
+    a parallel sweep's runs (`DECENTRAL_BENCH_MEMORY_SHARE`, in (0, 1])."""
+    try:
+        share = float(os.environ.get(MEMORY_SHARE_VARIABLE, "1"))
+    except ValueError:
+        return 1.0
+    return share if 0.0 < share <= 1.0 else 1.0
+
+
+def run_device_bytes(parameters: int, agents: int, data_bytes: int) -> int:
+    """Bytes a run holds on its device from start to end: the data set (`data_bytes`) and
+    `STACK_COPIES` stacks of every agent's `parameters` float32 values. Its batched calls'
+    buffers come on top, sized to fit in its share of what is free (`agents_per_call`)."""
+    return data_bytes + STACK_COPIES * 4 * parameters * agents
+
+
 def total_memory_bytes(device: torch.device) -> int:
     """The device's total memory, a constant of the machine."""
     if device.type == "cuda":
@@ -59,11 +83,11 @@ def total_memory_bytes(device: torch.device) -> int:
 
 
 def chunk_memory_bytes(device: torch.device, deterministic: bool) -> int:
-    """The memory agents' chunks are sized from: what is free now, or, for a deterministic
-    run, `DETERMINISTIC_MEMORY` of the total."""
+    """The memory agents' chunks are sized from: what is free now (this process's share of
+    it, `memory_share`), or, for a deterministic run, `DETERMINISTIC_MEMORY` of the total."""
     if deterministic:
         return int(DETERMINISTIC_MEMORY * total_memory_bytes(device))
-    return free_memory_bytes(device)
+    return int(memory_share() * free_memory_bytes(device))
 
 
 def activation_floats(model: nn.Module, sample: torch.Tensor) -> int:

@@ -2,7 +2,7 @@
 
 `ObservedFedAvg` subclasses `flwr.serverapp.strategy.FedAvg` only to add two
 hooks at the documented extension points of a `Strategy`: `configure_train`
-(before a round samples its nodes: crashed agents are hidden then) and
+(before a round samples its nodes: only the round's sampled agents are shown then) and
 `aggregate_train` (after the round's replies are averaged: the round is
 measured then). The message keys are the project's protocol keys, passed
 explicitly.
@@ -23,18 +23,20 @@ AfterRound = Callable[[int, list[Message], ArrayRecord | None], None]
 
 
 class ObservedFedAvg(FedAvg):
-    """Stock `FedAvg` sampling `fraction` of the connected clients per round.
+    """Stock `FedAvg` training every client it is shown.
 
-    Clients are only trained (no federated evaluation round): each reply
-    already carries the client's metrics, and the global model is evaluated
-    on the server. One available node suffices, so that crashed agents
-    (hidden from the grid) do not stall a round.
+    `before_round` shows it the round's clients: the engine samples `fraction` of the
+    alive agents (`MethodPlan.sampled_agents`, the draw the vectorized engine makes too)
+    and hides the others, as it hides crashed agents, so Flower's own sampling
+    (`fraction_train` 1) picks them all. Clients are only trained (no federated
+    evaluation round): each reply already carries the client's metrics, and the global
+    model is evaluated on the server. One available node suffices, so that a round whose
+    other agents are hidden does not stall.
     """
 
-    def __init__(self, fraction: float, before_round: BeforeRound,
-                 after_round: AfterRound) -> None:
+    def __init__(self, before_round: BeforeRound, after_round: AfterRound) -> None:
         super().__init__(
-            fraction_train=fraction,
+            fraction_train=1.0,
             fraction_evaluate=0.0,
             min_train_nodes=1,
             min_evaluate_nodes=0,

@@ -25,7 +25,7 @@ import yaml
 from matplotlib import pyplot
 from matplotlib.figure import Figure
 
-from decentral_bench.engines.base import Engine, RunStopped
+from decentral_bench.engines.base import Engine, FinalParameters, RunStopped, average_model
 from decentral_bench.engines.observer import Diverged, RoundObserver
 from decentral_bench.engines.select import build_engine
 from decentral_bench.experiment.data import label_histogram
@@ -69,6 +69,7 @@ from decentral_bench.tracking.view import GROUP_TAG, run_path
 
 # What stops a run from outside: it is then KILLED (not FAILED) and the stop goes on up.
 STOPS = (KeyboardInterrupt, SystemExit, RunStopped)
+FINAL_MODEL = "model/average.npz"  # each child's average final model, by parameter name
 
 
 def stop_reason(stop: BaseException) -> str:
@@ -197,8 +198,9 @@ def record_method(plan: MethodPlan, engine: Engine, tracker: Tracker | None = No
             log_figure(tracker, run_id, graph_figure(plan.topology), "topology/graph.png")
         log_failure_schedule(tracker, run_id, plan)
         observer = RoundObserver(plan, sink, on_event)
-        engine.run(plan, observer.observe, on_event)
+        final = engine.run(plan, observer.observe, on_event)
         buffer.flush()
+        log_final_model(tracker, run_id, plan, final)
         result.status = "FINISHED"
     except STOPS as stop:
         result.status, result.error, stopped = "KILLED", stop_reason(stop), stop
@@ -228,6 +230,15 @@ def record_method(plan: MethodPlan, engine: Engine, tracker: Tracker | None = No
     if environment is not None:
         raise environment
     return result
+
+
+def log_final_model(tracker: Tracker, run_id: str, plan: MethodPlan,
+                    final: FinalParameters) -> None:
+    """The agents' average final model x̄ (FedAvg's global model), by parameter name, as
+    `model/average.npz`: what a user takes away, and what a deployment is checked by."""
+    names = [name for name, _ in plan.build_model().named_parameters()]
+    tracker.log_arrays(run_id, dict(zip(names, average_model(final), strict=True)),
+                       FINAL_MODEL)
 
 
 def log_failure_schedule(tracker: Tracker, run_id: str, plan: MethodPlan) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from flwr.supercore.task_identity import TaskIdentity
+from hypothesis import HealthCheck, settings
 from mlflow.tracking import MlflowClient
 
 from decentral_bench.engines.base import Engine, FinalParameters, average_model
@@ -17,6 +18,15 @@ from decentral_bench.engines.vectorized import VectorizedEngine
 from decentral_bench.experiment.plan import MethodPlan
 from decentral_bench.run.runner import FINAL_MODEL
 from decentral_bench.scenario import Scenario, parse
+
+# Hypothesis: the same examples on every run by default (CI, `make test`), so a failure is
+# the code's and repeats; `make test-explore` draws new ones (`--hypothesis-profile
+# explore`), many more, and prints how to replay a failure it finds.
+_HYPOTHESIS = {"deadline": None, "database": None,
+               "suppress_health_check": [HealthCheck.too_slow, HealthCheck.data_too_large]}
+settings.register_profile("repeatable", max_examples=30, derandomize=True, **_HYPOTHESIS)
+settings.register_profile("explore", max_examples=1000, print_blob=True, **_HYPOTHESIS)
+settings.load_profile("repeatable")
 
 
 def tiny_scenario(**overrides: object) -> Scenario:

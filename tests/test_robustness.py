@@ -103,7 +103,7 @@ def test_two_runs_creating_one_new_store_at_once_both_succeed(tmp_path: Path,
         assert time.monotonic() < deadline and all(p.poll() is None for p in processes)
         time.sleep(0.05)
     go.touch()
-    outputs = [process.communicate(timeout=300) for process in processes]
+    outputs = [process.communicate(timeout=540) for process in processes]  # a loaded machine
     ui_like.wait(timeout=120)
     for process, (out, err) in zip(processes, outputs, strict=True):
         assert process.returncode == 0, out + err

@@ -22,21 +22,24 @@ def _bench(tmp_path: Path, *arguments: str) -> dict:
 def test_the_batched_paths_and_the_plain_loop_end_with_the_same_parameters(
         tmp_path: Path) -> None:
     figures = _bench(tmp_path, "digits-mlp-5", "digits-mlp-32", "--rounds", "4", "--paths",
-                     "plain,funcloop,vectorized")
+                     "plain,funcloop,vectorized,deterministic")
     assert [result["workload"] for result in figures["results"]] == ["digits-mlp-5",
                                                                       "digits-mlp-32"]
     for result in figures["results"]:
         assert result["reference_path"] == "plain"
-        assert set(result["max_parameter_difference"]) == {"funcloop", "vectorized"}
+        assert set(result["max_parameter_difference"]) == {"funcloop", "vectorized",
+                                                           "deterministic"}
         assert result["parameters_match"]
         paths = result["paths"]
-        for path in ("plain", "funcloop", "vectorized"):
+        for path in ("plain", "funcloop", "vectorized", "deterministic"):
             times = paths[path]["round_times"]
             assert len(times) == 4
             # the steady state: the median round without the first (warm-up) and the last
             assert paths[path]["round_s"] == pytest.approx(np.median(times[1:-1]), abs=1e-5)
         assert result["vectorized_over_funcloop"] == pytest.approx(
             paths["vectorized"]["round_s"] / paths["funcloop"]["round_s"], rel=1e-9)
+        assert result["deterministic_over_vectorized"] == pytest.approx(
+            paths["deterministic"]["round_s"] / paths["vectorized"]["round_s"], rel=1e-9)
     assert figures["environment"]["flwr"] == "1.41.0"
 
 

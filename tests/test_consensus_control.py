@@ -212,7 +212,8 @@ def adaptive_exchanges(before: float, target: float) -> list[int]:
     ({"mode": "fixed", "gossip_steps": 2, "phases": [1, 3]}, {"algorithm": "cdsgd"}),
     ({"mode": "adaptive", "target_ratio": 0.25, "phases": [1]},
      {"algorithm": "cdmsgd", "variant": "polyak"}),
-    ({"mode": "exact", "phases": [2, 3]}, {"algorithm": "cdmsgd", "variant": "nesterov"}),
+    ({"mode": "exact", "phases": [2, 3]},
+     {"algorithm": "cdmsgd", "variant": "nesterov", "momentum_buffer": "iterates"}),
     ({"mode": "adaptive", "target": 1e-4}, {"algorithm": "cdmsgd", "momentum_buffer": "local"}),
 ])
 def test_the_vectorized_engine_equals_the_matrix_form_round_by_round(control: dict,
@@ -262,10 +263,14 @@ def test_exact_control_moves_an_all_reduce() -> None:
 @pytest.mark.parametrize(("control", "method"), [
     ({"mode": "adaptive", "target_ratio": 0.25, "phases": [1]},
      {"algorithm": "cdmsgd", "variant": "polyak"}),
-    ({"mode": "exact", "phases": [2, 3]}, {"algorithm": "cdmsgd", "variant": "nesterov"}),
+    ({"mode": "exact", "phases": [2, 3]},
+     {"algorithm": "cdmsgd", "variant": "nesterov", "momentum_buffer": "iterates"}),
 ])
 def test_both_engines_agree_under_control(control: dict, method: dict) -> None:
-    plan = _plan(control, method, failures={"agents": [{"agent": 2, "round": 3, "recover": 6}]})
+    """Parameters and every metric, the simulated clock's included."""
+    plan = _plan(control, method, failures={"agents": [{"agent": 2, "round": 3, "recover": 6}]},
+                 network={"latency": "5 ms", "agent_uplink": "10 Mbit/s",
+                          "compute": {"step_seconds": "20 ms"}})
     flower_final, flower_rounds, flower_events = observed_run(plan, FlowerEngine())
     final, rounds, events = observed_run(plan, VectorizedEngine())
     for agent in range(plan.agents):
@@ -276,3 +281,4 @@ def test_both_engines_agree_under_control(control: dict, method: dict) -> None:
             if not key.startswith(("round_time_s", "client_time_s")):
                 assert rounds[k][key] == pytest.approx(value, rel=1e-5, abs=2e-5), (k, key)
     assert events == flower_events
+    assert "sim_time_s" in rounds[8] and "sim_time_s" in flower_rounds[8]

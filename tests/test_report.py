@@ -20,7 +20,16 @@ from decentral_bench.report.plots import (
     spread_figure,
     styles,
 )
-from decentral_bench.report.summary import Group, RunRecord, report_rows, summaries, summarize
+from decentral_bench.report.scaling import points, scaling_figure, scaling_table
+from decentral_bench.report.summary import (
+    COLUMNS,
+    Group,
+    RunRecord,
+    group_records,
+    report_rows,
+    summaries,
+    summarize,
+)
 from decentral_bench.scenario import FailuresConfig, TopologyConfig
 
 
@@ -178,3 +187,99 @@ def test_controlled_methods_get_extra_traffic_and_mean_xi_by_phase() -> None:
     assert len(rows) == 4
     assert ("control", "plain", "100.0", "3 / 1 / 0.5") in controlled
     assert report_rows([_gossip("plain", 0, 100.0, (), False)])[1] == []
+
+
+def _timed(label: str, algorithm: str, seconds_per_round: float, seed: int = 0) -> RunRecord:
+    """A finished run whose rounds took `seconds_per_round` simulated seconds each."""
+    record = _record(label, algorithm, 0.5, seed)
+    record.curves["sim_time_s"] = [(k, k * seconds_per_round) for k in range(1, 5)]
+    return record
+
+
+SECONDS = COLUMNS.index("sim s to target")
+TO_TARGET = slice(COLUMNS.index("rounds to target"), SECONDS + 1)
+
+
+def test_time_to_target_in_simulated_seconds() -> None:
+    """FedAvg's rounds take 2 s here, CDSGD's 0.25 s (mean of 0.2 and 0.3 over seeds):
+    the target 0.85 is reached at round 3 by both, at 6 s and at 0.75 s."""
+    fedavg = summarize(Group("FedAvg", [_timed("FedAvg", "fedavg", 2.0)]), 0.85)
+    cdsgd = summarize(Group("CDSGD", [_timed("CDSGD", "cdsgd", 0.2),
+                                      _timed("CDSGD", "cdsgd", 0.3, seed=1)]), 0.85)
+    assert fedavg.time_to_target_s == 6.0 and fedavg.row(0.85)[SECONDS] == "6"
+    assert cdsgd.time_to_target_s == pytest.approx(0.75) and cdsgd.row(0.85)[SECONDS] == "0.75"
+    assert cdsgd.sim_time_s == pytest.approx(1.0)
+    assert cdsgd.figures()["time_to_target_s"] == pytest.approx(0.75)
+    missed = summarize(Group("CDSGD", [_timed("CDSGD", "cdsgd", 0.2)]), 0.99)
+    assert missed.row(0.99)[TO_TARGET] == ("not reached",) * 3
+    untimed = summarize(Group("CDSGD", [_record("CDSGD", "cdsgd", 0.1)]), 0.85)
+    assert untimed.row(0.85)[TO_TARGET] == ("3", "0.30", "–")  # no network: no seconds
+    assert "time_to_target_s" not in untimed.figures()
+
+
+def test_curves_against_simulated_seconds() -> None:
+    groups = [Group("FedAvg", [_timed("FedAvg", "fedavg", 2.0)]),
+              Group("CDSGD", [_timed("CDSGD", "cdsgd", 0.25)])]
+    markers = [FailureMarker(2.5, "agent 1 down", frozenset({"cdsgd", "fedavg"}))]
+    figure = metric_figure(groups, "test_accuracy_mean", markers, x_axis="time")
+    axes = figure.axes[0]
+    lines = {line.get_label(): line for line in axes.get_lines()}
+    assert list(lines["FedAvg"].get_xdata()) == [2.0, 4.0, 6.0, 8.0]
+    assert list(lines["CDSGD"].get_xdata()) == [0.25, 0.5, 0.75, 1.0]
+    assert axes.get_xlabel() == "simulated time (s)"
+    # The crash after round 2.5 falls at 5 s for FedAvg and 0.625 s for CDSGD.
+    assert sorted(line.get_xdata()[0] for line in axes.get_lines()
+                  if line.get_label().startswith("_")) == [0.625, 5.0]
+    pyplot.close(figure)
+    untimed = [Group("CDSGD", [_record("CDSGD", "cdsgd", 0.1)]), *groups]
+    fallback = metric_figure(untimed, "test_accuracy_mean", x_axis="time")
+    assert fallback.axes[0].get_xlabel().startswith("epochs")  # a run has no clock
+    pyplot.close(fallback)
+
+
+def test_time_to_target_against_the_agents_names_who_is_first() -> None:
+    """Two sizes: FedAvg (2 s a round) is first on 16 agents; on 256 its rounds take
+    8 s and CDSGD (0.5 s a round, target at round 3) is first."""
+    def run(method: str, agents: int, seconds: float, seed: int) -> RunRecord:
+        record = _timed(method, method.lower(), seconds, seed)
+        record.label = f"{method} kind=ring agents={agents}"
+        record.swept = {"topology.kind": "ring", "topology.agents": str(agents)}
+        return record
+
+    records = [run("FedAvg", 16, 0.1, 0), run("FedAvg", 16, 0.1, 1), run("CDSGD", 16, 0.5, 0),
+               run("FedAvg", 256, 8.0, 0), run("CDSGD", 256, 0.5, 0)]
+    records[4].curves["test_accuracy_mean"] = [(1, 0.5), (2, 0.6), (3, 0.6), (4, 0.6)]
+    found = points(group_records(records), summaries(records, 0.85))
+    assert [(p.method, p.setting, p.agents) for p in found] == [
+        ("FedAvg", "kind=ring", 16), ("CDSGD", "kind=ring", 16), ("FedAvg", "kind=ring", 256),
+        ("CDSGD", "kind=ring", 256)]
+    assert scaling_table(found).splitlines()[2:] == [
+        "| kind=ring | 16 | 0.3 | 1.5 | FedAvg |",
+        "| kind=ring | 256 | 24 | not reached | FedAvg |"]
+    records[4].curves["test_accuracy_mean"] = [(1, 0.5), (2, 0.6), (3, 0.9), (4, 0.9)]
+    found = points(group_records(records), summaries(records, 0.85))
+    assert scaling_table(found).splitlines()[3] == "| kind=ring | 256 | 24 | 1.5 | CDSGD |"
+    figure = scaling_figure(found, 0.85)
+    lines = {line.get_label(): line for line in figure.axes[0].get_lines()}
+    assert list(lines["CDSGD"].get_xdata()) == [16, 256]
+    assert list(lines["FedAvg"].get_ydata()) == [pytest.approx(0.3), 24.0]
+    pyplot.close(figure)
+
+
+def test_a_run_shared_across_graphs_joins_every_graphs_series() -> None:
+    """FedAvg reads no `topology.kind`: it ran once per N, and its point stands in the ring's
+    and the torus's series alike, so each setting compares it with the gossip method."""
+    def run(method: str, kind: str | None, seconds: float) -> RunRecord:
+        record = _timed(method, method.lower(), seconds, 0)
+        record.swept = {"topology.agents": "16"} | ({"topology.kind": kind} if kind else {})
+        record.shared = () if kind else ("topology.kind",)
+        record.label = f"{method} {kind or ''}".strip()
+        return record
+
+    records = [run("FedAvg", None, 0.1), run("CDSGD", "ring", 0.5), run("CDSGD", "torus", 1.0)]
+    found = points(group_records(records), summaries(records, 0.85))
+    assert sorted((p.method, p.setting) for p in found) == [
+        ("CDSGD", "kind=ring"), ("CDSGD", "kind=torus"),
+        ("FedAvg", "kind=ring"), ("FedAvg", "kind=torus")]
+    assert scaling_table(found).splitlines()[2:] == [
+        "| kind=ring | 16 | 0.3 | 1.5 | FedAvg |", "| kind=torus | 16 | 0.3 | 3 | FedAvg |"]

@@ -31,7 +31,7 @@ MALFORMED = [
     ("name: x\ntopology: {agents: 4, colour: red}\nmethods: [{name: a, algorithm: cdsgd}]\n",
      "topology", "unknown key 'colour'; allowed keys here: agents, cols, degree, edges, k, kind"),
     ("name: x\nmethods: [{name: a, algorithm: cdsgd}]\nextra_section: 1\n",
-     "(top level)", "unknown key 'extra_section'; allowed keys here: dataset"),
+     "(top level)", "unknown key 'extra_section'; allowed keys here: adversaries, dataset"),
     # A misspelt key names the key it is closest to.
     ("name: x\ntraining: {batch_sise: 8}\nmethods: [{name: a, algorithm: cdsgd}]\n",
      "training", "unknown key 'batch_sise' (did you mean 'batch_size'?); allowed keys"),

@@ -98,13 +98,16 @@ def reference_gossip(plan: MethodPlan, on_round: Callable[[float], None] | None 
     """
     if not plan.is_gossip:
         raise ValueError(f"the matrix-form reference covers gossip methods, not {plan.algorithm}")
+    if plan.aggregation.kind != "mean" or plan.adversaries is not None:
+        raise ValueError("the matrix-form reference covers plain mixing among honest agents, "
+                         "not robust aggregation or attackers")
     setups = [AgentSetup.build(plan, agent) for agent in range(plan.agents)]
     device = setups[0].device
     stack = _Stack(plan.update_rule.name, float(plan.options.get("momentum", 0.0)),
                    from_numpy(plan.initial_parameters, device), plan.agents)
     schedule = plan.failure_schedule
-    static = torch.as_tensor(plan.topology.mixing_matrix, dtype=torch.float32, device=device)
-    identity = torch.eye(plan.agents, device=device)
+    static = torch.as_tensor(plan.topology.mixing_matrix, dtype=plan.dtype, device=device)
+    identity = torch.eye(plan.agents, dtype=plan.dtype, device=device)
     everyone = frozenset(range(plan.agents))
     for server_round in range(1, plan.rounds + 1):
         round_started = time.perf_counter()
@@ -113,7 +116,7 @@ def reference_gossip(plan: MethodPlan, on_round: Callable[[float], None] | None 
         mixing, alive = static, everyone
         if schedule.changes_network:
             network = schedule.network(server_round)
-            mixing = torch.as_tensor(network.mixing_matrix, dtype=torch.float32, device=device)
+            mixing = torch.as_tensor(network.mixing_matrix, dtype=plan.dtype, device=device)
             alive = network.alive
         down = torch.tensor([agent not in alive for agent in range(plan.agents)], device=device)
         start = stack.current, stack.memory

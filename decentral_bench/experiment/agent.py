@@ -18,14 +18,15 @@ from decentral_bench.experiment.models import build_model
 from decentral_bench.experiment.plan import MethodPlan
 from decentral_bench.experiment.training import evaluate, gradient, select_device, step_seed
 from decentral_bench.scenario import ModelConfig
+from strategies.attacks import flip_labels
 
 
 @lru_cache(maxsize=8)
 def shared_model(config: ModelConfig, input_shape: tuple[int, ...], num_classes: int,
-                 device: torch.device) -> nn.Module:
-    """One module per process and architecture: agents hold their parameters as tensor
-    lists and evaluate the module at them."""
-    return build_model(config, input_shape, num_classes, 0).to(device)
+                 device: torch.device, dtype: torch.dtype) -> nn.Module:
+    """One module per process, architecture and dtype: agents hold their parameters as
+    tensor lists and evaluate the module at them."""
+    return build_model(config, input_shape, num_classes, 0).to(device=device, dtype=dtype)
 
 
 Pair = tuple[torch.Tensor, torch.Tensor]  # features and labels
@@ -73,24 +74,29 @@ class AgentSetup:
     labels: torch.Tensor
     train_evaluation: tuple[torch.Tensor, torch.Tensor]
     test_evaluation: tuple[torch.Tensor, torch.Tensor]
+    classes: int
+    poisoned_from: int | None  # label flipping: the first step whose labels it flips
 
     @classmethod
     def build(cls, plan: MethodPlan, agent: int, data: AgentData | None = None) -> AgentSetup:
         """Agent `agent` on the scenario's device with its seeded evaluation subsets, from
-        its share of the data (by default taken from the data set here)."""
+        its share of the data (by default taken from the data set here), its features in
+        the run's dtype."""
         device = select_device(plan.scenario.resources.device)
 
         def on_device(pair: Pair) -> Pair:
-            return pair[0].to(device), pair[1].to(device)
+            return pair[0].to(device, plan.dtype), pair[1].to(device)
 
         data = data or AgentData.prepare(plan, agent)
         features, labels = on_device((data.features, data.labels))
         own = evaluation_subset(features, labels, plan.scenario.training.eval_samples, plan.seed)
         return cls(
             plan=plan, agent=agent, device=device, features=features, labels=labels,
-            model=shared_model(plan.scenario.model, data.input_shape, data.num_classes, device),
+            model=shared_model(plan.scenario.model, data.input_shape, data.num_classes, device,
+                               plan.dtype),
             train_evaluation=own if data.common is None else on_device(data.common),
             test_evaluation=on_device(data.test),
+            classes=data.num_classes, poisoned_from=plan.poisoned_from(agent, len(labels)),
         )
 
     def minibatch_index(self, step: int) -> torch.Tensor:
@@ -100,12 +106,17 @@ class AgentSetup:
         return torch.as_tensor(index, device=self.device)
 
     def minibatch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """The minibatch of this agent's `step`-th SGD step (augmented when asked)."""
+        """The minibatch of this agent's `step`-th SGD step (augmented when asked; its
+        labels flipped when the agent is a label-flipping attacker, from its first
+        poisoned step)."""
         index = self.minibatch_index(step)
         features = self.features[index]
         if self.plan.scenario.dataset.augment:
             features = augment(features, self.plan.seed, self.agent, step)
-        return features, self.labels[index]
+        labels = self.labels[index]
+        if self.poisoned_from is not None and step >= self.poisoned_from:
+            labels = flip_labels(labels, self.classes)
+        return features, labels
 
     def gradient_at(self, parameters: list[torch.Tensor], step: int,
                     ) -> tuple[list[torch.Tensor], float]:

@@ -44,7 +44,7 @@ def effective_method(plan: MethodPlan) -> dict[str, Any]:
                 value = plan.option(key)
         except DataError:  # epochs, or rounds from epochs, need the data set's size
             value = None
-        settings[key] = value
+        settings[key] = _as_data(value)  # a section (consensus_control) as plain data
     return settings
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from decentral_bench.experiment.effective import NOT_COMPUTED, effective_settings, reads
+from decentral_bench.experiment.effective import computed_settings, effective_settings, reads
 from decentral_bench.scenario import Scenario, ScenarioError, parse, set_key
 from strategies.registry import method as registry_entry
 
@@ -38,7 +38,7 @@ def scenario_hash(scenario: Scenario) -> str:
     and which keys it sweeps, but not its seeds nor the swept values, which a re-run may
     add to. A scenario run resumes a parent run only of the same hash: any other change
     (a `--set`, an edited file) is another experiment, with a parent of its own."""
-    data = scenario.model_dump(mode="json", exclude=set(NOT_COMPUTED) - {"name"})
+    data = computed_settings(scenario, keep=("name",))
     data["training"].pop("seed", None)
     data["training"].pop("seeds", None)
     data["sweep"] = sorted(data["sweep"])
@@ -129,6 +129,7 @@ def _run_spec(resolved: Scenario, method: str, swept: tuple[tuple[str, Any], ...
               names: dict[str, str]) -> RunSpec:
     """One method's run of a resolved combination, named by the swept keys it reads."""
     definition = registry_entry(resolved.method(method).algorithm)
-    own = tuple((path, value) for path, value in swept if reads(definition, path))
+    own = tuple((path, value) for path, value in swept if reads(definition, resolved, path))
     return RunSpec(resolved, method, own, seed, names=tuple(names[path] for path, _ in own),
-                   shared=tuple(path for path, _ in swept if not reads(definition, path)))
+                   shared=tuple(path for path, _ in swept
+                                if not reads(definition, resolved, path)))

@@ -1,5 +1,6 @@
 """The claims of Jiang et al. (2017) and Kong et al. (2021) that `scenarios/paper/` tests,
-as rules over the groups of a scenario run (see `claims` for how a verdict is reached).
+and ClippedGossip's that `scenarios/byzantine/` tests (`byzantine_claims`), as rules over
+the groups of a scenario run (see `claims` for how a verdict is reached).
 
 Rules are keyed by scenario name (a `_cifar10` twin shares its FMNIST original's rules);
 each names the method labels of its scenario file.
@@ -9,7 +10,20 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from pathlib import Path
 
+from matplotlib import pyplot
+
+from decentral_bench.report.bottleneck_claims import SCENARIO as BOTTLENECK
+from decentral_bench.report.bottleneck_claims import bottleneck_rules
+from decentral_bench.report.byzantine_claims import (
+    ATTACKS,
+    BYZANTINE,
+    SERVER_ATTACKS,
+    accuracy_matrix,
+    measured,
+    study_figures,
+)
 from decentral_bench.report.claims import (
     FAILS,
     HOLDS,
@@ -20,6 +34,7 @@ from decentral_bench.report.claims import (
     as_markdown,
     at_epoch,
     compare,
+    compare_at_plateau,
     figure,
     final,
     find,
@@ -36,9 +51,16 @@ from decentral_bench.report.summary import (
     phases_text,
     traffic_increase,
 )
-from decentral_bench.tracking.store import attach_text, find_parent_run, load_records, open_store
+from decentral_bench.tracking.store import (
+    attach_figure,
+    attach_text,
+    find_parent_run,
+    load_records,
+    open_store,
+)
 
 EARLY_EPOCH = 1.0  # "converges slower per epoch": accuracy after the first epoch
+AT_THE_END = ("final", "gap")  # figures of the run's end: judged only at a plateau
 
 
 def _pair(groups: Sequence[Group], a: str, b: str) -> tuple[Group, Group] | None:
@@ -52,6 +74,13 @@ def _early(group: Group) -> Estimate:
 
 def _accuracy(group: Group) -> Estimate:
     return figure(group, final("test_accuracy_mean"))
+
+
+def _horizon(group: Group) -> str:
+    """The epochs the group's runs reached, as the figures' text says it: "(epoch 100)"."""
+    reached = {round(epochs) for epochs in (record.final("epochs") for record in group.finished)
+               if math.isfinite(epochs)}
+    return "(epoch " + ("/".join(f"{epoch:g}" for epoch in sorted(reached)) or "?") + ")"
 
 
 def _rule(claim: str, a: str, b: str, measure: str, expect: str) -> Rule:
@@ -69,9 +98,12 @@ def _rule(claim: str, a: str, b: str, measure: str, expect: str) -> Rule:
         if pair is None:
             return None
         first, second = (measures[measure](group) for group in pair)
-        verdict, why = compare(first, second, expect)
-        return Claim(claim, f"{names[measure]}: {pair[0].label} {first}, "
-                            f"{pair[1].label} {second}", verdict, why)
+        if measure not in AT_THE_END:
+            return Claim(claim, f"{names[measure]}: {pair[0].label} {first}, "
+                                f"{pair[1].label} {second}", *compare(first, second, expect))
+        return Claim(claim, f"{names[measure]}: {pair[0].label} {first} {_horizon(pair[0])}, "
+                            f"{pair[1].label} {second} {_horizon(pair[1])}",
+                     *compare_at_plateau(pair, first, second, expect))
 
     return judge
 
@@ -158,22 +190,51 @@ def _kong_traffic(groups: Sequence[Group]) -> Claim | None:
                  f"control-throughout {dear}", verdict, why)
 
 
+KONG_ARMS = ("centralized", "decentralized", "dec-phase-1", "dec-phase-2", "dec-phase-3",
+             "control-phase-1", "control-phases-2-3", "control-throughout")
+_RING_GAP = _rule("Decentralized training (the ring) ends below centralized", "decentralized",
+                  "centralized", "final", "a<b")
+
+
+def _given_a_gap(rule: Rule) -> Rule:
+    """A claim about where the ring's gap comes from or what recovers it: judged only where
+    that gap is measurable (the ring ends below centralized beyond the seeds' noise, at a
+    plateau); elsewhere it cannot be judged, whatever its own figures say."""
+
+    def judge(groups: Sequence[Group]) -> Claim | None:
+        claim, gap = rule(groups), _RING_GAP(groups)
+        if claim is None or gap is None or gap.verdict == HOLDS:
+            return claim
+        return Claim(claim.claim, claim.figures, UNCLEAR,
+                     f"the ring's own gap to centralized is not measurable at this size "
+                     f"({gap.verdict}: {gap.why})")
+
+    return judge
+
+
 KONG: list[Rule] = [
-    _rule("Decentralized training (the ring) ends below centralized", "decentralized",
-          "centralized", "final", "a<b"),
-    _rule("Most of the gap comes from phase 1: decentralized only in phase 1 ends below "
-          "decentralized only in phase 2", "dec-phase-1", "dec-phase-2", "final", "a<b"),
-    _rule("... and below decentralized only in phase 3", "dec-phase-1", "dec-phase-3", "final",
-          "a<b"),
-    _rule("Controlling Ξ in phase 1 recovers (most of) the gap: it ends above the "
-          "uncontrolled ring", "control-phase-1", "decentralized", "final", "a>b"),
-    _rule("... and close to centralized", "control-phase-1", "centralized", "final", "a≈b"),
+    _RING_GAP,
+    _given_a_gap(_rule("Most of the gap comes from phase 1: decentralized only in phase 1 "
+                       "ends below decentralized only in phase 2", "dec-phase-1",
+                       "dec-phase-2", "final", "a<b")),
+    _given_a_gap(_rule("... and below decentralized only in phase 3", "dec-phase-1",
+                       "dec-phase-3", "final", "a<b")),
+    _given_a_gap(_rule("Controlling Ξ in phase 1 recovers (most of) the gap: it ends above "
+                       "the uncontrolled ring", "control-phase-1", "decentralized", "final",
+                       "a>b")),
+    _given_a_gap(_rule("... and close to centralized", "control-phase-1", "centralized",
+                       "final", "a≈b")),
     _kong_traffic,
-    _rule("Controlling only the later phases does not recover it: it ends below "
-          "centralized", "control-phases-2-3", "centralized", "final", "a<b"),
+    _given_a_gap(_rule("Controlling only the later phases does not recover it: it ends "
+                       "below centralized", "control-phases-2-3", "centralized", "final",
+                       "a<b")),
 ]
 
-RULES: dict[str, list[Rule]] = {**JIANG, "kong_phases": KONG}
+RULES: dict[str, list[Rule]] = {**JIANG, "kong_phases": KONG, **BYZANTINE}
+# The methods of each Byzantine study, as its accuracy matrix lists them.
+MATRIX = {"byzantine_torus": ("Mean", "TrimmedMean", "Median", "ClippedGossip"),
+          "byzantine_ring": ("Mean", "Median", "ClippedGossip"),
+          "byzantine_server": ("FedAvg", "FedMedian", "Krum")}
 
 
 def rules_for(scenario: str) -> list[Rule]:
@@ -197,12 +258,38 @@ def arms_table(groups: Sequence[Group]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def judge_store(tracking_uri: str | None, experiments: Sequence[str] | None) -> list[str]:
+def by_swept_values(records: Sequence[RunRecord]) -> dict[str, list[RunRecord]]:
+    """The records of each sweep combination, keyed by its values as labels write them
+    ("agents=32"; "" where the scenario sweeps nothing), in the order they first appear."""
+    parts: dict[str, list[RunRecord]] = {}
+    for record in records:
+        parts.setdefault(record.label.removeprefix(record.method).strip(), []).append(record)
+    return parts
+
+
+def kong_tables(records: Sequence[RunRecord]) -> str:
+    """Kong et al.'s claims and arms table, for each ring size (sweep combination) apart:
+    the phase claims compare arms of one size."""
+    text = []
+    for values, part in by_swept_values(records).items():
+        groups = group_records(part)
+        missing = [arm for arm in KONG_ARMS if find(groups, arm) is None]
+        heading = f"### {values}\n\n" if values else ""
+        text.append(heading + as_markdown(judge(part, KONG)) + "\n" + arms_table(groups) +
+                    (f"\nNot run at this size: {', '.join(missing)}.\n" if missing else ""))
+    return "\n".join(text)
+
+
+def judge_store(tracking_uri: str | None, experiments: Sequence[str] | None,
+                figures: Path | None = None) -> list[str]:
     """Judge the claims of each named experiment (default: every papers' scenario found in
     the store), log each table on its parent run as claims.md and return the tables.
-    A named experiment that is not in the store raises LookupError."""
+    A Byzantine study also gets its accuracy matrix and its figures, logged on the parent
+    under plots/ and, with `figures`, written there as `<scenario>_<name>.png`. A named
+    experiment that is not in the store raises LookupError."""
     client = open_store(tracking_uri)
-    names = experiments or [name for base in RULES for name in (base, f"{base}_cifar10")]
+    names = experiments or [*(name for base in RULES for name in (base, f"{base}_cifar10")),
+                            BOTTLENECK]
     sections = []
     for name in names:
         parent = find_parent_run(client, name)
@@ -212,9 +299,27 @@ def judge_store(tracking_uri: str | None, experiments: Sequence[str] | None) -> 
             continue
         scenario = parent.data.tags.get("scenario", name)
         records = latest_per_configuration(load_records(client, parent.info.run_id))
-        text = f"## {scenario}\n\n" + as_markdown(judge(records, rules_for(scenario)))
+        rules = rules_for(scenario)
+        if scenario == BOTTLENECK:  # judged at the run's own target accuracy
+            target = parent.data.params.get("report.target_accuracy", "None")
+            rules = bottleneck_rules(float(target)) if target != "None" else []
+        text = f"## {scenario}\n\n"
         if scenario.removesuffix("_cifar10") == "kong_phases":
-            text += "\n" + arms_table(group_records(records))
+            text += kong_tables(records)
+        else:
+            text += as_markdown(judge(records, rules))
+        if scenario in MATRIX:
+            groups = group_records(records)
+            attacks, counts = measured(groups, MATRIX[scenario], SERVER_ATTACKS if
+                                       scenario == "byzantine_server" else ATTACKS)
+            text += "\nFinal test accuracy of the honest agents:\n\n" + accuracy_matrix(
+                groups, MATRIX[scenario], attacks, counts)
+            for name, drawn in study_figures(groups, scenario, MATRIX[scenario], attacks,
+                                             counts).items():
+                attach_figure(client, parent.info.run_id, drawn, f"plots/{name}")
+                if figures is not None:
+                    drawn.savefig(figures / f"{scenario}_{name}")
+                pyplot.close(drawn)
         attach_text(client, parent.info.run_id, text, "claims.md")
         sections.append(text)
     return sections

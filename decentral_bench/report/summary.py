@@ -3,7 +3,8 @@
 A report groups a parent run's finished children by method and swept
 values, averages each group over its seeds, and tabulates: the epochs each
 trained (its budget, so unequal budgets show beside every figure), final and best
-mean test accuracy, rounds and epochs to a target accuracy, generalization
+mean test accuracy, rounds, epochs and simulated seconds to a target accuracy
+(seconds where the scenario has a `network:`), generalization
 gap (train − test accuracy), final Ξ², bytes moved and wall time. Where
 methods control the consensus distance (Kong et al. 2021), a second table
 gives each controlled group's extra traffic against the scenario's
@@ -15,7 +16,9 @@ command and `decentral-bench report` both build it from the store
 Rounds mean different amounts of training per method (FedAvg's round is
 `local_epochs` epochs, a gossip round `local_steps` minibatches), so the
 report also gives the point where the target is reached in epochs: passes
-over an agent's own data, the per-round `epochs` metric.
+over an agent's own data, the per-round `epochs` metric; and, on a modelled
+network, in simulated seconds: the `sim_time_s` metric, the time the rounds take
+on that network (`decentral_bench.network.clock`).
 """
 
 from __future__ import annotations
@@ -32,8 +35,8 @@ import numpy as np
 from decentral_bench.tracking.records import RunRecord
 
 COLUMNS = ("method", "seeds", "status", "epochs", "final test acc", "best test acc",
-           "rounds to target",
-           "epochs to target", "gen. gap", "Ξ² final", "MB moved", "time s")
+           "rounds to target", "epochs to target", "sim s to target", "gen. gap", "Ξ² final",
+           "MB moved", "time s")
 CONTROL_COLUMNS = ("method", "uncontrolled", "extra traffic %", "mean Ξ² by phase")
 
 
@@ -67,18 +70,28 @@ class Group:
 
     def epochs_at(self, rounds: np.ndarray) -> np.ndarray:
         """Epochs done after each of `rounds`: the `epochs` metric, mean over seeds."""
-        known, epochs, _ = self.curve("epochs")
+        return self.at(rounds, "epochs")
+
+    def seconds_at(self, rounds: np.ndarray) -> np.ndarray:
+        """Simulated seconds after each of `rounds`: `sim_time_s`, mean over seeds (NaN
+        where the scenario modelled no network)."""
+        return self.at(rounds, "sim_time_s")
+
+    def at(self, rounds: np.ndarray, key: str) -> np.ndarray:
+        """A per-round metric after each of `rounds`, mean over seeds."""
+        known, values, _ = self.curve(key)
         if len(known) == 0:
             return np.full(len(rounds), math.nan)
-        return np.interp(rounds, known, epochs)
+        return np.interp(rounds, known, values)
 
 
 @dataclass
 class GroupSummary:
     """A group's figures, averaged over its finished seeds (NaN where there is none).
 
-    `rounds_to_target` and `epochs_to_target` are NaN when no target is set or it
-    was not reached; `reached` tells the two apart.
+    `rounds_to_target`, `epochs_to_target` and `time_to_target_s` are NaN when no
+    target is set or it was not reached (the time also without a network); `reached`
+    tells them apart.
     """
 
     label: str
@@ -90,11 +103,13 @@ class GroupSummary:
     best_test_accuracy: float
     rounds_to_target: float
     epochs_to_target: float
+    time_to_target_s: float
     reached: bool
     generalization_gap: float
     consensus_distance_final: float
     mb_moved: float
     wall_time_s: float
+    sim_time_s: float  # the simulated seconds of all the rounds (NaN without a network)
     # Consensus control only: against `baseline`, the uncontrolled group.
     baseline: str = ""
     extra_traffic_percent: float = math.nan
@@ -105,13 +120,15 @@ class GroupSummary:
         final = _format(self.final_test_accuracy)
         if self.seeds > 1:
             final += f" ± {self.final_test_accuracy_std:.4f}"
-        to_target, epochs = "–", "–"
+        to_target, epochs, seconds = "–", "–", "–"
         if target_accuracy is not None and self.seeds:
             to_target = str(int(self.rounds_to_target)) if self.reached else "not reached"
             epochs = _format(self.epochs_to_target, 2) if self.reached else "not reached"
+            seconds = _seconds(self.time_to_target_s) if self.reached else \
+                "not reached" if math.isfinite(self.sim_time_s) else "–"
         consensus = self.consensus_distance_final
         return (self.label, str(self.seeds), self.status, _format(self.epochs, 2), final,
-                _format(self.best_test_accuracy), to_target, epochs,
+                _format(self.best_test_accuracy), to_target, epochs, seconds,
                 _format(self.generalization_gap),
                 "–" if math.isnan(consensus) else f"{consensus:.3g}",
                 _format(self.mb_moved, 2), _format(self.wall_time_s, 1))
@@ -122,9 +139,11 @@ class GroupSummary:
                   "best_test_accuracy": self.best_test_accuracy,
                   "rounds_to_target": self.rounds_to_target,
                   "epochs_to_target": self.epochs_to_target,
+                  "time_to_target_s": self.time_to_target_s,
                   "generalization_gap": self.generalization_gap,
                   "consensus_distance_final": self.consensus_distance_final,
-                  "mb_moved": self.mb_moved, "wall_time_s": self.wall_time_s}
+                  "mb_moved": self.mb_moved, "wall_time_s": self.wall_time_s,
+                  "sim_time_s": self.sim_time_s}
         if self.seeds > 1:
             values["final_test_accuracy_std"] = self.final_test_accuracy_std
         values["extra_traffic_percent"] = self.extra_traffic_percent
@@ -166,6 +185,11 @@ def _format(value: float, digits: int = 4) -> str:
     return "–" if math.isnan(value) else f"{value:.{digits}f}"
 
 
+def _seconds(value: float) -> str:
+    """Simulated seconds to 4 significant digits (`0.1234`, `12.35`, `1.235e+04`)."""
+    return "–" if math.isnan(value) else f"{value:.4g}"
+
+
 def summarize(group: Group, target_accuracy: float | None) -> GroupSummary:
     """A group's figures; the target is reached at the first evaluated round whose
     mean (over seeds) test accuracy is at least `target_accuracy`."""
@@ -176,8 +200,9 @@ def summarize(group: Group, target_accuracy: float | None) -> GroupSummary:
     if target_accuracy is not None and len(mean):
         reached = np.flatnonzero(mean >= target_accuracy)
         to_target = float(rounds[reached[0]]) if len(reached) else math.nan
-    epochs = float(group.epochs_at(np.array([to_target]))[0]) if math.isfinite(to_target) \
-        else math.nan
+    reached_at = np.array([to_target])
+    epochs = float(group.epochs_at(reached_at)[0]) if math.isfinite(to_target) else math.nan
+    seconds = float(group.seconds_at(reached_at)[0]) if math.isfinite(to_target) else math.nan
     return GroupSummary(
         label=group.label, seeds=len(finished),
         status="/".join(sorted({r.status for r in group.records})),
@@ -185,13 +210,14 @@ def summarize(group: Group, target_accuracy: float | None) -> GroupSummary:
         final_test_accuracy=_mean(finals),
         final_test_accuracy_std=float(np.std(finals)) if finals else math.nan,
         best_test_accuracy=float(mean.max()) if len(mean) else math.nan,
-        rounds_to_target=to_target, epochs_to_target=epochs,
+        rounds_to_target=to_target, epochs_to_target=epochs, time_to_target_s=seconds,
         reached=math.isfinite(to_target),
         generalization_gap=_mean([r.final("train_accuracy_mean") - r.final("test_accuracy_mean")
                                   for r in finished]),
         consensus_distance_final=_mean([r.final("consensus_distance") for r in finished]),
         mb_moved=_mean([r.final("bytes_moved_total") / 1e6 for r in finished]),
-        wall_time_s=_mean([r.wall_time_s for r in finished]))
+        wall_time_s=_mean([r.wall_time_s for r in finished]),
+        sim_time_s=_mean([r.final("sim_time_s") for r in finished]))
 
 
 def is_controlled(group: Group) -> bool:
@@ -320,8 +346,9 @@ def as_table_data(groups: Sequence[GroupSummary]) -> dict[str, list[object]]:
     (None where there is none), so that tables of several parents compare."""
     columns: dict[str, list[object]] = {"method": [], "seeds": [], "status": []}
     names = ("epochs", "final_test_accuracy", "final_test_accuracy_std", "best_test_accuracy",
-             "rounds_to_target", "epochs_to_target", "generalization_gap",
-             "consensus_distance_final", "mb_moved", "wall_time_s", "extra_traffic_percent")
+             "rounds_to_target", "epochs_to_target", "time_to_target_s", "generalization_gap",
+             "consensus_distance_final", "mb_moved", "wall_time_s", "sim_time_s",
+             "extra_traffic_percent")
     for name in names:
         columns[name] = []
     for group in groups:

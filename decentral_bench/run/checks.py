@@ -6,8 +6,12 @@ combination and seed it checks that the resolved scenario parses, that its
 graph builds (files named in it read, Assumption 2 holds), that the data set's
 files are there, that each method's split of the data over its agents can be
 made, that the model fits the data, that each method's update rule is stable on
-the graph's mixing matrix, and that the requested device exists.
-Every problem names the file, the combination and the key.
+the graph's mixing matrix, that every agent has the neighbours its method's robust
+aggregation screens, that the network's per-link overrides name edges of the graph, and
+that the requested device exists.
+Every problem names the file, the combination and the key. Some settings run but
+deserve a word (a momentum form that barely shrinks the agents' disagreement on the
+graph): they are warnings, printed by `validate` and `run` without failing them.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from decentral_bench import scenario as scenario_file
@@ -30,6 +35,7 @@ from decentral_bench.experiment.sweep import RunSpec, expand
 from decentral_bench.network.topology import TopologyError, build_topology
 from decentral_bench.scenario import Scenario, ScenarioError
 from decentral_bench.scenario.graph import RANDOM_FAMILIES
+from decentral_bench.scenario.network import read_links
 from strategies.registry import method
 
 
@@ -73,10 +79,17 @@ def _model_problem(scenario: Scenario) -> str | None:
     return None
 
 
-def _stability_problems(scenario: Scenario) -> list[tuple[str, str]]:
-    """(key, problem) for each method whose update rule diverges on the scenario's Π
-    (CDMSGD-Nesterov on the iterates when λN ≤ −1/(1 + 2μ))."""
-    found = []
+SLOW_CONTRACTION = 0.9  # a mode shrunk by less than 10 % a round is warned about
+
+Finding = tuple[str, str]  # (key, what is wrong or worth knowing)
+
+
+def _stability_findings(scenario: Scenario) -> tuple[list[Finding], list[Finding]]:
+    """(problems, warnings) for each method whose update rule diverges on the scenario's Π
+    (CDMSGD-Nesterov on the iterates when λN ≤ −1/(1 + 2μ)), or shrinks the agents'
+    disagreement along Π's last eigenvector by less than 10 % a round (close above it)."""
+    problems: list[Finding] = []
+    warnings: list[Finding] = []
     lambda_n: float | None = None  # the graph is the same for every method: built once
     for index, entry in enumerate(scenario.methods):
         plan = MethodPlan.of(scenario, entry.name)
@@ -87,17 +100,72 @@ def _stability_problems(scenario: Scenario) -> list[tuple[str, str]]:
             continue
         if lambda_n is None:
             lambda_n = plan.topology.lambda_n
+        momentum = plan.option("momentum")
+        drawn = "" if scenario.topology.seed is not None or scenario.topology.kind \
+            not in RANDOM_FAMILIES else f" (drawn with training seed {plan.seed})"
+        form = f"'{entry.name}' (CDMSGD-Nesterov on the iterates, momentum {momentum:g})"
         if lambda_n <= bound:
-            momentum = plan.option("momentum")
-            drawn = "" if scenario.topology.seed is not None or scenario.topology.kind \
-                not in RANDOM_FAMILIES else f" (drawn with training seed {plan.seed})"
-            found.append((f"methods[{index}]", (
-                f"'{entry.name}' (CDMSGD-Nesterov, momentum {momentum:g}) diverges on the "
-                f"graph{drawn}: Π's smallest eigenvalue λN = {lambda_n:.4f} is at or below "
-                f"−1/(1 + 2μ) = {bound:.4f}, where the agents' disagreement grows every "
-                "round; use topology.lazy: true (every eigenvalue ≥ 0), "
-                "momentum_buffer: local, variant: polyak, or a smaller momentum")))
+            problems.append((f"methods[{index}]", (
+                f"{form} diverges on the graph{drawn}: Π's smallest eigenvalue λN = "
+                f"{lambda_n:.4f} is at or below −1/(1 + 2μ) = {bound:.4f}, where the agents' "
+                "disagreement grows every round; use momentum_buffer: local (the default), "
+                "topology.lazy: true (every eigenvalue ≥ 0), variant: polyak, or a smaller "
+                "momentum")))
+            continue
+        modulus = plan.definition.disagreement_modulus(plan.options, lambda_n)
+        if modulus is not None and modulus > SLOW_CONTRACTION:
+            warnings.append((f"methods[{index}]", (
+                f"{form} is close to diverging on the graph{drawn}: Π's smallest eigenvalue "
+                f"λN = {lambda_n:.4f} is just above −1/(1 + 2μ) = {bound:.4f}, so the agents' "
+                f"disagreement along its eigenvector shrinks by only {1 - modulus:.1%} a "
+                f"round (|z| = {modulus:.3f}, the larger root of z² − λN(1 + μ)z + λNμ) "
+                "while the gradient noise feeds it: accuracy and Ξ² then measure the momentum "
+                "form more than the graph; momentum_buffer: local (the default) or "
+                "topology.lazy: true avoid it")))
+    return problems, warnings
+
+
+def _aggregation_problems(scenario: Scenario) -> list[tuple[str, str]]:
+    """(key, problem) for each method whose robust aggregation screens more neighbours than
+    some agent has: trimmed_mean and krum need a degree ≥ 2b + 1 everywhere."""
+    found = []
+    degrees: np.ndarray | None = None  # the graph is the same for every method: built once
+    for index, entry in enumerate(scenario.methods):
+        plan = MethodPlan.of(scenario, entry.name)
+        needed = plan.aggregation.min_degree if plan.has_graph else 0
+        if needed == 0:
+            continue
+        if degrees is None:
+            matrix = plan.topology.mixing_matrix
+            degrees = np.count_nonzero(matrix - np.diag(np.diag(matrix)), axis=1)
+        short = np.flatnonzero(degrees < needed)
+        if len(short):
+            agent = int(short[0])
+            found.append((f"methods[{index}].aggregation", (
+                f"{plan.aggregation.kind} with b = {plan.aggregation.b} needs every agent's "
+                f"degree ≥ 2b + 1 = {needed}, but agent {agent} has degree "
+                f"{int(degrees[agent])} on the {scenario.topology.kind} graph"
+                f"{f' ({len(short)} agents short)' if len(short) > 1 else ''}; use a denser "
+                "graph, a smaller b, or median or clipped_gossip")))
     return found
+
+
+def _links_problem(scenario: Scenario) -> str | None:
+    """The first line of the network's links file that names no edge of the graph."""
+    network = scenario.network
+    if network is None or network.links_file is None:
+        return None
+    try:
+        graph = build_topology(scenario.topology, scenario.training.seed).graph
+    except (TopologyError, ValueError, OSError):
+        return None  # the topology's own check names the problem
+    for link in read_links(network.links_file):
+        if not graph.has_edge(link.first, link.second):
+            return (f"{Path(network.links_file).name} line {link.line}: {link.first}–"
+                    f"{link.second} is not an edge of the {scenario.topology.kind} graph of "
+                    f"{graph.number_of_nodes()} agents; list only its edges (lines 'j l "
+                    "latency bandwidth') or remove the line")
+    return None
 
 
 def _checks(scenario: Scenario) -> list[tuple[str, Callable[[], str | None]]]:
@@ -122,15 +190,17 @@ def _checks(scenario: Scenario) -> list[tuple[str, Callable[[], str | None]]]:
         return None
 
     return [("resources.device", lambda: _device_problem(scenario)),
-            ("topology", topology), ("dataset", data),
+            ("topology", topology), ("network.links_file", lambda: _links_problem(scenario)),
+            ("dataset", data),
             ("dataset.partition", lambda: _partition_problem(scenario)),
             ("model", lambda: _model_problem(scenario))]
 
 
-def problems_of(specs: list[RunSpec]) -> list[tuple[str, str]]:
-    """Every (key, problem) of the runs, each distinct problem once. A combination whose
-    data cannot be read skips the checks that need it."""
-    problems: list[tuple[str, str]] = []
+def findings_of(specs: list[RunSpec]) -> tuple[list[Finding], list[Finding]]:
+    """Every (key, problem) of the runs and every (key, warning), each distinct one once.
+    A combination whose data cannot be read skips the checks that need it."""
+    problems: list[Finding] = []
+    warnings: list[Finding] = []
     seen: set[str] = set()
     for spec in specs:
         resolved = spec.scenario
@@ -148,20 +218,26 @@ def problems_of(specs: list[RunSpec]) -> list[tuple[str, str]]:
                 problems.append(found)
             if key == "dataset":
                 break
-        if not broken:
-            problems += [(_where(spec, key), problem)
-                         for key, problem in _stability_problems(resolved)
-                         if (_where(spec, key), problem) not in problems]
-    return problems
+        if broken:
+            continue
+        unstable, slow = _stability_findings(resolved)
+        problems += [found for found in ((_where(spec, key), text)
+                                         for key, text in [*unstable,
+                                                           *_aggregation_problems(resolved)])
+                     if found not in problems]
+        warnings += [found for found in ((_where(spec, key), text) for key, text in slow)
+                     if found not in warnings]
+    return problems, warnings
 
 
 def check_scenario(path: Path, overrides: dict[str, object] | None = None,
-                   ) -> tuple[Scenario, list[RunSpec]]:
+                   ) -> tuple[Scenario, list[RunSpec], list[Finding]]:
     """Load a scenario file (with `--set` overrides) and check every run it asks for as
-    `run` would before training; its runs. Raises `ScenarioError` naming each problem."""
+    `run` would before training: the scenario, its runs and the warnings (settings that
+    run but deserve a word). Raises `ScenarioError` naming each problem."""
     parsed = scenario_file.load(path, overrides)
     specs = expand(parsed, str(path))
-    problems = problems_of(specs)
+    problems, warnings = findings_of(specs)
     if problems:
         raise ScenarioError(str(path), problems)
-    return parsed, specs
+    return parsed, specs, warnings

@@ -33,12 +33,14 @@ from decentral_bench.experiment.models import parameter_count
 from decentral_bench.experiment.plan import MethodPlan
 from decentral_bench.experiment.sweep import RunSpec, expand, scenario_hash
 from decentral_bench.report.plots import (
+    XAxis,
     failure_markers,
     graph_figure,
     label_histogram_figure,
     matrix_csv,
     report_figures,
 )
+from decentral_bench.report.scaling import AGENTS, points, scaling_figure, scaling_table
 from decentral_bench.report.summary import (
     CONTROL_COLUMNS,
     GroupSummary,
@@ -191,13 +193,17 @@ def record_method(plan: MethodPlan, engine: Engine, tracker: Tracker | None = No
         tracker.log_params(run_id, method_params(plan, engine.name))
         log_data_and_model(tracker, run_id, plan)
         tracker.describe_run(run_id, child_note(plan, spec))
+        if plan.adversaries is not None:
+            tracker.set_tags(run_id, {"attackers": ",".join(
+                str(agent) for agent in sorted(plan.attackers)),
+                "attack": plan.adversaries.attack.kind})
         if plan.has_graph:
             tracker.set_tags(run_id, {"lambda2": f"{plan.topology.lambda2:.6g}"})
             matrix = plan.topology.mixing_matrix
             tracker.log_matrix(run_id, matrix, "mixing_matrix", matrix_csv(matrix))
             log_figure(tracker, run_id, graph_figure(plan.topology), "topology/graph.png")
         log_failure_schedule(tracker, run_id, plan)
-        observer = RoundObserver(plan, sink, on_event)
+        observer = RoundObserver(plan, sink, on_event, deployed=engine.deployed)
         final = engine.run(plan, observer.observe, on_event)
         buffer.flush()
         log_final_model(tracker, run_id, plan, final)
@@ -359,7 +365,9 @@ def run_scenario(scenario: Scenario, engine: Engine | None = None, source: Path 
 def log_report(tracker: Tracker, parent_id: str, scenario: Scenario, header: str = "",
                ) -> tuple[list[tuple[str, ...]], list[tuple[str, ...]], list[str]]:
     """Read the parent's children back from the store and log the comparison report on
-    the parent: figures, each group's figures as metrics (`CDSGD.final_test_accuracy`),
+    the parent: figures (against epochs, and with a network against simulated seconds in
+    `plots/time/`, with time to target against the agents where they are swept), each
+    group's figures as metrics (`CDSGD.final_test_accuracy`),
     the summary as an MLflow table, CSV and Markdown, and in its description, with the
     consensus-control table where methods control Ξ² and a line for each method that
     ran once for a swept key it ignores. Returns both tables' rows and those lines."""
@@ -368,9 +376,18 @@ def log_report(tracker: Tracker, parent_id: str, scenario: Scenario, header: str
     target = scenario.report.target_accuracy
     groups = summaries(records, target)
     rows, control = table_rows(groups, target)
-    for name, figure in report_figures(group_records(records),
-                                       failure_markers(scenario.failures)).items():
-        log_figure(tracker, parent_id, figure, f"plots/{name}")
+    markers = failure_markers(scenario.failures)
+    axes: tuple[tuple[XAxis, str], ...] = (("epochs", "plots"), ("time", "plots/time"))
+    for axis, folder in axes:
+        if axis == "time" and scenario.network is None:
+            continue  # no clock: nothing to draw against simulated seconds
+        for name, figure in report_figures(group_records(records), markers, axis).items():
+            log_figure(tracker, parent_id, figure, f"{folder}/{name}")
+    if target is not None and scenario.network is not None and AGENTS in scenario.sweep:
+        found = points(group_records(records), groups)
+        log_figure(tracker, parent_id, scaling_figure(found, target),
+                   "plots/time/time_to_target.png")
+        tracker.log_text(parent_id, scaling_table(found), "time_to_target.md")
     tracker.log_metrics(parent_id, parent_metrics(groups), step=0)
     tracker.log_table(parent_id, as_table_data(groups), "summary.json")
     tracker.log_text(parent_id, as_csv(rows), "summary.csv")

@@ -357,6 +357,8 @@ def load_records(client: MlflowClient, parent_id: str) -> list[RunRecord]:
                            method=tags.get("method", "?"), seed=int(tags.get("seed", 0)),
                            status=child.info.status, algorithm=tags.get("algorithm", ""),
                            wall_time_s=child.data.metrics.get("wall_time_s", math.nan),
+                           swept={key.removeprefix("sweep."): value for key, value
+                                  in tags.items() if key.startswith("sweep.")},
                            shared=tuple(filter(None, tags.get(SHARED_TAG, "").split(","))))
         for key in CURVES:
             if key in child.data.metrics:
@@ -369,6 +371,11 @@ def load_records(client: MlflowClient, parent_id: str) -> list[RunRecord]:
 def attach_text(client: MlflowClient, run_id: str, text: str, artifact_file: str) -> None:
     """Write `text` as an artifact of an existing run (a report made after it ended)."""
     client.log_text(run_id, text, artifact_file)
+
+
+def attach_figure(client: MlflowClient, run_id: str, figure: Any, artifact_file: str) -> None:
+    """Save a figure as an artifact of an existing run (a report made after it ended)."""
+    client.log_figure(run_id, figure, artifact_file)
 
 
 def find_parent_run(client: MlflowClient, target: str) -> Any | None:

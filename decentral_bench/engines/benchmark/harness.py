@@ -69,9 +69,10 @@ def run_workload(workload: str, rounds: int | None = None, train_samples: int | 
                  cpus_per_agent: int = 1, paths: tuple[str, ...] | None = None,
                  device: str = "auto") -> WorkloadResult:
     """The workload's paths (all it lists, or those of `paths` it lists), in the order
-    plain, funcloop, vectorized, flower, and their comparison."""
+    plain, funcloop, vectorized, deterministic, flower, and their comparison."""
     plan = build_plan(workload, rounds, train_samples, cpus_per_agent, device)
-    chosen: list[str] = [name for name in ("plain", "funcloop", "vectorized", "flower")
+    order = ("plain", "funcloop", "vectorized", "deterministic", "flower")
+    chosen = [name for name in order
               if name in WORKLOADS[workload].paths and (paths is None or name in paths)]
     measured: dict[str, PathFigures] = {}
     finals: dict[str, FinalParameters] = {}
@@ -104,5 +105,6 @@ def write_json(results: list[WorkloadResult], path: Path) -> None:
         row["speedup_vectorized_over_flower"] = result.ratio("flower", "vectorized")
         row["vectorized_over_funcloop"] = result.ratio("vectorized", "funcloop")
         row["flower_over_plain"] = result.ratio("flower", "plain")
+        row["deterministic_over_vectorized"] = result.ratio("deterministic", "vectorized")
         rows.append(row)
     path.write_text(json.dumps({"environment": environment(), "results": rows}, indent=2))

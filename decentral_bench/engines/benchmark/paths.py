@@ -161,6 +161,14 @@ def run_vectorized(plan: MethodPlan) -> tuple[PathFigures, FinalParameters]:
     return _run_engine(plan, "vectorized")
 
 
+def run_deterministic(plan: MethodPlan) -> tuple[PathFigures, FinalParameters]:
+    """The vectorized engine under `training.deterministic: true`: what bit-identical
+    reruns cost (one thread, deterministic kernels, chunks from total memory)."""
+    training = plan.scenario.training.model_copy(update={"deterministic": True})
+    scenario = plan.scenario.model_copy(update={"training": training})
+    return _run_engine(MethodPlan(scenario=scenario, method=plan.method), "vectorized")
+
+
 def run_funcloop(plan: MethodPlan) -> tuple[PathFigures, FinalParameters]:
     """CDSGD written directly with torch.func: X ← Π X − α ∇F(X) on the same minibatches
     (with the engine's allocator setting, `keep_freed_memory`)."""
@@ -228,4 +236,4 @@ def run_funcloop(plan: MethodPlan) -> tuple[PathFigures, FinalParameters]:
 
 
 RUNNERS = {"flower": run_flower, "plain": run_plain, "vectorized": run_vectorized,
-           "funcloop": run_funcloop}
+           "deterministic": run_deterministic, "funcloop": run_funcloop}

@@ -2,7 +2,8 @@
 
 Agent j's `step`-th minibatch is `data.epoch_order(n_j, seed, j, epoch)[start:stop]`
 (`data.batch_slot`) of its partition, augmented with `data.augment` when the
-scenario asks: the same stream as `agent.AgentSetup.minibatch`. Each agent's
+scenario asks, its labels flipped when j is a label-flipping attacker: the same
+stream as `agent.AgentSetup.minibatch`. Each agent's
 current epoch order is kept, so a step costs one slice per agent.
 """
 
@@ -15,6 +16,7 @@ import torch
 
 from decentral_bench.experiment.data import augment, batch_slot, epoch_order, evaluation_indices
 from decentral_bench.experiment.plan import MethodPlan
+from strategies.attacks import flip_labels
 
 
 class AgentBatches:
@@ -24,12 +26,16 @@ class AgentBatches:
         dataset = plan.dataset
         self.plan = plan
         self.device = device
-        self.train_x = dataset.train_x.to(device)
+        self.train_x = dataset.train_x.to(device, plan.dtype)
         self.train_y = dataset.train_y.to(device)
-        self.test_x = dataset.test_x.to(device)
+        self.test_x = dataset.test_x.to(device, plan.dtype)
         self.test_y = dataset.test_y.to(device)
         self.partitions = plan.partitions
         self.sizes = np.array([len(part) for part in self.partitions])
+        self.classes = dataset.num_classes
+        self.poisoned_from = {agent: first for agent in plan.attackers
+                              if (first := plan.poisoned_from(agent, int(self.sizes[agent])))
+                              is not None}
         self._orders: dict[int, tuple[int, np.ndarray]] = {}
 
     def _positions(self, agent: int, step: int) -> np.ndarray:
@@ -59,12 +65,17 @@ class AgentBatches:
                 weights[i, :len(row)] = 1.0 / len(row)
         where = torch.from_numpy(index).to(self.device)
         features, labels = self.train_x[where], self.train_y[where]
+        flipped = [i for i, (agent, step) in enumerate(zip(agents, steps, strict=True))
+                   if step >= self.poisoned_from.get(agent, step + 1)]
+        if flipped:
+            poisoned = torch.as_tensor(flipped, device=self.device)
+            labels[poisoned] = flip_labels(labels[poisoned], self.classes)
         if self.plan.scenario.dataset.augment:
             features = torch.stack([
                 augment(features[i], self.plan.seed, agent, step)
                 for i, (agent, step) in enumerate(zip(agents, steps, strict=True))])
         return features, labels, None if weights is None else \
-            torch.from_numpy(weights).to(self.device)
+            torch.from_numpy(weights).to(self.device, self.plan.dtype)
 
     def evaluation_sets(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Each agent's training-evaluation samples (the seeded `eval_samples` subset of its

@@ -20,14 +20,14 @@ DENSE_ABOVE = 0.25  # fraction of non-zero entries of Π above which a dense mat
 
 
 class Mixer:
-    """Π (N×N) ready to multiply stacks of N points on `device`."""
+    """Π (N×N) ready to multiply stacks of N points of `dtype` on `device`."""
 
     def __init__(self, matrix: np.ndarray, device: torch.device, dense: bool | None = None,
-                 ) -> None:
+                 dtype: torch.dtype = torch.float32) -> None:
         agents = len(matrix)
         density = np.count_nonzero(matrix) / max(1, agents * agents)
         self.dense = density > DENSE_ABOVE if dense is None else dense
-        weights = torch.as_tensor(matrix, dtype=torch.float32, device=device)
+        weights = torch.as_tensor(matrix, dtype=dtype, device=device)
         if self.dense:
             self.matrix = weights
         else:

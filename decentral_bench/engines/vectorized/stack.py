@@ -13,7 +13,7 @@ import torch
 from decentral_bench.engines.base import ReportSink, RoundClock, RoundReport
 from decentral_bench.engines.vectorized.batches import AgentBatches
 from decentral_bench.engines.vectorized.functional import EVAL_BATCH, StackedModel
-from decentral_bench.engines.vectorized.memory import agents_per_call
+from decentral_bench.engines.vectorized.memory import agents_per_call, chunk_memory_bytes
 from decentral_bench.experiment.plan import MethodPlan
 from decentral_bench.experiment.training import select_device, step_seed
 from decentral_bench.network.traffic import parameter_bytes
@@ -42,10 +42,11 @@ class StackedRun:
         self.batches = AgentBatches(plan, self.device)
         model = plan.build_model().to(self.device)
         sample = self.batches.train_x[0]
+        memory = chunk_memory_bytes(self.device, plan.scenario.training.deterministic)
         self.chunk = chunk or agents_per_call(model, sample, plan.batch_size, plan.agents,
-                                              self.device)
+                                              memory)
         self.eval_chunk = chunk or agents_per_call(model, sample, EVAL_BATCH, plan.agents,
-                                                   self.device, training=False)
+                                                   memory, training=False)
         self.model = StackedModel(model, self.chunk)
         self.initial = [torch.from_numpy(array).to(self.device)
                         for array in plan.initial_parameters]

@@ -16,7 +16,7 @@ from decentral_bench.engines.flower.simulation import FlowerEngine
 from decentral_bench.engines.observer import RoundObserver
 from decentral_bench.engines.vectorized import VectorizedEngine
 from decentral_bench.experiment.plan import MethodPlan
-from decentral_bench.run.runner import FINAL_MODEL
+from decentral_bench.run.artifacts import FINAL_MODEL
 from decentral_bench.scenario import Scenario, parse
 
 # Hypothesis: the same examples on every run by default (CI, `make test`), so a failure is

@@ -14,7 +14,6 @@ duplicated (`fresh=True` starts a new parent).
 from __future__ import annotations
 
 import contextlib
-import json
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -25,7 +24,7 @@ import yaml
 from matplotlib import pyplot
 from matplotlib.figure import Figure
 
-from decentral_bench.engines.base import Engine, FinalParameters, RunStopped, average_model
+from decentral_bench.engines.base import Engine, RunStopped
 from decentral_bench.engines.observer import Diverged, RoundObserver
 from decentral_bench.engines.select import build_engine
 from decentral_bench.experiment.data import label_histogram
@@ -53,6 +52,7 @@ from decentral_bench.report.summary import (
     summaries,
     table_rows,
 )
+from decentral_bench.run.artifacts import log_failure_schedule, log_final_model
 from decentral_bench.run.errors import environment_problem
 from decentral_bench.scenario import Scenario
 from decentral_bench.tracking.local_store import StoreError
@@ -71,7 +71,6 @@ from decentral_bench.tracking.view import GROUP_TAG, run_path
 
 # What stops a run from outside: it is then KILLED (not FAILED) and the stop goes on up.
 STOPS = (KeyboardInterrupt, SystemExit, RunStopped)
-FINAL_MODEL = "model/average.npz"  # each child's average final model, by parameter name
 
 
 def stop_reason(stop: BaseException) -> str:
@@ -236,34 +235,6 @@ def record_method(plan: MethodPlan, engine: Engine, tracker: Tracker | None = No
     if environment is not None:
         raise environment
     return result
-
-
-def log_final_model(tracker: Tracker, run_id: str, plan: MethodPlan,
-                    final: FinalParameters) -> None:
-    """The agents' average final model x̄ (FedAvg's global model), by parameter name, as
-    `model/average.npz`: what a user takes away, and what a deployment is checked by."""
-    names = [name for name, _ in plan.build_model().named_parameters()]
-    tracker.log_arrays(run_id, dict(zip(names, average_model(final), strict=True)),
-                       FINAL_MODEL)
-
-
-def log_failure_schedule(tracker: Tracker, run_id: str, plan: MethodPlan) -> None:
-    """The failures of the scenario as params, what they mean for this method, and the
-    round-by-round schedule as `failures/schedule.json`."""
-    failures = plan.scenario.failures
-    params: dict[str, str] = {}
-    if failures.server is not None:
-        params["server_failure"] = "not applicable" if plan.is_gossip else \
-            f"after round {failures.server.round}, {failures.server.mode}"
-    if failures.links is not None and not plan.is_gossip:
-        params["link_failures"] = "not applicable"
-    if failures.agents and plan.definition.single_agent:
-        params["agent_failures"] = "not applicable"
-    if params:
-        tracker.log_params(run_id, params)
-    if failures != type(failures)() and not plan.definition.single_agent:
-        schedule = plan.failure_schedule.describe(plan.rounds)
-        tracker.log_text(run_id, json.dumps(schedule, indent=2), "failures/schedule.json")
 
 
 def _reason(error: BaseException) -> str:

@@ -86,8 +86,8 @@ def test_the_node_config_thread_count_overrides_the_message(monkeypatch: pytest.
     chosen: list[int] = []
     monkeypatch.setattr(torch, "set_num_threads", chosen.append)
     monkeypatch.setattr(torch, "get_num_threads", lambda: 8)
-    client_app._limit_threads(ConfigRecord({"threads": 2}), {"threads": 3})
-    client_app._limit_threads(ConfigRecord({"threads": 2}), {})
+    client_app._limit_threads(ConfigRecord({"threads": 2}), {"threads": 3}, deterministic=False)
+    client_app._limit_threads(ConfigRecord({"threads": 2}), {}, deterministic=False)
     assert chosen == [3, 2]
 
 
@@ -193,6 +193,7 @@ class StoppedEngine:
     """An engine stopped from outside after one round (as `flwr stop` or SIGTERM do)."""
 
     name = "stopped"
+    deployed = False
 
     def __init__(self, stop: BaseException) -> None:
         self.stop = stop

@@ -21,8 +21,12 @@ from strategies.cdmsgd import (
 )
 from strategies.cdsgd import CDSGD
 from strategies.gossip import GossipRule
+from strategies.sgp import SGP
 
 Routing = Literal["gossip", "server"]
+# What a gossip rule needs of Π: doubly stochastic (CDSGD's consensus) or only
+# column-stochastic (push-sum, which de-biases with its weights: directed graphs too).
+Mixing = Literal["doubly_stochastic", "column_stochastic"]
 
 # Why a server method takes no `aggregation`.
 SERVER_DEFENCE = ("a server method's defence is its server strategy (Flower's FedMedian, "
@@ -45,6 +49,7 @@ class Method:
     options: Mapping[str, Any] = field(default_factory=dict)
     forbids: Mapping[str, str] = field(default_factory=dict)
     single_agent: bool = False  # one node holding all the data, on the graph Π = [1]
+    mixing: Mixing = "doubly_stochastic"
     rule: Callable[[Mapping[str, Any]], GossipRule] | None = None
     # The smallest eigenvalue of Π the rule is stable for under the resolved options
     # (None: any Π of Assumption 2), and the factor by which the rule shrinks a
@@ -107,6 +112,9 @@ METHODS: dict[str, Method] = {method.algorithm: method for method in (
                               "aggregation": None},
            rule=_cdmsgd_rule, lowest_eigenvalue=_cdmsgd_lowest_eigenvalue,
            disagreement_modulus=_cdmsgd_disagreement_modulus),
+    Method("sgp", "SGP, Assran et al. 2019: push-sum over a directed graph, the gradient "
+           "taken at the de-biased point x / w", "gossip", rule=lambda options: SGP(),
+           mixing="column_stochastic"),
     Method("fedavg", "Flower's stock FedAvg: local epochs, then the example-weighted "
            "average on the server", "server", options={"fraction": 1.0, "local_epochs": 1},
            forbids={"local_steps": "FedAvg trains 'local_epochs' per round; remove "

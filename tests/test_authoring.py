@@ -92,8 +92,9 @@ def test_explain_lists_every_default_and_every_run(tmp_path: Path) -> None:
     assert resolved["topology"]["mixing"] == "metropolis"           # a default filled in
     assert "alpha" not in resolved["dataset"]["partition"]          # not for iid
     cdmsgd = resolved["methods"][0]
-    assert {key: cdmsgd.pop(key) for key in ("epochs", "consensus_control")} == {
-        "epochs": pytest.approx(6 * 16 / (1797 * 0.8 / 4), rel=0.01), "consensus_control": None}
+    assert {key: cdmsgd.pop(key) for key in ("epochs", "consensus_control", "aggregation")} == {
+        "epochs": pytest.approx(6 * 16 / (1797 * 0.8 / 4), rel=0.01), "consensus_control": None,
+        "aggregation": {"kind": "mean", "b": 1, "tau": None}}  # the plain gossip average
     assert cdmsgd == {"name": "CDMSGD", "algorithm": "cdmsgd", "momentum": 0.9,
                       "variant": "nesterov", "momentum_buffer": "local", "lr": 0.1,
                       "local_steps": 1, "batch_size": 16, "rounds": 6}

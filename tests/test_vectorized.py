@@ -69,6 +69,17 @@ CASES = {
         "failures": {"server": {"round": 3, "mode": "local"},
                      "agents": [{"agent": 1, "round": 2, "recover": 5}]},
         "network": {**NETWORK, "latency": "10 ms"}},
+    "one-peer-exponential-schedule": {
+        "topology": {"kind": "exponential", "agents": 8, "schedule": "one_peer_exponential"},
+        "network": NETWORK},
+    "random-matching-schedule": {
+        "methods": [{"name": "M", "algorithm": "cdmsgd"}],
+        "topology": {"kind": "complete", "agents": 6, "schedule": "random_matching"}},
+    "sgp-directed": {
+        "methods": [{"name": "M", "algorithm": "sgp"}],
+        "topology": {"kind": "directed_edges", "agents": 5,
+                     "edges": [[0, 1], [1, 2], [2, 3], [3, 4], [4, 0], [0, 2], [0, 3]]},
+        "network": NETWORK},
     "fedavg-server-lost-halt": {
         "methods": [{"name": "M", "algorithm": "fedavg"}],
         "training": {"rounds": 4, "batch_size": 32, "lr": 0.1, "seed": 0},

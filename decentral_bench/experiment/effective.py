@@ -29,12 +29,17 @@ from strategies.registry import Method, method
 
 # Sections that do not change what a run computes (of `resources`, `dtype` does).
 NOT_COMPUTED = ("name", "description", "tracking", "report", "resources")
-# The method keys runs were first recorded with: every key added later (`aggregation`,
-# `compression`, ...) is in a run's identity only when set, so a store's finished runs are
-# recognised after an upgrade.
-FIRST_METHOD_KEYS = frozenset({
-    "algorithm", "batch_size", "consensus_control", "epochs", "fraction", "local_epochs",
-    "local_steps", "lr", "momentum", "momentum_buffer", "name", "rounds", "variant"})
+# The keys runs were first recorded with, of each method and of the sections whose keys
+# grew since: every key added later (`aggregation`, `topology.schedule`, ...) is in a
+# run's identity only when set, so a store's finished runs are recognised after an upgrade.
+FIRST_KEYS = {
+    "methods": frozenset({
+        "algorithm", "batch_size", "consensus_control", "epochs", "fraction", "local_epochs",
+        "local_steps", "lr", "momentum", "momentum_buffer", "name", "rounds", "variant"}),
+    "topology": frozenset({
+        "agents", "cols", "degree", "edges", "k", "kind", "lazy", "matrix_file", "mixing", "p",
+        "rows", "seed", "target_lambda2"}),
+}
 # What a run with no attacker drawn does not read of its `adversaries`.
 UNREAD_WITHOUT_ATTACKERS = ("adversaries.attack", "adversaries.seed", "adversaries.from_round")
 
@@ -42,8 +47,8 @@ UNREAD_WITHOUT_ATTACKERS = ("adversaries.attack", "adversaries.seed", "adversari
 def computed_settings(scenario: Scenario, keep: tuple[str, ...] = ()) -> dict[str, Any]:
     """The scenario as JSON-ready data without the sections of `NOT_COMPUTED` (but those in
     `keep`), less its optional sections left unset. `resources.dtype` and
-    `training.deterministic` are in it only when set away from their defaults, and method
-    keys added after `FIRST_METHOD_KEYS` only when set, so that the hashes of runs
+    `training.deterministic` are in it only when set away from their defaults, and keys
+    added after `FIRST_KEYS` only when set, so that the hashes of runs
     recorded before the keys existed stay."""
     data = without_unset_sections(
         scenario.model_dump(mode="json", exclude=set(NOT_COMPUTED) - set(keep)))
@@ -51,10 +56,14 @@ def computed_settings(scenario: Scenario, keep: tuple[str, ...] = ()) -> dict[st
         del data["training"]["deterministic"]
     if scenario.resources.dtype != "float32":
         data["resources"] = {"dtype": scenario.resources.dtype}
-    data["methods"] = [{key: value for key, value in entry.items()
-                        if key in FIRST_METHOD_KEYS or value is not None}
-                       for entry in data["methods"]]
+    data["methods"] = [first_or_set(entry, FIRST_KEYS["methods"]) for entry in data["methods"]]
+    data["topology"] = first_or_set(data["topology"], FIRST_KEYS["topology"])
     return data
+
+
+def first_or_set(entry: dict[str, Any], first: frozenset[str]) -> dict[str, Any]:
+    """`entry` less the keys added after `first` that are left unset."""
+    return {key: value for key, value in entry.items() if key in first or value is not None}
 
 
 def ignored_keys(definition: Method, scenario: Scenario) -> tuple[str, ...]:

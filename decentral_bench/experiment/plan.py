@@ -26,6 +26,7 @@ from decentral_bench.experiment.data import (
 )
 from decentral_bench.experiment.models import build_model
 from decentral_bench.network.failures import FailureSchedule
+from decentral_bench.network.schedules import GraphSchedule
 from decentral_bench.network.topology import Topology, build_topology, single_agent
 from decentral_bench.scenario import FailuresConfig, MethodConfig, Scenario
 from decentral_bench.scenario.sections import DEFAULT_ROUNDS
@@ -279,7 +280,13 @@ class MethodPlan:
 
     @cached_property
     def failure_schedule(self) -> FailureSchedule:
-        """The scenario's failures on the graph this method runs on (none for a
-        single-agent method, whose one worker stands for the whole data set)."""
-        failures = FailuresConfig() if self.definition.single_agent else self.scenario.failures
-        return FailureSchedule(failures, self.scenario.topology, self.topology, self.seed)
+        """The scenario's failures and time-varying graph on the graph this method runs on
+        (none for a single-agent method, whose one worker stands for the whole data set)."""
+        if self.definition.single_agent:
+            return FailureSchedule(FailuresConfig(), self.scenario.topology, self.topology,
+                                   self.seed)
+        topology = self.scenario.topology
+        schedule = None if topology.schedule is None or not self.has_graph else \
+            GraphSchedule(topology, self.topology, self.seed)
+        return FailureSchedule(self.scenario.failures, topology, self.topology, self.seed,
+                               schedule)

@@ -32,9 +32,10 @@ from decentral_bench.experiment.data import (
 from decentral_bench.experiment.models import build_model
 from decentral_bench.experiment.plan import MethodPlan
 from decentral_bench.experiment.sweep import RunSpec, expand
+from decentral_bench.network.schedules import GraphSchedule
 from decentral_bench.network.topology import TopologyError, build_topology
 from decentral_bench.scenario import Scenario, ScenarioError
-from decentral_bench.scenario.graph import RANDOM_FAMILIES
+from decentral_bench.scenario.graph import DIRECTED_KINDS, RANDOM_FAMILIES
 from decentral_bench.scenario.network import read_links
 from strategies.registry import method
 
@@ -86,14 +87,23 @@ Finding = tuple[str, str]  # (key, what is wrong or worth knowing)
 
 def _stability_findings(scenario: Scenario) -> tuple[list[Finding], list[Finding]]:
     """(problems, warnings) for each method whose update rule diverges on the scenario's Π
-    (CDMSGD-Nesterov on the iterates when λN ≤ −1/(1 + 2μ)), or shrinks the agents'
-    disagreement along Π's last eigenvector by less than 10 % a round (close above it)."""
+    (CDMSGD-Nesterov on the iterates when λN ≤ −1/(1 + 2μ)) or needs a Π the graph has not
+    (a doubly stochastic method on a directed graph), or shrinks the agents' disagreement
+    along Π's last eigenvector by less than 10 % a round (close above it)."""
     problems: list[Finding] = []
     warnings: list[Finding] = []
     lambda_n: float | None = None  # the graph is the same for every method: built once
     for index, entry in enumerate(scenario.methods):
         plan = MethodPlan.of(scenario, entry.name)
         if not plan.has_graph:
+            continue
+        if scenario.topology.kind in DIRECTED_KINDS and \
+                plan.definition.mixing == "doubly_stochastic":
+            problems.append((f"methods[{index}]", (
+                f"'{entry.name}' ({entry.algorithm}) needs a doubly stochastic Π, which the "
+                f"{scenario.topology.kind} graph has not (its Π is column-stochastic); use "
+                "algorithm: sgp (push-sum), which de-biases with its weights, or an "
+                "undirected graph")))
             continue
         bound = plan.definition.lowest_eigenvalue(plan.options)
         if bound is None:
@@ -168,6 +178,26 @@ def _links_problem(scenario: Scenario) -> str | None:
     return None
 
 
+def _schedule_problem(scenario: Scenario) -> str | None:
+    """What breaks the time-varying graph: failures on it, a round's Π_k that is not
+    doubly stochastic, a window of rounds whose union is disconnected."""
+    topology = scenario.topology
+    changing = topology.schedule is not None or topology.kind in DIRECTED_KINDS
+    if changing and (scenario.failures.agents or scenario.failures.links is not None):
+        return ("failures are not modelled on a time-varying or directed graph: drop "
+                f"topology.{'schedule' if topology.schedule else 'kind'} or the failures "
+                "section's agents and links")
+    if topology.schedule is None:
+        return None
+    seed = scenario.training.seed
+    try:
+        GraphSchedule(topology, build_topology(topology, seed), seed).check(
+            scenario.training.rounds or 0)
+    except (TopologyError, ValueError, OSError) as error:
+        return str(error)
+    return None
+
+
 def _checks(scenario: Scenario) -> list[tuple[str, Callable[[], str | None]]]:
     """(key, check) pairs, in the order a run meets them; a check returns a problem."""
 
@@ -190,7 +220,8 @@ def _checks(scenario: Scenario) -> list[tuple[str, Callable[[], str | None]]]:
         return None
 
     return [("resources.device", lambda: _device_problem(scenario)),
-            ("topology", topology), ("network.links_file", lambda: _links_problem(scenario)),
+            ("topology", topology), ("topology.schedule", lambda: _schedule_problem(scenario)),
+            ("network.links_file", lambda: _links_problem(scenario)),
             ("dataset", data),
             ("dataset.partition", lambda: _partition_problem(scenario)),
             ("model", lambda: _model_problem(scenario))]

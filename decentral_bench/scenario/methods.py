@@ -125,7 +125,8 @@ class MethodConfig(Strict):
     algorithm: Algorithm = Field(
         description="cdsgd: Jiang et al. eq. 5; cdmsgd: CDSGD with momentum (section 7); "
         "fedavg: Flower's FedAvg; centralized_sgd: CDSGD on the one-node graph Π = [1] with "
-        "all the data")
+        "all the data; sgp: Stochastic Gradient Push (Assran et al. 2019), push-sum with a "
+        "column-stochastic Π, the only method for a directed graph")
     momentum: float | None = Field(
         None, ge=0.0, lt=1.0, description="cdmsgd: momentum μ in [0, 1). Default: 0.9")
     variant: Literal["nesterov", "polyak"] | None = Field(

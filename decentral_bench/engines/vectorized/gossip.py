@@ -211,6 +211,10 @@ class GossipLoop:
             wall_time = run.lap()
             matrix = plan.topology.mixing_matrix if network is None else network.mixing_matrix
             moved, routed = gossip_round_bytes(matrix, alive, int(sizes[0]), outcome)
+            own_models = self.rule.model(state)
+            if own_models is not self.rule.message(state):  # each reply carries the model
+                routed += len(alive) * sum(int(p[0].nelement() * p.element_size())
+                                           for p in own_models)
             run.finish(RoundReport(
                 server_round=server_round, agents=alive, points=reporting,
                 agent_metrics=run.agent_metrics(alive, reporting, columns, server_round),

@@ -21,7 +21,7 @@ from conftest import observed_run, tiny_scenario
 
 from decentral_bench.engines.base import FinalParameters
 from decentral_bench.engines.flower.simulation import FlowerEngine
-from decentral_bench.engines.reference import reference_gossip
+from decentral_bench.engines.reference import reference_gossip, reference_push_sum
 from decentral_bench.engines.vectorized import VectorizedEngine
 from decentral_bench.experiment.plan import MethodPlan
 from strategies.registry import ALGORITHMS
@@ -37,6 +37,7 @@ METHODS: dict[str, dict[str, Any]] = {
     "polyak-local": {"algorithm": "cdmsgd", "variant": "polyak", "momentum_buffer": "local"},
     "nesterov-local": {"algorithm": "cdmsgd", "variant": "nesterov", "momentum_buffer": "local"},
     "centralized": {"algorithm": "centralized_sgd"},
+    "sgp": {"algorithm": "sgp"},
     "fedavg": {"algorithm": "fedavg"},
 }
 
@@ -124,6 +125,9 @@ CASES: tuple[Case, ...] = (
          settings={"method": CONTROL_EXACT, "training": STEP_SCHEDULE}),
     Case("cdsgd", "permanent-crash", (FV, FM), variant="fixed-control",
          settings={"method": {"consensus_control": {"mode": "fixed", "gossip_steps": 2}}}),
+    # SGP: push-sum on a directed graph (a column-stochastic Π).
+    Case("sgp", "none", (FV, FM, VM), fast=True,
+         settings={"topology": {"kind": "directed_ring", "agents": 5}}),
     # Centralized SGD: one agent with all the data.
     Case("centralized", "none", (FV, FM, VM), fast=True),
     # FedAvg: a sampled fraction, with and without crashes, and the server lost; its fast
@@ -147,8 +151,8 @@ class Outcome:
 
 
 def run_on(engine: Engine, plan: MethodPlan) -> Outcome:
-    if engine == "matrix":
-        return Outcome(reference_gossip(plan))
+    if engine == "matrix":  # push-sum de-biases: its matrix form has a function of its own
+        return Outcome((reference_push_sum if plan.algorithm == "sgp" else reference_gossip)(plan))
     final, rounds, events = observed_run(
         plan, FlowerEngine() if engine == "flower" else VectorizedEngine())
     return Outcome(final, rounds, events)

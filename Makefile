@@ -9,7 +9,7 @@ DEV_STAMP := $(VENV)/.installed-dev
 # about this site.
 MKDOCS := NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs
 
-.PHONY: install dev demo flwr-run test test-slow lint docs docs-serve ui-check data clean
+.PHONY: install dev demo flwr-run test test-slow test-explore coverage lint docs docs-serve ui-check data clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -58,6 +58,18 @@ test: $(DEV_STAMP)
 
 test-slow: $(DEV_STAMP)
 	$(BIN)/python -m pytest -m "slow and not core"
+
+# Hypothesis draws the same examples on every run of the suites above (tests/conftest.py's
+# "repeatable" profile); this target draws 1000 new ones per property and prints how to
+# replay any failure it finds.
+test-explore: $(DEV_STAMP)
+	$(BIN)/python -m pytest --hypothesis-profile explore tests/test_scenario_schema.py
+
+# Line coverage of the whole suite, fast and slow, the Python processes it starts included
+# (pyproject.toml: [tool.coverage]); the table lists the least covered modules first.
+coverage: $(DEV_STAMP)
+	rm -rf build/coverage
+	$(BIN)/python -m pytest --cov --cov-report=term
 
 # The docs site (docs/, mkdocs.yml) into site/: first what is generated (the table of
 # scenario keys and scenario.schema.json from the scenario models, the architecture page's

@@ -34,14 +34,17 @@ AfterRound = Callable[[int, list[Message], ArrayRecord | None], None]
 
 
 def stock_strategy(stock: StockStrategy, options: Mapping[str, Any]) -> Strategy:
-    """Flower's class `stock.flower_class`, sampling `fraction` of the connected clients per
-    round and only training them (each reply already carries the client's metrics, and
-    the global model is evaluated on the server). One available node suffices, so that
-    crashed agents (hidden from the grid) do not stall a round."""
+    """Flower's class `stock.flower_class`, training every client it is shown: the engine
+    samples `fraction` of the alive agents (`MethodPlan.sampled_agents`, the draw the
+    vectorized engine makes too) and hides the others, as it hides crashed agents, so
+    Flower's own sampling (`fraction_train` 1) picks them all. Clients are only trained
+    (each reply already carries the client's metrics, and the global model is evaluated on
+    the server). One available node suffices, so that a round whose other agents are
+    hidden does not stall."""
     strategy_class = getattr(flower_strategies, stock.flower_class)
     keywords = {word: options[key] for word, key in stock.keywords.items()}
     strategy: Strategy = strategy_class(
-        fraction_train=float(options["fraction"]), fraction_evaluate=0.0, min_train_nodes=1,
+        fraction_train=1.0, fraction_evaluate=0.0, min_train_nodes=1,
         min_evaluate_nodes=0, min_available_nodes=1, weighted_by_key=WEIGHT_KEY,
         arrayrecord_key=PUBLISHED_KEY, configrecord_key=CONFIG_KEY, **keywords)
     return strategy

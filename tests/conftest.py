@@ -8,15 +8,29 @@ import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 from flwr.supercore.task_identity import TaskIdentity
+from hypothesis import HealthCheck, settings
+from mlflow.tracking import MlflowClient
 
 from decentral_bench.cli import entry as cli
-from decentral_bench.engines.base import Engine, FinalParameters
+from decentral_bench.engines.base import Engine, FinalParameters, average_model
 from decentral_bench.engines.flower.simulation import FlowerEngine
 from decentral_bench.engines.observer import RoundObserver
+from decentral_bench.engines.vectorized import VectorizedEngine
 from decentral_bench.experiment.plan import MethodPlan
+from decentral_bench.run.artifacts import FINAL_MODEL
 from decentral_bench.scenario import Scenario, parse
+
+# Hypothesis: the same examples on every run by default (CI, `make test`), so a failure is
+# the code's and repeats; `make test-explore` draws new ones (`--hypothesis-profile
+# explore`), many more, and prints how to replay a failure it finds.
+_HYPOTHESIS = {"deadline": None, "database": None,
+               "suppress_health_check": [HealthCheck.too_slow, HealthCheck.data_too_large]}
+settings.register_profile("repeatable", max_examples=30, derandomize=True, **_HYPOTHESIS)
+settings.register_profile("explore", max_examples=1000, print_blob=True, **_HYPOTHESIS)
+settings.load_profile("repeatable")
 
 
 def tiny_scenario(**overrides: object) -> Scenario:
@@ -100,6 +114,12 @@ def tracking_uri(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'mlflow.db'}"
 
 
+# Round metrics that are functions of the agents' points, equal on every engine.
+EQUAL_METRICS = ("consensus_distance", "test_accuracy_mean", "test_loss_mean",
+                 "train_loss_mean", "minibatch_loss_mean", "average_model_test_loss",
+                 "bytes_moved")
+
+
 def observed_run(plan: MethodPlan, engine: Engine | None = None,
                  ) -> tuple[FinalParameters, dict[int, dict[str, float]], list[tuple[int, str]]]:
     """Run `plan` on `engine` (default: the Flower engine) through the product's observer.
@@ -113,6 +133,30 @@ def observed_run(plan: MethodPlan, engine: Engine | None = None,
     observer = RoundObserver(plan, rounds.__setitem__, on_event)
     final = (engine or FlowerEngine()).run(plan, observer.observe, on_event)
     return final, rounds, events
+
+
+def recorded_model(uri: str, run_id: str, folder: Path) -> list[np.ndarray]:
+    """The average final model a run recorded (`model/average.npz`), in parameter order."""
+    path = MlflowClient(tracking_uri=uri).download_artifacts(run_id, FINAL_MODEL, str(folder))
+    with np.load(path) as arrays:
+        return [arrays[name] for name in arrays.files]
+
+
+def assert_run_equals_simulation(uri: str, run_id: str, plan: MethodPlan, folder: Path,
+                                 keys: tuple[str, ...] = EQUAL_METRICS) -> None:
+    """A recorded run (a deployment, `flwr run`) ends with the average model a simulation
+    of `plan` on the vectorized engine ends with, and logged the same round metrics."""
+    final, rounds, _ = observed_run(plan, VectorizedEngine())
+    for got, want in zip(recorded_model(uri, run_id, folder), average_model(final),
+                         strict=True):
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
+    client = MlflowClient(tracking_uri=uri)
+    for key in keys:
+        history = {point.step: point.value for point in client.get_metric_history(run_id, key)}
+        expected = {k: metrics[key] for k, metrics in rounds.items() if key in metrics}
+        assert sorted(history) == sorted(expected), key
+        for k, value in expected.items():
+            assert history[k] == pytest.approx(value, rel=1e-5, abs=1e-6), (key, k)
 
 
 # The slow tests `make test` still runs: one of each kind of real run (the product learns on
@@ -129,7 +173,7 @@ CORE = (
     "test_vectorized.py::test_both_engines_end_with_the_same_parameters_and_metrics["
     "float64-nesterov-ring]",
     "test_flwr_app.py::test_module_level_apps_run_a_scenario_from_the_run_config",
-    "test_robustness.py::test_a_run_records_into_a_real_mlflow_server",
+    "test_robustness.py::test_a_run_records_into_a_real_mlflow_server[vectorized]",
     "test_byzantine_engines.py::test_both_engines_agree_under_attack"
     "[clipped-gossip-nesterov-dissensus]",
 )

@@ -16,6 +16,7 @@ import torch
 from typer.testing import CliRunner
 
 from decentral_bench.cli import entry as cli
+from decentral_bench.experiment.plan import MethodPlan
 from decentral_bench.run.checks import check_scenario
 from decentral_bench.run.errors import EXIT_ENVIRONMENT, EXIT_INTERNAL
 from decentral_bench.scenario import ScenarioError, export, load
@@ -204,7 +205,12 @@ def test_nesterov_momentum_that_diverges_on_the_graph_is_refused(tmp_path: Path)
     "{name: M, algorithm: cdsgd}",
 ])
 def test_stable_rules_on_the_same_graph_pass(tmp_path: Path, method: str) -> None:
-    check_scenario(_nesterov_on(tmp_path, SWAPPING, method))
+    """Each passes because its rule is stable down to an eigenvalue below Π's λN = −0.6."""
+    [spec] = check_scenario(_nesterov_on(tmp_path, SWAPPING, method))[1]
+    plan = MethodPlan.of(spec.scenario, "M")
+    assert plan.topology.lambda_n == pytest.approx(-0.6, abs=1e-12)
+    lowest = plan.definition.lowest_eigenvalue(plan.options)
+    assert lowest is None or lowest < -0.6
 
 
 @pytest.mark.parametrize(("momentum", "grows"), [(0.95, True), (0.2, False)])

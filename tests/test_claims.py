@@ -70,6 +70,7 @@ tracking: {experiment: kong_phases}
 """
 
 
+@pytest.mark.slow  # about a minute: 8 methods × 2 seeds through the CLI
 def test_kong_claims_are_judged_from_the_store_and_logged_on_the_parent(
         tmp_path: Path, tracking_uri: str) -> None:
     path = tmp_path / "kong.yaml"

@@ -1,7 +1,8 @@
 """Data loading from files in the real formats, partitions, and the papers' models.
 
 The loaders are tested on small files these tests write themselves: IDX for
-Fashion-MNIST and MNIST, pickled batches for CIFAR-10/100. Nothing is downloaded.
+Fashion-MNIST and MNIST, pickled batches for CIFAR-10/100; and on the real Fashion-MNIST
+files where `make data` installed them. Nothing is downloaded.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import pytest
 import torch
 
 from decentral_bench.experiment.data import (
+    FASHION_MNIST_SYSTEM_FOLDER,
+    IDX_FILES,
     NORMALISATION,
     DataError,
     check_available,
@@ -57,6 +60,27 @@ def test_fashion_mnist_from_idx_gz_files(tmp_path: Path) -> None:
     pixel = arrays["train-images-idx3-ubyte"][3, 5, 7] / 255.0
     assert dataset.train_x[3, 0, 5, 7].item() == pytest.approx((pixel - mean[0]) / std[0],
                                                                 rel=1e-5)
+
+
+@pytest.mark.skipif(not all((FASHION_MNIST_SYSTEM_FOLDER / name).is_file() for name in IDX_FILES),
+                    reason=f"Fashion-MNIST is not in {FASHION_MNIST_SYSTEM_FOLDER}: run `make "
+                           "data` (Debian's dataset-fashion-mnist package) to test the real files")
+def test_the_installed_fashion_mnist_is_read_from_the_default_folder() -> None:
+    """No root: the Debian package's folder. 60,000 + 10,000 images of 28 × 28, 6,000 and
+    1,000 of each of the 10 classes, standardised by the training set's own mean and std."""
+    assert check_available(DatasetConfig(name="fashion_mnist")) is None
+    dataset = load_dataset(DatasetConfig(name="fashion_mnist"), 0)
+    assert dataset.train_x.shape == (60_000, 1, 28, 28)
+    assert dataset.test_x.shape == (10_000, 1, 28, 28)
+    assert dataset.num_classes == 10
+    assert torch.bincount(dataset.train_y).tolist() == [6_000] * 10
+    assert torch.bincount(dataset.test_y).tolist() == [1_000] * 10
+    assert dataset.train_x.mean().item() == pytest.approx(0.0, abs=1e-3)
+    assert dataset.train_x.std().item() == pytest.approx(1.0, abs=1e-3)
+    pixels = read_idx(FASHION_MNIST_SYSTEM_FOLDER / IDX_FILES[0])
+    mean, std = NORMALISATION["fashion_mnist"]
+    assert dataset.train_x[7, 0, 14, 9].item() == pytest.approx(
+        (pixels[7, 14, 9] / 255.0 - mean[0]) / std[0], rel=1e-6)
 
 
 def test_missing_fashion_mnist_names_the_files(tmp_path: Path) -> None:

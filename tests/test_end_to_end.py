@@ -29,6 +29,15 @@ ROUND_METRICS = {
     "average_model_test_accuracy", "consensus_distance", "bytes_moved", "round_time_s",
 }
 
+# A point of the MLP 64 → 16 → 10: (64 × 16 + 16 + 16 × 10 + 10) float32 values.
+POINT = 4 * (64 * 16 + 16 + 16 * 10 + 10)
+# Points a round moves (bytes_moved, router_bytes_moved). CDSGD on the complete 3-graph:
+# each agent sends its point over its 2 edges; the router hands each agent the 3 points of
+# its neighbourhood (its own included) and takes 3 replies. FedAvg: the global model down
+# to 3 agents and 3 models up. SGD: one node has no link to send over; the router still
+# hands it its own point and takes its reply.
+BYTES = {"CDSGD": (6, 12), "FedAvg": (6, 6), "SGD": (0, 2)}
+
 
 def test_cli_run_records_parent_and_children(tmp_path: Path, tracking_uri: str) -> None:
     path = tmp_path / "e2e.yaml"
@@ -53,15 +62,14 @@ def test_cli_run_records_parent_and_children(tmp_path: Path, tracking_uri: str) 
         history = client.get_metric_history(child.info.run_id, "test_accuracy_mean")
         assert [point.step for point in history] == [1, 2]
         assert 0.0 < child.data.metrics["test_accuracy_mean"] <= 1.0
-        assert child.data.metrics["router_bytes_moved"] > 0
+        moved, routed = BYTES[child.data.tags["method"]]
+        assert (child.data.metrics["bytes_moved"], child.data.metrics["router_bytes_moved"]) \
+            == (moved * POINT, routed * POINT)
     by_method = {run.data.tags["method"]: run for run in children}
     cdsgd = by_method["CDSGD"]
     assert float(cdsgd.data.params["topology.lambda2"]) == pytest.approx(0.0, abs=1e-9)
     assert cdsgd.data.params["topology.kind"] == "complete"
     assert by_method["SGD"].data.metrics["consensus_distance"] == 0.0
-    # One node has no link to send over; the router still hands it its own point.
-    assert by_method["SGD"].data.metrics["bytes_moved"] == 0.0
-    assert by_method["CDSGD"].data.metrics["bytes_moved"] > 0
     artifacts = {item.path for item in client.list_artifacts(cdsgd.info.run_id, "topology")}
     assert {"topology/mixing_matrix.npy", "topology/mixing_matrix.csv"} <= artifacts
     parent_artifacts = {item.path for item in client.list_artifacts(parents[0].info.run_id)}

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from conftest import recorded_model
 from flwr.app import Context, RecordDict
 from mlflow.tracking import MlflowClient
 
@@ -57,6 +58,11 @@ tracking: {{experiment: flwr-app, uri: "{tracking_uri}"}}
     assert f"CDMSGD seed=0: recorded as MLflow run {run.info.run_id} in experiment " \
         f"'flwr-app' of {tracking_uri}" in printed
     assert f"runs/{run.info.run_id}?workflowType=machine_learning" in printed
+    # The recorded final model is the run's: the average of the agents' models.
+    [average] = [item.path for item in client.list_artifacts(run.info.run_id, "model")]
+    assert average == "model/average.npz"
+    assert [a.shape for a in recorded_model(tracking_uri, run.info.run_id, tmp_path)] == \
+        [(16, 64), (16,), (10, 16), (10,)]
 
 
 @pytest.mark.filterwarnings("ignore")

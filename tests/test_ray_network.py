@@ -70,8 +70,8 @@ def test_a_dead_address_is_an_error_at_once() -> None:
     assert time.monotonic() - started < 5.0
 
 
-def _run_tree() -> set[int]:
-    """This process and all its descendants."""
+def _run_tree(root: int | None = None) -> set[int]:
+    """Process `root` (default: this one) and all its descendants."""
     parents: dict[int, int] = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -80,7 +80,7 @@ def _run_tree() -> set[int]:
                                                .split()[1])
             except (OSError, IndexError):
                 continue
-    tree, grew = {os.getpid()}, True
+    tree, grew = {root or os.getpid()}, True
     while grew:
         grown = tree | {pid for pid, parent in parents.items() if parent in tree}
         grew, tree = len(grown) > len(tree), grown
@@ -226,3 +226,73 @@ def test_a_simulation_joins_a_running_ray_cluster(monkeypatch: pytest.MonkeyPatc
         raise result
     assert isinstance(result, dict) and sorted(result) == [1, 2]
     assert workers, "no worker ran on the cluster's head"
+
+
+CAP_SYS_ADMIN, PR_CAPBSET_DROP, CAPABILITY_VERSION_3 = 21, 24, 0x20080522
+
+
+class _CapabilityHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapabilitySet(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
+                ("inheritable", ctypes.c_uint32)]
+
+
+def without_sys_admin() -> None:
+    """In a child before it execs: give up CAP_SYS_ADMIN for good (out of the bounding set,
+    so that exec cannot grant it back, then out of the process's own sets), as in an
+    unprivileged container. Where the process never had it, nothing changes."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_CAPBSET_DROP, CAP_SYS_ADMIN, 0, 0, 0)  # fails harmlessly without CAP_SETPCAP
+    header, sets = _CapabilityHeader(CAPABILITY_VERSION_3, 0), (_CapabilitySet * 2)()
+    if libc.capget(ctypes.byref(header), sets) != 0:
+        raise OSError(ctypes.get_errno(), "capget")
+    keep = ~(1 << CAP_SYS_ADMIN) & 0xFFFFFFFF
+    sets[0].effective &= keep
+    sets[0].permitted &= keep
+    sets[0].inheritable &= keep
+    if libc.capset(ctypes.byref(header), sets) != 0:
+        raise OSError(ctypes.get_errno(), "capset")
+
+
+FALLBACK = """\
+import logging, sys
+logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+from decentral_bench.engines.flower.simulation import FlowerEngine
+from decentral_bench.experiment.plan import MethodPlan
+from decentral_bench.scenario import parse
+scenario = parse({"name": "fallback", "model": {"name": "mlp", "hidden": [8]},
+                  "topology": {"kind": "ring", "agents": 3},
+                  "training": {"rounds": 3, "batch_size": 16},
+                  "methods": [{"name": "M", "algorithm": "cdsgd"}]}, "<fallback>")
+rounds = []
+FlowerEngine().run(MethodPlan.of(scenario, "M"),
+                   lambda report: rounds.append(report.server_round), lambda *_: None)
+print("rounds", rounds)
+"""
+
+
+@pytest.mark.slow
+def test_without_namespaces_a_warning_then_ray_on_every_interface(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fallback, on any machine: a run without CAP_SYS_ADMIN cannot enter a namespace
+    of its own, says so once, and its Ray listens beyond loopback while the run finishes."""
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    child = subprocess.Popen([sys.executable, "-c", FALLBACK], cwd=tmp_path,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             preexec_fn=without_sys_admin, start_new_session=True)
+    exposed: set[str] = set()
+    while child.poll() is None:
+        exposed.update(_exposed_listeners(_run_tree(child.pid)))
+        time.sleep(0.3)
+    output, errors = child.communicate()
+    assert child.returncode == 0, output + errors
+    assert "rounds [1, 2, 3]" in output
+    warned = [line for line in errors.splitlines() if "listens on all network interfaces" in line]
+    assert warned == ["WARNING decentral_bench.engines.flower.confinement: the simulation's "
+                      "Ray listens on all network interfaces (no private network namespace: "
+                      "unshare(CLONE_NEWNET): Operation not permitted); see "
+                      "docs/deployment.md, Network exposure"], errors
+    assert any(name.startswith(("gcs_server", "raylet")) for name in exposed), exposed

@@ -1,9 +1,11 @@
 """Real processes against real stores: two runs creating one new store at once, a run
-killed with SIGKILL and resumed, a real `mlflow server`, a long sweep's memory, and a
-full disk reported in one line."""
+killed with SIGKILL and resumed, a real `mlflow server` (each on both engines: the Flower
+engine's Ray and its confined network thread too), a long sweep's memory, and a full disk
+reported in one line."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import resource
 import signal
@@ -27,7 +29,7 @@ topology: {{kind: ring, agents: 3}}
 training: {{rounds: {rounds}, batch_size: 16, eval_every: {rounds}}}
 methods: [{{name: CDSGD, algorithm: cdsgd}}, {{name: FedAvg, algorithm: fedavg}}]
 tracking: {{experiment: {experiment}}}
-resources: {{engine: vectorized}}
+resources: {{engine: {engine}}}
 """
 # Imports the CLI, then waits for a start signal, so that processes begin together.
 LAUNCHER = """\
@@ -45,10 +47,14 @@ THIRD_PARTY_NOISE = ("Warning", "CHECK constraint", "Traceback")
 
 
 def _scenario(folder: Path, name: str, rounds: int = 2, experiment: str = "robust",
-              extra: str = "") -> Path:
+              extra: str = "", engine: str = "vectorized") -> Path:
     path = folder / f"{name}.yaml"
-    path.write_text(TINY.format(name=name, rounds=rounds, experiment=experiment) + extra)
+    path.write_text(TINY.format(name=name, rounds=rounds, experiment=experiment,
+                                engine=engine) + extra)
     return path
+
+
+ENGINES = pytest.mark.parametrize("engine", ["vectorized", "flower"])
 
 
 def _cli(*arguments: str) -> list[str]:
@@ -72,9 +78,12 @@ def _stop(process: subprocess.Popen) -> None:
             process.wait(timeout=30)
 
 
-def test_two_runs_creating_one_new_store_at_once_both_succeed(tmp_path: Path) -> None:
+@ENGINES
+def test_two_runs_creating_one_new_store_at_once_both_succeed(tmp_path: Path,
+                                                              engine: str) -> None:
     """Both runs and a bare MLflow client (what `mlflow ui` does on start) open a new
-    sqlite store at the same moment; both runs finish, quietly."""
+    sqlite store at the same moment; both runs finish, quietly (on the Flower engine, two
+    private Rays side by side)."""
     uri = f"sqlite:///{tmp_path / 'store.db'}"
     launcher = tmp_path / "launch.py"
     launcher.write_text(LAUNCHER)
@@ -82,7 +91,7 @@ def test_two_runs_creating_one_new_store_at_once_both_succeed(tmp_path: Path) ->
     names = ("first", "second")
     processes = [subprocess.Popen(
         [sys.executable, str(launcher), str(tmp_path / f"{name}.ready"), str(go), "run",
-         str(_scenario(tmp_path, name)), "--tracking-uri", uri], cwd=tmp_path,
+         str(_scenario(tmp_path, name, engine=engine)), "--tracking-uri", uri], cwd=tmp_path,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for name in names]
     ui_like = subprocess.Popen(
         [sys.executable, "-c", "import sys, time, pathlib\nfrom mlflow.tracking import "
@@ -94,7 +103,7 @@ def test_two_runs_creating_one_new_store_at_once_both_succeed(tmp_path: Path) ->
         assert time.monotonic() < deadline and all(p.poll() is None for p in processes)
         time.sleep(0.05)
     go.touch()
-    outputs = [process.communicate(timeout=300) for process in processes]
+    outputs = [process.communicate(timeout=540) for process in processes]  # a loaded machine
     ui_like.wait(timeout=120)
     for process, (out, err) in zip(processes, outputs, strict=True):
         assert process.returncode == 0, out + err
@@ -106,6 +115,33 @@ def test_two_runs_creating_one_new_store_at_once_both_succeed(tmp_path: Path) ->
     assert {run.info.status for run in runs} == {"FINISHED"} and len(runs) == 6
 
 
+def _session(sid: int) -> list[str]:
+    """The live processes (name and pid) of session `sid`."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            name = (entry / "comm").read_text().strip()
+        except (OSError, IndexError):
+            continue
+        if entry.name.isdigit() and int(fields[3]) == sid and fields[0] != "Z":
+            members.append(f"{name} ({entry.name})")
+    return members
+
+
+def _wait_until_empty(sid: int, grace: float = 60.0) -> list[str]:
+    """Wait for session `sid` to empty; what is still there after `grace` seconds is
+    returned (then killed, by its process group)."""
+    deadline = time.monotonic() + grace
+    while _session(sid) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    left = _session(sid)
+    for member in left:
+        with contextlib.suppress(OSError):
+            os.killpg(os.getpgid(int(member.rsplit("(", 1)[1][:-1])), signal.SIGKILL)
+    return left
+
+
 def _child(client: MlflowClient, experiment: str, method: str,
            status: str | None = None) -> list:
     found = client.search_runs([client.get_experiment_by_name(experiment).experiment_id],
@@ -113,10 +149,14 @@ def _child(client: MlflowClient, experiment: str, method: str,
     return [run for run in found if status is None or run.info.status == status]
 
 
-def test_a_killed_run_is_marked_killed_on_resume_and_run_again(tmp_path: Path) -> None:
+@ENGINES
+def test_a_killed_run_is_marked_killed_on_resume_and_run_again(tmp_path: Path,
+                                                               engine: str) -> None:
+    """SIGKILL to the run's whole process group (on the Flower engine, Ray's processes
+    too) in the middle of a child; the next run marks it KILLED and runs it again."""
     uri = f"sqlite:///{tmp_path / 'store.db'}"
-    scenario = _scenario(tmp_path, "killed", rounds=400, experiment="killed",
-                         extra="")
+    rounds = 400 if engine == "vectorized" else 100  # long enough to be killed mid-child
+    scenario = _scenario(tmp_path, "killed", rounds=rounds, experiment="killed", engine=engine)
     scenario.write_text(scenario.read_text().replace(
         "[{name: CDSGD, algorithm: cdsgd}, {name: FedAvg, algorithm: fedavg}]",
         "[{name: Quick, algorithm: cdsgd, rounds: 3}, {name: Slow, algorithm: cdsgd}]"))
@@ -137,6 +177,7 @@ def test_a_killed_run_is_marked_killed_on_resume_and_run_again(tmp_path: Path) -
         os.killpg(process.pid, signal.SIGKILL)
     finally:
         _stop(process)
+    assert _wait_until_empty(process.pid) == []  # nothing of the run outlives the kill
     [killed] = _child(client, "killed", "Slow")
     assert killed.info.status == "RUNNING"  # what a kill leaves behind
     done = subprocess.run(_cli("run", str(scenario), "--tracking-uri", uri), cwd=tmp_path,
@@ -178,8 +219,12 @@ def mlflow_server(tmp_path: Path) -> Iterator[str]:
         log.close()
 
 
-def test_a_run_records_into_a_real_mlflow_server(tmp_path: Path, mlflow_server: str) -> None:
-    scenario = _scenario(tmp_path, "served", rounds=4, experiment="served")
+@ENGINES
+def test_a_run_records_into_a_real_mlflow_server(tmp_path: Path, mlflow_server: str,
+                                                 engine: str) -> None:
+    """On the Flower engine the agents run in a private network namespace while MLflow is
+    written from the thread outside it, which reaches the server on loopback."""
+    scenario = _scenario(tmp_path, "served", rounds=4, experiment="served", engine=engine)
     done = subprocess.run(_cli("run", str(scenario), "--tracking-uri", mlflow_server),
                           cwd=tmp_path, capture_output=True, text=True, timeout=600,
                           check=False)

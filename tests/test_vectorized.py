@@ -201,12 +201,18 @@ def test_chunked_calls_equal_one_call(chunk: int) -> None:
     assert_same_metrics(chunked_rounds, whole_rounds)
 
 
-def test_fedavg_samples_the_same_number_of_agents_as_flower() -> None:
+def test_fedavg_trains_the_agents_the_plan_samples() -> None:
+    """⌊0.5 × 6⌋ = 3 agents a round, the plan's draw (the one the Flower engine shows its
+    strategy: tests/test_equality_matrix.py compares the two engines' sampled runs)."""
     scenario = tiny_scenario(topology={"kind": "complete", "agents": 6},
                              methods=[{"name": "M", "algorithm": "fedavg", "fraction": 0.5}],
                              training={"rounds": 4, "batch_size": 32, "lr": 0.1, "seed": 0})
-    _, rounds, _ = observed_run(MethodPlan.of(scenario, "M"), VectorizedEngine())
+    plan = MethodPlan.of(scenario, "M")
+    trained: list[list[int]] = []
+    _, rounds, _ = observed_run(plan, VectorizedEngine())
+    VectorizedEngine().run(plan, lambda report: trained.append(report.agents), lambda *_: None)
     assert [rounds[k]["agents_reporting"] for k in range(1, 5)] == [3, 3, 3, 3]
+    assert trained == [plan.sampled_agents(k, range(6)) for k in range(1, 5)]
 
 
 SCENARIO = """\

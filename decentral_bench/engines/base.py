@@ -55,6 +55,18 @@ class RoundReport:
     message_bytes: np.ndarray | None = None  # each agent's message size, indexed by agent
 
 
+def average_model(final: FinalParameters) -> list[np.ndarray]:
+    """x̄, the mean of the agents' final models (one model, FedAvg's global one, is its own
+    mean), summed in float64 and returned in the models' dtype."""
+    models = list(final.values())
+    totals = [np.zeros(array.shape, dtype=np.float64) for array in models[0]]
+    for model in models:
+        for total, array in zip(totals, model, strict=True):
+            total += array
+    return [(total / len(models)).astype(array.dtype)
+            for total, array in zip(totals, models[0], strict=True)]
+
+
 class RunStopped(Exception):
     """The engine was told to stop before its last round (e.g. `flwr stop`): the run is
     KILLED, as after Ctrl-C, not FAILED."""

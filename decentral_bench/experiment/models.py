@@ -11,7 +11,8 @@ from decentral_bench.scenario import ModelConfig
 
 
 def mlp(input_shape: tuple[int, ...], num_classes: int, hidden: tuple[int, ...]) -> nn.Module:
-    """Fully connected ReLU network on the flattened input."""
+    """Fully connected ReLU network on the flattened input; without hidden layers, the linear
+    model (multinomial logistic regression)."""
     layers: list[nn.Module] = [nn.Flatten()]
     width = math.prod(input_shape)
     for size in hidden:
@@ -83,7 +84,7 @@ def build_model(config: ModelConfig, input_shape: tuple[int, ...], num_classes: 
     """A freshly initialised model; equal seeds give equal parameters (x_0^j = x_0)."""
     torch.manual_seed(seed)
     if config.name == "mlp":
-        return mlp(input_shape, num_classes, config.hidden or (64,))
+        return mlp(input_shape, num_classes, (64,) if config.hidden is None else config.hidden)
     if len(input_shape) != 3:
         raise ValueError(f"model '{config.name}' needs image inputs C×H×W, got {input_shape}")
     if config.name == "cnn_paper":

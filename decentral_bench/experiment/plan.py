@@ -8,6 +8,7 @@ point x_0 from a `MethodPlan`, so they cannot disagree about what a method runs.
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from typing import Any
@@ -207,6 +208,18 @@ class MethodPlan:
     @property
     def fraction(self) -> float:
         return float(self.option("fraction"))
+
+    def sampled_agents(self, server_round: int, alive: Collection[int]) -> list[int]:
+        """The agents a server round trains: ⌊fraction × n⌋ of the n alive ones (at least
+        one, as Flower's FedAvg counts them), drawn without replacement from
+        (seed, 6, round). Both engines train these: the Flower engine shows the stock
+        strategy only them."""
+        members = sorted(alive)
+        count = max(int(len(members) * self.fraction), 1)
+        if count >= len(members):
+            return members
+        draw = np.random.default_rng([self.seed, 6, server_round])
+        return sorted(int(agent) for agent in draw.choice(members, count, replace=False))
 
     @cached_property
     def milestone_rounds(self) -> tuple[int, ...]:

@@ -11,7 +11,6 @@ The same code records a child in the process of the sweep or in one of its own
 from __future__ import annotations
 
 import contextlib
-import json
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ from decentral_bench.experiment.models import parameter_count
 from decentral_bench.experiment.plan import MethodPlan
 from decentral_bench.experiment.sweep import RunSpec
 from decentral_bench.report.plots import graph_figure, label_histogram_figure, matrix_csv
+from decentral_bench.run.artifacts import log_failure_schedule, log_final_model
 from decentral_bench.run.errors import environment_problem
 from decentral_bench.tracking.metric_buffer import MetricBuffer
 from decentral_bench.tracking.notes import child_note
@@ -109,25 +109,6 @@ def log_data_and_model(tracker: Tracker, run_id: str, plan: MethodPlan) -> None:
     log_figure(tracker, run_id, label_histogram_figure(histogram), "data/label_histogram.png")
 
 
-def log_failure_schedule(tracker: Tracker, run_id: str, plan: MethodPlan) -> None:
-    """The failures of the scenario as params, what they mean for this method, and the
-    round-by-round schedule as `failures/schedule.json`."""
-    failures = plan.scenario.failures
-    params: dict[str, str] = {}
-    if failures.server is not None:
-        params["server_failure"] = "not applicable" if plan.is_gossip else \
-            f"after round {failures.server.round}, {failures.server.mode}"
-    if failures.links is not None and not plan.is_gossip:
-        params["link_failures"] = "not applicable"
-    if failures.agents and plan.definition.single_agent:
-        params["agent_failures"] = "not applicable"
-    if params:
-        tracker.log_params(run_id, params)
-    if failures != type(failures)() and not plan.definition.single_agent:
-        schedule = plan.failure_schedule.describe(plan.rounds)
-        tracker.log_text(run_id, json.dumps(schedule, indent=2), "failures/schedule.json")
-
-
 def open_child_run(tracker: Tracker, spec: RunSpec, algorithm: str,
                    parent_id: str | None = None) -> str:
     """Start the MLflow run of `spec` (a child of `parent_id` when given), tagged with its
@@ -199,8 +180,9 @@ class ChildRun:
             self._log_settings(engine.name)
             observer = RoundObserver(self.plan, self._sink, self._on_event,
                                      deployed=engine.deployed)
-            engine.run(self.plan, observer.observe, self._on_event)
+            final = engine.run(self.plan, observer.observe, self._on_event)
             self.buffer.flush()
+            log_final_model(self.tracker, self.result.run_id, self.plan, final)
         except STOPS as stop:
             self.result.status, self.result.error = "KILLED", stop_reason(stop)
             return stop

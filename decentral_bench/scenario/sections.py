@@ -109,8 +109,8 @@ class ModelConfig(Strict):
         "section 5's CNN (2 × conv 32, max pool, 2 × conv 64, max pool, dense 512); resnet20: "
         "He et al.'s CIFAR ResNet-20 with GroupNorm (as Kong et al. 2021)")
     hidden: tuple[Count, ...] | None = Field(
-        None, description="mlp only: the hidden layers' widths, input to output. Default: "
-        "[64]")
+        None, description="mlp only: the hidden layers' widths, input to output; [] is the "
+        "linear model (multinomial logistic regression). Default: [64]")
     dropout: float | None = Field(
         None, ge=0.0, lt=1.0, description="cnn_paper only: dropout probability in [0, 1) "
         "after each pooling layer (the authors' code: 0.25). Default: 0")

@@ -284,6 +284,15 @@ class Tracker:
             (Path(folder) / f"{name}.csv").write_text(csv)
             self.client.log_artifacts(run_id, folder, "topology")
 
+    def log_arrays(self, run_id: str, arrays: Mapping[str, np.ndarray],
+                   artifact_file: str) -> None:
+        """Named arrays as one NumPy `.npz` artifact (`numpy.load` reads them by name)."""
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / posixpath.basename(artifact_file)
+            named: dict[str, Any] = dict(arrays)
+            np.savez(path, **named)
+            self.client.log_artifact(run_id, str(path), posixpath.dirname(artifact_file) or None)
+
     def log_figure(self, run_id: str, figure: Any, artifact_file: str) -> None:
         self.client.log_figure(run_id, figure, artifact_file)
 

@@ -57,14 +57,14 @@ class Traffic:
 class NetworkTap(Grid):
     """A Grid that forwards to `grid` and records the traffic.
 
-    Nodes in `down_nodes` (crashed agents) are hidden from the strategy, as a
-    dead machine would be. In our simulations it sleeps until the engine has
-    stored as many replies as it awaits (`flower_engine.replies_stored`) and
-    then pulls them; elsewhere (a deployment's SuperLink), and as a fallback, it
-    polls after `pull_interval` seconds, doubling the pause up to
-    `max_pull_interval` while no reply comes, instead of the grids' fixed 0.1 s
-    (in memory) or 3 s (a SuperLink). Both only shorten the wait for replies that
-    have already arrived.
+    Nodes in `down_nodes` (crashed agents, and the agents a server round did not
+    sample) are hidden from the strategy, as a dead machine would be. In our
+    simulations it sleeps until the engine has stored as many replies as it awaits
+    (`flower_engine.replies_stored`) and then pulls them; elsewhere (a deployment's
+    SuperLink), and as a fallback, it polls after `pull_interval` seconds, doubling
+    the pause up to `max_pull_interval` while no reply comes, instead of the grids'
+    fixed 0.1 s (in memory) or 3 s (a SuperLink). Both only shorten the wait for
+    replies that have already arrived.
     """
 
     def __init__(self, grid: Grid, pull_interval: float = 0.005,
@@ -74,7 +74,7 @@ class NetworkTap(Grid):
         self.max_pull_interval = max_pull_interval
         self.stop = stop or threading.Event()  # set: abandon the wait (the user pressed Ctrl-C)
         self.traffic = Traffic()
-        self.down_nodes: set[int] = set()  # crashed agents' nodes: hidden from strategies
+        self.down_nodes: set[int] = set()  # nodes hidden from strategies
 
     def set_run(self, run: Run) -> None:
         self.grid.set_run(run)

@@ -198,8 +198,10 @@ def _run_server(tap: NetworkTap, plan: MethodPlan, rounds: _Round, config: Confi
         return {"alive_agents": float(len(schedule.alive(server_round)))} \
             if plan.scenario.failures.agents else {}
 
-    def hide_crashed(server_round: int) -> None:
-        tap.down_nodes = {node_of_agent[agent] for agent in schedule.crashed(server_round)}
+    def show_sampled(server_round: int) -> None:
+        """The strategy sees only the round's sampled agents (crashed ones never)."""
+        sampled = set(plan.sampled_agents(server_round, schedule.alive(server_round)))
+        tap.down_nodes = {node for agent, node in node_of_agent.items() if agent not in sampled}
 
     def finish(server_round: int, _: list[Message], average: ArrayRecord | None) -> None:
         reported = rounds.finish(server_round, {"aggregated": 1.0, **alive(server_round)},
@@ -210,7 +212,7 @@ def _run_server(tap: NetworkTap, plan: MethodPlan, rounds: _Round, config: Confi
     stock = plan.definition.stock
     if stock is None:
         raise ValueError(f"'{plan.algorithm}' has no server strategy")
-    strategy = ObservedStrategy(stock_strategy(stock, plan.options), before_round=hide_crashed,
+    strategy = ObservedStrategy(stock_strategy(stock, plan.options), before_round=show_sampled,
                                 after_round=finish)
     final: FinalParameters = {0: plan.initial_parameters}
     if server_rounds > 0:

@@ -89,7 +89,6 @@ class ServerLoop:
         schedule = plan.failure_schedule
         server = plan.scenario.failures.server
         server_rounds = plan.rounds if server is None else server.round
-        sampler = np.random.default_rng([plan.seed, 6])
         global_model = list(run.initial)
         own = run.stack(agents)  # each agent's last model, for training once the server is lost
         examples = torch.as_tensor(run.batches.sizes, dtype=plan.dtype, device=run.device)
@@ -98,10 +97,7 @@ class ServerLoop:
         sizes = np.full(agents, run.point_bytes)  # every agent's upload: the model
         run.clock.restart()
         for server_round in range(1, server_rounds + 1):
-            alive = sorted(schedule.alive(server_round))
-            count = max(int(len(alive) * plan.fraction), 1)
-            sampled = alive if count >= len(alive) else \
-                sorted(int(j) for j in sampler.choice(alive, count, replace=False))
+            sampled = plan.sampled_agents(server_round, schedule.alive(server_round))
             rows = torch.as_tensor(sampled, device=run.device)
             start = [p.unsqueeze(0).repeat(len(sampled), *[1] * p.dim()) for p in global_model]
             trained, losses = self.local_epochs(sampled, start, server_round, proximal_mu)

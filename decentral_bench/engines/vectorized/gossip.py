@@ -1,5 +1,6 @@
-"""A gossip method on the stack: every agent's round of `strategies.gossip.gossip_round` at
-once, the mixing sum being Π_k applied to the stack of every agent's message (`Mixer`).
+"""A gossip method on the stack: every agent's round of `strategies.gossip.gossip_round`,
+block by block of agents (`blocks.py`), the mixing sum being Π_k applied to the stack of
+every agent's message (`Mixer`).
 
 Agents that are down in a round neither step nor publish (their rows keep their state and
 message); consensus control's exchanges then move the alive agents' published points the
@@ -9,26 +10,18 @@ keeps), so both engines hold the same numbers.
 
 from __future__ import annotations
 
-from functools import partial
-
 import numpy as np
 import torch
 
 from decentral_bench.engines.base import FinalParameters, RoundReport
+from decentral_bench.engines.vectorized.blocks import BlockRounds, start_in_blocks
 from decentral_bench.engines.vectorized.mixing import Mixer
 from decentral_bench.engines.vectorized.stack import Stack, StackedRun
 from decentral_bench.experiment.metrics import consensus_distance
 from decentral_bench.network.failures import RoundNetwork
 from decentral_bench.network.traffic import gossip_round_bytes
 from strategies.consensus_control import ControlOutcome, control_round
-from strategies.gossip import (
-    GossipRule,
-    State,
-    Translatable,
-    gossip_round,
-    gradient_steps,
-    keep_state_rows,
-)
+from strategies.gossip import GossipRule, State, Translatable, gradient_steps
 
 
 class _Exchanges:
@@ -72,6 +65,7 @@ class GossipLoop:
         self.rule = run.plan.update_rule
         self.agents = run.plan.agents
         self.static = Mixer(run.plan.topology.mixing_matrix, run.device, run.dense)
+        self.blocks = BlockRounds(run)
 
     def own_weights(self, matrix: np.ndarray) -> torch.Tensor:
         """π_jj^k of every agent."""
@@ -80,9 +74,7 @@ class GossipLoop:
 
     def start(self) -> State:
         """Every agent's state before round 1."""
-        norms: list[torch.Tensor] = []
-        return self.rule.start(self.run.stack(self.agents),
-                               partial(self.run.every_agents_gradient, norms),
+        return start_in_blocks(self.run, self.rule, self.run.stack(self.agents),
                                self.plan.lr_at(1))
 
     def round_network(self, server_round: int) -> tuple[RoundNetwork | None, Mixer]:
@@ -97,18 +89,14 @@ class GossipLoop:
         """Every alive agent's round from `state`; the agents that are down keep theirs.
         Returns the new state and the round's per-agent columns (loss, gradient norm)."""
         matrix = self.plan.topology.mixing_matrix if network is None else network.mixing_matrix
-        norms: list[torch.Tensor] = []
-        updated, losses = gossip_round(
-            self.rule, state, mixer(self.rule.message(state)), self.own_weights(matrix),
-            partial(self.run.every_agents_gradient, norms), self.plan.lr_at(server_round),
-            gradient_steps(self.rule, server_round, self.plan.local_steps))
+        down = None
         if network is not None and len(network.alive) < self.agents:
             down = torch.ones(self.agents, dtype=torch.bool, device=self.run.device)
             down[sorted(network.alive)] = False
-            updated = keep_state_rows(down, updated, state)
-        columns = {"minibatch_loss": torch.stack(losses).to(torch.float64).mean(dim=0),
-                   "grad_norm_sq": torch.stack(norms).mean(dim=0)}
-        return updated, columns
+        return self.blocks.round(self.rule, state, mixer, self.own_weights(matrix),
+                                 self.plan.lr_at(server_round),
+                                 gradient_steps(self.rule, server_round, self.plan.local_steps),
+                                 down)
 
     def run_rounds(self) -> FinalParameters:
         plan, run = self.plan, self.run

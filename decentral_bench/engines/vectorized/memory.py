@@ -1,10 +1,22 @@
-"""How many agents the vectorized engine handles per batched call, from free memory.
+"""How many agents the vectorized engine handles per block, and how its memory is kept.
+
+What a run holds, in stacks (one stack: every agent's copy of the model's parameters):
+
+- the rule's state (CDSGD: x_k; Polyak: x_k and x_{k−1}; ...), and while a round runs
+  the next state, written block by block (`blocks.py`): two stacks for CDSGD. The
+  previous state is dropped when the round ends; a part the rule carries over unchanged
+  (Polyak's x_{k−1} ← x_k) is the same tensor, not a copy;
+- one block's temporaries: its minibatches, activations, gradients, mixed points and
+  the rule's intermediate results, freed block after block;
+- the data set, once (on the CPU the data set's own tensors).
 
 Per agent a training call holds its gradient and a few temporaries of the
 model's size, and the activations of its minibatch for the backward pass; an
-evaluation call holds the activations of one evaluation batch. The chunk is
-the number of agents whose share fits in `MEMORY_SHARE` of the free memory of
-the device (`torch.cuda.mem_get_info`, or MemAvailable in /proc/meminfo).
+evaluation call holds the activations of one evaluation batch. A block is the
+number of agents whose share fits in `MEMORY_SHARE` of the free memory of the
+device (`torch.cuda.mem_get_info`, or MemAvailable in /proc/meminfo); on a CPU
+at most `BLOCK_BYTES` of them, so that a block's temporaries stay a small part
+of the stacks and its work stays near the cores' caches.
 """
 
 from __future__ import annotations
@@ -19,6 +31,7 @@ from torch import nn
 MEMORY_SHARE = 0.4      # of the free memory, for one call's per-agent buffers
 PARAMETER_COPIES = 4    # gradient, the update's temporaries
 ACTIVATION_COPIES = 3   # activations kept for backward, their gradients, headroom
+BLOCK_BYTES = 128 * 2**20  # a CPU block's working set (see the module docstring)
 
 
 def free_memory_bytes(device: torch.device) -> int:
@@ -55,20 +68,31 @@ def activation_floats(model: nn.Module, sample: torch.Tensor) -> int:
     return total
 
 
+def call_bytes(model: nn.Module, sample: torch.Tensor, samples_per_agent: int,
+               training: bool = True) -> int:
+    """Bytes one agent adds to a batched call: its gradients' (or, not `training`, its
+    evaluation's) buffers on `samples_per_agent` samples (float32)."""
+    per_agent = ACTIVATION_COPIES * samples_per_agent * activation_floats(model, sample)
+    if training:
+        per_agent += PARAMETER_COPIES * sum(p.numel() for p in model.parameters())
+    return 4 * per_agent
+
+
 def agents_per_call(model: nn.Module, sample: torch.Tensor, samples_per_agent: int,
                     agents: int, device: torch.device, training: bool = True) -> int:
     """How many agents' gradients (or, not `training`, evaluations of
-    `samples_per_agent` samples) fit in one batched call."""
-    parameters = sum(p.numel() for p in model.parameters())
-    per_agent = ACTIVATION_COPIES * samples_per_agent * activation_floats(model, sample)
-    if training:
-        per_agent += PARAMETER_COPIES * parameters
-    budget = MEMORY_SHARE * free_memory_bytes(device) / (4 * per_agent)
-    return max(1, min(agents, math.floor(budget)))
+    `samples_per_agent` samples) fit in one batched call; on a CPU, at most a training
+    block of `BLOCK_BYTES`."""
+    per_agent = call_bytes(model, sample, samples_per_agent, training)
+    budget = MEMORY_SHARE * free_memory_bytes(device)
+    if training and device.type == "cpu":
+        budget = min(budget, BLOCK_BYTES)
+    return max(1, min(agents, math.floor(budget / per_agent)))
 
 
-# glibc's mallopt parameters (malloc.h).
+# glibc's mallopt parameters (malloc.h); its values are C ints.
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+LARGEST_THRESHOLD = 2**31 - 1
 _KEEP_FREED = {"done": False}
 
 
@@ -79,14 +103,15 @@ def keep_freed_memory() -> None:
     on free, so every temporary of a stack of 1024 agents' parameters pays the kernel for
     zeroed pages again; on a 2-core machine that doubled the cost of an elementwise pass
     over 200 MB. Raising the mmap and trim thresholds keeps freed blocks in the heap for
-    the next tensor of the same size. A no-op where the C library is not glibc.
+    the next tensor of the same size (blocks up to 2 GiB, the largest threshold a C int
+    holds). A no-op where the C library is not glibc.
     """
     if _KEEP_FREED["done"]:
         return
     _KEEP_FREED["done"] = True
     try:
         libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(M_MMAP_THRESHOLD, 1 << 30)
-        libc.mallopt(M_TRIM_THRESHOLD, 1 << 40)
+        libc.mallopt(M_MMAP_THRESHOLD, LARGEST_THRESHOLD)
+        libc.mallopt(M_TRIM_THRESHOLD, LARGEST_THRESHOLD)
     except (OSError, AttributeError):
         pass

@@ -295,7 +295,7 @@ class ResourcesConfig(Strict):
                               "vectorized: all agents as one batched PyTorch program")
     agent_chunk: Count | None = Field(
         None, description="vectorized: agents per block, the agents whose mixing, gradients "
-                          "and update are computed at once. Default: as many as fit in 128 MiB "
+                          "and update are computed at once. Default: as many as fit in 512 MiB "
                           "of scratch on a CPU, in free memory on a GPU")
     batched: bool | Literal["auto"] = Field(
         "auto", description="vectorized: a block's gradients in one batched call (true) or "

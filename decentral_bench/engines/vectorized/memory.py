@@ -16,7 +16,14 @@ evaluation call holds the activations of one evaluation batch. A block is the
 number of agents whose share fits in `MEMORY_SHARE` of the free memory of the
 device (`torch.cuda.mem_get_info`, or MemAvailable in /proc/meminfo); on a CPU
 at most `BLOCK_BYTES` of them, so that a block's temporaries stay a small part
-of the stacks and its work stays near the cores' caches.
+of the stacks at thousands of agents. The blocks are of even size.
+
+A block is not smaller than that: every operation of a block has a fixed cost (on
+the CPU a parallel region, whose threads wait for each other at its end, and on a
+machine with more busy threads than cores they wait for a descheduled one), so
+the time of a round grows with its number of blocks. Measured on 2 shared cores
+(load about 16), the gradients and update of 1024 agents of a 64-unit MLP took
+1.7 s in one block, 1.7 s in blocks of 512, 2.6 s of 256 and 4.1 s of 114.
 """
 
 from __future__ import annotations
@@ -31,7 +38,7 @@ from torch import nn
 MEMORY_SHARE = 0.4      # of the free memory, for one call's per-agent buffers
 PARAMETER_COPIES = 4    # gradient, the update's temporaries
 ACTIVATION_COPIES = 3   # activations kept for backward, their gradients, headroom
-BLOCK_BYTES = 128 * 2**20  # a CPU block's working set (see the module docstring)
+BLOCK_BYTES = 512 * 2**20  # a CPU block's working set (see the module docstring)
 
 
 def free_memory_bytes(device: torch.device) -> int:
@@ -82,12 +89,13 @@ def agents_per_call(model: nn.Module, sample: torch.Tensor, samples_per_agent: i
                     agents: int, device: torch.device, training: bool = True) -> int:
     """How many agents' gradients (or, not `training`, evaluations of
     `samples_per_agent` samples) fit in one batched call; on a CPU, at most a training
-    block of `BLOCK_BYTES`."""
+    block of `BLOCK_BYTES`; the agents split into blocks of even size."""
     per_agent = call_bytes(model, sample, samples_per_agent, training)
     budget = MEMORY_SHARE * free_memory_bytes(device)
     if training and device.type == "cpu":
         budget = min(budget, BLOCK_BYTES)
-    return max(1, min(agents, math.floor(budget / per_agent)))
+    fits = max(1, min(agents, math.floor(budget / per_agent)))
+    return math.ceil(agents / math.ceil(agents / fits))
 
 
 # glibc's mallopt parameters (malloc.h); its values are C ints.

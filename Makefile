@@ -9,7 +9,7 @@ DEV_STAMP := $(VENV)/.installed-dev
 # about this site.
 MKDOCS := NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs
 
-.PHONY: install dev demo test test-slow lint docs docs-serve ui-check data clean
+.PHONY: install dev demo flwr-run test test-slow lint docs docs-serve ui-check data clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,19 @@ dev: $(DEV_STAMP)
 
 demo: $(STAMP)
 	$(BIN)/decentral-bench run scenarios/quickstart.yaml
+
+# `flwr run .` on the local SuperLink that flwr starts, reusing this .venv: Flower 1.41's
+# SuperLink otherwise installs the app's dependencies into a new environment for every run
+# (about 30 s and gigabytes). The setting holds for a SuperLink started here; one already
+# running keeps its own (stop its flower-superlink process first). RUN_CONFIG picks what
+# runs, SUPERNODES the simulated federation's size (one per agent of the scenario).
+RUN_CONFIG ?= scenario="scenarios/quickstart.yaml" method="CDSGD"
+SUPERNODES ?= 5
+FLWR_LOCAL := PATH="$(abspath $(BIN)):$$PATH" FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION=1
+flwr-run: $(STAMP)
+	$(FLWR_LOCAL) $(BIN)/flwr federation simulation-config @none/default local \
+		--num-supernodes $(SUPERNODES)
+	$(FLWR_LOCAL) $(BIN)/flwr run . --stream --run-config '$(RUN_CONFIG)'
 
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check .

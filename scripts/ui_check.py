@@ -1,11 +1,17 @@
-"""`make ui-check`: the MLflow UI, in a real browser, lists the methods' runs.
+"""`make ui-check`: the MLflow UI, in a real browser, shows the comparison as a person
+needs it.
 
 Runs the quickstart (vectorized engine) into a fresh store in a temporary folder,
-starts `mlflow ui` on a free port of 127.0.0.1, opens the link `decentral-bench run`
-printed in headless Chromium, and asserts that the rendered page lists every child
-run by name and shows the experiment's description. Screenshots of the runs view,
-the parent run and its accuracy plot go to `--screenshots`. Everything it starts is
-stopped by its process id, whatever happens.
+starts `mlflow ui` on a free port of 127.0.0.1 and opens, in headless Chromium:
+
+- the runs link `decentral-bench run` printed: every child run listed by name under its
+  scenario run's group, the comparison's key metrics as columns, the experiment's
+  description, MLflow's "Model training" sidebar;
+- the scenario (parent) run link it printed, and from its description the link to a
+  child run: each in the "Model training" view, not MLflow's GenAI pages.
+
+Screenshots of these pages and of the parent's accuracy plot go to `--screenshots`.
+Everything it starts is stopped by its process id, whatever happens.
 """
 
 from __future__ import annotations
@@ -34,6 +40,12 @@ CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu",
                   "--disable-background-networking", "--disable-component-update",
                   "--disable-sync", "--no-first-run", "--window-size=1600,1000")
 LINK = re.compile(r"then the runs: (http://\S+)")
+RUN_LINK = re.compile(r"and the scenario run: (http://\S+)")
+# What the "Model training" sidebar shows, and what only the GenAI one does.
+MODEL_TRAINING = "Model registry"
+GENAI_ONLY = "Evaluation runs"
+COLUMNS = ("metrics.`test_accuracy_mean`", "metrics.`epochs`", "metrics.`consensus_distance`",
+           "metrics.`bytes_moved_total`", "metrics.`wall_time_s`")
 
 
 def free_port() -> int:
@@ -95,15 +107,28 @@ def chromium(browser: str, profile: Path, *arguments: str, timeout: float = 120)
     return output.decode(errors="replace")
 
 
-def rendered(browser: str, profile: Path, url: str, expected: list[str]) -> str:
-    """The page's DOM once it shows every expected text (three tries, longer each)."""
+def rendered(browser: str, profile: Path, url: str, expected: list[str],
+             unexpected: tuple[str, ...] = ()) -> str:
+    """The page's DOM once it shows every expected text (three tries, longer each); it
+    must show none of the unexpected ones."""
     page = ""
     for budget in (15_000, 30_000, 60_000):
         page = chromium(browser, profile, f"--virtual-time-budget={budget}", "--dump-dom", url)
         if all(text in page for text in expected):
-            return page
+            break
     missing = [text for text in expected if text not in page]
-    raise SystemExit(f"the page at {url} does not show {missing}")
+    if missing:
+        raise SystemExit(f"the page at {url} does not show {missing}")
+    shown = [text for text in unexpected if text in page]
+    if shown:
+        raise SystemExit(f"the page at {url} shows {shown}")
+    return page
+
+
+def child_links(page: str) -> list[str]:
+    """The links to child runs' pages in a rendered parent page's description."""
+    return sorted(set(re.findall(r'href="(#/experiments/\d+/runs/[0-9a-f]{32}'
+                                 r'\?workflowType=machine_learning)"', page)))
 
 
 def main() -> None:
@@ -121,9 +146,9 @@ def main() -> None:
             [sys.executable, "-m", "decentral_bench", "run", str(REPO / "scenarios" /
              "quickstart.yaml"), "--engine", "vectorized", "--tracking-uri", uri],
             cwd=folder, capture_output=True, text=True, timeout=900, check=False)
-        printed = LINK.search(done.stdout)
-        if done.returncode != 0 or printed is None:
-            raise SystemExit(f"the quickstart run failed or printed no link:\n{done.stdout}"
+        printed, printed_run = LINK.search(done.stdout), RUN_LINK.search(done.stdout)
+        if done.returncode != 0 or printed is None or printed_run is None:
+            raise SystemExit(f"the quickstart run failed or printed no links:\n{done.stdout}"
                              f"\n{done.stderr}")
         client = MlflowClient(uri)
         experiment = client.get_experiment_by_name("quickstart")
@@ -134,12 +159,26 @@ def main() -> None:
             base = f"http://127.0.0.1:{port}"
             link = printed.group(1).replace("http://127.0.0.1:5000", base)
             profile = folder / "chromium-profile"
-            rendered(browser, profile, link, [*children, "quickstart</strong>: CDSGD, CDMSGD"])
-            print(f"ok: {link} lists {', '.join(children)}")
+            group = f"Group: {parent.info.run_name}"
+            rendered(browser, profile, link,
+                     [*children, "quickstart</strong>: CDSGD, CDMSGD", group, MODEL_TRAINING,
+                      *(f'col-id="{column}"' for column in COLUMNS)], (GENAI_ONLY,))
+            print(f"ok: {link} lists {', '.join(children)} under '{group}', with the "
+                  f"columns {', '.join(COLUMNS)}, in the Model training view")
+            parent_link = printed_run.group(1).replace("http://127.0.0.1:5000", base)
+            page = rendered(browser, profile, parent_link,
+                            [parent.info.run_name, MODEL_TRAINING, "Runs: "], (GENAI_ONLY,))
+            links = child_links(page)
+            if len(links) != len(children):
+                raise SystemExit(f"the parent's description links {len(links)} child runs, "
+                                 f"not {len(children)}")
+            child = f"{base}/{links[0]}"
+            rendered(browser, profile, child, [MODEL_TRAINING, "Model metrics"], (GENAI_ONLY,))
+            print(f"ok: the scenario run {parent_link} and its child {child} open in the "
+                  "Model training view")
             runs_view = f"{base}/#/experiments/{experiment.experiment_id}/runs"
             view = "?workflowType=machine_learning"
-            pages = {"runs.png": link,
-                     "parent.png": f"{runs_view}/{parent.info.run_id}{view}",
+            pages = {"runs.png": link, "parent.png": parent_link, "child.png": child,
                      "accuracy.png": f"{runs_view}/{parent.info.run_id}/artifacts/plots/"
                                      f"test_accuracy_mean.png{view}"}
             for name, url in pages.items():

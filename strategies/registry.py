@@ -18,6 +18,10 @@ from strategies.gossip import GossipRule
 
 Routing = Literal["gossip", "server"]
 
+# Why a server method takes no `aggregation`.
+SERVER_DEFENCE = ("a server method's defence is its server strategy (Flower's FedMedian, "
+                  "Krum, ...), not an aggregation of its agents; remove 'aggregation'")
+
 
 @dataclass(frozen=True)
 class Method:
@@ -73,16 +77,18 @@ def _cdmsgd_lowest_eigenvalue(options: Mapping[str, Any]) -> float | None:
 
 METHODS: dict[str, Method] = {method.algorithm: method for method in (
     Method("cdsgd", "CDSGD, Jiang et al. 2017 eq. 5: mix the neighbours' points, step at "
-           "your own", "gossip", options={"consensus_control": None},
+           "your own", "gossip", options={"consensus_control": None, "aggregation": None},
            rule=lambda options: CDSGD()),
     Method("cdmsgd", "CDMSGD, Jiang et al. 2017: CDSGD with Polyak or Nesterov momentum",
            "gossip", options={"momentum": 0.9, "variant": "nesterov",
-                              "momentum_buffer": "iterates", "consensus_control": None},
+                              "momentum_buffer": "iterates", "consensus_control": None,
+                              "aggregation": None},
            rule=_cdmsgd_rule, lowest_eigenvalue=_cdmsgd_lowest_eigenvalue),
     Method("fedavg", "Flower's stock FedAvg: local epochs, then the example-weighted "
            "average on the server", "server", options={"fraction": 1.0, "local_epochs": 1},
            forbids={"local_steps": "FedAvg trains 'local_epochs' per round; remove "
-                                   "'local_steps'"}),
+                                   "'local_steps'",
+                    "aggregation": SERVER_DEFENCE}),
     Method("centralized_sgd", "centralized SGD: CDSGD on the one-node graph Π = [1] with "
            "all the data", "gossip", single_agent=True, rule=lambda options: CDSGD()),
 )}

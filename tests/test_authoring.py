@@ -28,8 +28,12 @@ def test_init_writes_the_template_commented_and_loading(name: str, tmp_path: Pat
     done = runner.invoke(cli, ["init", str(target), "--from", name])
     assert done.exit_code == 0, done.output
     written = load(target)
-    # The template's scenario, but for its name (now the file's) and nothing else.
-    assert written == load(templates()[name]).model_copy(update={"name": "my-run"})
+    # The template's scenario, but for its name and experiment (now the file's): its
+    # runs go to an MLflow experiment of their own, not the template's.
+    template = load(templates()[name])
+    tracking = template.tracking.model_copy(update={"experiment": "my-run"})
+    assert written == template.model_copy(update={"name": "my-run", "tracking": tracking})
+    assert written.tracking.experiment == "my-run"
     text = target.read_text()
     first = text.splitlines()[0]
     assert first == f"# yaml-language-server: $schema={SCHEMA_FILE}"  # outside the repo

@@ -251,7 +251,10 @@ def test_exact_control_moves_an_all_reduce() -> None:
     ({"mode": "exact", "phases": [2, 3]}, {"algorithm": "cdmsgd", "variant": "nesterov"}),
 ])
 def test_both_engines_agree_under_control(control: dict, method: dict) -> None:
-    plan = _plan(control, method, failures={"agents": [{"agent": 2, "round": 3, "recover": 6}]})
+    """Parameters and every metric, the simulated clock's included."""
+    plan = _plan(control, method, failures={"agents": [{"agent": 2, "round": 3, "recover": 6}]},
+                 network={"latency": "5 ms", "agent_uplink": "10 Mbit/s",
+                          "compute": {"step_seconds": "20 ms"}})
     flower_final, flower_rounds, flower_events = observed_run(plan, FlowerEngine())
     final, rounds, events = observed_run(plan, VectorizedEngine())
     for agent in range(plan.agents):
@@ -262,3 +265,4 @@ def test_both_engines_agree_under_control(control: dict, method: dict) -> None:
             if not key.startswith(("round_time_s", "client_time_s")):
                 assert rounds[k][key] == pytest.approx(value, rel=1e-5, abs=2e-5), (k, key)
     assert events == flower_events
+    assert "sim_time_s" in rounds[8] and "sim_time_s" in flower_rounds[8]

@@ -16,7 +16,8 @@ from decentral_bench.engines.flower.credentials import generate_credentials
 from decentral_bench.engines.flower.deploy import CONNECTION, LocalFederation
 
 
-def scenario_file(folder: Path, name: str, uri: str, rounds: int, agents: int) -> Path:
+def scenario_file(folder: Path, name: str, uri: str, rounds: int, agents: int,
+                  **sections: object) -> Path:
     path = folder / f"{name}.yaml"
     path.write_text(yaml.safe_dump({
         "name": name,
@@ -25,6 +26,7 @@ def scenario_file(folder: Path, name: str, uri: str, rounds: int, agents: int) -
         "training": {"rounds": rounds, "batch_size": 16},
         "methods": [{"name": "CDSGD", "algorithm": "cdsgd"}],
         "tracking": {"experiment": name, "uri": uri},
+        **sections,
     }))
     return path
 
@@ -43,7 +45,8 @@ def steps(client: MlflowClient, run_id: str, metric: str) -> list[int]:
 def test_deploy_local_runs_a_method_and_records_every_round(
         tmp_path: Path, tracking_uri: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # the nodes' data cache
-    path = scenario_file(tmp_path, "deployed", tracking_uri, rounds=3, agents=3)
+    path = scenario_file(tmp_path, "deployed", tracking_uri, rounds=3, agents=3, network={
+        "latency": "1 ms", "agent_uplink": "100 Mbit/s", "compute": {"step_seconds": "10 ms"}})
     done = CliRunner().invoke(cli, ["deploy-local", str(path), "--method", "CDSGD",
                                     "--workdir", str(tmp_path / "federation")])
     assert done.exit_code == 0, done.output
@@ -54,6 +57,14 @@ def test_deploy_local_runs_a_method_and_records_every_round(
     for metric in ("test_accuracy_mean", "consensus_distance", "round_time_s", "bytes_moved"):
         assert steps(client, run.info.run_id, metric) == [1, 2, 3]
     assert 0.0 < run.data.metrics["test_accuracy_mean"] <= 1.0
+    # Each round's measured wall time beside the clock's: 10 ms computing, then 1 ms and
+    # two 4,840-byte messages through a 12.5 MB/s uplink.
+    measured = [m.value for m in client.get_metric_history(run.info.run_id,
+                                                           "measured_round_time_s")]
+    modelled = client.get_metric_history(run.info.run_id, "modelled_round_time_s")
+    assert [m.value for m in modelled] == [pytest.approx(0.01 + 0.001 + 2 * 4840 / 12.5e6)] * 3
+    assert len(measured) == 3 and all(value > 0 for value in measured)
+    assert run.data.metrics["measured_time_s"] == pytest.approx(sum(measured))
     cached = sorted(p.name for p in (tmp_path / "cache").rglob("*.pt"))
     assert cached == ["agent-0.pt", "agent-1.pt", "agent-2.pt", "shared.pt"]
     for log in ("superlink", "supernode-0", "worker-2"):

@@ -10,8 +10,8 @@ from mlflow.tracking import MlflowClient
 
 
 @pytest.mark.slow
-def test_module_level_apps_run_a_scenario_from_the_run_config(tmp_path: Path,
-                                                              tracking_uri: str) -> None:
+def test_module_level_apps_run_a_scenario_from_the_run_config(
+        tmp_path: Path, tracking_uri: str, capsys: pytest.CaptureFixture[str]) -> None:
     from flwr.simulation.run_simulation import _run_simulation
     from flwr.supercore.telemetry import EventType
 
@@ -50,6 +50,13 @@ tracking: {{experiment: flwr-app, uri: "{tracking_uri}"}}
     assert run.data.tags["method"] == "CDMSGD"
     assert [m.step for m in client.get_metric_history(run.info.run_id, "test_accuracy_mean")] \
         == [1, 2]
+    # What `flwr run . --stream` shows: progress, the accuracy, where the run was recorded.
+    printed = capsys.readouterr().out
+    final = client.get_metric_history(run.info.run_id, "test_accuracy_mean")[-1].value
+    assert f"CDMSGD seed=0: finished, test acc {final:.3f} at round 2" in printed
+    assert f"CDMSGD seed=0: recorded as MLflow run {run.info.run_id} in experiment " \
+        f"'flwr-app' of {tracking_uri}" in printed
+    assert f"runs/{run.info.run_id}?workflowType=machine_learning" in printed
 
 
 @pytest.mark.filterwarnings("ignore")
@@ -76,3 +83,44 @@ tracking: {{experiment: flwr-app-missing, uri: "{tracking_uri}"}}
     [run] = client.search_runs([experiment.experiment_id])
     assert run.info.status == "FAILED"
     assert "nowhere" in run.data.tags["error"]
+
+
+def test_the_printed_record_says_where_to_find_the_run(tracking_uri: str) -> None:
+    from decentral_bench.cli.flwr_app import recorded
+    from decentral_bench.run.runner import MethodResult
+    from decentral_bench.tracking.store import Tracker
+
+    tracker = Tracker(tracking_uri, "printed")
+    result = MethodResult(name="SGD seed=0", algorithm="centralized_sgd", run_id="f00",
+                          status="FINISHED")
+    assert recorded(result, tracker) == [
+        f"SGD seed=0: recorded as MLflow run f00 in experiment 'printed' of {tracking_uri}",
+        f"open it: mlflow ui --backend-store-uri {tracking_uri}, then http://127.0.0.1:5000/"
+        f"#/experiments/{tracker.experiment_id}/runs/f00?workflowType=machine_learning"]
+
+
+def test_flwr_run_reuses_the_installed_environment_where_the_superlink_is_told_so(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """`make flwr-run` starts flwr's local SuperLink with the setting that turns Flower's
+    per-run dependency installation off; the ServerApp says so where it finds itself in
+    an environment Flower built for the run."""
+    from flwr.common.constant import FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION
+    from flwr.superlink.cli.flower_superlink import _runtime_dependency_install_default
+
+    from decentral_bench.cli.flwr_app import flower_built_environment
+
+    monkeypatch.delenv(FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION, raising=False)
+    assert _runtime_dependency_install_default()  # Flower 1.41 installs by default
+    monkeypatch.setenv(FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION, "1")
+    assert not _runtime_dependency_install_default()
+    makefile = (Path(__file__).resolve().parents[1] / "Makefile").read_text()
+    target = makefile[makefile.index("\nflwr-run:"):].split("\n\n")[0]
+    setting = makefile[makefile.index("\nFLWR_LOCAL :="):].split("\n")[1]
+    assert f"{FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION}=1" in setting
+    # Both commands that may start the local SuperLink run with the setting.
+    assert "$(FLWR_LOCAL) $(BIN)/flwr federation simulation-config" in target
+    assert "$(FLWR_LOCAL) $(BIN)/flwr run . --stream" in target
+    note = flower_built_environment({"VIRTUAL_ENV": "/home/me/.flwr/runtime-envs/7"})
+    assert note is not None and "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION=1" in note
+    assert flower_built_environment({"VIRTUAL_ENV": "/home/me/bench/.venv"}) is None
+    assert flower_built_environment({}) is None

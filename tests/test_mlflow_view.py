@@ -15,7 +15,13 @@ from mlflow.tracking import MlflowClient
 from decentral_bench.engines.vectorized import VectorizedEngine
 from decentral_bench.run.runner import run_scenario
 from decentral_bench.scenario import load
-from decentral_bench.tracking.store import ui_link
+from decentral_bench.tracking.view import (
+    comparison_view,
+    run_link,
+    ui_instructions,
+    ui_link,
+    view_tag,
+)
 
 HEADER = "# Tiny: CDSGD against FedAvg and SGD.\n# The second line of the header.\n"
 
@@ -57,8 +63,10 @@ def test_experiment_parent_and_children_have_descriptions(
     assert "A small comparison." in note
     assert "> Tiny: CDSGD against FedAvg and SGD.\n> The second line of the header." in note
     parent = client.get_run(parent_id).data.tags["mlflow.note.content"]
-    assert "| method | seeds | status | final test acc |" in parent
-    assert "| CDSGD | 1 | FINISHED |" in parent and "target accuracy 0.05" in parent
+    assert "| method | seeds | status | epochs | final test acc |" in parent
+    assert "| CDSGD | 1 | FINISHED | 0.27 |" in parent and "target accuracy 0.05" in parent
+    # Each method's budget beside its figures: 6 FedAvg rounds are 6 epochs.
+    assert "| FedAvg | 1 | FINISHED | 6.00 |" in parent
     children = _children(client, parent_id)
     notes = {method: run.data.tags["mlflow.note.content"] for method, run in children.items()}
     assert notes["CDSGD"].startswith("**CDSGD** (cdsgd) on a complete graph of 4 agents "
@@ -131,12 +139,16 @@ def test_parent_holds_the_comparison_as_metrics_and_a_table(
     # FedAvg's round is an epoch; a gossip round one minibatch of 16 of ~360 samples.
     assert metrics["FedAvg.epochs_to_target"] == 2
     assert metrics["CDSGD.epochs_to_target"] < 0.2
+    assert metrics["FedAvg.epochs"] == 6
+    assert metrics["CDSGD.epochs"] == pytest.approx(6 * 16 / (1437 / 4), rel=0.01)
     table = json.loads(Path(client.download_artifacts(parent_id, "summary.json",
                                                       str(tmp_path))).read_text())
-    assert table["columns"][:4] == ["method", "seeds", "status", "final_test_accuracy"]
+    assert table["columns"][:5] == ["method", "seeds", "status", "epochs",
+                                    "final_test_accuracy"]
     rows = {row[0]: dict(zip(table["columns"], row, strict=True)) for row in table["data"]}
     assert set(rows) == {"CDSGD", "FedAvg", "SGD"}
     assert rows["FedAvg"]["epochs_to_target"] == 2
+    assert rows["FedAvg"]["epochs"] == 6
     assert rows["SGD"]["consensus_distance_final"] == 0
     assert math.isclose(rows["CDSGD"]["final_test_accuracy"],
                         metrics["CDSGD.final_test_accuracy"], rel_tol=1e-5)
@@ -157,9 +169,51 @@ def test_resuming_replaces_the_summary_table(recorded: tuple[MlflowClient, str],
     assert sorted(row[0] for row in table["data"]) == ["CDSGD", "FedAvg", "SGD"]
 
 
-def test_the_link_opens_the_runs_of_the_model_training_view() -> None:
-    link = ui_link("sqlite:///mlflow.db", "7")
+def test_the_links_open_the_model_training_view_laid_out_for_the_comparison() -> None:
+    """MLflow 3.17 shows its GenAI pages unless the address says workflowType; the runs
+    link also names the saved view that lays the list out."""
+    link = ui_link("sqlite:///mlflow.db", "7", "decentral-bench-abc")
     assert link == ("http://127.0.0.1:5000/#/experiments/7/runs?workflowType=machine_learning"
-                    "&orderByKey=tags.%60mlflow.runName%60&orderByAsc=true")
+                    "&viewStateShareKey=decentral-bench-abc")
     assert ui_link("http://127.0.0.1:8080/", "7").startswith(
-        "http://127.0.0.1:8080/#/experiments/7/runs?")
+        "http://127.0.0.1:8080/#/experiments/7/runs?workflowType=machine_learning")
+    assert run_link("sqlite:///mlflow.db", "7", "f00") == (
+        "http://127.0.0.1:5000/#/experiments/7/runs/f00?workflowType=machine_learning")
+    lines = ui_instructions("sqlite:///x.db", "7", "k", "f00")
+    assert lines[0] == "Open the UI with: [bold]mlflow ui --backend-store-uri sqlite:///x.db[/]"
+    assert lines[1:] == [f"then the runs: {ui_link('sqlite:///x.db', '7', 'k')}",
+                         f"and the scenario run: {run_link('sqlite:///x.db', '7', 'f00')}"]
+
+
+def test_the_runs_list_groups_each_scenario_run_with_the_key_metrics_as_columns(
+        recorded: tuple[MlflowClient, str]) -> None:
+    """The experiment saves a view (MLflow's shared view state) that groups the runs by
+    scenario run, open, with the children's key metrics as the first columns; every run
+    carries its group; the parent's description links each child's training view."""
+    client, parent_id = recorded
+    parent = client.get_run(parent_id)
+    experiment = client.get_experiment(parent.info.experiment_id)
+    saved = {key: value for key, value in experiment.tags.items()
+             if key.startswith("mlflow.sharedViewState.")}
+    assert list(saved) == [f"mlflow.sharedViewState.{view_tag(comparison_view(), 0)[0]}"]
+    envelope = json.loads(next(iter(saved.values())))
+    assert envelope["name"] == "decentral-bench comparison"
+    view = json.loads(envelope["state"])
+    assert view["groupBy"] == {"aggregateFunction": "max", "groupByKeys": [
+        {"mode": "tag", "groupByData": "scenario_run"}]}
+    assert view["orderByKey"] == "attributes.start_time" and view["groupsExpanded"] == {}
+    metrics = ["metrics.`test_accuracy_mean`", "metrics.`train_accuracy_mean`",
+               "metrics.`epochs`", "metrics.`consensus_distance`",
+               "metrics.`bytes_moved_total`", "metrics.`wall_time_s`"]
+    assert view["selectedColumns"][:6] == metrics
+    assert view["columnOrder"][:7] == ["attributes.`Run Name`", *metrics]
+    children = _children(client, parent_id)
+    for run in [parent, *children.values()]:
+        assert run.data.tags["scenario_run"] == parent.info.run_name
+    for run in children.values():  # what the columns show
+        assert {"test_accuracy_mean", "epochs", "wall_time_s"} <= set(run.data.metrics)
+    note = parent.data.tags["mlflow.note.content"]
+    experiment_id = parent.info.experiment_id
+    for method, run in children.items():
+        assert (f"[{method} seed=3](#/experiments/{experiment_id}/runs/{run.info.run_id}"
+                "?workflowType=machine_learning)") in note

@@ -9,8 +9,10 @@ from conftest import tiny_scenario
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
+from decentral_bench.experiment.effective import effective_settings
 from decentral_bench.experiment.sweep import configuration_hash, expand
 from decentral_bench.scenario import Scenario, ScenarioError, parse
+from decentral_bench.scenario.network import NetworkConfig
 
 
 def _sweep_scenario(**overrides: object) -> Scenario:
@@ -44,11 +46,17 @@ def test_configuration_hashes_are_stable() -> None:
     one = expand(_sweep_scenario())[0]
     assert configuration_hash(one.scenario.model_copy(update={"name": "renamed"}),
                               "CDSGD") == one.config_hash
+    # A scenario without a network hashes as it did before the format had the section, so
+    # finished runs of older stores are still recognised; with one, the network counts.
+    assert "network" not in effective_settings(one.scenario, "CDSGD")
+    timed = one.scenario.model_copy(update={"network": NetworkConfig()})
+    assert configuration_hash(timed, "CDSGD") != one.config_hash
 
 
 def test_sweep_rejects_unknown_and_unsweepable_keys() -> None:
     base = {"name": "x", "methods": [{"name": "a", "algorithm": "cdsgd"}]}
-    with pytest.raises(ScenarioError, match=r"sweep: unknown key 'topology\.agnets'"):
+    with pytest.raises(ScenarioError, match=r"sweep: unknown key 'topology\.agnets' \(did you "
+                                            r"mean 'topology\.agents'\?\)"):
         parse({**base, "sweep": {"topology.agnets": [2, 4]}}, "s.yaml")
     with pytest.raises(ScenarioError, match=r"'training\.seed' cannot be swept \(use training"):
         parse({**base, "sweep": {"training.seed": [1, 2]}}, "s.yaml")

@@ -22,9 +22,16 @@ from decentral_bench.engines.vectorized.mixing import Mixer
 from decentral_bench.experiment.plan import MethodPlan
 
 TIMES = ("round_time_s", "client_time_s")  # wall-clock figures, engine-specific
+# A network with drawn latencies and stragglers: the simulated clock (sim_time_s and its
+# parts) is compared like every other metric.
+NETWORK = {"latency": {"kind": "lognormal", "median": "20 ms", "sigma": 0.5},
+           "agent_uplink": "100 Mbit/s", "agent_downlink": "50 Mbit/s",
+           "server_uplink": "1 Gbit/s", "server_downlink": "200 Mbit/s",
+           "compute": {"samples_per_second": 400, "jitter": 0.2,
+                       "stragglers": {"fraction": 0.4, "slowdown": 5, "resample": True}}}
 
 CASES = {
-    "cdsgd-ring": {"topology": {"kind": "ring", "agents": 5}},
+    "cdsgd-ring": {"topology": {"kind": "ring", "agents": 5}, "network": NETWORK},
     "polyak-local-steps-weight-decay": {
         "methods": [{"name": "M", "algorithm": "cdmsgd", "variant": "polyak"}],
         "training": {"rounds": 4, "batch_size": 16, "lr": 0.1, "seed": 3, "local_steps": 2,
@@ -40,18 +47,21 @@ CASES = {
     "fedavg-uneven-data": {
         "methods": [{"name": "M", "algorithm": "fedavg", "local_epochs": 2}],
         "dataset": {"name": "digits", "partition": {"kind": "dirichlet", "alpha": 0.5}},
-        "training": {"rounds": 3, "batch_size": 16, "lr": 0.05, "seed": 1}},
+        "training": {"rounds": 3, "batch_size": 16, "lr": 0.05, "seed": 1},
+        "network": NETWORK},
     "nesterov-crash-and-link-drops": {
         "methods": [{"name": "M", "algorithm": "cdmsgd"}],
         "topology": {"kind": "ring", "agents": 5},
         "training": {"rounds": 5, "batch_size": 16, "lr": 0.1, "seed": 2, "local_steps": 2},
         "failures": {"agents": [{"agent": 2, "round": 2, "recover": 4}],
-                     "links": {"drop_probability": 0.3, "seed": 4}}},
+                     "links": {"drop_probability": 0.3, "seed": 4}},
+        "network": NETWORK},
     "fedavg-server-lost-local-and-crash": {
         "methods": [{"name": "M", "algorithm": "fedavg"}],
         "training": {"rounds": 5, "batch_size": 32, "lr": 0.1, "seed": 0},
         "failures": {"server": {"round": 3, "mode": "local"},
-                     "agents": [{"agent": 1, "round": 2, "recover": 5}]}},
+                     "agents": [{"agent": 1, "round": 2, "recover": 5}]},
+        "network": {**NETWORK, "latency": "10 ms"}},
     "fedavg-server-lost-halt": {
         "methods": [{"name": "M", "algorithm": "fedavg"}],
         "training": {"rounds": 4, "batch_size": 32, "lr": 0.1, "seed": 0},
@@ -97,6 +107,10 @@ def test_both_engines_end_with_the_same_parameters_and_metrics(case: str) -> Non
     assert_same_metrics(rounds, flower_rounds)
     assert events == flower_events
     assert rounds[1]["router_bytes_moved"] > 0
+    if "network" in CASES[case]:
+        assert rounds[plan.rounds]["sim_time_s"] == pytest.approx(
+            sum(rounds[k]["compute_time_s"] + rounds[k]["communication_time_s"]
+                for k in rounds), rel=1e-9)
 
 
 @pytest.mark.parametrize("case", ["cdsgd-ring", "polyak-local-steps-weight-decay",
@@ -171,10 +185,12 @@ def test_the_cli_runs_a_scenario_on_the_vectorized_engine(tmp_path: Path,
     for method in ("CDSGD", "FedAvg"):
         lines = [re.sub(r" [01]\.\d{3}| \(\d+ s\)$", "", line)
                  for line in done.stdout.splitlines() if line.startswith(f"{method} seed=0: ")]
+        # The accuracy shown is the latest, measured every 10 rounds: the line says when.
         assert lines == [f"{method} seed=0: started, 30 rounds",
-                         *(f"{method} seed=0: round {r}/30" + (", test acc" if r >= 10 else "")
+                         *(f"{method} seed=0: round {r}/30" + (
+                             f", test acc at round {r // 10 * 10}" if r >= 10 else "")
                            for r in range(3, 30, 3)),
-                         f"{method} seed=0: finished, test acc"], done.stdout
+                         f"{method} seed=0: finished, test acc at round 30"], done.stdout
     client = MlflowClient(tracking_uri=tracking_uri)
     experiment_id = client.get_experiment_by_name("vectorized-cli").experiment_id
     assert f"then the runs: http://127.0.0.1:5000/#/experiments/{experiment_id}/runs?" \

@@ -22,15 +22,19 @@ def claims(
     tracking_uri: Annotated[str | None, typer.Option(
         help="MLflow tracking URI (default: sqlite:///mlflow.db).")] = None,
     output: Annotated[Path | None, typer.Option(help="Also write the tables here.")] = None,
+    figures: Annotated[Path | None, typer.Option(
+        help="Also write the Byzantine studies' figures into this folder.")] = None,
 ) -> None:
-    """Judge the papers' claims from their scenarios' runs in the store: a table per
-    scenario (figures over seeds, holds / does not hold / cannot be judged, why), also
-    logged on each parent run as claims.md."""
+    """Judge the papers' claims (and the Byzantine studies') from their scenarios' runs in
+    the store: a table per scenario (figures over seeds, holds / does not hold / cannot be
+    judged, why), also logged on each parent run as claims.md."""
     from decentral_bench.report.paper_claims import judge_store
     from decentral_bench.tracking.store import DEFAULT_TRACKING_URI
 
     try:
-        sections = judge_store(tracking_uri, experiments)
+        if figures is not None:
+            figures.mkdir(parents=True, exist_ok=True)
+        sections = judge_store(tracking_uri, experiments, figures)
     except LookupError as error:
         errors.print(f"[bold red]error[/]: no scenario run {escape(str(error))} in "
                      f"{tracking_uri or DEFAULT_TRACKING_URI}", highlight=False)

@@ -64,16 +64,23 @@ def progress_for(console: Console) -> Iterator[RichProgress | LineProgress]:
         yield LineProgress(console)
 
 
+def measured(accuracy: float, server_round: int) -> str:
+    """The latest test accuracy and the round it was measured after: between evaluations
+    a progress line repeats it, so it says how old it is."""
+    return f"test acc {accuracy:.3f} at round {server_round}"
+
+
 class LineProgress:
     """One line per child run's start, tenth of its rounds and end, with the elapsed time
-    and the latest accuracy: progress that reads in a log file."""
+    and the latest accuracy (and the round it was measured at): progress that reads in a
+    log file."""
 
     STEPS = 10
 
     def __init__(self, console: Console) -> None:
         self.console = console
         self.runs: dict[str, tuple[int, float, int]] = {}  # rounds, start, tenths shown
-        self.accuracy: dict[str, float] = {}
+        self.accuracy: dict[str, tuple[float, int]] = {}  # latest, and the round it was taken
 
     def _line(self, name: str, text: str) -> None:
         elapsed = time.monotonic() - self.runs[name][1]
@@ -86,7 +93,7 @@ class LineProgress:
 
     def round_finished(self, name: str, server_round: int, metrics: dict[str, float]) -> None:
         if "test_accuracy_mean" in metrics:
-            self.accuracy[name] = metrics["test_accuracy_mean"]
+            self.accuracy[name] = (metrics["test_accuracy_mean"], server_round)
         rounds, start, shown = self.runs[name]
         tenths = server_round * self.STEPS // max(rounds, 1)
         if tenths > shown and server_round < rounds:
@@ -98,7 +105,7 @@ class LineProgress:
         self._line(result.name, f"{result.status.lower()}{self._accuracy(result.name)}")
 
     def _accuracy(self, name: str) -> str:
-        return f", test acc {self.accuracy[name]:.3f}" if name in self.accuracy else ""
+        return f", {measured(*self.accuracy[name])}" if name in self.accuracy else ""
 
 
 class RichProgress:
@@ -117,7 +124,7 @@ class RichProgress:
             self.bars.update(self.tasks[name], completed=server_round)
         else:
             self.bars.update(self.tasks[name], completed=server_round,
-                             status=f"test acc {accuracy:.3f}")
+                             status=measured(accuracy, server_round))
 
     def method_finished(self, result: MethodResult) -> None:
         self.bars.update(self.tasks[result.name], status=result.status.lower())
@@ -133,10 +140,14 @@ def _table(title: str, columns: tuple[str, ...], rows: list[tuple[str, ...]]) ->
 
 
 def summary_table(title: str, rows: list[tuple[str, ...]],
-                  control: list[tuple[str, ...]] | None = None) -> Table | Group:
-    """The comparison table (`report.COLUMNS`) as the console draws it, and below it the
+                  control: list[tuple[str, ...]] | None = None,
+                  notes: list[str] | None = None) -> Table | Group:
+    """The comparison table (`report.COLUMNS`) as the console draws it, with `notes`
+    (methods run once for a sweep they ignore) as its caption, and below it the
     consensus-control table (`report.CONTROL_COLUMNS`) when there are controlled runs."""
     table = _table(title, COLUMNS, rows)
+    if notes:
+        table.caption = ". ".join(notes) + "."
     if not control:
         return table
     return Group(table, _table("consensus control: extra traffic against the uncontrolled "

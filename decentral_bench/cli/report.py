@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated
 
 import click
 import typer
@@ -25,9 +25,11 @@ def report(
     plot: Annotated[Path | None, typer.Option(help="Write the report's figures here.")] = None,
     csv: Annotated[bool, typer.Option("--csv", help="Print CSV instead of a table.")] = False,
     target_accuracy: Annotated[float | None, typer.Option(
-        help="Report rounds and epochs to reach this mean test accuracy.")] = None,
-    x_axis: Annotated[str, typer.Option(click_type=click.Choice(["epochs", "rounds"]),
-                                        help="The figures' x axis: epochs or rounds.")
+        help="Report rounds, epochs and simulated seconds to reach this mean test "
+             "accuracy.")] = None,
+    x_axis: Annotated[str, typer.Option(click_type=click.Choice(["epochs", "rounds", "time"]),
+                                        help="The figures' x axis: epochs, rounds or "
+                                             "simulated seconds (runs with a network).")
     ] = "epochs",
 ) -> None:
     """Print a scenario run's comparison table from the MLflow store (no re-run)."""
@@ -36,6 +38,7 @@ def report(
         group_records,
         latest_per_configuration,
         report_rows,
+        shared_runs,
     )
     from decentral_bench.tracking.store import (
         DEFAULT_TRACKING_URI,
@@ -62,12 +65,18 @@ def report(
         print(as_csv(rows), end="")
     else:
         console.print(summary_table(f"{parent.info.run_name} ({parent.info.run_id})", rows,
-                                    control))
+                                    control, shared_runs(records)))
     if plot is not None:
-        from decentral_bench.report.plots import report_figures
+        from decentral_bench.report.plots import XAxis, chosen_axis, report_figures
 
         plot.mkdir(parents=True, exist_ok=True)
-        axis: Literal["epochs", "rounds"] = "rounds" if x_axis == "rounds" else "epochs"
-        for name, figure in report_figures(group_records(records), x_axis=axis).items():
+        groups = group_records(records)
+        axis: XAxis = "rounds" if x_axis == "rounds" else "time" if x_axis == "time" \
+            else "epochs"
+        if chosen_axis(groups, axis) != axis:
+            errors.print(f"[yellow]note[/]: some runs recorded no "
+                         f"{'sim_time_s (no network: section)' if axis == 'time' else 'epochs'}"
+                         f"; the figures use {chosen_axis(groups, axis)} instead")
+        for name, figure in report_figures(groups, x_axis=axis).items():
             figure.savefig(plot / name)
         errors.print(f"figures written to {plot}")

@@ -43,7 +43,8 @@ def run(
     vectorized one), recorded in MLflow. A re-run skips the runs it already finished."""
     from decentral_bench.run.checks import check_scenario
     from decentral_bench.run.runner import run_scenario
-    from decentral_bench.tracking.store import configure_mlflow, ui_instructions
+    from decentral_bench.tracking.store import configure_mlflow
+    from decentral_bench.tracking.view import ui_instructions
 
     configure_mlflow(verbose)
     if verbose:
@@ -76,12 +77,14 @@ def run(
     if result.skipped:
         console.print(f"{result.skipped} runs already finished in this parent run were skipped "
                       "(--fresh runs everything again)")
-    console.print(summary_table(f"{parsed.name}: results", result.summary, result.control))
+    console.print(summary_table(f"{parsed.name}: results", result.summary, result.control,
+                                result.notes))
     for failed in result.failed:
         errors.print(f"[bold red]{escape(failed.name)} {failed.status}[/]: "
                      f"{escape(failed.error or '')}", highlight=False, soft_wrap=True)
     console.print(f"MLflow parent run {result.parent_run_id} in {result.tracking_uri}")
-    for line in ui_instructions(result.tracking_uri, result.experiment_id):
+    for line in ui_instructions(result.tracking_uri, result.experiment_id, result.view_key,
+                                result.parent_run_id):
         console.print(line, soft_wrap=True, highlight=False)
     if result.failed:
         raise typer.Exit(1)

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from decentral_bench.experiment.plan import MethodPlan
+from decentral_bench.network.failures import RoundNetwork
 from strategies.consensus_control import ControlOutcome
 
 # Each agent's final point: the last published point of every agent (gossip), the
@@ -51,6 +52,9 @@ class RoundReport:
     average: list[torch.Tensor] | None = None  # x̄ when the server holds it (FedAvg)
     control: ControlOutcome | None = None  # consensus control's exchanges, when configured
     wall_time_s: float = 0.0  # the engine's time for the round, measurement excluded
+    # What the simulated clock times the round from (`decentral_bench.engines.timing`):
+    round_network: RoundNetwork | None = None  # gossip: the round's alive agents and Π_k
+    message_bytes: np.ndarray | None = None  # each agent's message size, indexed by agent
 
 
 class RunStopped(Exception):
@@ -63,9 +67,12 @@ EventSink = Callable[[int, str], None]
 
 
 class Engine(Protocol):
-    """Runs one method of a scenario, round by round."""
+    """Runs one method of a scenario, round by round. `deployed` is True where the rounds
+    cross a real network (a deployment's SuperLink): their wall time is then measured
+    beside the simulated clock's."""
 
     name: str
+    deployed: bool
 
     def run(self, plan: MethodPlan, report: ReportSink, on_event: EventSink) -> FinalParameters:
         """Run every round of `plan`, handing each to `report` as it finishes and

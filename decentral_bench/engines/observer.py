@@ -3,17 +3,21 @@
 The observer sees every agent's published point and reported figures, the way
 an omniscient monitor of a real deployment would. Nothing it computes flows
 back into training (consensus control, which is defined by reading Ξ², reads
-it through its own controller; see DESIGN.md, decision 5).
+it through its own controller; see DESIGN.md, decision 5). When some agents
+attack (the plan names them), every per-agent figure, Ξ² and the average model
+are over the honest agents only: the attackers' own models are left out.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 import torch
 
 from decentral_bench.engines.base import EventSink, RoundReport
+from decentral_bench.engines.timing import RoundTimer
 from decentral_bench.experiment.metrics import (
     agent_statistics,
     average_parameters,
@@ -51,20 +55,29 @@ class AverageModelEvaluator:
 class RoundObserver:
     """Computes per-round metrics from the engine's reports and hands them to `sink`.
 
-    Metrics: mean/std/min/max over agents of their reported losses and
+    Metrics: mean/std/min/max over (honest) agents of their reported losses and
     accuracies; test loss/accuracy of the average model x̄; consensus
-    distance Ξ² of the published points; bytes moved; round wall time; the
-    round's network when failures change it.
+    distance Ξ² of the points; how many agents attack; bytes moved; round wall time; the
+    round's network when failures change it; with a `network:` section the
+    round's simulated time (`sim_time_s` so far, this round's `compute_time_s`,
+    `communication_time_s` and their sum `modelled_round_time_s`); on a real
+    deployment (`deployed`) the measured wall time beside it
+    (`measured_round_time_s`, `measured_time_s` so far). The agents' figures,
+    x̄ and Ξ² are over the honest agents only; bytes and times count every agent.
     """
 
     def __init__(self, plan: MethodPlan, sink: RoundSink,
-                 on_event: EventSink | None = None) -> None:
+                 on_event: EventSink | None = None, deployed: bool = False) -> None:
         self.plan = plan
         self.sink = sink
         self.on_event = on_event
+        self.deployed = deployed
         self.evaluate_average = AverageModelEvaluator(plan)
+        self.timer = RoundTimer(plan) if plan.scenario.network is not None else None
         self.bytes_total = 0
         self.gossip_steps_total = 0
+        self.sim_time = 0.0
+        self.measured_time = 0.0
         self.previous_lambda2: float | None = None
 
     def event(self, server_round: int, text: str) -> None:
@@ -91,8 +104,39 @@ class RoundObserver:
                                      f"{control.target:.3g}")
         return metrics
 
+    def honest(self, report: RoundReport) -> RoundReport:
+        """The report without the attackers' points and figures (itself when none)."""
+        attackers = self.plan.attackers
+        if not attackers:
+            return report
+        keep = [i for i, agent in enumerate(report.agents) if agent not in attackers]
+        rows = torch.as_tensor(keep, dtype=torch.long)
+        return replace(report, agents=[report.agents[i] for i in keep],
+                       points=[p[rows.to(p.device)] for p in report.points],
+                       agent_metrics={agent: figures for agent, figures
+                                      in report.agent_metrics.items()
+                                      if agent not in attackers})
+
+    def _time_metrics(self, report: RoundReport) -> dict[str, float]:
+        """The round's simulated seconds, and on a deployment its measured ones."""
+        metrics: dict[str, float] = {}
+        if self.timer is not None:
+            timed = self.timer(report)
+            self.sim_time += timed.total_s
+            metrics.update({"sim_time_s": self.sim_time, "compute_time_s": timed.compute_s,
+                            "communication_time_s": timed.communication_s,
+                            "modelled_round_time_s": timed.total_s})
+        if self.deployed:
+            self.measured_time += report.wall_time_s
+            metrics.update({"measured_round_time_s": report.wall_time_s,
+                            "measured_time_s": self.measured_time})
+        return metrics
+
     def observe(self, report: RoundReport) -> None:
-        """Measure a finished round and hand its metrics to the sink."""
+        """Measure a finished round, over its honest agents, and hand its metrics to the
+        sink."""
+        timed = self._time_metrics(report)  # attackers compute and send as well
+        report = self.honest(report)
         server_round = report.server_round
         for agent, reason in sorted(report.failed.items()):
             self.event(server_round, f"agent {agent} failed: {reason}")
@@ -106,7 +150,10 @@ class RoundObserver:
             "router_bytes_moved": float(report.router_bytes),
             "agents_reporting": float(len(report.agents)),
             "agents_failed": float(len(report.failed)),
+            **timed,
         }
+        if self.plan.attackers:
+            metrics["attackers"] = float(len(self.plan.attackers))
         if self.plan.scenario.training.lr_schedule == "step" or report.control is not None:
             metrics["phase"] = float(self.plan.phase(server_round))
         for key, value in report.network.items():

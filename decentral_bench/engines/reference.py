@@ -98,6 +98,9 @@ def reference_gossip(plan: MethodPlan, on_round: Callable[[float], None] | None 
     """
     if not plan.is_gossip:
         raise ValueError(f"the matrix-form reference covers gossip methods, not {plan.algorithm}")
+    if plan.aggregation.kind != "mean" or plan.adversaries is not None:
+        raise ValueError("the matrix-form reference covers plain mixing among honest agents, "
+                         "not robust aggregation or attackers")
     setups = [AgentSetup.build(plan, agent) for agent in range(plan.agents)]
     device = setups[0].device
     stack = _Stack(plan.update_rule.name, float(plan.options.get("momentum", 0.0)),

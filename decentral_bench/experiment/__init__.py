@@ -1,2 +1,2 @@
-"""One method's experiment: plan, sweeps, data, partitions, models, training, agents, metrics.
+"""One method's experiment: plan, sweeps, data, models, training, agents, metrics, attackers.
 May import: strategies, scenario, network."""

@@ -18,6 +18,7 @@ from decentral_bench.experiment.models import build_model
 from decentral_bench.experiment.plan import MethodPlan
 from decentral_bench.experiment.training import evaluate, gradient, select_device, step_seed
 from decentral_bench.scenario import ModelConfig
+from strategies.attacks import flip_labels
 
 
 @lru_cache(maxsize=8)
@@ -73,6 +74,8 @@ class AgentSetup:
     labels: torch.Tensor
     train_evaluation: tuple[torch.Tensor, torch.Tensor]
     test_evaluation: tuple[torch.Tensor, torch.Tensor]
+    classes: int
+    poisoned_from: int | None  # label flipping: the first step whose labels it flips
 
     @classmethod
     def build(cls, plan: MethodPlan, agent: int, data: AgentData | None = None) -> AgentSetup:
@@ -91,6 +94,7 @@ class AgentSetup:
             model=shared_model(plan.scenario.model, data.input_shape, data.num_classes, device),
             train_evaluation=own if data.common is None else on_device(data.common),
             test_evaluation=on_device(data.test),
+            classes=data.num_classes, poisoned_from=plan.poisoned_from(agent, len(labels)),
         )
 
     def minibatch_index(self, step: int) -> torch.Tensor:
@@ -100,12 +104,17 @@ class AgentSetup:
         return torch.as_tensor(index, device=self.device)
 
     def minibatch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """The minibatch of this agent's `step`-th SGD step (augmented when asked)."""
+        """The minibatch of this agent's `step`-th SGD step (augmented when asked; its
+        labels flipped when the agent is a label-flipping attacker, from its first
+        poisoned step)."""
         index = self.minibatch_index(step)
         features = self.features[index]
         if self.plan.scenario.dataset.augment:
             features = augment(features, self.plan.seed, self.agent, step)
-        return features, self.labels[index]
+        labels = self.labels[index]
+        if self.poisoned_from is not None and step >= self.poisoned_from:
+            labels = flip_labels(labels, self.classes)
+        return features, labels
 
     def gradient_at(self, parameters: list[torch.Tensor], step: int,
                     ) -> tuple[list[torch.Tensor], float]:

@@ -128,16 +128,21 @@ def _number(value: float | None, digits: int) -> str:
 
 def explanation(scenario: Scenario, source: str) -> str:
     """The fully resolved scenario and its runs, as text."""
-    runs = [planned(spec) for spec in expand(scenario, source)]
+    specs = expand(scenario, source)
+    runs = [planned(spec) for spec in specs]
     combinations = 1
     for values in scenario.sweep.values():
         combinations *= len(values)
     seeds = len(scenario.training.seeds or (scenario.training.seed,))
     width = max(len(run.name) for run in runs)
+    once = {spec.method: spec.shared for spec in specs if spec.shared}
     lines = [f"# {source}: {scenario.name}, every default filled in",
              *as_yaml(resolved(scenario)), "",
              f"# {_count(len(runs), 'run')}: {_count(combinations, 'sweep combination')} × "
-             f"{_count(seeds, 'seed')} × {_count(len(scenario.methods), 'method')}",
+             f"{_count(seeds, 'seed')} × {_count(len(scenario.methods), 'method')}"
+             + (", less the repeats of methods that ignore a swept key" if once else ""),
+             *(f"# {method} does not read {', '.join(keys)}: one run for all its values"
+               for method, keys in once.items()),
              f"{'run':<{width}}  {'rounds':>7}  {'epochs/round':>12}  {'epochs':>8}"]
     lines += [f"{run.name:<{width}}  {run.rounds or '?':>7}  "
               f"{_number(run.epochs_per_round, 4):>12}  {_number(run.epochs, 2):>8}"

@@ -15,15 +15,22 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from decentral_bench.experiment.data import Dataset, load_dataset, partition_indices
+from decentral_bench.experiment.adversaries import Adversaries, resolve
+from decentral_bench.experiment.data import (
+    Dataset,
+    load_dataset,
+    partition_indices,
+    steps_per_epoch,
+)
 from decentral_bench.experiment.models import build_model
 from decentral_bench.network.failures import FailureSchedule
 from decentral_bench.network.topology import Topology, build_topology, single_agent
 from decentral_bench.scenario import FailuresConfig, MethodConfig, Scenario
 from decentral_bench.scenario.sections import DEFAULT_ROUNDS
 from strategies.consensus_control import ConsensusControl
-from strategies.gossip import GossipRule
+from strategies.gossip import GossipRule, gradient_steps
 from strategies.registry import Method, method
+from strategies.robust import Aggregation
 
 DEFAULT_GAMMA = 0.1  # the step schedule's factor per milestone
 
@@ -165,6 +172,16 @@ class MethodPlan:
             given["phases"] = frozenset(given["phases"])
         return ConsensusControl(**given)  # its own defaults for what the file leaves out
 
+    @cached_property
+    def aggregation(self) -> Aggregation:
+        """How a gossip method's agents aggregate their neighbourhood (mean unless the
+        method says otherwise)."""
+        config = self.method.aggregation
+        if config is None:
+            return Aggregation()
+        return Aggregation(kind=config.kind, b=config.b if config.b is not None else 1,
+                           tau=config.tau)
+
     @property
     def weight_decay(self) -> float:
         return self.scenario.training.weight_decay
@@ -210,6 +227,32 @@ class MethodPlan:
             return float(self.local_epochs)
         mean_size = sum(len(part) for part in self.partitions) / self.agents
         return self.local_steps * min(self.batch_size, mean_size) / mean_size
+
+    # ------------------------------------------------------------ adversaries
+
+    @cached_property
+    def adversaries(self) -> Adversaries | None:
+        """The run's attackers and their attack (None: every agent is honest, as the one
+        worker of a single-agent method always is)."""
+        if self.definition.single_agent:
+            return None
+        return resolve(self.scenario.adversaries, self.agents, self.seed)
+
+    @property
+    def attackers(self) -> frozenset[int]:
+        return frozenset() if self.adversaries is None else self.adversaries.attackers
+
+    def poisoned_from(self, agent: int, samples: int) -> int | None:
+        """The first minibatch step whose labels agent `agent` (holding `samples` samples)
+        flips, or None when it trains on true labels: the first step of the attack's first
+        round."""
+        adversaries = self.adversaries
+        if adversaries is None or not adversaries.flips_labels_of(agent):
+            return None
+        first = adversaries.from_round
+        if self.is_gossip:
+            return gradient_steps(self.update_rule, first, self.local_steps).start
+        return (first - 1) * self.local_epochs * steps_per_epoch(samples, self.batch_size)
 
     # ------------------------------------------------------------ failures
 

@@ -1,8 +1,10 @@
 """Expanding a scenario into runs: every sweep combination × seed × method.
 
 Each run gets the fully resolved scenario it runs (sweep values applied, one
-seed, no sweep left) and a hash of it, which is how a re-run recognises the
-children it has already finished.
+seed, no sweep left) and a hash of its effective settings, which is how a re-run
+recognises the children it has already finished. A method that ignores a swept
+key (FedAvg does not read `topology.kind`) runs once for all its values, not once
+per value: one run per distinct effective setting.
 """
 
 from __future__ import annotations
@@ -11,29 +13,56 @@ import copy
 import hashlib
 import itertools
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from decentral_bench.experiment.effective import (
+    NOT_COMPUTED,
+    effective_settings,
+    reads,
+    without_unset_sections,
+)
 from decentral_bench.scenario import Scenario, ScenarioError, parse, set_key
-
-# Keys that do not change what a run computes, left out of its hash.
-NOT_HASHED = ("name", "description", "tracking", "report", "resources")
+from strategies.registry import method as registry_entry
 
 
-def configuration_hash(scenario: Scenario, method: str) -> str:
-    """A stable hash of what one run computes: the resolved scenario and the method."""
-    data = scenario.model_dump(mode="json", exclude=set(NOT_HASHED))
-    data["methods"] = [m for m in data["methods"] if m["name"] == method]
+def _digest(data: Any) -> str:
     text = json.dumps(data, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def configuration_hash(scenario: Scenario, method: str) -> str:
+    """A stable hash of what one run computes: its effective settings."""
+    return _digest(effective_settings(scenario, method))
+
+
 def scenario_hash(scenario: Scenario) -> str:
-    """A stable hash of a whole scenario (all methods, the sweep, the seeds)."""
-    text = json.dumps(scenario.model_dump(mode="json", exclude=set(NOT_HASHED) - {"name"}),
-                      sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    """A stable hash of the experiment a scenario is: its name, every method and setting,
+    and which keys it sweeps, but not its seeds nor the swept values, which a re-run may
+    add to. A scenario run resumes a parent run only of the same hash: any other change
+    (a `--set`, an edited file) is another experiment, with a parent of its own."""
+    data = without_unset_sections(
+        scenario.model_dump(mode="json", exclude=set(NOT_COMPUTED) - {"name"}))
+    data["training"].pop("seed", None)
+    data["training"].pop("seeds", None)
+    data["sweep"] = sorted(data["sweep"])
+    return _digest(data)
+
+
+def swept_names(paths: Sequence[str]) -> dict[str, str]:
+    """How labels name each swept key: its last part (`agents`), or as many of its last
+    parts as tell it from the other swept keys (`topology.kind`, `partition.kind`)."""
+    names = {}
+    for path in paths:
+        parts = path.split(".")
+        size = 1
+        while size < len(parts) and any(other != path and other.split(".")[-size:] ==
+                                        parts[-size:] for other in paths):
+            size += 1
+        names[path] = ".".join(parts[-size:])
+    return names
 
 
 @dataclass(frozen=True)
@@ -42,8 +71,10 @@ class RunSpec:
 
     scenario: Scenario
     method: str
-    swept: tuple[tuple[str, Any], ...]
+    swept: tuple[tuple[str, Any], ...]  # the swept keys the method reads, with their values
     seed: int
+    names: tuple[str, ...] = ()  # each swept key's name in the label (default: its last part)
+    shared: tuple[str, ...] = ()  # swept keys the method ignores: the run serves every value
 
     @property
     def config_hash(self) -> str:
@@ -51,8 +82,11 @@ class RunSpec:
 
     @property
     def label(self) -> str:
-        """The method and the swept values: what the report groups seeds by."""
-        values = " ".join(f"{path.rsplit('.', 1)[-1]}={value}" for path, value in self.swept)
+        """The method and the swept values it reads, each named so that no two swept keys
+        read alike: what the report groups seeds by."""
+        names = self.names or tuple(path.rsplit(".", 1)[-1] for path, _ in self.swept)
+        values = " ".join(f"{name}={value}" for name, (_, value)
+                          in zip(names, self.swept, strict=True))
         return f"{self.method} {values}".strip()
 
     @property
@@ -61,7 +95,9 @@ class RunSpec:
 
 
 def expand(scenario: Scenario, source: str = "<scenario>") -> list[RunSpec]:
-    """All runs of a scenario, in order: combination, then seed, then method.
+    """All runs of a scenario, in order: combination, then seed, then method; a method's
+    run whose effective settings an earlier one has already (a swept key it ignores)
+    is left out, the earlier one standing for it.
 
     Swept file names (an edges file, a matrix file) are taken relative to the scenario
     file's folder, as the file's own are."""
@@ -70,7 +106,9 @@ def expand(scenario: Scenario, source: str = "<scenario>") -> list[RunSpec]:
     folder = Path(source).parent if Path(source).is_file() else None
     seeds = scenario.training.seeds or (scenario.training.seed,)
     paths = list(scenario.sweep)
-    specs = []
+    names = swept_names(paths)
+    specs: list[RunSpec] = []
+    seen: set[str] = set()
     for values in itertools.product(*(scenario.sweep[path] for path in paths)):
         swept = tuple(zip(paths, values, strict=True))
         for seed in seeds:
@@ -85,5 +123,19 @@ def expand(scenario: Scenario, source: str = "<scenario>") -> list[RunSpec]:
                 raise ScenarioError(source, [(f"sweep ({combination})", message) if not key
                                              else (f"sweep ({combination}): {key}", message)
                                              for key, message in error.problems]) from None
-            specs += [RunSpec(resolved, method.name, swept, seed) for method in resolved.methods]
+            for entry in resolved.methods:
+                spec = _run_spec(resolved, entry.name, swept, seed, names)
+                if spec.config_hash not in seen:
+                    seen.add(spec.config_hash)
+                    specs.append(spec)
     return specs
+
+
+def _run_spec(resolved: Scenario, method: str, swept: tuple[tuple[str, Any], ...], seed: int,
+              names: dict[str, str]) -> RunSpec:
+    """One method's run of a resolved combination, named by the swept keys it reads."""
+    definition = registry_entry(resolved.method(method).algorithm)
+    own = tuple((path, value) for path, value in swept if reads(definition, resolved, path))
+    return RunSpec(resolved, method, own, seed, names=tuple(names[path] for path, _ in own),
+                   shared=tuple(path for path, _ in swept
+                                if not reads(definition, resolved, path)))

@@ -1,2 +1,2 @@
-"""The network: graph families, Π and Assumption 2, failures (Π_k per round), bytes per message.
+"""The network: graph families, Π and Assumption 2, failures (Π_k), bytes per message, the clock.
 May import: strategies, scenario."""

@@ -1,5 +1,6 @@
 """The claims of Jiang et al. (2017) and Kong et al. (2021) that `scenarios/paper/` tests,
-as rules over the groups of a scenario run (see `claims` for how a verdict is reached).
+and ClippedGossip's that `scenarios/byzantine/` tests (`byzantine_claims`), as rules over
+the groups of a scenario run (see `claims` for how a verdict is reached).
 
 Rules are keyed by scenario name (a `_cifar10` twin shares its FMNIST original's rules);
 each names the method labels of its scenario file.
@@ -9,7 +10,20 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from pathlib import Path
 
+from matplotlib import pyplot
+
+from decentral_bench.report.bottleneck_claims import SCENARIO as BOTTLENECK
+from decentral_bench.report.bottleneck_claims import bottleneck_rules
+from decentral_bench.report.byzantine_claims import (
+    ATTACKS,
+    BYZANTINE,
+    SERVER_ATTACKS,
+    accuracy_matrix,
+    measured,
+    study_figures,
+)
 from decentral_bench.report.claims import (
     FAILS,
     HOLDS,
@@ -36,7 +50,13 @@ from decentral_bench.report.summary import (
     phases_text,
     traffic_increase,
 )
-from decentral_bench.tracking.store import attach_text, find_parent_run, load_records, open_store
+from decentral_bench.tracking.store import (
+    attach_figure,
+    attach_text,
+    find_parent_run,
+    load_records,
+    open_store,
+)
 
 EARLY_EPOCH = 1.0  # "converges slower per epoch": accuracy after the first epoch
 
@@ -173,7 +193,11 @@ KONG: list[Rule] = [
           "centralized", "control-phases-2-3", "centralized", "final", "a<b"),
 ]
 
-RULES: dict[str, list[Rule]] = {**JIANG, "kong_phases": KONG}
+RULES: dict[str, list[Rule]] = {**JIANG, "kong_phases": KONG, **BYZANTINE}
+# The methods of each Byzantine study, as its accuracy matrix lists them.
+MATRIX = {"byzantine_torus": ("Mean", "TrimmedMean", "Median", "ClippedGossip"),
+          "byzantine_ring": ("Mean", "Median", "ClippedGossip"),
+          "byzantine_server": ("FedAvg", "FedMedian", "Krum")}
 
 
 def rules_for(scenario: str) -> list[Rule]:
@@ -197,12 +221,16 @@ def arms_table(groups: Sequence[Group]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def judge_store(tracking_uri: str | None, experiments: Sequence[str] | None) -> list[str]:
+def judge_store(tracking_uri: str | None, experiments: Sequence[str] | None,
+                figures: Path | None = None) -> list[str]:
     """Judge the claims of each named experiment (default: every papers' scenario found in
     the store), log each table on its parent run as claims.md and return the tables.
-    A named experiment that is not in the store raises LookupError."""
+    A Byzantine study also gets its accuracy matrix and its figures, logged on the parent
+    under plots/ and, with `figures`, written there as `<scenario>_<name>.png`. A named
+    experiment that is not in the store raises LookupError."""
     client = open_store(tracking_uri)
-    names = experiments or [name for base in RULES for name in (base, f"{base}_cifar10")]
+    names = experiments or [*(name for base in RULES for name in (base, f"{base}_cifar10")),
+                            BOTTLENECK]
     sections = []
     for name in names:
         parent = find_parent_run(client, name)
@@ -212,9 +240,25 @@ def judge_store(tracking_uri: str | None, experiments: Sequence[str] | None) -> 
             continue
         scenario = parent.data.tags.get("scenario", name)
         records = latest_per_configuration(load_records(client, parent.info.run_id))
-        text = f"## {scenario}\n\n" + as_markdown(judge(records, rules_for(scenario)))
+        rules = rules_for(scenario)
+        if scenario == BOTTLENECK:  # judged at the run's own target accuracy
+            target = parent.data.params.get("report.target_accuracy", "None")
+            rules = bottleneck_rules(float(target)) if target != "None" else []
+        text = f"## {scenario}\n\n" + as_markdown(judge(records, rules))
         if scenario.removesuffix("_cifar10") == "kong_phases":
             text += "\n" + arms_table(group_records(records))
+        if scenario in MATRIX:
+            groups = group_records(records)
+            attacks, counts = measured(groups, MATRIX[scenario], SERVER_ATTACKS if
+                                       scenario == "byzantine_server" else ATTACKS)
+            text += "\nFinal test accuracy of the honest agents:\n\n" + accuracy_matrix(
+                groups, MATRIX[scenario], attacks, counts)
+            for name, drawn in study_figures(groups, scenario, MATRIX[scenario], attacks,
+                                             counts).items():
+                attach_figure(client, parent.info.run_id, drawn, f"plots/{name}")
+                if figures is not None:
+                    drawn.savefig(figures / f"{scenario}_{name}")
+                pyplot.close(drawn)
         attach_text(client, parent.info.run_id, text, "claims.md")
         sections.append(text)
     return sections

@@ -1,10 +1,12 @@
-"""Figures that compare methods, against epochs (default) or rounds.
+"""Figures that compare methods, against epochs (default), rounds or simulated seconds.
 
 A round is not the same amount of training for every method: FedAvg's round
 is `local_epochs` passes over an agent's data, a gossip round `local_steps`
 minibatches. The comparison figures therefore put epochs (the per-round
 `epochs` metric: passes over an agent's own data so far) on the x axis, as
-the papers do; `x_axis="rounds"` plots against rounds instead.
+the papers do; `x_axis="rounds"` plots against rounds instead, and
+`x_axis="time"` against the simulated seconds of a scenario's `network:`
+(the `sim_time_s` metric), where a round's length is what the network makes it.
 """
 
 from __future__ import annotations
@@ -29,18 +31,22 @@ from decentral_bench.report.summary import Group
 from decentral_bench.scenario import FailuresConfig
 from strategies.registry import METHODS
 
-XAxis = Literal["epochs", "rounds"]
-X_LABELS = {"epochs": "epochs (passes over an agent's own data)", "rounds": "round"}
+XAxis = Literal["epochs", "rounds", "time"]
+X_LABELS = {"epochs": "epochs (passes over an agent's own data)", "rounds": "round",
+            "time": "simulated time (s)"}
+X_METRICS = {"epochs": "epochs", "time": "sim_time_s"}  # the per-round metric each axis reads
 # metric → (title, y axis label)
 TITLES = {
     "test_accuracy_mean": ("Test accuracy (mean over agents)", "test accuracy"),
     "train_accuracy_mean": ("Training accuracy (mean over agents)", "training accuracy"),
     "consensus_distance": ("Consensus distance Ξ² = (1/n) Σ ||x̄ − x_i||²", "Ξ²"),
 }
+HONEST_ONLY = "; attackers left out"  # where runs had attackers: the figures are the honest's
 FIGURE_SIZE = (10.0, 6.0)  # inches, at DPI: 1200 × 720 pixels
 DPI = 120
 COLOURS = [tuple(float(c) for c in matplotlib.colors.to_rgb(f"C{index}")) for index in range(10)]
 LINE_STYLES = ("-", "--", "-.", ":")
+LEGEND_COLUMNS = 4
 
 
 @dataclass(frozen=True)
@@ -86,22 +92,25 @@ def failure_markers(failures: FailuresConfig) -> list[FailureMarker]:
 
 
 def chosen_axis(groups: Sequence[Group], x_axis: XAxis) -> XAxis:
-    """`x_axis`, or rounds where a run recorded no `epochs` (stores from before it)."""
+    """`x_axis`, or the next one where a run did not record its metric: time falls back
+    to epochs (runs without a network), epochs to rounds (stores from before epochs)."""
     drawn = [group for group in groups if group.finished]
+    if x_axis == "time" and not all(group.has("sim_time_s") for group in drawn):
+        x_axis = "epochs"
     if x_axis == "epochs" and not all(group.has("epochs") for group in drawn):
         return "rounds"
     return x_axis
 
 
 def _x(group: Group, rounds: np.ndarray, x_axis: XAxis) -> np.ndarray:
-    return group.epochs_at(rounds) if x_axis == "epochs" else rounds
+    return group.at(rounds, X_METRICS[x_axis]) if x_axis in X_METRICS else rounds
 
 
 def _draw_markers(axes: Axes, groups: Sequence[Group], drawn: Sequence[Style],
                   markers: Sequence[FailureMarker], x_axis: XAxis) -> None:
     """Failures as vertical dotted lines. Against rounds one line per failure; against
-    epochs one per group it hits, in the group's colour (a round is a different number
-    of epochs for each method)."""
+    epochs or time one per group it hits, in the group's colour (a round is a different
+    number of epochs, or seconds, for each method)."""
     for marker in markers:
         hit = [(g, s) for g, s in zip(groups, drawn, strict=True)
                if g.algorithm in marker.algorithms and g.finished]
@@ -111,7 +120,7 @@ def _draw_markers(axes: Axes, groups: Sequence[Group], drawn: Sequence[Style],
         if x_axis == "rounds":
             places = [(marker.round, "#c44e52", marker.label)]
         else:
-            places = [(float(g.epochs_at(np.array([marker.round]))[0]), s.colour,
+            places = [(float(_x(g, np.array([marker.round]), x_axis)[0]), s.colour,
                        f"{marker.label}: {g.label}") for g, s in hit]
         for position, colour, text in places:
             axes.axvline(position, color=colour, linestyle=":", linewidth=1.5)
@@ -119,23 +128,41 @@ def _draw_markers(axes: Axes, groups: Sequence[Group], drawn: Sequence[Style],
                           rotation=90, va="top", ha="right", fontsize=9, color=colour)
 
 
+def attacked(groups: Sequence[Group]) -> bool:
+    """Whether some run had attackers (its figures are then over the honest agents)."""
+    return any("attackers" in record.curves for group in groups for record in group.finished)
+
+
+def _comparison_axes() -> tuple[Figure, Axes]:
+    """A figure whose layout keeps room for a legend outside the axes."""
+    figure, axes = pyplot.subplots(figsize=FIGURE_SIZE, dpi=DPI, layout="constrained")
+    return figure, axes
+
+
 def _finish(figure: Figure, axes: Axes, title: str, x_label: str, y_label: str) -> Figure:
+    """Titles, grid, and the legend below the axes, never over the curves: as many
+    entries a row (up to `LEGEND_COLUMNS`) as fit the figure's width, the rows taking
+    room from the axes."""
     axes.set_title(title, fontsize=13)
     axes.set_xlabel(x_label, fontsize=11)
     axes.set_ylabel(y_label, fontsize=11)
     axes.grid(alpha=0.3)
-    if axes.get_legend_handles_labels()[0]:
-        axes.legend(fontsize=10, title="method", loc="best")
-    figure.tight_layout()
+    handles, labels = axes.get_legend_handles_labels()
+    for columns in range(min(len(handles), LEGEND_COLUMNS), 0, -1):
+        legend = figure.legend(handles, labels, fontsize=10, title="method",
+                               loc="outside lower center", ncols=columns)
+        if columns == 1 or legend.get_window_extent().width <= figure.bbox.width:
+            break
+        legend.remove()
     return figure
 
 
 def metric_figure(groups: Sequence[Group], metric: str,
                   markers: Sequence[FailureMarker] = (), x_axis: XAxis = "epochs") -> Figure:
-    """One metric, a line per group (mean over seeds, band ± std), against epochs or
-    rounds; failures as vertical lines."""
+    """One metric, a line per group (mean over seeds, band ± std), against epochs,
+    rounds or simulated seconds; failures as vertical lines."""
     x_axis = chosen_axis(groups, x_axis)
-    figure, axes = pyplot.subplots(figsize=FIGURE_SIZE, dpi=DPI)
+    figure, axes = _comparison_axes()
     drawn = styles(len(groups))
     for group, style in zip(groups, drawn, strict=True):
         rounds, mean, std = group.curve(metric)
@@ -147,6 +174,8 @@ def metric_figure(groups: Sequence[Group], metric: str,
         axes.fill_between(x, mean - std, mean + std, color=style.colour, alpha=0.15)
     _draw_markers(axes, groups, drawn, markers, x_axis)
     title, y_label = TITLES.get(metric, (metric, metric))
+    if attacked(groups):
+        title += HONEST_ONLY
     if metric == "consensus_distance":
         axes.set_yscale("symlog", linthresh=1e-6)
     return _finish(figure, axes, title, X_LABELS[x_axis], y_label)
@@ -156,7 +185,7 @@ def spread_figure(groups: Sequence[Group], window: int = 5, x_axis: XAxis = "epo
     """Std of test accuracy over agents, moving-averaged (the paper's Fig. 2, lower
     panels): how evenly the agents learned."""
     x_axis = chosen_axis(groups, x_axis)
-    figure, axes = pyplot.subplots(figsize=FIGURE_SIZE, dpi=DPI)
+    figure, axes = _comparison_axes()
     for group, style in zip(groups, styles(len(groups)), strict=True):
         rounds, mean, _ = group.curve("test_accuracy_std")
         if len(rounds) == 0:
@@ -166,7 +195,8 @@ def spread_figure(groups: Sequence[Group], window: int = 5, x_axis: XAxis = "epo
         axes.plot(_x(group, rounds[width - 1:], x_axis), smooth, label=group.label,
                   color=style.colour, linestyle=style.line_style, linewidth=2)
     return _finish(figure, axes,
-                   f"Accuracy spread over agents (moving average of {window} evaluations)",
+                   f"Accuracy spread over agents (moving average of {window} evaluations)"
+                   + (HONEST_ONLY if attacked(groups) else ""),
                    X_LABELS[x_axis], "std of test accuracy over agents")
 
 
@@ -177,6 +207,35 @@ def report_figures(groups: Sequence[Group], markers: Sequence[FailureMarker] = (
                for metric in TITLES}
     figures["accuracy_spread.png"] = spread_figure(groups, x_axis=x_axis)
     return figures
+
+
+def attack_figure(cells: dict[tuple[str, str, int], tuple[float, float]],
+                  methods: Sequence[str], attacks: Sequence[str], counts: Sequence[int],
+                  title: str) -> Figure:
+    """Bars of each method's honest final test accuracy (mean ± std over seeds), clean and
+    under each attack, one panel per number of attackers; `cells` maps (method, attack,
+    count) to (mean, std), attack "clean" with count 0 for the run without attackers."""
+    figure, panels = pyplot.subplots(1, len(counts), figsize=(max(10.0, 6.5 * len(counts)), 4.8),
+                                     dpi=DPI, sharey=True, squeeze=False)
+    columns = ["clean", *attacks]
+    width = 0.8 / max(1, len(methods))
+    for axes, count in zip(panels[0], counts, strict=True):
+        for index, (method, style) in enumerate(zip(methods, styles(len(methods)),
+                                                    strict=True)):
+            values = [cells.get((method, a, 0 if a == "clean" else count), (np.nan, 0.0))
+                      for a in columns]
+            axes.bar(np.arange(len(columns)) + (index - (len(methods) - 1) / 2) * width,
+                     [v[0] for v in values], width, yerr=[v[1] for v in values],
+                     color=style.colour, label=method, capsize=2)
+        axes.set_xticks(range(len(columns)), columns, rotation=30, ha="right")
+        axes.set_title(f"{count} attacker{'s' if count > 1 else ''}", fontsize=12)
+        axes.set_ylim(0.0, 1.0)
+        axes.grid(axis="y", alpha=0.3)
+    panels[0][0].set_ylabel("final test accuracy of the honest agents")
+    panels[0][-1].legend(fontsize=9, loc="lower right")
+    figure.suptitle(title, fontsize=13)
+    figure.tight_layout()
+    return figure
 
 
 def graph_figure(topology: Topology) -> Figure:

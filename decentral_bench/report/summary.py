@@ -1,8 +1,10 @@
 """Comparison reports over the child runs read back from the MLflow store.
 
 A report groups a parent run's finished children by method and swept
-values, averages each group over its seeds, and tabulates: final and best
-mean test accuracy, rounds and epochs to a target accuracy, generalization
+values, averages each group over its seeds, and tabulates: the epochs each
+trained (its budget, so unequal budgets show beside every figure), final and best
+mean test accuracy, rounds, epochs and simulated seconds to a target accuracy
+(seconds where the scenario has a `network:`), generalization
 gap (train − test accuracy), final Ξ², bytes moved and wall time. Where
 methods control the consensus distance (Kong et al. 2021), a second table
 gives each controlled group's extra traffic against the scenario's
@@ -14,7 +16,9 @@ command and `decentral-bench report` both build it from the store
 Rounds mean different amounts of training per method (FedAvg's round is
 `local_epochs` epochs, a gossip round `local_steps` minibatches), so the
 report also gives the point where the target is reached in epochs: passes
-over an agent's own data, the per-round `epochs` metric.
+over an agent's own data, the per-round `epochs` metric; and, on a modelled
+network, in simulated seconds: the `sim_time_s` metric, the time the rounds take
+on that network (`decentral_bench.network.clock`).
 """
 
 from __future__ import annotations
@@ -30,8 +34,9 @@ import numpy as np
 
 from decentral_bench.tracking.records import RunRecord
 
-COLUMNS = ("method", "seeds", "status", "final test acc", "best test acc", "rounds to target",
-           "epochs to target", "gen. gap", "Ξ² final", "MB moved", "time s")
+COLUMNS = ("method", "seeds", "status", "epochs", "final test acc", "best test acc",
+           "rounds to target", "epochs to target", "sim s to target", "gen. gap", "Ξ² final",
+           "MB moved", "time s")
 CONTROL_COLUMNS = ("method", "uncontrolled", "extra traffic %", "mean Ξ² by phase")
 
 
@@ -65,33 +70,46 @@ class Group:
 
     def epochs_at(self, rounds: np.ndarray) -> np.ndarray:
         """Epochs done after each of `rounds`: the `epochs` metric, mean over seeds."""
-        known, epochs, _ = self.curve("epochs")
+        return self.at(rounds, "epochs")
+
+    def seconds_at(self, rounds: np.ndarray) -> np.ndarray:
+        """Simulated seconds after each of `rounds`: `sim_time_s`, mean over seeds (NaN
+        where the scenario modelled no network)."""
+        return self.at(rounds, "sim_time_s")
+
+    def at(self, rounds: np.ndarray, key: str) -> np.ndarray:
+        """A per-round metric after each of `rounds`, mean over seeds."""
+        known, values, _ = self.curve(key)
         if len(known) == 0:
             return np.full(len(rounds), math.nan)
-        return np.interp(rounds, known, epochs)
+        return np.interp(rounds, known, values)
 
 
 @dataclass
 class GroupSummary:
     """A group's figures, averaged over its finished seeds (NaN where there is none).
 
-    `rounds_to_target` and `epochs_to_target` are NaN when no target is set or it
-    was not reached; `reached` tells the two apart.
+    `rounds_to_target`, `epochs_to_target` and `time_to_target_s` are NaN when no
+    target is set or it was not reached (the time also without a network); `reached`
+    tells them apart.
     """
 
     label: str
     seeds: int
     status: str
+    epochs: float  # passes over an agent's own data by the last round: the budget
     final_test_accuracy: float
     final_test_accuracy_std: float
     best_test_accuracy: float
     rounds_to_target: float
     epochs_to_target: float
+    time_to_target_s: float
     reached: bool
     generalization_gap: float
     consensus_distance_final: float
     mb_moved: float
     wall_time_s: float
+    sim_time_s: float  # the simulated seconds of all the rounds (NaN without a network)
     # Consensus control only: against `baseline`, the uncontrolled group.
     baseline: str = ""
     extra_traffic_percent: float = math.nan
@@ -102,26 +120,30 @@ class GroupSummary:
         final = _format(self.final_test_accuracy)
         if self.seeds > 1:
             final += f" ± {self.final_test_accuracy_std:.4f}"
-        to_target, epochs = "–", "–"
+        to_target, epochs, seconds = "–", "–", "–"
         if target_accuracy is not None and self.seeds:
             to_target = str(int(self.rounds_to_target)) if self.reached else "not reached"
             epochs = _format(self.epochs_to_target, 2) if self.reached else "not reached"
+            seconds = _seconds(self.time_to_target_s) if self.reached else \
+                "not reached" if math.isfinite(self.sim_time_s) else "–"
         consensus = self.consensus_distance_final
-        return (self.label, str(self.seeds), self.status, final,
-                _format(self.best_test_accuracy), to_target, epochs,
+        return (self.label, str(self.seeds), self.status, _format(self.epochs, 2), final,
+                _format(self.best_test_accuracy), to_target, epochs, seconds,
                 _format(self.generalization_gap),
                 "–" if math.isnan(consensus) else f"{consensus:.3g}",
                 _format(self.mb_moved, 2), _format(self.wall_time_s, 1))
 
     def figures(self) -> dict[str, float]:
         """The numeric figures by name, finite ones only (what the parent logs as metrics)."""
-        values = {"final_test_accuracy": self.final_test_accuracy,
+        values = {"epochs": self.epochs, "final_test_accuracy": self.final_test_accuracy,
                   "best_test_accuracy": self.best_test_accuracy,
                   "rounds_to_target": self.rounds_to_target,
                   "epochs_to_target": self.epochs_to_target,
+                  "time_to_target_s": self.time_to_target_s,
                   "generalization_gap": self.generalization_gap,
                   "consensus_distance_final": self.consensus_distance_final,
-                  "mb_moved": self.mb_moved, "wall_time_s": self.wall_time_s}
+                  "mb_moved": self.mb_moved, "wall_time_s": self.wall_time_s,
+                  "sim_time_s": self.sim_time_s}
         if self.seeds > 1:
             values["final_test_accuracy_std"] = self.final_test_accuracy_std
         values["extra_traffic_percent"] = self.extra_traffic_percent
@@ -163,6 +185,11 @@ def _format(value: float, digits: int = 4) -> str:
     return "–" if math.isnan(value) else f"{value:.{digits}f}"
 
 
+def _seconds(value: float) -> str:
+    """Simulated seconds to 4 significant digits (`0.1234`, `12.35`, `1.235e+04`)."""
+    return "–" if math.isnan(value) else f"{value:.4g}"
+
+
 def summarize(group: Group, target_accuracy: float | None) -> GroupSummary:
     """A group's figures; the target is reached at the first evaluated round whose
     mean (over seeds) test accuracy is at least `target_accuracy`."""
@@ -173,21 +200,24 @@ def summarize(group: Group, target_accuracy: float | None) -> GroupSummary:
     if target_accuracy is not None and len(mean):
         reached = np.flatnonzero(mean >= target_accuracy)
         to_target = float(rounds[reached[0]]) if len(reached) else math.nan
-    epochs = float(group.epochs_at(np.array([to_target]))[0]) if math.isfinite(to_target) \
-        else math.nan
+    reached_at = np.array([to_target])
+    epochs = float(group.epochs_at(reached_at)[0]) if math.isfinite(to_target) else math.nan
+    seconds = float(group.seconds_at(reached_at)[0]) if math.isfinite(to_target) else math.nan
     return GroupSummary(
         label=group.label, seeds=len(finished),
         status="/".join(sorted({r.status for r in group.records})),
+        epochs=_mean([r.final("epochs") for r in finished]),
         final_test_accuracy=_mean(finals),
         final_test_accuracy_std=float(np.std(finals)) if finals else math.nan,
         best_test_accuracy=float(mean.max()) if len(mean) else math.nan,
-        rounds_to_target=to_target, epochs_to_target=epochs,
+        rounds_to_target=to_target, epochs_to_target=epochs, time_to_target_s=seconds,
         reached=math.isfinite(to_target),
         generalization_gap=_mean([r.final("train_accuracy_mean") - r.final("test_accuracy_mean")
                                   for r in finished]),
         consensus_distance_final=_mean([r.final("consensus_distance") for r in finished]),
         mb_moved=_mean([r.final("bytes_moved_total") / 1e6 for r in finished]),
-        wall_time_s=_mean([r.wall_time_s for r in finished]))
+        wall_time_s=_mean([r.wall_time_s for r in finished]),
+        sim_time_s=_mean([r.final("sim_time_s") for r in finished]))
 
 
 def is_controlled(group: Group) -> bool:
@@ -277,6 +307,26 @@ def report_rows(records: Sequence[RunRecord], target_accuracy: float | None = No
     return table_rows(summaries(records, target_accuracy), target_accuracy)
 
 
+def shared_runs(records: Sequence[RunRecord]) -> list[str]:
+    """What the table shows once though a sweep varies it: per set of swept keys some
+    methods ignore (FedAvg and centralized SGD do not read the graph), one line naming
+    the methods, e.g. "FedAvg and SGD do not read topology.kind, so each ran once, not
+    once per swept value"."""
+    ignoring: dict[tuple[str, ...], list[str]] = {}
+    for record in records:
+        methods = ignoring.setdefault(record.shared, []) if record.shared else []
+        if record.shared and record.method not in methods:
+            methods.append(record.method)
+    lines = []
+    for keys, methods in ignoring.items():
+        named = methods[0] if len(methods) == 1 else \
+            ", ".join(methods[:-1]) + " and " + methods[-1]
+        verb, subject = ("does", "it") if len(methods) == 1 else ("do", "each")
+        lines.append(f"{named} {verb} not read {', '.join(keys)}, so {subject} ran once, not "
+                     "once per swept value")
+    return lines
+
+
 def as_markdown(rows: Sequence[tuple[str, ...]], columns: Sequence[str] = COLUMNS) -> str:
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
@@ -295,9 +345,10 @@ def as_table_data(groups: Sequence[GroupSummary]) -> dict[str, list[object]]:
     """Column → values, the shape `MlflowClient.log_table` takes: the figures as numbers
     (None where there is none), so that tables of several parents compare."""
     columns: dict[str, list[object]] = {"method": [], "seeds": [], "status": []}
-    names = ("final_test_accuracy", "final_test_accuracy_std", "best_test_accuracy",
-             "rounds_to_target", "epochs_to_target", "generalization_gap",
-             "consensus_distance_final", "mb_moved", "wall_time_s", "extra_traffic_percent")
+    names = ("epochs", "final_test_accuracy", "final_test_accuracy_std", "best_test_accuracy",
+             "rounds_to_target", "epochs_to_target", "time_to_target_s", "generalization_gap",
+             "consensus_distance_final", "mb_moved", "wall_time_s", "sim_time_s",
+             "extra_traffic_percent")
     for name in names:
         columns[name] = []
     for group in groups:

@@ -6,7 +6,9 @@ combination and seed it checks that the resolved scenario parses, that its
 graph builds (files named in it read, Assumption 2 holds), that the data set's
 files are there, that each method's split of the data over its agents can be
 made, that the model fits the data, that each method's update rule is stable on
-the graph's mixing matrix, and that the requested device exists.
+the graph's mixing matrix, that every agent has the neighbours its method's robust
+aggregation screens, that the network's per-link overrides name edges of the graph, and
+that the requested device exists.
 Every problem names the file, the combination and the key.
 """
 
@@ -15,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from decentral_bench import scenario as scenario_file
@@ -30,6 +33,7 @@ from decentral_bench.experiment.sweep import RunSpec, expand
 from decentral_bench.network.topology import TopologyError, build_topology
 from decentral_bench.scenario import Scenario, ScenarioError
 from decentral_bench.scenario.graph import RANDOM_FAMILIES
+from decentral_bench.scenario.network import read_links
 from strategies.registry import method
 
 
@@ -100,6 +104,49 @@ def _stability_problems(scenario: Scenario) -> list[tuple[str, str]]:
     return found
 
 
+def _aggregation_problems(scenario: Scenario) -> list[tuple[str, str]]:
+    """(key, problem) for each method whose robust aggregation screens more neighbours than
+    some agent has: trimmed_mean and krum need a degree ≥ 2b + 1 everywhere."""
+    found = []
+    degrees: np.ndarray | None = None  # the graph is the same for every method: built once
+    for index, entry in enumerate(scenario.methods):
+        plan = MethodPlan.of(scenario, entry.name)
+        needed = plan.aggregation.min_degree if plan.has_graph else 0
+        if needed == 0:
+            continue
+        if degrees is None:
+            matrix = plan.topology.mixing_matrix
+            degrees = np.count_nonzero(matrix - np.diag(np.diag(matrix)), axis=1)
+        short = np.flatnonzero(degrees < needed)
+        if len(short):
+            agent = int(short[0])
+            found.append((f"methods[{index}].aggregation", (
+                f"{plan.aggregation.kind} with b = {plan.aggregation.b} needs every agent's "
+                f"degree ≥ 2b + 1 = {needed}, but agent {agent} has degree "
+                f"{int(degrees[agent])} on the {scenario.topology.kind} graph"
+                f"{f' ({len(short)} agents short)' if len(short) > 1 else ''}; use a denser "
+                "graph, a smaller b, or median or clipped_gossip")))
+    return found
+
+
+def _links_problem(scenario: Scenario) -> str | None:
+    """The first line of the network's links file that names no edge of the graph."""
+    network = scenario.network
+    if network is None or network.links_file is None:
+        return None
+    try:
+        graph = build_topology(scenario.topology, scenario.training.seed).graph
+    except (TopologyError, ValueError, OSError):
+        return None  # the topology's own check names the problem
+    for link in read_links(network.links_file):
+        if not graph.has_edge(link.first, link.second):
+            return (f"{Path(network.links_file).name} line {link.line}: {link.first}–"
+                    f"{link.second} is not an edge of the {scenario.topology.kind} graph of "
+                    f"{graph.number_of_nodes()} agents; list only its edges (lines 'j l "
+                    "latency bandwidth') or remove the line")
+    return None
+
+
 def _checks(scenario: Scenario) -> list[tuple[str, Callable[[], str | None]]]:
     """(key, check) pairs, in the order a run meets them; a check returns a problem."""
 
@@ -122,7 +169,8 @@ def _checks(scenario: Scenario) -> list[tuple[str, Callable[[], str | None]]]:
         return None
 
     return [("resources.device", lambda: _device_problem(scenario)),
-            ("topology", topology), ("dataset", data),
+            ("topology", topology), ("network.links_file", lambda: _links_problem(scenario)),
+            ("dataset", data),
             ("dataset.partition", lambda: _partition_problem(scenario)),
             ("model", lambda: _model_problem(scenario))]
 
@@ -150,7 +198,8 @@ def problems_of(specs: list[RunSpec]) -> list[tuple[str, str]]:
                 break
         if not broken:
             problems += [(_where(spec, key), problem)
-                         for key, problem in _stability_problems(resolved)
+                         for key, problem in [*_stability_problems(resolved),
+                                              *_aggregation_problems(resolved)]
                          if (_where(spec, key), problem) not in problems]
     return problems
 

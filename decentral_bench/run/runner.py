@@ -5,9 +5,10 @@ a child whose loss turns NaN or infinite stops as FAILED (`diverged at round
 k`); Ctrl-C, a signal that ends the process (SIGTERM, which is how Flower stops
 a ServerApp) or an engine's `RunStopped` (`flwr stop`) marks the running child
 and the parent KILLED, with the reason in their `error` tag. Re-running a
-scenario reuses its last parent run and skips every child already FINISHED
-with the same configuration hash: finished runs are never redone,
-overwritten or duplicated (`fresh=True` starts a new parent).
+scenario reuses the last parent run of the same experiment (the same settings
+but for seeds and swept values) and skips every child already FINISHED with the
+same configuration hash: finished runs are never redone, overwritten or
+duplicated (`fresh=True` starts a new parent).
 """
 
 from __future__ import annotations
@@ -32,12 +33,14 @@ from decentral_bench.experiment.models import parameter_count
 from decentral_bench.experiment.plan import MethodPlan
 from decentral_bench.experiment.sweep import RunSpec, expand, scenario_hash
 from decentral_bench.report.plots import (
+    XAxis,
     failure_markers,
     graph_figure,
     label_histogram_figure,
     matrix_csv,
     report_figures,
 )
+from decentral_bench.report.scaling import AGENTS, points, scaling_figure, scaling_table
 from decentral_bench.report.summary import (
     CONTROL_COLUMNS,
     GroupSummary,
@@ -46,6 +49,7 @@ from decentral_bench.report.summary import (
     as_table_data,
     group_records,
     latest_per_configuration,
+    shared_runs,
     summaries,
     table_rows,
 )
@@ -56,7 +60,14 @@ from decentral_bench.tracking.metric_buffer import MetricBuffer
 from decentral_bench.tracking.notes import child_note, comment_header, parent_note, scenario_note
 from decentral_bench.tracking.params import flatten, method_params
 from decentral_bench.tracking.provenance import process_is_gone
-from decentral_bench.tracking.store import Tracker, load_records, metric_key, store_problem
+from decentral_bench.tracking.store import (
+    SHARED_TAG,
+    Tracker,
+    load_records,
+    metric_key,
+    store_problem,
+)
+from decentral_bench.tracking.view import GROUP_TAG, run_path
 
 # What stops a run from outside: it is then KILLED (not FAILED) and the stop goes on up.
 STOPS = (KeyboardInterrupt, SystemExit, RunStopped)
@@ -95,9 +106,11 @@ class ScenarioResult:
     tracking_uri: str
     runs: list[MethodResult]
     experiment_id: str = ""
+    view_key: str = ""  # the experiment's saved view laid out for the comparison
     skipped: int = 0
     summary: list[tuple[str, ...]] = field(default_factory=list)
     control: list[tuple[str, ...]] = field(default_factory=list)  # consensus control
+    notes: list[str] = field(default_factory=list)  # methods run once for a sweep they ignore
 
     @property
     def failed(self) -> list[MethodResult]:
@@ -152,6 +165,10 @@ def record_method(plan: MethodPlan, engine: Engine, tracker: Tracker | None = No
             "scenario": plan.scenario.name, "seed": str(spec.seed), "label": spec.label,
             "config_hash": spec.config_hash}
     tags.update({f"sweep.{path}": str(value) for path, value in spec.swept})
+    if spec.shared:
+        tags[SHARED_TAG] = ",".join(spec.shared)
+    if parent_id is not None:  # the runs list groups a scenario run's children by it
+        tags[GROUP_TAG] = tracker.run_name(parent_id)
     run_id = tracker.start_run(spec.name, tags=tags, parent_id=parent_id)
     result = MethodResult(name=spec.name, algorithm=plan.algorithm, run_id=run_id)
 
@@ -175,13 +192,17 @@ def record_method(plan: MethodPlan, engine: Engine, tracker: Tracker | None = No
         tracker.log_params(run_id, method_params(plan, engine.name))
         log_data_and_model(tracker, run_id, plan)
         tracker.describe_run(run_id, child_note(plan, spec))
+        if plan.adversaries is not None:
+            tracker.set_tags(run_id, {"attackers": ",".join(
+                str(agent) for agent in sorted(plan.attackers)),
+                "attack": plan.adversaries.attack.kind})
         if plan.has_graph:
             tracker.set_tags(run_id, {"lambda2": f"{plan.topology.lambda2:.6g}"})
             matrix = plan.topology.mixing_matrix
             tracker.log_matrix(run_id, matrix, "mixing_matrix", matrix_csv(matrix))
             log_figure(tracker, run_id, graph_figure(plan.topology), "topology/graph.png")
         log_failure_schedule(tracker, run_id, plan)
-        observer = RoundObserver(plan, sink, on_event)
+        observer = RoundObserver(plan, sink, on_event, deployed=engine.deployed)
         engine.run(plan, observer.observe, on_event)
         buffer.flush()
         result.status = "FINISHED"
@@ -247,18 +268,20 @@ def _parent_run(tracker: Tracker, scenario: Scenario, digest: str, fresh: bool,
                 ) -> tuple[str, set[str]]:
     """The parent run to record into and the configuration hashes it already finished.
 
-    Unless `fresh`, that is the latest parent of a scenario of the same name in the
-    experiment, so that widening a sweep or adding seeds runs only what is new.
+    Unless `fresh`, that is the latest parent of the same experiment: a scenario of the
+    same name and the same `digest` (`sweep.scenario_hash`: every setting but the seeds
+    and the swept values), so that adding seeds or sweep values runs only what is new,
+    while a run whose settings differ (`--set topology.kind=torus`, an edited file) gets
+    a parent of its own and never mixes its rows into another experiment's table.
     """
-    previous = None if fresh else tracker.latest_parent(scenario.name)
+    previous = None if fresh else tracker.latest_parent(scenario.name, digest)
     if previous is not None:
         tracker.reopen(previous)
-        tracker.set_tags(previous, {"scenario_hash": digest})
         mark_lost_children(tracker, previous)
         return previous, tracker.finished_hashes(previous)
-    parent_id = tracker.start_run(f"{scenario.name} {time.strftime('%Y-%m-%d %H:%M:%S')}",
-                                  tags={"scenario": scenario.name, "kind": "scenario",
-                                        "scenario_hash": digest})
+    name = f"{scenario.name} {time.strftime('%Y-%m-%d %H:%M:%S')}"
+    parent_id = tracker.start_run(name, tags={"scenario": scenario.name, "kind": "scenario",
+                                              "scenario_hash": digest, GROUP_TAG: name})
     return parent_id, set()
 
 
@@ -290,7 +313,8 @@ def run_scenario(scenario: Scenario, engine: Engine | None = None, source: Path 
                       scenario.tracking.experiment or scenario.name,
                       source=origin or str(source or scenario.name))
     parent_id, finished = _parent_run(tracker, scenario, scenario_hash(scenario), fresh)
-    result = ScenarioResult(scenario, parent_id, tracker.uri, [], tracker.experiment_id)
+    result = ScenarioResult(scenario, parent_id, tracker.uri, [], tracker.experiment_id,
+                            tracker.save_comparison_view())
     try:
         if not finished:
             tracker.log_params(parent_id, flatten(scenario.model_dump(mode="json")))
@@ -307,7 +331,8 @@ def run_scenario(scenario: Scenario, engine: Engine | None = None, source: Path 
             plan = MethodPlan.of(spec.scenario, spec.method)
             runs_on = engine or build_engine(spec.scenario, verbose)
             result.runs.append(record_method(plan, runs_on, tracker, parent_id, progress, spec))
-        result.summary, result.control = log_report(tracker, parent_id, scenario, header)
+        result.summary, result.control, result.notes = log_report(tracker, parent_id,
+                                                                  scenario, header)
     except STOPS as stop:
         tracker.kill(parent_id, stop_reason(stop))
         raise
@@ -327,30 +352,45 @@ def run_scenario(scenario: Scenario, engine: Engine | None = None, source: Path 
 
 
 def log_report(tracker: Tracker, parent_id: str, scenario: Scenario, header: str = "",
-               ) -> tuple[list[tuple[str, ...]], list[tuple[str, ...]]]:
+               ) -> tuple[list[tuple[str, ...]], list[tuple[str, ...]], list[str]]:
     """Read the parent's children back from the store and log the comparison report on
-    the parent: figures, each group's figures as metrics (`CDSGD.final_test_accuracy`),
+    the parent: figures (against epochs, and with a network against simulated seconds in
+    `plots/time/`, with time to target against the agents where they are swept), each
+    group's figures as metrics (`CDSGD.final_test_accuracy`),
     the summary as an MLflow table, CSV and Markdown, and in its description, with the
-    consensus-control table where methods control Ξ². Returns both tables' rows."""
+    consensus-control table where methods control Ξ² and a line for each method that
+    ran once for a swept key it ignores. Returns both tables' rows and those lines."""
     records = latest_per_configuration(load_records(tracker.client, parent_id))
+    notes = shared_runs(records)
     target = scenario.report.target_accuracy
     groups = summaries(records, target)
     rows, control = table_rows(groups, target)
-    for name, figure in report_figures(group_records(records),
-                                       failure_markers(scenario.failures)).items():
-        log_figure(tracker, parent_id, figure, f"plots/{name}")
+    markers = failure_markers(scenario.failures)
+    axes: tuple[tuple[XAxis, str], ...] = (("epochs", "plots"), ("time", "plots/time"))
+    for axis, folder in axes:
+        if axis == "time" and scenario.network is None:
+            continue  # no clock: nothing to draw against simulated seconds
+        for name, figure in report_figures(group_records(records), markers, axis).items():
+            log_figure(tracker, parent_id, figure, f"{folder}/{name}")
+    if target is not None and scenario.network is not None and AGENTS in scenario.sweep:
+        found = points(group_records(records), groups)
+        log_figure(tracker, parent_id, scaling_figure(found, target),
+                   "plots/time/time_to_target.png")
+        tracker.log_text(parent_id, scaling_table(found), "time_to_target.md")
     tracker.log_metrics(parent_id, parent_metrics(groups), step=0)
     tracker.log_table(parent_id, as_table_data(groups), "summary.json")
     tracker.log_text(parent_id, as_csv(rows), "summary.csv")
-    table = as_markdown(rows)
+    table = as_markdown(rows) + "".join(f"\n{note}.\n" for note in notes)
     tracker.log_text(parent_id, table, "summary.md")
     if control:
         controlled = as_markdown(control, CONTROL_COLUMNS)
         tracker.log_text(parent_id, controlled, "consensus_control.md")
         table += "\nConsensus control (extra traffic against the uncontrolled method):\n\n" \
             + controlled
-    tracker.describe_run(parent_id, parent_note(scenario, header, table, target))
-    return rows, control
+    runs = [(f"{record.label} seed={record.seed}", run_path(tracker.experiment_id, record.run_id))
+            for record in records]
+    tracker.describe_run(parent_id, parent_note(scenario, header, table, target, runs))
+    return rows, control, notes
 
 
 def parent_metrics(groups: list[GroupSummary]) -> dict[str, float]:

@@ -1,7 +1,8 @@
 """The scenario format: section models, rules, loading, errors, JSON Schema, key table, init.
-May import: strategies (the method registry).
+May import: strategies (the method registry, the attacks' defaults).
 
-- `base`, `sections`, `graph`, `methods`, `schema`: the format, section by section;
+- `base`, `sections`, `graph`, `methods`, `adversaries`, `schema`: the format, section by
+  section;
 - `rules`: rules between the keys of a section, for the loader and the schema alike;
 - `export`: the JSON Schema for editors; `keytable`: the docs' table of every key;
 - `loading`: reading a file, with `--set` style overrides;

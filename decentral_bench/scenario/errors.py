@@ -7,6 +7,8 @@ without reading a traceback.
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
 from typing import Any
 
 from pydantic import BaseModel
@@ -54,7 +56,9 @@ def describe(error: Any, model: type[BaseModel]) -> tuple[str, str]:
         parent = key_path(location[:-1])
         allowed = allowed_keys(model, location[:-1])
         hint = f"; allowed keys here: {', '.join(allowed)}" if allowed else ""
-        return parent or "(top level)", f"unknown key '{location[-1]}'{hint}"
+        unknown = str(location[-1])
+        guess = did_you_mean(unknown, allowed)
+        return parent or "(top level)", f"unknown key '{unknown}'{guess}{hint}"
     if kind == "missing":
         return key_path(location), "missing required key"
     cause = (error.get("ctx") or {}).get("error")
@@ -68,6 +72,14 @@ def describe(error: Any, model: type[BaseModel]) -> tuple[str, str]:
     if not isinstance(given, dict | list | tuple) and kind != "value_error":
         message += f" (got {given!r})"
     return key_path(location) or "(top level)", message
+
+
+def did_you_mean(unknown: str, known: Iterable[str]) -> str:
+    """` (did you mean 'batch_size'?)` for the known key closest to a misspelt one
+    (`batch_sise`), or "" where none is close: difflib's similarity ratio ≥ 0.75, i.e.
+    about one letter in four wrong, swapped or missing."""
+    found = difflib.get_close_matches(unknown, list(known), n=1, cutoff=0.75)
+    return f" (did you mean '{found[0]}'?)" if found else ""
 
 
 def allowed_keys(model: type[BaseModel], location: tuple[int | str, ...]) -> list[str]:

@@ -57,7 +57,27 @@ UNEXPRESSED = (
     Unexpressed("methods[].consensus_control.phases",
                 "at most the phases the schedule has (milestones + 1)",
                 r"phase \d+ does not exist"),
-    Unexpressed("topology.edges, topology.matrix_file", "the file exists", r"file not found: "),
+    Unexpressed("topology.edges, topology.matrix_file, network.links_file", "the file exists",
+                r"file not found: "),
+    Unexpressed("network.links_file", "each line reads `j l latency bandwidth`, one line a link",
+                r"line \d+: "),
+    Unexpressed("network.latency, network.*_uplink, network.*_downlink, "
+                "network.compute.step_seconds", "written with a unit: finite, and a bandwidth "
+                "above zero",
+                r"is not a finite (duration|bandwidth)|a bandwidth must be above zero, not '"),
+    Unexpressed("network.latency.low, high", "high at least low",
+                r"high \(.+\) must be at least low"),
+    Unexpressed("adversaries.agents", "below topology.agents",
+                r"agent \d+ is not one of the agents"),
+    Unexpressed("adversaries.agents, count, fraction", "fewer attackers than agents (one honest "
+                "agent at least)", r"attackers are more than the \d+ agents|every agent is an "
+                r"attacker"),
+    Unexpressed("adversaries.attack.z", "alie's default z needs 1 ≤ attackers ≤ agents / 2",
+                r"z from n = \d+ agents and f = \d+ attackers"),
+    Unexpressed("methods[].algorithm", "a server method with adversaries takes sign_flip, "
+                "gaussian or label_flip only", r"reads the honest neighbours' points"),
+    Unexpressed("methods[].consensus_control", "not with adversaries",
+                r"consensus control does not run with adversaries"),
 )
 
 # Checked when the scenario is run or validated, beyond the loader: listed on the key page.
@@ -70,8 +90,10 @@ LATER_CHECKS = (
     "within 0 .. N − 1",
     "the data: the files are where dataset.root says, and the partition fits (shards: "
     "agents × classes_per_agent ≥ classes; by_size: one size per agent)",
+    "the network: each line of network.links_file names an edge of the graph",
     "each method against the graph: CDMSGD-Nesterov on the iterates (the default form) "
-    "needs Π's smallest eigenvalue λN > −1/(1 + 2 momentum)",
+    "needs Π's smallest eigenvalue λN > −1/(1 + 2 momentum); aggregation trimmed_mean or "
+    "krum needs every agent's degree ≥ 2b + 1",
 )
 
 # Where the YAML and JSON views of a scenario differ.
@@ -124,6 +146,8 @@ def values(schema: dict[str, Any]) -> str:
     if kind == "boolean":
         return "`true` \\| `false`"
     pattern = schema.get("pattern")
+    if pattern and schema.get("examples"):  # a quantity with a unit (scenario.network)
+        return f"text with a unit (`{schema['examples'][0]}`)"
     return f"text matching `{pattern}`" if pattern else "text"
 
 

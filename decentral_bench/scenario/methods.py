@@ -6,24 +6,41 @@ a key that belongs to another algorithm is an error naming the one it belongs to
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, PositiveFloat, field_validator
 
 from decentral_bench.scenario.base import Count, Strict
-from decentral_bench.scenario.rules import Is, IsSet, Needs, Not, OnlyWith
+from decentral_bench.scenario.rules import (
+    Is,
+    IsSet,
+    Needs,
+    Not,
+    OnlyWith,
+    Shorthand,
+    alternatives,
+)
 from strategies.consensus_control import DEFAULT_MAX_GOSSIP_STEPS
 from strategies.registry import ALGORITHMS, METHODS, option_owners
 
 Algorithm = Literal[ALGORITHMS]  # type: ignore[valid-type]
 
 
+def _forbidders(key: str) -> tuple[str, ...]:
+    """The algorithms that forbid `key`, with a reason of their own."""
+    return tuple(name for name, entry in METHODS.items() if key in entry.forbids)
+
+
 def _registry_rules() -> tuple[OnlyWith, ...]:
     """The registry's word on which algorithm takes which key, as rules: a method-only key
     (momentum, fraction, ...) belongs to the algorithms that list it among their options,
-    and a common key an algorithm forbids is refused with the registry's reason."""
+    and a key an algorithm forbids is refused with the registry's reason (in place of the
+    generic one, for a method-only key)."""
     options = sorted({key for entry in METHODS.values() for key in entry.options})
-    rules = [OnlyWith(key, Is("algorithm", *option_owners(key))) for key in options]
+    rules = [OnlyWith(key, Is("algorithm", *option_owners(key), *_forbidders(key)),
+                      f"'{key}' applies to algorithm {alternatives(tuple(option_owners(key)))} "
+                      "only; remove it" if _forbidders(key) else None)
+             for key in options]
     for entry in METHODS.values():
         for key, reason in entry.forbids.items():
             others = tuple(name for name in ALGORITHMS if key not in METHODS[name].forbids)
@@ -74,6 +91,26 @@ class ConsensusControlConfig(Strict):
         return value
 
 
+class AggregationConfig(Strict):
+    """How a gossip method's agents aggregate their neighbourhood (`strategies.robust`)."""
+
+    kind: Literal["mean", "clipped_gossip", "trimmed_mean", "median", "krum"] = Field(
+        "mean", description="mean: Σ π_jl x_l, the plain mixing step; clipped_gossip: x_j + "
+        "Σ π_jl CLIP(x_l − x_j, τ_j) (He et al. 2022); trimmed_mean: per coordinate, drop the "
+        "b largest and b smallest neighbours' values, average the rest with your own "
+        "(BRIDGE-T); median: the coordinate-wise median of the neighbourhood, own value "
+        "included; krum: the neighbourhood's member with the smallest Krum score")
+    b: Count | None = Field(
+        None, description="trimmed_mean, krum: the lying neighbours tolerated; every agent "
+        "needs a degree ≥ 2b + 1. Default: 1")
+    tau: PositiveFloat | None = Field(
+        None, description="clipped_gossip: the clipping radius τ > 0 of every agent. Default: "
+        "the authors' adaptive rule, each agent's second largest distance to a neighbour")
+
+    rules = (OnlyWith("b", Is("kind", "trimmed_mean", "krum", called="aggregation")),
+             OnlyWith("tau", Is("kind", "clipped_gossip", called="aggregation")))
+
+
 class MethodConfig(Strict):
     """One method to compare.
 
@@ -121,6 +158,10 @@ class MethodConfig(Strict):
     consensus_control: ConsensusControlConfig | None = Field(
         None, description="gossip methods: extra gossip-only exchanges after each round "
         "(Kong et al. 2021). Default: none")
+    aggregation: Annotated[AggregationConfig, Shorthand("kind")] | None = Field(
+        None, description="cdsgd, cdmsgd: how each agent aggregates its neighbourhood, a kind "
+        "alone (`aggregation: median`) or a mapping (`{kind: trimmed_mean, b: 1}`). Server "
+        "methods defend with their strategy instead. Default: mean")
 
     rules = (*_registry_rules(),
              OnlyWith("epochs", Not(IsSet("rounds")), "give rounds or epochs, not both"))

@@ -1,9 +1,11 @@
 """`decentral-bench init`: a commented scenario file to start from.
 
-The file takes its values from one of the shipped scenarios and explains every key of
-the format above it, from the same descriptions as the JSON Schema; keys the template
-leaves out are listed commented out, with their defaults. It starts with the YAML
-language server's `$schema` line, validates, and never replaces an existing file.
+The file takes its values from one of the shipped scenarios, but for its `name` and
+MLflow experiment, which become the file's name (so its runs never land in the template's
+experiment), and explains every key of the format above it, from the same descriptions
+as the JSON Schema; keys the template leaves out are listed commented out, with their
+defaults. It starts with the YAML language server's `$schema` line, validates, and never
+replaces an existing file.
 """
 
 from __future__ import annotations
@@ -164,7 +166,9 @@ def scaffold(template_name: str, target: Path) -> str:
                             f"{', '.join(known) or '(none found next to the package)'}")
     template = known[template_name]
     data = _relocated(read_yaml(template.read_text()), template, target)
-    data["name"] = re.sub(r"[^A-Za-z0-9_.\-]", "_", target.stem) or "scenario"
+    name = re.sub(r"[^A-Za-z0-9_.\-]", "_", target.stem) or "scenario"
+    data["name"] = name
+    data["tracking"] = {**data.get("tracking", {}), "experiment": name}  # its own experiment
     writer = _Writer({key.path: key for key in keys(plain_schema())})
     writer.section(data, "", "")
     note = (f"Written by `decentral-bench init` from scenarios/{template_name}.yaml: each key "

@@ -18,10 +18,12 @@ from pydantic import (
 )
 from pydantic.fields import FieldInfo
 
+from decentral_bench.scenario.adversaries import AdversariesConfig, attacker_count
 from decentral_bench.scenario.base import Strict
-from decentral_bench.scenario.errors import KeyedError
+from decentral_bench.scenario.errors import KeyedError, did_you_mean
 from decentral_bench.scenario.graph import TopologyConfig
 from decentral_bench.scenario.methods import MethodConfig
+from decentral_bench.scenario.network import NetworkConfig
 from decentral_bench.scenario.rules import Shorthand
 from decentral_bench.scenario.sections import (
     DatasetConfig,
@@ -32,6 +34,8 @@ from decentral_bench.scenario.sections import (
     TrackingConfig,
     TrainingConfig,
 )
+from strategies.attacks import NEEDS_NEIGHBOURS, alie_z
+from strategies.registry import method as registry_method
 
 # Keys a sweep may not vary: they name or organise the runs rather than define one.
 UNSWEEPABLE = ("name", "description", "methods", "sweep", "tracking", "training.seeds",
@@ -62,6 +66,12 @@ class Scenario(Strict):
         description="the methods to compare, each run on the same data, graph and x_0")
     failures: FailuresConfig = Field(
         FailuresConfig(), description="failures to inject: the server, agents, links")
+    adversaries: AdversariesConfig | None = Field(
+        None, description="agents that attack (their published points replaced, or their "
+        "labels flipped); every figure is then over the honest agents. Default: none")
+    network: NetworkConfig | None = Field(
+        None, description="latency, bandwidths and compute speed: every round is then timed "
+        "in simulated seconds (sim_time_s). Default: none, rounds are not timed")
     tracking: TrackingConfig = Field(
         TrackingConfig(), description="where the MLflow runs go")
     resources: ResourcesConfig = Field(
@@ -81,8 +91,9 @@ class Scenario(Strict):
                 hint = " (use training.seeds)" if path.startswith("training.seed") else ""
                 raise ValueError(f"'{path}' cannot be swept{hint}")
             if path not in sweepable_keys():
-                raise ValueError(f"unknown key '{path}': a sweep path must name a scenario "
-                                 "key, e.g. topology.agents or dataset.partition.alpha")
+                raise ValueError(f"unknown key '{path}'{did_you_mean(path, sweepable_keys())}: "
+                                 "a sweep path must name a scenario key, e.g. topology.agents "
+                                 "or dataset.partition.alpha")
             if not values:
                 raise ValueError(f"'{path}' needs at least one value")
             for index, item in enumerate(values):
@@ -123,6 +134,46 @@ class Scenario(Strict):
                 raise KeyedError(f"methods[{index}].consensus_control.phases",
                                  f"phase {beyond[0]} does not exist: {split} gives {phases} "
                                  f"phase{'s' if phases > 1 else ''}")
+        return self
+
+    @model_validator(mode="after")
+    def _adversaries_fit(self) -> Scenario:
+        adversaries, agents = self.adversaries, self.topology.agents
+        if adversaries is None:
+            return self
+        beyond = [a for a in adversaries.agents or () if a >= agents]
+        if beyond:
+            raise KeyedError("adversaries.agents", f"agent {beyond[0]} is not one of the "
+                             f"agents 0..{agents - 1}")
+        count = attacker_count(adversaries, agents)
+        if count > agents:
+            raise KeyedError("adversaries", f"{count} attackers are more than the {agents} "
+                             "agents")
+        if count == agents:
+            raise KeyedError("adversaries", f"every agent is an attacker ({count} of "
+                             f"{agents}): no honest agent is left to train or measure")
+        kind = adversaries.attack.kind
+        if kind == "alie" and adversaries.attack.z is None and count > 0:
+            try:
+                alie_z(agents, count)
+            except ValueError as error:
+                raise KeyedError("adversaries.attack.z", f"{error}; give z") from None
+        return self
+
+    @model_validator(mode="after")
+    def _methods_take_the_attack(self) -> Scenario:
+        if self.adversaries is None:
+            return self
+        kind = self.adversaries.attack.kind
+        for index, entry in enumerate(self.methods):
+            if entry.consensus_control is not None:
+                raise KeyedError(f"methods[{index}].consensus_control", "consensus control "
+                                 "does not run with adversaries; remove one of them")
+            if kind in NEEDS_NEIGHBOURS and not registry_method(entry.algorithm).is_gossip:
+                raise KeyedError(f"methods[{index}]", f"attack '{kind}' reads the honest "
+                                 f"neighbours' points, which a {entry.algorithm} client never "
+                                 "sees; use sign_flip, gaussian or label_flip, or a gossip "
+                                 "method")
         return self
 
     @field_validator("methods")

@@ -5,14 +5,24 @@ run and each child run (Markdown; `tracking` stores them as MLflow's description
   compared, the scenario's `description` and its own leading comment block;
   the parent also carries the summary table;
 - a child: the method and its variant, the graph and its λ2 (or why there is
-  none), the seed, the step size and how many epochs its rounds amount to.
+  none), the seed, the step size and how many epochs its rounds amount to, who
+  attacked how, and the network its rounds are timed on (`network:`), if any.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from decentral_bench.experiment.plan import MethodPlan
 from decentral_bench.experiment.sweep import RunSpec
 from decentral_bench.scenario import Scenario
+from decentral_bench.scenario.network import (
+    ComputeConfig,
+    LatencyConfig,
+    NetworkConfig,
+    bandwidth_text,
+    seconds_text,
+)
 from decentral_bench.tracking.params import resolved_options
 
 
@@ -67,16 +77,21 @@ def scenario_note(scenario: Scenario, header: str = "") -> str:
 
 
 def parent_note(scenario: Scenario, header: str, table: str,
-                target_accuracy: float | None) -> str:
-    """The parent's description: what is compared, the summary table (Markdown), then
-    the scenario's own words."""
+                target_accuracy: float | None, runs: Sequence[tuple[str, str]] = ()) -> str:
+    """The parent's description: what is compared, the summary table (Markdown), links
+    to its child runs (name, address) in the "Model training" view, then the scenario's
+    own words."""
     target = (f"target accuracy {target_accuracy:g}" if target_accuracy is not None
               else "set report.target_accuracy for rounds and epochs to a target")
+    links = ["Runs: " + ", ".join(f"[{name}]({address})" for name, address in runs)] \
+        if runs else []
     return "\n\n".join([
         headline(scenario), table.strip(),
         f"Means over seeds ({target}). Figures in `plots/`; the table also as `summary.json` "
         "(an MLflow table), `summary.csv` and `summary.md`; each method's figures as this "
-        "run's metrics.", *own_words(scenario, header)])
+        "run's metrics." + (" With attackers, every figure is over the honest agents (each "
+                            "child says who attacked how)." if scenario.adversaries else ""),
+        *links, *own_words(scenario, header)])
 
 
 def _setting(key: str, value: object) -> str:
@@ -105,11 +120,60 @@ def graph_line(plan: MethodPlan) -> str:
             f"mixing{lazy}), λ2 = {plan.topology.lambda2:.4g}")
 
 
+def latency_text(latency: LatencyConfig) -> str:
+    """`20 ms`, `log-normal, median 20 ms, σ 0.5`, `uniform 10 ms .. 30 ms`."""
+    if latency.kind == "lognormal":
+        return f"log-normal, median {seconds_text(latency.median or 0.0)}, σ {latency.sigma:g}"
+    if latency.kind == "uniform":
+        return f"uniform {seconds_text(latency.low or 0.0)} .. {seconds_text(latency.high or 0.0)}"
+    return seconds_text(latency.seconds)
+
+
+def compute_text(compute: ComputeConfig | None, batch_size: int) -> str:
+    """A step's time, its stragglers and jitter, in words."""
+    if compute is None:
+        return "computing takes no time"
+    step = compute.step_seconds if compute.step_seconds is not None else \
+        batch_size / (compute.samples_per_second or 1.0)
+    text = f"a minibatch step takes {seconds_text(step)}"
+    stragglers = compute.stragglers
+    if stragglers is not None:
+        drawn = "drawn every round" if stragglers.resample else "fixed for the run"
+        text += (f", {100 * stragglers.fraction:g} % stragglers {stragglers.slowdown:g}× "
+                 f"slower ({drawn})")
+    if compute.jitter is not None:
+        text += f", jitter σ {compute.jitter:g}"
+    return text
+
+
+def network_line(network: NetworkConfig, batch_size: int, seed: int) -> str:
+    """The network a run's rounds are timed on, in one sentence."""
+    links = f"; per-link overrides from {network.links_file.rsplit('/', 1)[-1]}" \
+        if network.links_file else ""
+    return (f"Timed on a modelled network: latency {latency_text(network.latency)}; agents "
+            f"{bandwidth_text(network.agent_uplink)} up, {bandwidth_text(network.agent_downlink)} "
+            f"down; server {bandwidth_text(network.server_uplink)} up, "
+            f"{bandwidth_text(network.server_downlink)} down{links}; "
+            f"{compute_text(network.compute, batch_size)}; network seed "
+            f"{network.seed if network.seed is not None else seed} (sim_time_s).")
+
+
 def child_note(plan: MethodPlan, spec: RunSpec) -> str:
     """A child run's description: method, variant, graph and λ2, seed, step size, epochs."""
     text = (f"{method_line(plan)} on {graph_line(plan)}; seed {spec.seed}.\n\n"
             f"{plan.rounds} rounds at lr {plan.lr:g}, batch {plan.batch_size}: "
             f"{plan.epochs:.3g} epochs over each agent's data. {plan.definition.summary}.")
+    adversaries = plan.adversaries
+    if adversaries is not None:
+        honest = plan.agents - len(adversaries.attackers)
+        text += (f"\n\nAttackers: {adversaries.describe()}. Every figure is over the "
+                 f"{honest} honest agents.")
+    network = plan.scenario.network
+    if network is not None:
+        text += "\n\n" + network_line(network, plan.batch_size, plan.seed)
     if spec.swept:
         text += "\n\nSwept values: " + ", ".join(f"{path} = {value}" for path, value in spec.swept)
+    if spec.shared:
+        text += (f"\n\n{plan.method.name} does not read {', '.join(spec.shared)}: this one run "
+                 "stands for every swept value of it.")
     return text

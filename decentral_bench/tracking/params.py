@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import asdict
 from typing import Any
 
 from pydantic import BaseModel
@@ -52,10 +53,35 @@ def resolved_options(plan: MethodPlan) -> dict[str, Any]:
             if isinstance(value, BaseModel) else value for key, value in plan.options.items()}
 
 
+def adversary_params(plan: MethodPlan, section: Mapping[str, Any] | None) -> dict[str, str]:
+    """The adversaries as the file gives them, and who attacked how in this run: the
+    attackers drawn and the attack's resolved parameters (or why there are none)."""
+    if section is None:
+        return {}
+    params = flatten(section, "adversaries.")
+    adversaries = plan.adversaries
+    if adversaries is None:
+        params["adversaries.attackers"] = "none" if not plan.definition.single_agent \
+            else "not applicable"
+        return params
+    params["adversaries.attackers"] = json.dumps(sorted(adversaries.attackers))
+    params.update({f"adversaries.attack.{key}": _number(value)
+                   for key, value in asdict(adversaries.attack).items()
+                   if key == "kind" or _applies(adversaries.attack.kind, key)})
+    return params
+
+
+def _applies(kind: str, parameter: str) -> bool:
+    """Whether an attack's parameter is one `kind` uses."""
+    return parameter == {"sign_flip": "scale", "gaussian": "std", "alie": "z",
+                         "ipm": "epsilon", "dissensus": "epsilon"}.get(kind)
+
+
 def method_params(plan: MethodPlan, engine: str) -> dict[str, str]:
     """A child's params: data, model, effective training settings, the method and its
-    resolved options, the graph and its spectrum (gossip methods with a graph), the
-    failures, the device and the engine that ran it."""
+    resolved options (its aggregation, on a graph), the graph and its spectrum (gossip
+    methods with a graph), the failures, the attackers and their attack, the device and
+    the engine that ran it."""
     scenario = plan.scenario.model_dump(mode="json", exclude_none=True, exclude=NOT_PARAMS)
     topology = scenario.pop("topology")
     scenario["resources"].pop("engine", None)
@@ -67,9 +93,13 @@ def method_params(plan: MethodPlan, engine: str) -> dict[str, str]:
         training["local_steps"] = plan.local_steps
     else:
         training.pop("local_steps", None)
+    adversaries = scenario.pop("adversaries", None)
     params = flatten(scenario)
     params.update(flatten({"name": plan.method.name, "algorithm": plan.algorithm,
                            **resolved_options(plan)}, "method."))
+    if plan.has_graph:
+        params.update(flatten(asdict(plan.aggregation), "method.aggregation."))
+    params.update(adversary_params(plan, adversaries))
     params["agents"] = str(plan.agents)
     params["engine"] = engine
     if plan.has_graph:

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 
 CURVES = ("test_accuracy_mean", "train_accuracy_mean", "consensus_distance", "test_accuracy_std",
           "bytes_moved_total", "minibatch_loss_mean", "epochs", "phase",
-          "consensus_distance_controlled")
+          "consensus_distance_controlled", "attackers",
+          "sim_time_s")
 
 @dataclass
 class RunRecord:
@@ -26,6 +27,8 @@ class RunRecord:
     algorithm: str = ""
     curves: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
     wall_time_s: float = math.nan
+    swept: dict[str, str] = field(default_factory=dict)  # swept key → its value, as tagged
+    shared: tuple[str, ...] = ()  # swept keys its method ignores: one run for all their values
 
     def final(self, key: str) -> float:
         points = self.curves.get(key, [])

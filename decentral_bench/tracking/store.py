@@ -22,7 +22,6 @@ import warnings
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import numpy as np
 from mlflow.entities import Metric, Param, RunStatus
@@ -40,44 +39,15 @@ from decentral_bench.tracking.local_store import (
 from decentral_bench.tracking.provenance import Provenance
 from decentral_bench.tracking.provenance import collect as collect_provenance
 from decentral_bench.tracking.records import CURVES, RunRecord
+from decentral_bench.tracking.view import comparison_view, is_server, view_tag
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 PARENT_TAG = "mlflow.parentRunId"
 DESCRIPTION_TAG = "mlflow.note.content"
 PROCESS_TAG = "process"  # host:pid:start of the process running a run (see provenance)
+SHARED_TAG = "sweep_shared"  # swept keys a child's method ignores: it ran once for all values
 MAX_PARAM_LENGTH = 6000
-UI_ADDRESS = "http://127.0.0.1:5000"  # where `mlflow ui` serves by default
-# The runs view of the "Model training" workflow (MLflow 3 opens GenAI traces by default),
-# sorted by run name so that every method's run is listed, not folded under its parent.
-RUNS_VIEW = ("runs?workflowType=machine_learning&orderByKey="
-             + quote("tags.`mlflow.runName`") + "&orderByAsc=true")
 INVALID_KEY_CHARACTERS = re.compile(r"[^\w\-./ :]")
-
-
-def ui_command(uri: str) -> str:
-    """The command that opens the MLflow UI on a tracking store."""
-    return f"mlflow ui --backend-store-uri {uri}"
-
-
-def is_server(uri: str) -> bool:
-    """Whether `uri` is a tracking server (which serves the UI itself)."""
-    return uri.startswith(("http://", "https://"))
-
-
-def ui_link(uri: str, experiment_id: str) -> str:
-    """The address of an experiment's runs view: on the tracking server itself, or where
-    `mlflow ui` serves a local store by default."""
-    base = uri.rstrip("/") if is_server(uri) else UI_ADDRESS
-    return f"{base}/#/experiments/{experiment_id}/{RUNS_VIEW}"
-
-
-def ui_instructions(uri: str, experiment_id: str) -> list[str]:
-    """What to do to see the runs: open the link on a tracking server, or start `mlflow
-    ui` on a local store and then open the link."""
-    link = ui_link(uri, experiment_id)
-    if is_server(uri):
-        return [f"Open the runs: {link}"]
-    return [f"Open the UI with: [bold]{ui_command(uri)}[/]", f"then the runs: {link}"]
 
 
 def metric_key(text: str) -> str:
@@ -225,6 +195,7 @@ class Tracker:
         provenance = collect_provenance(source or experiment)
         self.run_tags = {**provenance_tags(provenance), PROCESS_TAG: provenance.process}
         self.client = connect(self.uri)
+        self.experiment_name = experiment
         self.experiment_id = self._experiment(experiment)
 
     def _experiment(self, name: str) -> str:
@@ -275,6 +246,13 @@ class Tracker:
         """The experiment's description (Markdown)."""
         self.client.set_experiment_tag(self.experiment_id, DESCRIPTION_TAG, text)
 
+    def save_comparison_view(self) -> str:
+        """Save the runs list laid out for comparing methods (`view.comparison_view`) as
+        one of the experiment's views; the key that opens it."""
+        key, tag, value = view_tag(comparison_view(), get_current_time_millis())
+        self.client.set_experiment_tag(self.experiment_id, tag, value)
+        return key
+
     def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
         self.client.log_text(run_id, text, artifact_file)
 
@@ -315,6 +293,9 @@ class Tracker:
         self.client.set_tag(run_id, "error", reason[:5000])
         self.client.set_terminated(run_id, RunStatus.to_string(RunStatus.KILLED))
 
+    def run_name(self, run_id: str) -> str:
+        return str(self.client.get_run(run_id).info.run_name)
+
     def running_children(self, parent_id: str) -> dict[str, str]:
         """Run id → the process that runs it (its `process` tag, "" if none), for the
         parent's children still marked RUNNING."""
@@ -324,11 +305,13 @@ class Tracker:
                           "and attributes.status = 'RUNNING'", max_results=10_000)
         return {run.info.run_id: run.data.tags.get(PROCESS_TAG, "") for run in running}
 
-    def latest_parent(self, scenario_name: str) -> str | None:
-        """The id of the latest parent run of a scenario of this name in the experiment."""
+    def latest_parent(self, scenario_name: str, scenario_hash: str) -> str | None:
+        """The id of the latest parent run of a scenario of this name and hash (its
+        `scenario_hash` tag) in the experiment."""
         previous = self.client.search_runs(
             [self.experiment_id],
-            filter_string=f"tags.scenario = '{scenario_name}' and tags.kind = 'scenario'",
+            filter_string=f"tags.scenario = '{scenario_name}' and tags.kind = 'scenario' "
+                          f"and tags.scenario_hash = '{scenario_hash}'",
             order_by=["attributes.start_time DESC"], max_results=1)
         return previous[0].info.run_id if previous else None
 
@@ -364,7 +347,10 @@ def load_records(client: MlflowClient, parent_id: str) -> list[RunRecord]:
                            label=tags.get("label", tags.get("method", "?")),
                            method=tags.get("method", "?"), seed=int(tags.get("seed", 0)),
                            status=child.info.status, algorithm=tags.get("algorithm", ""),
-                           wall_time_s=child.data.metrics.get("wall_time_s", math.nan))
+                           wall_time_s=child.data.metrics.get("wall_time_s", math.nan),
+                           swept={key.removeprefix("sweep."): value for key, value
+                                  in tags.items() if key.startswith("sweep.")},
+                           shared=tuple(filter(None, tags.get(SHARED_TAG, "").split(","))))
         for key in CURVES:
             if key in child.data.metrics:
                 history = client.get_metric_history(child.info.run_id, key)
@@ -376,6 +362,11 @@ def load_records(client: MlflowClient, parent_id: str) -> list[RunRecord]:
 def attach_text(client: MlflowClient, run_id: str, text: str, artifact_file: str) -> None:
     """Write `text` as an artifact of an existing run (a report made after it ended)."""
     client.log_text(run_id, text, artifact_file)
+
+
+def attach_figure(client: MlflowClient, run_id: str, figure: Any, artifact_file: str) -> None:
+    """Save a figure as an artifact of an existing run (a report made after it ended)."""
+    client.log_figure(run_id, figure, artifact_file)
 
 
 def find_parent_run(client: MlflowClient, target: str) -> Any | None:

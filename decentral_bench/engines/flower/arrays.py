@@ -20,6 +20,7 @@ travel one array per layer, under "0", "1", ... as `ArrayRecord(list)` makes.
 from __future__ import annotations
 
 import io
+import math
 from collections.abc import Sequence
 from functools import lru_cache
 
@@ -90,6 +91,13 @@ def _values(array: Array) -> np.ndarray:
     if offset is None:
         return array.numpy()
     return np.frombuffer(data, dtype=np.dtype(array.dtype), offset=offset).reshape(array.shape)
+
+
+def record_bytes(record: ArrayRecord) -> int:
+    """Bytes of the parameter data a record holds (the arrays' values, not their `.npy`
+    headers or keys)."""
+    return sum(np.dtype(array.dtype).itemsize * math.prod(array.shape)
+               for array in record.values())
 
 
 def from_record(record: ArrayRecord, writable: bool = True) -> list[np.ndarray]:

@@ -1,13 +1,16 @@
 """What one agent does in a round, given the message the router or the strategy sent it.
 
 - gossip methods: the message holds the messages of Nb(j) (j's own among them) published
-  last round and the weights π_jl; the agent mixes them and takes its rule's step
+  last round and the weights π_jl; the agent aggregates them (the mixing sum, or the
+  method's robust aggregation, `strategies.robust`) and takes its rule's step
   (`strategies.gossip.gossip_round`). What the message cannot supply (`GossipRule.kept`)
   stays in its Flower context between rounds; the context crosses the engine on every
   call, so it keeps nothing else. A rule whose agents start on their own computes its
-  start state when asked (`START_KEY`), before round 1.
+  start state when asked (`START_KEY`), before round 1. An attacker keeps its honest
+  message in its context too, mixes it in place of what it published, and publishes what
+  its attack makes of it and of its honest neighbours' messages (`strategies.attacks`).
 - FedAvg: the message holds the global model; the agent trains `local_epochs` epochs on
-  its data (`strategies.local_sgd`) and returns the result.
+  its data (`strategies.local_sgd`) and returns the result (an attacker: its attack's).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from decentral_bench.engines.flower.arrays import from_record, to_record
 from decentral_bench.experiment.agent import AgentSetup
 from decentral_bench.experiment.data import steps_per_epoch
 from decentral_bench.experiment.training import from_numpy, to_numpy
+from strategies.attacks import gossip_attack, server_attack, view_of_one
 from strategies.cdsgd import mix
 from strategies.gossip import State, Translatable, gossip_round, gradient_steps
 from strategies.local_sgd import local_sgd
@@ -30,9 +34,11 @@ from strategies.protocol import (
     neighbour_key,
     number_list,
 )
+from strategies.robust import Neighbourhoods, aggregate
 
 CURRENT_KEY = "x"  # FedAvg: the agent's last model, for training once the server is lost
 KEPT_PREFIX = "kept."  # gossip: each part of what the rule keeps (`GossipRule.kept`)
+HONEST_KEY = "honest"  # gossip: an attacker's honest message, which it does not publish
 
 # A round's outcome: the message to publish, the model (None: the message is the model) and
 # the round's figures.
@@ -58,13 +64,39 @@ def _keep(context: Context, kept: State) -> None:
 
 
 def _neighbourhood(setup: AgentSetup, content: RecordDict,
-                   ) -> tuple[list[list[torch.Tensor]], list[float], int]:
-    """The messages of Nb(j) in the message, their weights π_jl, and j's place among them."""
+                   ) -> tuple[list[int], list[list[torch.Tensor]], list[float], int]:
+    """The members of Nb(j), their messages in the message, their weights π_jl, and j's
+    place among them."""
     mixing = content.config_records[MIXING_KEY]
     neighbours = [int(agent) for agent in number_list(mixing, "agents")]
     points = [from_numpy(from_record(content.array_records[neighbour_key(l)]), setup.device)
               for l in neighbours]
-    return points, number_list(mixing, "weights"), neighbours.index(setup.agent)
+    return neighbours, points, number_list(mixing, "weights"), neighbours.index(setup.agent)
+
+
+def _aggregate(setup: AgentSetup, members: list[list[torch.Tensor]], weights: list[float],
+               own: int) -> list[torch.Tensor]:
+    """The agent's aggregate of its neighbourhood: Σ π_jl m^l, or its robust aggregation."""
+    aggregation = setup.plan.aggregation
+    if aggregation.kind == "mean":
+        return mix(members, weights)
+    return [t[0] for t in aggregate(aggregation, Neighbourhoods.of_one(members, weights, own))]
+
+
+def _attacked(setup: AgentSetup, message: list[torch.Tensor], neighbours: list[int],
+              points: list[list[torch.Tensor]], weights: list[float],
+              server_round: int) -> list[torch.Tensor]:
+    """What the agent publishes: its honest message, or, an attacker once the attack is on,
+    what the attack makes of it and of its honest neighbours' messages of this round."""
+    adversaries = setup.plan.adversaries
+    if adversaries is None or setup.agent not in adversaries.attackers \
+            or not adversaries.active(server_round):
+        return message
+    view, attackers_weight = view_of_one(points, weights, neighbours.index(setup.agent),
+                                         [l in adversaries.attackers for l in neighbours])
+    own = [m.unsqueeze(0) for m in message]
+    noise = adversaries.attack.noise(own, setup.plan.seed, [setup.agent], server_round)
+    return [t[0] for t in gossip_attack(adversaries.attack, own, view, attackers_weight, noise)]
 
 
 def _model_if_other(setup: AgentSetup, state: State,
@@ -103,15 +135,23 @@ def gossip_client_round(setup: AgentSetup, content: RecordDict, context: Context
     not the message, and the round's figures (mean minibatch loss, mean squared gradient
     norm)."""
     plan, rule = setup.plan, setup.plan.update_rule
-    points, weights, own = _neighbourhood(setup, content)
-    state = rule.restore(points[own], _kept(context, setup.device))
+    neighbours, points, weights, own = _neighbourhood(setup, content)
+    honest = _arrays(context, HONEST_KEY, setup.device) or points[own]
+    state = rule.restore(honest, _kept(context, setup.device))
+    members = [honest if i == own else p for i, p in enumerate(points)]
     gradient_at = _Recorder(setup)
-    state, losses = gossip_round(rule, state, mix(points, weights), weights[own], gradient_at,
-                                 plan.lr_at(server_round),
+    state, losses = gossip_round(rule, state, _aggregate(setup, members, weights, own),
+                                 weights[own], gradient_at, plan.lr_at(server_round),
                                  gradient_steps(rule, server_round, plan.local_steps))
     _keep(context, rule.kept(state))
     message = rule.message(state)
-    return message, _model_if_other(setup, state, message), {
+    published = _attacked(setup, message, neighbours, points, weights, server_round)
+    model = rule.model(state)
+    if published is not message:  # an attacker
+        context.state[HONEST_KEY] = to_record(to_numpy(message))
+        if model is message:  # its point is its message: it reports what it publishes
+            model = published
+    return published, None if model is published else model, {
         "minibatch_loss": float(sum(losses)) / len(losses),
         "grad_norm_sq": sum(gradient_at.norms) / len(gradient_at.norms)}
 
@@ -122,7 +162,7 @@ def gossip_only_exchange(setup: AgentSetup, content: RecordDict,
     point, and what j keeps moves by the same displacement (`translate`)."""
     rule = setup.plan.update_rule
     translatable: Translatable = rule  # type: ignore[assignment]
-    points, weights, own = _neighbourhood(setup, content)
+    _, points, weights, own = _neighbourhood(setup, content)
     mixed = mix(points, weights)
     state = rule.restore(points[own], _kept(context, setup.device))
     _keep(context, rule.kept(translatable.translate(
@@ -146,4 +186,12 @@ def local_client_round(setup: AgentSetup, content: RecordDict, context: Context,
     server = plan.scenario.failures.server
     if server is not None and server.mode == "local":  # kept only for when the server is lost
         context.state[CURRENT_KEY] = to_record(to_numpy(parameters))
+    adversaries = plan.adversaries
+    if adversaries is not None and setup.agent in adversaries.attackers \
+            and adversaries.active(server_round) \
+            and not content.config_records[CONFIG_KEY].get(LOCAL_ONLY_KEY, False):
+        trained = [p.unsqueeze(0) for p in parameters]
+        noise = adversaries.attack.noise(trained, plan.seed, [setup.agent], server_round)
+        parameters = [t[0] for t in server_attack(
+            adversaries.attack, [s.unsqueeze(0) for s in start], trained, noise)]
     return parameters, None, {"minibatch_loss": float(sum(losses)) / len(losses)}

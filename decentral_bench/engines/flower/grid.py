@@ -54,7 +54,9 @@ class GridEngine:
 
     Each agent's node trains with `resources.cpus_per_agent` torch threads unless its
     node config sets `threads`. A run stopped on the SuperLink (`flwr stop`) ends
-    with `RunStopped`.
+    with `RunStopped`. On a deployment's grid (not a simulation's) the engine is
+    `deployed`: the observer records each round's measured wall time beside the
+    simulated clock's.
     """
 
     name = "flower"
@@ -62,6 +64,7 @@ class GridEngine:
     def __init__(self, grid: Grid, wait: NodeWait) -> None:
         self.grid = grid
         self.wait = wait
+        self.deployed = not isinstance(grid, InMemoryGrid)  # a SuperLink's, over the network
 
     def run(self, plan: MethodPlan, report: ReportSink, on_event: EventSink) -> FinalParameters:
         try:

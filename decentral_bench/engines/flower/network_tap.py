@@ -9,7 +9,6 @@ the tap records.
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 from collections.abc import Iterable
@@ -21,7 +20,7 @@ from flwr.serverapp import Grid
 from flwr.supercore.run import Run
 
 from decentral_bench.engines.base import RoundReport, stack_points
-from decentral_bench.engines.flower.arrays import from_record
+from decentral_bench.engines.flower.arrays import from_record, record_bytes
 from decentral_bench.engines.flower.engine_patch import messages_pushed, replies_stored
 from decentral_bench.engines.flower.nodes import readable_reason
 from strategies.protocol import EVALUATE_TYPE, METRICS_KEY, MODEL_KEY, PUBLISHED_KEY
@@ -33,9 +32,7 @@ def array_bytes(message: Message) -> int:
     traffic of the simulated network: they count nothing."""
     if message.has_error() or message.metadata.message_type == EVALUATE_TYPE:
         return 0
-    return sum(np.dtype(array.dtype).itemsize * math.prod(array.shape)
-               for record in message.content.array_records.values()
-               for array in record.values())
+    return sum(record_bytes(record) for record in message.content.array_records.values())
 
 
 @dataclass

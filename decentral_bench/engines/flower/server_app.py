@@ -12,6 +12,7 @@ import threading
 from collections.abc import Callable, Collection
 from functools import partial
 
+import numpy as np
 import torch
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, RecordDict
 from flwr.serverapp import Grid, ServerApp
@@ -23,7 +24,7 @@ from decentral_bench.engines.base import (
     RoundClock,
     stack_points,
 )
-from decentral_bench.engines.flower.arrays import from_record, to_record
+from decentral_bench.engines.flower.arrays import from_record, record_bytes, to_record
 from decentral_bench.engines.flower.network_tap import NetworkTap, round_report
 from decentral_bench.engines.flower.nodes import NodeWait, discover_agents
 from decentral_bench.experiment.metrics import consensus_distance
@@ -56,8 +57,9 @@ class _Round:
     """Hands rounds to the sink as `RoundReport`s, timed by the engine."""
 
     def __init__(self, tap: NetworkTap, node_of_agent: dict[int, int],
-                 report: ReportSink, message_bytes: int) -> None:
+                 report: ReportSink, message_bytes: int, agents: int) -> None:
         self.tap = tap
+        self.agents = agents
         self.message_bytes = message_bytes  # a gossip message's size on the modelled network
         self.agent_of_node = {node: agent for agent, node in node_of_agent.items()}
         self.report = report
@@ -65,12 +67,15 @@ class _Round:
 
     def finish(self, server_round: int, network: dict[str, float], *,
                graph: RoundNetwork | None = None, average: ArrayRecord | None = None,
-               control: ControlOutcome | None = None, moved_nothing: bool = False) -> int:
+               control: ControlOutcome | None = None, moved_nothing: bool = False,
+               sizes: np.ndarray | None = None) -> int:
         """Report the round from the tap's traffic; returns how many agents reported.
 
         Gossip rounds give their `graph`: the network moves each point once over each
-        edge used, in each exchange. Otherwise (FedAvg) the network is the server's: it
-        moves what the router moves, or nothing once the server is lost (`moved_nothing`)."""
+        edge used, in each exchange, each agent's message of its own size (`sizes`).
+        Otherwise (FedAvg) the network is the server's: it moves what the router moves,
+        or nothing once the server is lost (`moved_nothing`), each message the model's
+        size."""
         wall_time = self.clock.lap()
         finished = round_report(server_round, self.tap.drain(), self.agent_of_node, network)
         finished.wall_time_s = wall_time
@@ -79,6 +84,9 @@ class _Round:
         if moved_nothing:  # the replies only report to the observer: no server, no traffic
             finished.router_bytes = 0
         finished.control = control
+        finished.round_network = graph
+        finished.message_bytes = sizes if sizes is not None else \
+            np.full(self.agents, self.message_bytes)
         finished.bytes_moved = finished.router_bytes if graph is None else gossip_round_bytes(
             graph.mixing_matrix, graph.alive, self.message_bytes, control)[0]
         self.report(finished)
@@ -103,7 +111,8 @@ def run_method(grid: Grid, plan: MethodPlan, report: ReportSink, threads: int = 
     node_of_agent = discover_agents(
         tap, plan.agents, wait, on_skip=lambda node, why: event(0, f"node {node} left out: {why}"))
     tap.drain()
-    rounds = _Round(tap, node_of_agent, report, parameter_bytes(plan.initial_parameters))
+    rounds = _Round(tap, node_of_agent, report, parameter_bytes(plan.initial_parameters),
+                    plan.agents)
     if plan.is_gossip:
         return _run_gossip(tap, plan, rounds, config, node_of_agent)
     return _run_fedavg(tap, plan, rounds, config, node_of_agent, event)
@@ -128,6 +137,7 @@ def _run_gossip(tap: NetworkTap, plan: MethodPlan, rounds: _Round, config: Confi
     rounds.clock.restart()
     for server_round in range(1, plan.rounds + 1):
         network = schedule.network(server_round)
+        sizes = message_sizes(published, plan.agents)
         replies = router.exchange(tap, published, config, server_round, network.mixing_matrix,
                                   network.alive)
         models.update({rounds.agent_of_node[reply.metadata.src_node_id]:
@@ -143,10 +153,18 @@ def _run_gossip(tap: NetworkTap, plan: MethodPlan, rounds: _Round, config: Confi
                 router.evaluate(tap, published, config, server_round, network.alive)
         figures = {**network.metrics(), "round_lambda2": network.lambda2} \
             if schedule.changes_network else {}
-        rounds.finish(server_round, figures, graph=network, control=outcome)
+        rounds.finish(server_round, figures, graph=network, control=outcome, sizes=sizes)
         if plan.consensus_control is not None:  # control moves the published points
             models = dict(published)
     return {agent: from_record(arrays) for agent, arrays in models.items()}
+
+
+def message_sizes(published: dict[int, ArrayRecord], agents: int) -> np.ndarray:
+    """Bytes of each agent's published message (0 for an agent with none)."""
+    sizes = np.zeros(agents, dtype=np.int64)
+    for agent, record in published.items():
+        sizes[agent] = record_bytes(record)
+    return sizes
 
 
 def _consensus(published: dict[int, ArrayRecord], alive: Collection[int]) -> float:

@@ -146,6 +146,7 @@ class FlowerEngine:
     """The reference engine: Flower's Simulation Engine (see `simulate`)."""
 
     name = "flower"
+    deployed = False
 
     def __init__(self, verbose: bool = False, client: ClientApp = client_app) -> None:
         self.verbose = verbose

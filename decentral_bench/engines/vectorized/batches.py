@@ -2,7 +2,8 @@
 
 Agent j's `step`-th minibatch is `data.epoch_order(n_j, seed, j, epoch)[start:stop]`
 (`data.batch_slot`) of its partition, augmented with `data.augment` when the
-scenario asks: the same stream as `agent.AgentSetup.minibatch`. Each agent's
+scenario asks, its labels flipped when j is a label-flipping attacker: the same
+stream as `agent.AgentSetup.minibatch`. Each agent's
 current epoch order is kept, so a step costs one slice per agent.
 
 The training split stays where it is (on the CPU, the data set's own tensors; on a
@@ -20,6 +21,7 @@ import torch
 
 from decentral_bench.experiment.data import augment, batch_slot, epoch_order, evaluation_indices
 from decentral_bench.experiment.plan import MethodPlan
+from strategies.attacks import flip_labels
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,10 @@ class AgentBatches:
         self.test_y = dataset.test_y.to(device)
         self.partitions = plan.partitions
         self.sizes = np.array([len(part) for part in self.partitions])
+        self.classes = dataset.num_classes
+        self.poisoned_from = {agent: first for agent in plan.attackers
+                              if (first := plan.poisoned_from(agent, int(self.sizes[agent])))
+                              is not None}
         self._orders: dict[int, tuple[int, np.ndarray]] = {}
 
     def _positions(self, agent: int, step: int) -> np.ndarray:
@@ -81,6 +87,11 @@ class AgentBatches:
         features = self.train_x.reshape(len(self.train_x), -1).index_select(
             0, where.reshape(-1)).reshape(*index.shape, *self.train_x.shape[1:])
         labels = self.train_y[where]
+        flipped = [i for i, (agent, step) in enumerate(zip(agents, steps, strict=True))
+                   if step >= self.poisoned_from.get(agent, step + 1)]
+        if flipped:
+            poisoned = torch.as_tensor(flipped, device=self.device)
+            labels[poisoned] = flip_labels(labels[poisoned], self.classes)
         if self.plan.scenario.dataset.augment:
             for i, (agent, step) in enumerate(zip(agents, steps, strict=True)):
                 features[i, :lengths[i]] = augment(features[i, :lengths[i]], self.plan.seed,

@@ -38,6 +38,7 @@ class VectorizedEngine:
     """
 
     name = "vectorized"
+    deployed = False
 
     def __init__(self, chunk: int | None = None, dense: bool | None = None,
                  batched: bool | None = None) -> None:

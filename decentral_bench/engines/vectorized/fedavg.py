@@ -1,6 +1,8 @@
 """FedAvg on the stack: every sampled agent's local epochs at once, then the example-weighted
 average that Flower's FedAvg computes; after a server loss (mode `local`) each agent goes
-on training alone from its own last model.
+on training alone from its own last model. A sampled attacker sends what its attack makes of
+the global model and its trained model (`strategies.attacks.server_attack`), as its ClientApp
+does.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import torch
 from decentral_bench.engines.base import EventSink, FinalParameters, RoundReport
 from decentral_bench.engines.vectorized.stack import Stack, StackedRun
 from decentral_bench.experiment.data import steps_per_epoch
+from strategies.attacks import server_attack
 
 
 class FedAvgLoop:
@@ -47,6 +50,26 @@ class FedAvgLoop:
         counts = torch.as_tensor(steps, dtype=torch.float64, device=run.device)
         return parameters, loss_sum / counts
 
+    def attacked(self, sampled: list[int], global_model: Stack, trained: Stack,
+                 server_round: int) -> Stack:
+        """The models the sampled clients send: the trained ones, with each attacker's row
+        replaced by its attack once the attack is on."""
+        adversaries = self.plan.adversaries
+        if adversaries is None or not adversaries.active(server_round):
+            return trained
+        positions = [i for i, agent in enumerate(sampled) if agent in adversaries.attackers]
+        if not positions:
+            return trained
+        rows = torch.as_tensor(positions, device=self.run.device)
+        own = [t[rows] for t in trained]
+        noise = adversaries.attack.noise(own, self.plan.seed, [sampled[i] for i in positions],
+                                         server_round)
+        start = [g.unsqueeze(0).expand_as(o) for g, o in zip(global_model, own, strict=True)]
+        sent = [t.clone() for t in trained]
+        for s, a in zip(sent, server_attack(adversaries.attack, start, own, noise), strict=True):
+            s[rows] = a
+        return sent
+
     def alive_figures(self, server_round: int) -> dict[str, float]:
         """The round's alive agents, when the scenario crashes some."""
         if not self.plan.scenario.failures.agents:
@@ -62,6 +85,7 @@ class FedAvgLoop:
         global_model = list(run.initial)
         own = run.stack(agents)  # each agent's last model, for training once the server is lost
         weights = torch.as_tensor(run.batches.sizes, dtype=torch.float32, device=run.device)
+        sizes = np.full(agents, run.point_bytes)  # every agent's upload: the model
         run.clock.restart()
         for server_round in range(1, server_rounds + 1):
             alive = sorted(schedule.alive(server_round))
@@ -73,6 +97,7 @@ class FedAvgLoop:
             trained, losses = self.local_epochs(sampled, start, server_round)
             for stored, new in zip(own, trained, strict=True):
                 stored[rows] = new
+            trained = self.attacked(sampled, global_model, trained, server_round)
             share = weights[rows] / weights[rows].sum()
             global_model = [(share.view(-1, *[1] * (p.dim() - 1)) * p).sum(dim=0)
                             for p in trained]
@@ -84,7 +109,7 @@ class FedAvgLoop:
                                                 server_round),
                 bytes_moved=moved, router_bytes=moved, average=global_model,
                 network={"aggregated": 1.0, **self.alive_figures(server_round)},
-                wall_time_s=wall_time))
+                wall_time_s=wall_time, message_bytes=sizes))
         if server is None or server_rounds == plan.rounds:
             return {0: [p.cpu().numpy() for p in global_model]}
         on_event(server_rounds, f"the server failed after round {server_rounds} "
@@ -103,5 +128,5 @@ class FedAvgLoop:
                 agent_metrics=run.agent_metrics(alive, trained, {"minibatch_loss": losses},
                                                 server_round),
                 network={"aggregated": 0.0, **self.alive_figures(server_round)},
-                wall_time_s=wall_time))
+                wall_time_s=wall_time, message_bytes=sizes))
         return {agent: [p[agent].cpu().numpy() for p in own] for agent in range(agents)}

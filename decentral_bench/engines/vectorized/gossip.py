@@ -6,6 +6,12 @@ Agents that are down in a round neither step nor publish (their rows keep their 
 message); consensus control's exchanges then move the alive agents' published points the
 way the ClientApp moves them (`GossipRule.restore` of the mixed point and what the rule
 keeps), so both engines hold the same numbers.
+
+With robust aggregation or attackers a round runs on the whole stack: each agent's
+neighbourhood is gathered into a padded stack and aggregated by `strategies.robust`; with
+attackers the published stack is kept apart from the honest messages: an attacker mixes its
+own honest message, and publishes what its attack makes of its honest message and its honest
+neighbours' messages of this round (`strategies.attacks`), as its ClientApp does.
 """
 
 from __future__ import annotations
@@ -14,14 +20,30 @@ import numpy as np
 import torch
 
 from decentral_bench.engines.base import FinalParameters, RoundReport
-from decentral_bench.engines.vectorized.blocks import BlockRounds, start_in_blocks
+from decentral_bench.engines.vectorized.blocks import (
+    BlockGradients,
+    BlockRounds,
+    start_in_blocks,
+)
 from decentral_bench.engines.vectorized.mixing import Mixer
+from decentral_bench.engines.vectorized.neighbourhoods import Gathering
 from decentral_bench.engines.vectorized.stack import Stack, StackedRun
 from decentral_bench.experiment.metrics import consensus_distance
 from decentral_bench.network.failures import RoundNetwork
 from decentral_bench.network.traffic import gossip_round_bytes
+from strategies.attacks import gossip_attack
 from strategies.consensus_control import ControlOutcome, control_round
-from strategies.gossip import GossipRule, State, Translatable, gradient_steps
+from strategies.gossip import (
+    GossipRule,
+    State,
+    Translatable,
+    gossip_round,
+    gradient_steps,
+    keep_rows,
+    keep_state_rows,
+    scale_rows,
+)
+from strategies.robust import aggregate
 
 
 class _Exchanges:
@@ -66,6 +88,14 @@ class GossipLoop:
         self.agents = run.plan.agents
         self.static = Mixer(run.plan.topology.mixing_matrix, run.device, run.dense)
         self.blocks = BlockRounds(run)
+        self.adversaries = run.plan.adversaries
+        self.aggregation = run.plan.aggregation
+        self.gathers = self.aggregation.kind != "mean" or self.adversaries is not None
+        self.static_gathering = Gathering(run.plan.topology.mixing_matrix, run.plan.attackers,
+                                          run.device) if self.gathers else None
+        self.static_network = RoundNetwork(run.plan.topology.graph,
+                                           frozenset(range(self.agents)),
+                                           run.plan.topology.mixing_matrix)
 
     def own_weights(self, matrix: np.ndarray) -> torch.Tensor:
         """π_jj^k of every agent."""
@@ -84,31 +114,94 @@ class GossipLoop:
         network = self.plan.failure_schedule.network(server_round)
         return network, Mixer(network.mixing_matrix, self.run.device, self.run.dense)
 
-    def step(self, state: State, server_round: int, network: RoundNetwork | None,
-             mixer: Mixer) -> tuple[State, dict[str, torch.Tensor]]:
-        """Every alive agent's round from `state`; the agents that are down keep theirs.
-        Returns the new state and the round's per-agent columns (loss, gradient norm)."""
+    def gathering(self, network: RoundNetwork | None) -> Gathering | None:
+        """The round's neighbourhoods, where robust aggregation or attackers need them."""
+        if not self.gathers or network is None:
+            return self.static_gathering
+        return Gathering(network.mixing_matrix, self.plan.attackers, self.run.device)
+
+    def combine(self, published: Stack, honest: Stack, own_weights: torch.Tensor,
+                mixer: Mixer, gathering: Gathering | None) -> Stack:
+        """Every agent's aggregate of its neighbourhood: the neighbours' published messages
+        and its own honest one (Π_k applied to the published stack, an attacker's own term
+        put back to its honest message, under plain mixing)."""
+        if gathering is not None and self.aggregation.kind != "mean":
+            return aggregate(self.aggregation, gathering.neighbourhoods(published, honest))
+        if self.adversaries is None:  # everyone publishes its honest message
+            return mixer(honest)
+        own_terms = scale_rows(own_weights, [h - p for h, p in zip(honest, published,
+                                                                   strict=True)])
+        return [m + t for m, t in zip(mixer(published), own_terms, strict=True)]
+
+    def publish(self, before: Stack, honest: Stack, server_round: int, alive: list[int],
+                gathering: Gathering | None) -> Stack:
+        """What every agent publishes after the round: its honest message, or, for the alive
+        attackers once the attack is on, what the attack makes of it and of the messages
+        `before` it mixed this round."""
+        adversaries = self.adversaries
+        if adversaries is None or gathering is None or not adversaries.active(server_round):
+            return honest
+        attackers = sorted(adversaries.attackers & set(alive))
+        if not attackers:
+            return honest
+        rows = torch.as_tensor(attackers, device=self.run.device)
+        own = [h[rows] for h in honest]
+        view, attackers_weight = gathering.attackers_view(attackers, before)
+        noise = adversaries.attack.noise(own, self.plan.seed, attackers, server_round)
+        attacked = gossip_attack(adversaries.attack, own, view, attackers_weight, noise)
+        published = [h.clone() for h in honest]
+        for p, a in zip(published, attacked, strict=True):
+            p[rows] = a
+        return published
+
+    def step(self, state: State, published: Stack, server_round: int,
+             network: RoundNetwork | None, mixer: Mixer,
+             ) -> tuple[State, Stack, dict[str, torch.Tensor]]:
+        """Every alive agent's round from `state` and the `published` messages; the agents
+        that are down keep their state and published message. Returns the new state, the
+        new published messages and the round's per-agent columns (loss, gradient norm)."""
         matrix = self.plan.topology.mixing_matrix if network is None else network.mixing_matrix
+        own_weights = self.own_weights(matrix)
+        alive = list(range(self.agents)) if network is None else sorted(network.alive)
         down = None
-        if network is not None and len(network.alive) < self.agents:
+        if len(alive) < self.agents:
             down = torch.ones(self.agents, dtype=torch.bool, device=self.run.device)
-            down[sorted(network.alive)] = False
-        return self.blocks.round(self.rule, state, mixer, self.own_weights(matrix),
-                                 self.plan.lr_at(server_round),
-                                 gradient_steps(self.rule, server_round, self.plan.local_steps),
-                                 down)
+            down[alive] = False
+        lr = self.plan.lr_at(server_round)
+        steps = gradient_steps(self.rule, server_round, self.plan.local_steps)
+        if not self.gathers:  # every agent mixes and publishes its honest message
+            updated, columns = self.blocks.round(self.rule, state, mixer, own_weights, lr,
+                                                 steps, down)
+            return updated, self.rule.message(updated), columns
+        gathering = self.gathering(network)
+        honest = self.rule.message(state)
+        gradient_at = BlockGradients(self.run, slice(0, self.agents))
+        updated, losses = gossip_round(
+            self.rule, state, self.combine(published, honest, own_weights, mixer, gathering),
+            own_weights, gradient_at, lr, steps)
+        if down is not None:
+            updated = keep_state_rows(down, updated, state)
+        new_published = self.publish(published, self.rule.message(updated), server_round,
+                                     alive, gathering)
+        if down is not None and self.adversaries is not None:
+            new_published = keep_rows(down, new_published, published)
+        columns = {"minibatch_loss": torch.stack(losses).to(torch.float64).mean(dim=0),
+                   "grad_norm_sq": torch.stack(gradient_at.norms).mean(dim=0)}
+        return updated, new_published, columns
 
     def run_rounds(self) -> FinalParameters:
         plan, run = self.plan, self.run
         state = self.start()
-        message_bytes = sum(int(m[0].nelement() * m.element_size())
-                            for m in self.rule.message(state))
+        published = self.rule.message(state)
+        sizes = np.full(self.agents, sum(int(m[0].nelement() * m.element_size())
+                                         for m in published))
         everyone = list(range(self.agents))
         run.clock.restart()
         for server_round in range(1, plan.rounds + 1):
             network, mixer = self.round_network(server_round)
             alive = everyone if network is None else sorted(network.alive)
-            state, columns = self.step(state, server_round, network, mixer)
+            state, published, columns = self.step(state, published, server_round, network,
+                                                  mixer)
             outcome: ControlOutcome | None = None
             if plan.consensus_control is not None:
                 exchanges = _Exchanges(self.rule, mixer, alive, state, run.device)
@@ -116,19 +209,32 @@ class GossipLoop:
                                         consensus_distance(exchanges.alive_points()),
                                         exchanges.exchange)
                 state = exchanges.state
-            models = self.rule.model(state)
+                published = self.rule.message(state)
+            models = self.reported(state, published, server_round)
             reporting = models if len(alive) == self.agents else \
                 [p[torch.as_tensor(alive, device=run.device)] for p in models]
             wall_time = run.lap()
             matrix = plan.topology.mixing_matrix if network is None else network.mixing_matrix
-            moved, routed = gossip_round_bytes(matrix, alive, message_bytes, outcome)
+            moved, routed = gossip_round_bytes(matrix, alive, int(sizes[0]), outcome)
             run.finish(RoundReport(
                 server_round=server_round, agents=alive, points=reporting,
                 agent_metrics=run.agent_metrics(alive, reporting, columns, server_round),
                 bytes_moved=moved, router_bytes=routed,
                 network={} if network is None else
                 {**network.metrics(), "round_lambda2": network.lambda2},
-                control=outcome, wall_time_s=wall_time))
-        final = self.rule.model(state)
+                control=outcome, wall_time_s=wall_time,
+                round_network=network or self.static_network, message_bytes=sizes))
+        final = self.reported(state, published, plan.rounds)
         return {agent: [p[agent].cpu().numpy() for p in final] for agent in everyone}
 
+    def reported(self, state: State, published: Stack, server_round: int) -> Stack:
+        """Every agent's point as it reports it: its model; an attacker whose model is its
+        message, once the attack is on, what it publishes (its ClientApp replies with that
+        alone)."""
+        models, adversaries = self.rule.model(state), self.adversaries
+        if adversaries is None or not adversaries.active(server_round) \
+                or models is not self.rule.message(state):
+            return models
+        lying = torch.zeros(self.agents, dtype=torch.bool, device=self.run.device)
+        lying[sorted(adversaries.attackers)] = True
+        return keep_rows(lying, models, published)

@@ -1,0 +1,266 @@
+"""ClippedGossip's claims (He, Karimireddy & Jaggi 2022) as the Byzantine study tests them,
+from the groups of one scenario run (`scenarios/byzantine/`): plain averaging breaks under
+attack, the trimmed mean and the median break under some attacks on sparse graphs, and
+ClippedGossip degrades gracefully; on a server, FedAvg breaks where Flower's robust
+strategies hold.
+
+A group is a method under an attack with f attackers (label `Mean count=1
+attack=sign_flip`); the clean run of a method is its group with no attacker (`Mean
+count=0`, or `Mean` where the clean run was a scenario run of its own).
+Every figure is the honest agents' final mean test accuracy. A method *breaks* under an
+attack when it ends more than `BREAKS` below its clean run beyond the seeds' noise, and
+*degrades gracefully* when it ends within `BREAKS` of it. Where the clean run still rose by
+more than `PLATEAU` over its last quarter of training, a claim about a method holding up is
+*not yet converged* rather than judged.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from matplotlib.figure import Figure
+
+from decentral_bench.report.claims import (
+    FAILS,
+    HOLDS,
+    UNCLEAR,
+    Claim,
+    Estimate,
+    Rule,
+    at_epoch,
+    figure,
+    final,
+    noise,
+)
+from decentral_bench.report.plots import attack_figure, metric_figure
+from decentral_bench.report.summary import Group, RunRecord
+
+BREAKS = 0.05    # a drop of more than 5 points of accuracy below the clean run breaks it
+PLATEAU = 0.02   # a clean run that still rose more than this over its last quarter
+NOT_CONVERGED = "not yet converged"
+ATTACKS = ("sign_flip", "gaussian", "alie", "ipm", "dissensus", "label_flip")
+SERVER_ATTACKS = ("sign_flip", "gaussian", "label_flip")
+
+
+def exact(groups: Sequence[Group], label: str) -> Group | None:
+    """The group labelled exactly `label`."""
+    return next((group for group in groups if group.label == label), None)
+
+
+def attacked(method: str, count: int, attack: str) -> str:
+    return f"{method} count={count} attack={attack}"
+
+
+def clean(groups: Sequence[Group], method: str) -> Group | None:
+    """The method's group without attackers."""
+    return exact(groups, f"{method} count=0") or exact(groups, method)
+
+
+def accuracy(group: Group) -> Estimate:
+    return figure(group, final("test_accuracy_mean"))
+
+
+def still_rising(group: Group) -> bool:
+    """Whether the group's mean accuracy rose more than `PLATEAU` over its last quarter."""
+    def rise(record: RunRecord) -> float:
+        last = max(dict(record.curves.get("epochs", [])).values(), default=math.nan)
+        return record.final("test_accuracy_mean") - \
+            at_epoch(record, "test_accuracy_mean", 0.75 * last)
+
+    gain = figure(group, rise)
+    return not math.isnan(gain.mean) and gain.mean > PLATEAU
+
+
+def drop(reference: Estimate, under: Estimate) -> tuple[float, float]:
+    """The accuracy lost under attack, and the seeds' noise on it."""
+    return reference.mean - under.mean, noise(reference, under)
+
+
+def _figures(method: str, reference: Estimate,
+             drops: list[tuple[str, Estimate, float]]) -> str:
+    parts = [f"{attack} {under} ({-lost:+.3f})" for attack, under, lost in drops]
+    return f"{method} clean {reference}; " + ", ".join(parts)
+
+
+def _drops(groups: Sequence[Group], method: str, count: int, attacks: Sequence[str],
+           ) -> tuple[Estimate, list[tuple[str, Estimate, float, float]]] | None:
+    unattacked = clean(groups, method)
+    if unattacked is None:
+        return None
+    reference = accuracy(unattacked)
+    found = []
+    for attack in attacks:
+        group = exact(groups, attacked(method, count, attack))
+        if group is not None:
+            under = accuracy(group)
+            lost, margin = drop(reference, under)
+            found.append((attack, under, lost, margin))
+    return (reference, found) if found else None
+
+
+def breaks_under_some(method: str, count: int, attacks: Sequence[str] = ATTACKS) -> Rule:
+    """"`method` breaks under some attack with `count` attackers": holds when one attack
+    costs it more than `BREAKS` beyond noise; does not hold when every attack costs less
+    than `BREAKS` (noise included)."""
+
+    def judge(groups: Sequence[Group]) -> Claim | None:
+        measured = _drops(groups, method, count, attacks)
+        if measured is None or math.isnan(measured[0].mean):
+            return None
+        reference, found = measured
+        broken = [a for a, _, lost, margin in found if lost - margin > BREAKS]
+        spared = [a for a, _, lost, margin in found if lost + margin < BREAKS]
+        figures = _figures(method, reference, [(a, u, lost) for a, u, lost, _ in found])
+        if broken:
+            verdict, why = HOLDS, f"it loses more than {BREAKS:g} under {', '.join(broken)}"
+        elif len(spared) == len(found):
+            verdict, why = FAILS, f"every attack costs it less than {BREAKS:g}"
+        else:
+            verdict, why = UNCLEAR, "the largest loss is within the seeds' noise of " \
+                f"{BREAKS:g}"
+        return Claim(f"{method} breaks under some attack (f = {count})", figures, verdict, why)
+
+    return judge
+
+
+def graceful_under_every(method: str, count: int, attacks: Sequence[str] = ATTACKS) -> Rule:
+    """"`method` degrades gracefully under every attack": holds when no attack costs it more
+    than `BREAKS` (beyond noise); does not hold when one costs more, beyond noise."""
+
+    def judge(groups: Sequence[Group]) -> Claim | None:
+        measured = _drops(groups, method, count, attacks)
+        unattacked = clean(groups, method)
+        if measured is None or unattacked is None:
+            return None
+        reference, found = measured
+        figures = _figures(method, reference, [(a, u, lost) for a, u, lost, _ in found])
+        broken = [a for a, _, lost, margin in found if lost - margin > BREAKS]
+        unclear = [a for a, _, lost, margin in found if lost + margin >= BREAKS]
+        if broken:
+            verdict, why = FAILS, f"it loses more than {BREAKS:g} under {', '.join(broken)}"
+        elif still_rising(unattacked):
+            verdict, why = NOT_CONVERGED, f"its clean run still rose more than {PLATEAU:g} " \
+                "over its last quarter"
+        elif unclear:
+            verdict, why = UNCLEAR, f"the loss under {', '.join(unclear)} is within the " \
+                f"seeds' noise of {BREAKS:g}"
+        else:
+            verdict, why = HOLDS, f"every attack costs it less than {BREAKS:g}"
+        return Claim(f"{method} degrades gracefully under every attack (f = {count})",
+                     figures, verdict, why)
+
+    return judge
+
+
+def best_under_every(method: str, others: Sequence[str], count: int,
+                     attacks: Sequence[str] = ATTACKS) -> Rule:
+    """"`method` ends at least as accurate as each of `others` under every attack": does not
+    hold when one of them beats it beyond noise under some attack."""
+
+    def judge(groups: Sequence[Group]) -> Claim | None:
+        rows, beaten = [], []
+        for attack in attacks:
+            mine = exact(groups, attacked(method, count, attack))
+            rivals = [(other, accuracy(group)) for other in others
+                      if (group := exact(groups, attacked(other, count, attack))) is not None]
+            if mine is None or not rivals:
+                continue
+            ours = accuracy(mine)
+            best_name, best = max(rivals, key=lambda pair: pair[1].mean)
+            rows.append(f"{attack}: {ours.mean:.3f} vs {best_name} {best.mean:.3f}")
+            if best.mean - ours.mean > noise(ours, best):
+                beaten.append(f"{best_name} under {attack}")
+        if not rows:
+            return None
+        if beaten:
+            verdict, why = FAILS, "beaten beyond the seeds' noise by " + ", ".join(beaten)
+        else:
+            verdict, why = HOLDS, "no other aggregation beats it beyond the seeds' noise"
+        return Claim(f"{method} ends at least as accurate as {', '.join(others)} under every "
+                     f"attack (f = {count})", "; ".join(rows), verdict, why)
+
+    return judge
+
+
+def _gossip_rules(aggregations: Sequence[str]) -> list[Rule]:
+    robust = [name for name in aggregations if name not in ("Mean", "ClippedGossip")]
+    rules: list[Rule] = []
+    for count in (1, 2):
+        rules.append(breaks_under_some("Mean", count))
+        rules += [breaks_under_some(name, count) for name in robust]
+        rules.append(graceful_under_every("ClippedGossip", count))
+        rules.append(best_under_every("ClippedGossip", robust, count))
+    return rules
+
+
+def _server_rules() -> list[Rule]:
+    rules: list[Rule] = []
+    for count in (1, 2):
+        rules.append(breaks_under_some("FedAvg", count, SERVER_ATTACKS))
+        rules += [graceful_under_every(name, count, SERVER_ATTACKS)
+                  for name in ("FedMedian", "Krum")]
+    return rules
+
+
+BYZANTINE: dict[str, list[Rule]] = {
+    "byzantine_torus": _gossip_rules(("Mean", "TrimmedMean", "Median", "ClippedGossip")),
+    "byzantine_ring": _gossip_rules(("Mean", "Median", "ClippedGossip")),
+    "byzantine_server": _server_rules(),
+}
+
+
+def measured(groups: Sequence[Group], methods: Sequence[str], attacks: Sequence[str],
+             ) -> tuple[list[str], list[int]]:
+    """The attacks and the numbers of attackers (1, 2) that at least one method ran under:
+    the columns a trimmed study has figures for (one attacker where none ran)."""
+    ran = [(attack, count) for attack in attacks for count in (1, 2)
+           if any(exact(groups, attacked(m, count, attack)) is not None for m in methods)]
+    return ([a for a in attacks if any(a == attack for attack, _ in ran)],
+            sorted({count for _, count in ran}) or [1])
+
+
+def accuracy_matrix(groups: Sequence[Group], methods: Sequence[str],
+                    attacks: Sequence[str] = ATTACKS, counts: Sequence[int] = (1, 2)) -> str:
+    """Markdown: each method's honest final accuracy, clean and under each attack with
+    each number of attackers in `counts` (mean ± std over seeds)."""
+    header = "| method | clean | " + " | ".join(
+        f"{a} f={count}" for a in attacks for count in counts) + " |"
+    lines = [header, "|" + "---|" * (2 + len(counts) * len(attacks))]
+    for method in methods:
+        unattacked = clean(groups, method)
+        cells = [str(accuracy(unattacked)) if unattacked is not None else "–"]
+        for attack in attacks:
+            for count in counts:
+                group = exact(groups, attacked(method, count, attack))
+                cells.append(str(accuracy(group)) if group is not None else "–")
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def study_figures(groups: Sequence[Group], scenario: str, methods: Sequence[str],
+                  attacks: Sequence[str], counts: Sequence[int] = (1, 2)) -> dict[str, Figure]:
+    """The study's figures by file name: each method's honest final accuracy, clean and
+    under each attack (a panel per number of attackers in `counts`); and the honest mean
+    test accuracy over epochs under the attack the gossip claims are about, dissensus, with
+    one attacker (a gossip study) or sign flipping (a server one)."""
+    cells: dict[tuple[str, str, int], tuple[float, float]] = {}
+    for method in methods:
+        unattacked = clean(groups, method)
+        if unattacked is not None:
+            estimate = accuracy(unattacked)
+            cells[(method, "clean", 0)] = (estimate.mean, estimate.std)
+        for attack in attacks:
+            for count in counts:
+                group = exact(groups, attacked(method, count, attack))
+                if group is not None:
+                    estimate = accuracy(group)
+                    cells[(method, attack, count)] = (estimate.mean, estimate.std)
+    focus = "sign_flip" if scenario == "byzantine_server" else "dissensus"
+    curves = [group for method in methods
+              for group in (clean(groups, method), exact(groups, attacked(method, 1, focus)))
+              if group is not None]
+    return {"attacks.png": attack_figure(cells, methods, attacks, counts,
+                                         f"{scenario}: final test accuracy of the honest "
+                                         "agents (mean ± std over seeds)"),
+            f"{focus}_test_accuracy.png": metric_figure(curves, "test_accuracy_mean")}

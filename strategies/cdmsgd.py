@@ -16,6 +16,7 @@ All functions are pure over lists of tensors (one agent's, or all agents' stacke
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -35,6 +36,29 @@ def heavy_ball(mixed: Parameters, gradient: Parameters, lr: float, momentum: flo
     """x_{k+1} = mixed − α g + μ (x_k − x_{k−1})."""
     return [s + momentum * (x - x_prev) for s, x, x_prev in
             zip(sgd_step(mixed, gradient, lr), current, previous, strict=True)]
+
+
+def nesterov_divergence_bound(momentum: float) -> float:
+    """The eigenvalue at and below which Nesterov on the iterates diverges: −1/(1 + 2μ),
+    where a root of `nesterov_disagreement_modulus`'s polynomial reaches −1."""
+    return -1.0 / (1.0 + 2.0 * momentum)
+
+
+def nesterov_disagreement_modulus(eigenvalue: float, momentum: float) -> float:
+    """How fast Nesterov on the iterates shrinks a disagreement along an eigenvector of Π.
+
+    Mixing the look-ahead, a disagreement e along an eigenvector with eigenvalue λ follows
+    e_{k+1} = λ ((1 + μ) e_k − μ e_{k−1}), whose characteristic polynomial is
+    z² − λ(1 + μ) z + λμ. Returns the larger modulus of its two roots: the factor the
+    disagreement is multiplied by per round in the long run (≥ 1: it grows). On the
+    Metropolis ring's λN = −1/3 at μ = 0.9 the roots are 0.316 and −0.949.
+    """
+    trace, determinant = eigenvalue * (1.0 + momentum), eigenvalue * momentum
+    discriminant = trace * trace - 4.0 * determinant
+    if discriminant < 0.0:  # complex pair: both roots have modulus √(λμ)
+        return math.sqrt(determinant)
+    root = math.sqrt(discriminant)
+    return max(abs(trace + root), abs(trace - root)) / 2.0
 
 
 @dataclass(frozen=True)

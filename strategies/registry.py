@@ -12,11 +12,21 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from strategies.cdmsgd import LocalVelocity, Nesterov, Polyak
+from strategies.cdmsgd import (
+    LocalVelocity,
+    Nesterov,
+    Polyak,
+    nesterov_disagreement_modulus,
+    nesterov_divergence_bound,
+)
 from strategies.cdsgd import CDSGD
 from strategies.gossip import GossipRule
+from strategies.sgp import SGP
 
 Routing = Literal["gossip", "server"]
+# What a gossip rule needs of Π: doubly stochastic (CDSGD's consensus) or only
+# column-stochastic (push-sum, which de-biases with its weights: directed graphs too).
+Mixing = Literal["doubly_stochastic", "column_stochastic"]
 
 # Why a server method takes no `aggregation`.
 SERVER_DEFENCE = ("a server method's defence is its server strategy (Flower's FedMedian, "
@@ -39,10 +49,15 @@ class Method:
     options: Mapping[str, Any] = field(default_factory=dict)
     forbids: Mapping[str, str] = field(default_factory=dict)
     single_agent: bool = False  # one node holding all the data, on the graph Π = [1]
+    mixing: Mixing = "doubly_stochastic"
     rule: Callable[[Mapping[str, Any]], GossipRule] | None = None
     # The smallest eigenvalue of Π the rule is stable for under the resolved options
-    # (None: any Π of Assumption 2).
+    # (None: any Π of Assumption 2), and the factor by which the rule shrinks a
+    # disagreement along an eigenvector of eigenvalue λ per round in the long run, where
+    # the momentum, not the graph, sets it (None: no such mode).
     lowest_eigenvalue: Callable[[Mapping[str, Any]], float | None] = lambda options: None
+    disagreement_modulus: Callable[[Mapping[str, Any], float], float | None] = \
+        lambda options, eigenvalue: None
 
     @property
     def is_gossip(self) -> bool:
@@ -64,14 +79,26 @@ def _cdmsgd_rule(options: Mapping[str, Any]) -> GossipRule:
     return Nesterov(momentum=options["momentum"])
 
 
+def _mixes_the_lookahead(options: Mapping[str, Any]) -> bool:
+    return bool(options["variant"] == "nesterov" and options["momentum_buffer"] == "iterates")
+
+
 def _cdmsgd_lowest_eigenvalue(options: Mapping[str, Any]) -> float | None:
     """Nesterov on the iterates mixes the look-ahead y_k = x_k + μ (x_k − x_{k−1}), so a
     disagreement along an eigenvector of Π with eigenvalue λ follows
     e_{k+1} = λ ((1 + μ) e_k − μ e_{k−1}): a root of z² − λ(1 + μ) z + λμ passes −1
     when λ = −1/(1 + 2μ), and below it the agents drift apart geometrically whatever
     the step. Polyak's and the local-velocity forms are stable for every λ > −1."""
-    if options["variant"] == "nesterov" and options["momentum_buffer"] == "iterates":
-        return -1.0 / (1.0 + 2.0 * float(options["momentum"]))
+    if _mixes_the_lookahead(options):
+        return nesterov_divergence_bound(float(options["momentum"]))
+    return None
+
+
+def _cdmsgd_disagreement_modulus(options: Mapping[str, Any], eigenvalue: float,
+                                 ) -> float | None:
+    """Nesterov on the iterates: the larger root modulus of z² − λ(1 + μ) z + λμ."""
+    if _mixes_the_lookahead(options):
+        return nesterov_disagreement_modulus(eigenvalue, float(options["momentum"]))
     return None
 
 
@@ -81,9 +108,13 @@ METHODS: dict[str, Method] = {method.algorithm: method for method in (
            rule=lambda options: CDSGD()),
     Method("cdmsgd", "CDMSGD, Jiang et al. 2017: CDSGD with Polyak or Nesterov momentum",
            "gossip", options={"momentum": 0.9, "variant": "nesterov",
-                              "momentum_buffer": "iterates", "consensus_control": None,
+                              "momentum_buffer": "local", "consensus_control": None,
                               "aggregation": None},
-           rule=_cdmsgd_rule, lowest_eigenvalue=_cdmsgd_lowest_eigenvalue),
+           rule=_cdmsgd_rule, lowest_eigenvalue=_cdmsgd_lowest_eigenvalue,
+           disagreement_modulus=_cdmsgd_disagreement_modulus),
+    Method("sgp", "SGP, Assran et al. 2019: push-sum over a directed graph, the gradient "
+           "taken at the de-biased point x / w", "gossip", rule=lambda options: SGP(),
+           mixing="column_stochastic"),
     Method("fedavg", "Flower's stock FedAvg: local epochs, then the example-weighted "
            "average on the server", "server", options={"fraction": 1.0, "local_epochs": 1},
            forbids={"local_steps": "FedAvg trains 'local_epochs' per round; remove "

@@ -97,6 +97,8 @@ CORE = (
     "test_end_to_end.py::test_the_product_learns",
     "test_equivalence.py::test_flower_run_equals_matrix_form_on_a_4_ring[cdmsgd-polyak]",
     "test_vectorized.py::test_both_engines_end_with_the_same_parameters_and_metrics[cdsgd-ring]",
+    "test_vectorized.py::test_both_engines_end_with_the_same_parameters_and_metrics["
+    "float64-nesterov-ring]",
     "test_flwr_app.py::test_module_level_apps_run_a_scenario_from_the_run_config",
     "test_robustness.py::test_a_run_records_into_a_real_mlflow_server",
     "test_byzantine_engines.py::test_both_engines_agree_under_attack"

@@ -92,10 +92,11 @@ def test_explain_lists_every_default_and_every_run(tmp_path: Path) -> None:
     assert resolved["topology"]["mixing"] == "metropolis"           # a default filled in
     assert "alpha" not in resolved["dataset"]["partition"]          # not for iid
     cdmsgd = resolved["methods"][0]
-    assert {key: cdmsgd.pop(key) for key in ("epochs", "consensus_control")} == {
-        "epochs": pytest.approx(6 * 16 / (1797 * 0.8 / 4), rel=0.01), "consensus_control": None}
+    assert {key: cdmsgd.pop(key) for key in ("epochs", "consensus_control", "aggregation")} == {
+        "epochs": pytest.approx(6 * 16 / (1797 * 0.8 / 4), rel=0.01), "consensus_control": None,
+        "aggregation": {"kind": "mean", "b": 1, "tau": None}}  # the plain gossip average
     assert cdmsgd == {"name": "CDMSGD", "algorithm": "cdmsgd", "momentum": 0.9,
-                      "variant": "nesterov", "momentum_buffer": "iterates", "lr": 0.1,
+                      "variant": "nesterov", "momentum_buffer": "local", "lr": 0.1,
                       "local_steps": 1, "batch_size": 16, "rounds": 6}
     assert "local_steps" not in resolved["methods"][1]               # FedAvg forbids it
     assert "seed: null  # default: training.seed" in resolved_text
@@ -120,3 +121,22 @@ def test_explain_reports_a_sweep_combination_that_breaks_a_rule(tmp_path: Path) 
     assert done.exit_code == 2
     assert "sweep (dataset.partition.alpha=0.1): dataset.partition: 'alpha' applies to kind " \
            "'dirichlet' only" in done.output
+
+
+SHIPPED = sorted((SCHEMA_FILE.parent / "scenarios").rglob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=[str(path.relative_to(SCHEMA_FILE.parent))
+                                                for path in SHIPPED])
+def test_explain_works_on_every_shipped_scenario(path: Path) -> None:
+    done = runner.invoke(cli, ["validate", str(path), "--explain"])
+    if done.exit_code == 2:  # only an optional data set that is not on this machine
+        problems = [line for line in done.output.splitlines() if line.startswith("error:")]
+        assert problems and all(": dataset: dataset.root " in line and "does not exist" in line
+                                for line in problems), done.output
+        return
+    assert done.exit_code == 0, done.output
+    resolved_text = done.output.split("\n", 1)[1].partition("\n\n")[0]
+    resolved = yaml.safe_load(resolved_text)
+    assert [method["name"] for method in resolved["methods"]] == \
+        [method.name for method in load(path).methods]

@@ -26,14 +26,15 @@ def _bench(tmp_path: Path, *arguments: str) -> dict:
 def test_the_batched_paths_and_the_plain_loop_end_with_the_same_parameters(
         tmp_path: Path) -> None:
     figures = _bench(tmp_path, "digits-mlp-5", "--rounds", "4", "--paths",
-                     "plain,funcloop,vectorized")
+                     "plain,funcloop,vectorized,deterministic")
     assert [result["workload"] for result in figures["results"]] == ["digits-mlp-5"]
     for result in figures["results"]:
         assert result["reference_path"] == "plain"
-        assert set(result["max_parameter_difference"]) == {"funcloop", "vectorized"}
+        assert set(result["max_parameter_difference"]) == {"funcloop", "vectorized",
+                                                           "deterministic"}
         assert result["parameters_match"]
         assert result["interleaved"]
-        for path in ("plain", "funcloop", "vectorized"):
+        for path in ("plain", "funcloop", "vectorized", "deterministic"):
             path_figures = result["paths"][path]
             assert len(path_figures["round_times"]) == 4
             assert path_figures["round_s"] > 0
@@ -44,6 +45,8 @@ def test_the_batched_paths_and_the_plain_loop_end_with_the_same_parameters(
                 result["work"]["traffic_gb"] / path_figures["bandwidth_gb_s"]))
         assert result["vectorized_over_funcloop"] > 0
         assert result["vectorized_peak_over_funcloop"] > 0
+        assert result["deterministic_over_vectorized"] == pytest.approx(
+            result["paths"]["deterministic"]["round_s"] / result["paths"]["vectorized"]["round_s"])
     assert figures["environment"]["flwr"] == "1.41.0"
 
 

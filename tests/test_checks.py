@@ -13,6 +13,7 @@ import warnings
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from typer.testing import CliRunner
@@ -209,7 +210,8 @@ SWAPPING = [[0.2, 0.8], [0.8, 0.2]]
 
 
 def test_nesterov_momentum_that_diverges_on_the_graph_is_refused(tmp_path: Path) -> None:
-    path = _nesterov_on(tmp_path, SWAPPING, "{name: M, algorithm: cdmsgd, momentum: 0.95}")
+    path = _nesterov_on(tmp_path, SWAPPING, "{name: M, algorithm: cdmsgd, momentum: 0.95, "
+                                          "momentum_buffer: iterates}")
     with pytest.raises(ScenarioError) as caught:
         check_scenario(path)
     [(key, message)] = caught.value.problems
@@ -223,7 +225,7 @@ def test_nesterov_momentum_that_diverges_on_the_graph_is_refused(tmp_path: Path)
 @pytest.mark.parametrize("method", [
     "{name: M, algorithm: cdmsgd, momentum: 0.95, variant: polyak}",
     "{name: M, algorithm: cdmsgd, momentum: 0.95, momentum_buffer: local}",
-    "{name: M, algorithm: cdmsgd, momentum: 0.2}",  # bound −1/1.4 = −0.714 < −0.6
+    "{name: M, algorithm: cdmsgd, momentum: 0.2, momentum_buffer: iterates}",  # −0.714
     "{name: M, algorithm: cdsgd}",
 ])
 def test_stable_rules_on_the_same_graph_pass(tmp_path: Path, method: str) -> None:
@@ -252,3 +254,67 @@ def test_the_bound_is_where_nesterovs_disagreement_starts_to_grow(momentum: floa
         spread.append(float((state["x"][0][0] - state["x"][0][1]).abs()))
     assert (spread[-1] > 1e3 * spread[0]) is grows
     assert (spread[-1] < 1e-3 * spread[0]) is not grows
+
+
+def test_nesterov_that_barely_contracts_on_the_graph_is_a_warning_not_an_error(
+        tmp_path: Path) -> None:
+    """The Metropolis 32-ring (λN = −1/3) at μ = 0.9: the iterates form runs, but its slowest
+    disagreement mode shrinks by only 5.1 % a round, so validate warns and exits 0; the
+    local-velocity form (the default) draws no warning."""
+    path = tmp_path / "ring.yaml"
+    path.write_text(BASE.replace("agents: 5", "agents: 32").replace(
+        "methods: [{name: CDSGD, algorithm: cdsgd}, {name: SGD, algorithm: centralized_sgd}]",
+        "methods: [{name: iterates, algorithm: cdmsgd, momentum_buffer: iterates},\n"
+        "          {name: local, algorithm: cdmsgd}]"))
+    _, _, warnings = check_scenario(path)
+    [(key, message)] = warnings
+    assert key == "methods[0]"
+    assert "λN = -0.3333" in message and "−1/(1 + 2μ) = -0.3571" in message
+    assert "by only 5.1% a round (|z| = 0.949" in message
+    done = CliRunner().invoke(cli.cli, ["validate", str(path)])
+    assert done.exit_code == 0
+    assert "warning" in done.output and "methods[0]" in done.output
+    assert "methods[1]" not in done.output
+
+
+@pytest.mark.parametrize("momentum", [0.5, 0.9, 0.95])
+def test_the_warned_modulus_is_the_rate_the_real_rule_shrinks_the_last_mode(
+        momentum: float) -> None:
+    """The real Nesterov rule on the iterates, no gradient, on the 32-ring started along
+    Π's last eigenvector: the disagreement shrinks per round by the modulus `validate`
+    quotes, the larger root of z² − λN(1 + μ)z + λNμ (written out with numpy.roots)."""
+    from strategies.cdmsgd import Nesterov, nesterov_disagreement_modulus
+
+    agents = 32
+    ring = np.zeros((agents, agents))
+    for j in range(agents):
+        ring[j, j] = ring[j, (j + 1) % agents] = ring[j, (j - 1) % agents] = 1 / 3
+    lambda_n = -1 / 3
+    roots = np.roots([1.0, -lambda_n * (1 + momentum), lambda_n * momentum])
+    modulus = nesterov_disagreement_modulus(lambda_n, momentum)
+    assert modulus == pytest.approx(max(abs(roots)), rel=1e-12)
+    pi = torch.tensor(ring)
+    alternating = torch.tensor([(-1.0) ** j for j in range(agents)], dtype=torch.float64)
+    rule = Nesterov(momentum=momentum)
+
+    def no_gradient(point: list[torch.Tensor], step: int) -> tuple[list[torch.Tensor], float]:
+        return [torch.zeros_like(p) for p in point], 0.0
+
+    state = rule.start([alternating[:, None]], no_gradient, 0.1)
+    sizes = []
+    for _ in range(120):
+        mixed = [pi @ point for point in rule.message(state)]
+        state, _ = rule.advance(state, mixed, torch.diagonal(pi), no_gradient, 0.1, 0)
+        sizes.append(float(state["x"][0].norm()))
+    assert sizes[-1] / sizes[-2] == pytest.approx(modulus, rel=1e-6)
+
+
+@pytest.mark.parametrize("lambda_n", [-0.9, -0.6, -0.3571, -1 / 3, -0.2, 0.0, 0.5, 0.987])
+def test_the_modulus_reaches_one_exactly_at_the_divergence_bound(lambda_n: float) -> None:
+    from strategies.cdmsgd import nesterov_disagreement_modulus, nesterov_divergence_bound
+
+    momentum = 0.9
+    modulus = nesterov_disagreement_modulus(lambda_n, momentum)
+    assert (modulus >= 1.0) is (lambda_n <= nesterov_divergence_bound(momentum))
+    assert nesterov_disagreement_modulus(nesterov_divergence_bound(momentum), momentum) == \
+        pytest.approx(1.0, abs=1e-12)

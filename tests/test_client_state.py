@@ -19,7 +19,8 @@ from strategies.protocol import PUBLISHED_KEY
 METHODS = {
     "cdsgd": {"name": "M", "algorithm": "cdsgd"},
     "polyak": {"name": "M", "algorithm": "cdmsgd", "variant": "polyak"},
-    "nesterov": {"name": "M", "algorithm": "cdmsgd", "variant": "nesterov"},
+    "nesterov": {"name": "M", "algorithm": "cdmsgd", "variant": "nesterov",
+                 "momentum_buffer": "iterates"},
 }
 
 

@@ -203,7 +203,8 @@ def test_fixed_control_is_pi_to_the_m_after_the_step() -> None:
     ({"mode": "fixed", "gossip_steps": 2, "phases": [1, 3]}, {"algorithm": "cdsgd"}),
     ({"mode": "adaptive", "target_ratio": 0.25, "phases": [1]},
      {"algorithm": "cdmsgd", "variant": "polyak"}),
-    ({"mode": "exact", "phases": [2, 3]}, {"algorithm": "cdmsgd", "variant": "nesterov"}),
+    ({"mode": "exact", "phases": [2, 3]},
+     {"algorithm": "cdmsgd", "variant": "nesterov", "momentum_buffer": "iterates"}),
     ({"mode": "adaptive", "target": 1e-4}, {"algorithm": "cdmsgd", "momentum_buffer": "local"}),
 ])
 def test_the_vectorized_engine_equals_the_matrix_form_round_by_round(control: dict,
@@ -248,7 +249,8 @@ def test_exact_control_moves_an_all_reduce() -> None:
 @pytest.mark.parametrize(("control", "method"), [
     ({"mode": "adaptive", "target_ratio": 0.25, "phases": [1]},
      {"algorithm": "cdmsgd", "variant": "polyak"}),
-    ({"mode": "exact", "phases": [2, 3]}, {"algorithm": "cdmsgd", "variant": "nesterov"}),
+    ({"mode": "exact", "phases": [2, 3]},
+     {"algorithm": "cdmsgd", "variant": "nesterov", "momentum_buffer": "iterates"}),
 ])
 def test_both_engines_agree_under_control(control: dict, method: dict) -> None:
     """Parameters and every metric, the simulated clock's included."""

@@ -16,7 +16,8 @@ CASES = {
     "cdsgd": ({"name": "M", "algorithm": "cdsgd"}, {}),
     "cdmsgd-polyak": ({"name": "M", "algorithm": "cdmsgd", "variant": "polyak"}, {}),
     "cdmsgd-nesterov-diminishing-local-steps": (
-        {"name": "M", "algorithm": "cdmsgd", "variant": "nesterov", "momentum": 0.8},
+        {"name": "M", "algorithm": "cdmsgd", "variant": "nesterov", "momentum": 0.8,
+         "momentum_buffer": "iterates"},
         {"lr_schedule": "diminishing", "epsilon": 0.75, "local_steps": 2,
          "weight_decay": 1e-3}),
 }

@@ -207,7 +207,8 @@ def test_a_crashed_agent_is_frozen_and_the_run_equals_the_matrix_form_with_pi_k(
 
     scenario = tiny_scenario(
         topology={"kind": "ring", "agents": 5},
-        methods=[{"name": "M", "algorithm": "cdmsgd", "variant": variant}],
+        methods=[{"name": "M", "algorithm": "cdmsgd", "variant": variant,
+                  "momentum_buffer": "iterates"}],
         training={"rounds": 5, "batch_size": 16, "lr": 0.1, "seed": 2, "local_steps": 2},
         failures={"agents": [{"agent": 2, "round": 2, "recover": 4}],
                   "links": {"drop_probability": 0.3, "seed": 4}})

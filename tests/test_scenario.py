@@ -44,7 +44,7 @@ MALFORMED = [
     ("name: x\nmethods: []\n", "methods", "list at least one method"),
     ("name: x\n", "methods", "missing required key"),
     ("name: x\nmethods: [{name: a, algorithm: dsgd}]\n",
-     "methods[0].algorithm", "'cdsgd', 'cdmsgd', 'fedavg' or 'centralized_sgd'"),
+     "methods[0].algorithm", "'cdsgd', 'cdmsgd', 'sgp', 'fedavg' or 'centralized_sgd'"),
     ("name: x\nmethods: [{name: a, algorithm: cdsgd, fraction: 0.5}]\n",
      "methods[0]", "'fraction' applies to algorithm 'fedavg' only"),
     ("name: x\nmethods: [{name: a, algorithm: fedavg, fraction: 1.5}]\n",

@@ -145,6 +145,12 @@ def test_auto_batches_models_without_convolutions_without_measuring() -> None:
     assert choose_batched(model, batches, x0, False) == (False, "")
 
 
+def test_a_deterministic_run_picks_convolutions_agent_by_agent_without_measuring() -> None:
+    model, batches, x0 = _probe(_plan(model={"name": "cnn_paper"}))
+    assert choose_batched(model, batches, x0, "auto", deterministic=True) == (False, "")
+    assert choose_batched(model, batches, x0, True, deterministic=True) == (True, "")
+
+
 def test_auto_measures_convolutions_on_the_cpu_and_takes_the_faster() -> None:
     model, batches, x0 = _probe(_plan(model={"name": "cnn_paper"}))
     batched, note = choose_batched(model, batches, x0, "auto")

@@ -37,6 +37,13 @@ def print_problems(error: ScenarioError) -> None:
                      soft_wrap=True)
 
 
+def print_warnings(source: object, warnings: list[tuple[str, str]]) -> None:
+    """`check_scenario`'s warnings, in yellow on stderr: they fail nothing."""
+    for key, message in warnings:
+        errors.print(f"[bold yellow]warning[/]: {escape(f'{source}: {key}')}: "
+                     f"{escape(message)}", highlight=False, soft_wrap=True)
+
+
 def overrides_of(settings: list[str] | None) -> dict[str, object]:
     """`--set key=value` pairs; values are read as YAML (20 → int, [2, 8] → list)."""
     overrides: dict[str, object] = {}

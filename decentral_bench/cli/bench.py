@@ -24,8 +24,9 @@ def bench(
     cpus_per_agent: Annotated[int, typer.Option(
         help="resources.cpus_per_agent of the Flower path (actors × threads).")] = 1,
     paths: Annotated[str | None, typer.Option(
-        help="Comma-separated paths to time: flower, plain, vectorized, funcloop "
-             "(default: all each workload lists).")] = None,
+        help="Comma-separated paths to time: flower, plain, vectorized, deterministic (the "
+             "vectorized engine under training.deterministic), funcloop (default: all each "
+             "workload lists).")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     output: Annotated[Path, typer.Option(help="JSON file of the figures.")] = Path(
         "bench.json"),

@@ -27,7 +27,8 @@ def claims(
 ) -> None:
     """Judge the papers' claims (and the Byzantine studies') from their scenarios' runs in
     the store: a table per scenario (figures over seeds, holds / does not hold / cannot be
-    judged, why), also logged on each parent run as claims.md."""
+    judged / not yet converged, why), also logged on each parent run as claims.md. A claim
+    about final accuracy is judged only where every run it compares has plateaued."""
     from decentral_bench.report.paper_claims import judge_store
     from decentral_bench.tracking.store import DEFAULT_TRACKING_URI
 

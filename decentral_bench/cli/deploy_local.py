@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from decentral_bench.cli.base import print_warnings
 from decentral_bench.scenario import ScenarioError
 
 
@@ -41,11 +42,12 @@ def deploy_local_command(print_problems: Callable[[ScenarioError], None],
         from decentral_bench.run.checks import check_scenario
 
         try:
-            parsed = deployable(check_scenario(scenario)[0], str(scenario), method,
-                                tracking_uri)
+            checked, _, warnings = check_scenario(scenario)
+            parsed = deployable(checked, str(scenario), method, tracking_uri)
         except ScenarioError as error:
             print_problems(error)
             raise typer.Exit(bad_input) from None
+        print_warnings(scenario, warnings)
         try:
             outcome = run_locally(parsed, method, workdir, tls, wait_for_nodes=wait_for_nodes,
                                   timeout=timeout)

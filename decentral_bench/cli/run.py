@@ -15,6 +15,7 @@ from decentral_bench.cli.base import (
     errors,
     overrides_of,
     print_problems,
+    print_warnings,
 )
 from decentral_bench.cli.console import own_warnings_only, progress_for, summary_table
 from decentral_bench.scenario import ScenarioError
@@ -56,10 +57,11 @@ def run(
             overrides["resources.engine"] = engine
         if ray_address is not None:
             overrides["resources.ray_address"] = ray_address
-        parsed, specs = check_scenario(scenario, overrides)
+        parsed, specs, warnings = check_scenario(scenario, overrides)
     except ScenarioError as error:
         print_problems(error)
         raise typer.Exit(EXIT_BAD_INPUT) from None
+    print_warnings(scenario, warnings)
     origin = " ".join([str(scenario), *(f"--set {setting}" for setting in settings or [])])
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     console.print(f"[bold]{parsed.name}[/]: {len(specs)} runs ({len(parsed.methods)} methods"

@@ -24,26 +24,35 @@ def topology(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON, with the matrix.")] = False,
     plot: Annotated[Path | None, typer.Option(help="Draw the graph to this PNG file.")] = None,
 ) -> None:
-    """Show a scenario's graph: agents, edges, degrees, λ2, λN, spectral gap, 1 − λN."""
+    """Show a scenario's graph: agents, edges, degrees, λ2, λN, spectral gap, 1 − λN; with a
+    time-varying graph (topology.schedule) also its period, the window of rounds whose union
+    is checked connected, and the λ2 (second largest |eigenvalue|) of that window's product
+    of Π_k."""
+    from decentral_bench.network.schedules import GraphSchedule
     from decentral_bench.network.topology import TopologyError, build_topology
 
     try:
         parsed = scenario_file.load(scenario)
         built = build_topology(parsed.topology, parsed.training.seed)
+        schedule = None if parsed.topology.schedule is None else \
+            GraphSchedule(parsed.topology, built, parsed.training.seed)
+        if schedule is not None:
+            schedule.check(parsed.training.rounds or 0)
     except TopologyError as error:
         print_problems(ScenarioError(str(scenario), [("topology", str(error))]))
         raise typer.Exit(EXIT_BAD_INPUT) from None
     except ScenarioError as error:
         print_problems(error)
         raise typer.Exit(EXIT_BAD_INPUT) from None
-    summary = built.summary()
+    summary = built.summary() | ({} if schedule is None else schedule.summary())
     if as_json:
         print(json.dumps({"kind": parsed.topology.kind, "mixing": parsed.topology.mixing,
                           "lazy": parsed.topology.lazy, **summary,
                           "matrix": built.mixing_matrix.tolist()}, indent=2))
     else:
+        mixing = "column-stochastic" if built.directed else parsed.topology.mixing
         table = Table(title=f"{parsed.name}: {parsed.topology.kind}, mixing "
-                            f"{parsed.topology.mixing}{' (lazy)' if parsed.topology.lazy else ''}")
+                            f"{mixing}{' (lazy)' if parsed.topology.lazy else ''}")
         table.add_column("quantity")
         table.add_column("value", justify="right")
         for key, value in summary.items():

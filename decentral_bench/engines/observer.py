@@ -44,7 +44,7 @@ class AverageModelEvaluator:
         dataset = plan.dataset
         self.device = select_device(plan.scenario.resources.device)
         self.model = plan.build_model().to(self.device)
-        self.features = dataset.test_x.to(self.device)
+        self.features = dataset.test_x.to(self.device, plan.dtype)
         self.labels = dataset.test_y.to(self.device)
 
     def __call__(self, parameters: Sequence[torch.Tensor]) -> tuple[float, float]:

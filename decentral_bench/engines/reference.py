@@ -11,6 +11,12 @@ gradients taken at P_k:
               V_{k+1} = μ V_k − α_k G(X_k);  Polyak X_{k+1} = Π X_k + V_{k+1},
               Nesterov X_{k+1} = Π X_k + μ V_{k+1} − α_k G(X_k)
 
+and push-sum (SGP, Assran et al. 2019) with a column-stochastic P_k, weights w and
+de-biased points Z = X / w, from W_0 = 1 and X_{½} = X_0 − α_1 G(X_0) on minibatch 0:
+
+    SGP       X_k = P_k X_{k−½},  w_k = P_k w_{k−1},  Z_k = X_k / w_k,
+              X_{k+½} = X_k − α_k G(Z_k)    (minibatch k)
+
 with the same x_0, minibatches and step sizes as the Flower simulation. Under
 failures Π becomes the round's Π_k, and the rows of the agents that are down in
 round k keep X_k (and X_{k−1}) unchanged. Consensus control then applies Π_k to
@@ -90,6 +96,39 @@ class _Stack:
         return consensus_distance([p[rows] for p in self.points()])
 
 
+def _round_matrix(plan: MethodPlan, server_round: int, device: torch.device) -> torch.Tensor:
+    """Π_k (or P_k) of the round: the round network's when it changes, else the static."""
+    schedule = plan.failure_schedule
+    matrix = schedule.network(server_round).mixing_matrix if schedule.changes_network \
+        else plan.topology.mixing_matrix
+    return torch.as_tensor(matrix, dtype=torch.float32, device=device)
+
+
+def reference_push_sum(plan: MethodPlan) -> dict[int, list[np.ndarray]]:
+    """Every agent's de-biased point Z after `plan.rounds` rounds of SGP, in matrix form."""
+    setups = [AgentSetup.build(plan, agent) for agent in range(plan.agents)]
+    device = setups[0].device
+
+    def gradients(points: list[torch.Tensor], step: int) -> list[torch.Tensor]:
+        per_agent = [gradient(setup.model, [layer[agent] for layer in points],
+                              *setup.minibatch(step), weight_decay=plan.weight_decay)[0]
+                     for agent, setup in enumerate(setups)]
+        return [torch.stack([g[index] for g in per_agent]) for index in range(len(points))]
+
+    z = [torch.stack([tensor] * plan.agents) for tensor in
+         from_numpy(plan.initial_parameters, device)]
+    weights = torch.ones(plan.agents, 1, device=device)
+    half = [x - plan.lr_at(1) * g for x, g in zip(z, gradients(z, 0), strict=True)]
+    for server_round in range(1, plan.rounds + 1):
+        matrix = _round_matrix(plan, server_round, device)
+        weights = matrix @ weights
+        x = [torch.tensordot(matrix, h, dims=1) for h in half]
+        z = [xi / weights.view(-1, *[1] * (xi.dim() - 1)) for xi in x]
+        half = [xi - plan.lr_at(server_round) * g
+                for xi, g in zip(x, gradients(z, server_round), strict=True)]
+    return {agent: to_numpy([layer[agent] for layer in z]) for agent in range(plan.agents)}
+
+
 def reference_gossip(plan: MethodPlan, on_round: Callable[[float], None] | None = None,
                      ) -> dict[int, list[np.ndarray]]:
     """Every agent's published point after `plan.rounds` rounds, in matrix form, from x_0.
@@ -106,8 +145,8 @@ def reference_gossip(plan: MethodPlan, on_round: Callable[[float], None] | None 
     stack = _Stack(plan.update_rule.name, float(plan.options.get("momentum", 0.0)),
                    from_numpy(plan.initial_parameters, device), plan.agents)
     schedule = plan.failure_schedule
-    static = torch.as_tensor(plan.topology.mixing_matrix, dtype=torch.float32, device=device)
-    identity = torch.eye(plan.agents, device=device)
+    static = torch.as_tensor(plan.topology.mixing_matrix, dtype=plan.dtype, device=device)
+    identity = torch.eye(plan.agents, dtype=plan.dtype, device=device)
     everyone = frozenset(range(plan.agents))
     for server_round in range(1, plan.rounds + 1):
         round_started = time.perf_counter()
@@ -116,7 +155,7 @@ def reference_gossip(plan: MethodPlan, on_round: Callable[[float], None] | None 
         mixing, alive = static, everyone
         if schedule.changes_network:
             network = schedule.network(server_round)
-            mixing = torch.as_tensor(network.mixing_matrix, dtype=torch.float32, device=device)
+            mixing = torch.as_tensor(network.mixing_matrix, dtype=plan.dtype, device=device)
             alive = network.alive
         down = torch.tensor([agent not in alive for agent in range(plan.agents)], device=device)
         start = stack.current, stack.memory

@@ -29,7 +29,7 @@ class RoundTimer:
             raise ValueError(f"scenario '{plan.scenario.name}' has no network section to "
                              "time rounds on")
         self.plan = plan
-        edges = plan.topology.graph.edges() if plan.has_graph else ()
+        edges = plan.failure_schedule.edges if plan.has_graph else ()
         self.clock = NetworkClock(network, plan.seed, plan.agents, plan.batch_size, edges)
         self.model_bytes = parameter_bytes(plan.initial_parameters)
         if plan.is_gossip:

@@ -23,10 +23,10 @@ from strategies.attacks import flip_labels
 
 @lru_cache(maxsize=8)
 def shared_model(config: ModelConfig, input_shape: tuple[int, ...], num_classes: int,
-                 device: torch.device) -> nn.Module:
-    """One module per process and architecture: agents hold their parameters as tensor
-    lists and evaluate the module at them."""
-    return build_model(config, input_shape, num_classes, 0).to(device)
+                 device: torch.device, dtype: torch.dtype) -> nn.Module:
+    """One module per process, architecture and dtype: agents hold their parameters as
+    tensor lists and evaluate the module at them."""
+    return build_model(config, input_shape, num_classes, 0).to(device=device, dtype=dtype)
 
 
 Pair = tuple[torch.Tensor, torch.Tensor]  # features and labels
@@ -80,18 +80,20 @@ class AgentSetup:
     @classmethod
     def build(cls, plan: MethodPlan, agent: int, data: AgentData | None = None) -> AgentSetup:
         """Agent `agent` on the scenario's device with its seeded evaluation subsets, from
-        its share of the data (by default taken from the data set here)."""
+        its share of the data (by default taken from the data set here), its features in
+        the run's dtype."""
         device = select_device(plan.scenario.resources.device)
 
         def on_device(pair: Pair) -> Pair:
-            return pair[0].to(device), pair[1].to(device)
+            return pair[0].to(device, plan.dtype), pair[1].to(device)
 
         data = data or AgentData.prepare(plan, agent)
         features, labels = on_device((data.features, data.labels))
         own = evaluation_subset(features, labels, plan.scenario.training.eval_samples, plan.seed)
         return cls(
             plan=plan, agent=agent, device=device, features=features, labels=labels,
-            model=shared_model(plan.scenario.model, data.input_shape, data.num_classes, device),
+            model=shared_model(plan.scenario.model, data.input_shape, data.num_classes, device,
+                               plan.dtype),
             train_evaluation=own if data.common is None else on_device(data.common),
             test_evaluation=on_device(data.test),
             classes=data.num_classes, poisoned_from=plan.poisoned_from(agent, len(labels)),

@@ -1,8 +1,8 @@
 """A run's effective settings: what its method reads of the resolved scenario.
 
 They are the resolved scenario less what changes no run's computation (its name and
-description, where it is recorded, its report, what it runs on), less the other methods,
-and less the keys the run's method ignores:
+description, where it is recorded, its report, what it runs on but the number type),
+less the other methods, and less the keys the run's method ignores:
 
 - a server-based method (FedAvg and Flower's other stock strategies) reads no graph: of
   the topology only the number of agents it splits the data over, no link failures, and
@@ -27,10 +27,43 @@ from decentral_bench.scenario import Scenario, TopologyConfig
 from decentral_bench.scenario.adversaries import attacker_count
 from strategies.registry import Method, method
 
-# Sections that do not change what a run computes.
+# Sections that do not change what a run computes (of `resources`, `dtype` does).
 NOT_COMPUTED = ("name", "description", "tracking", "report", "resources")
+# The keys runs were first recorded with, of each method and of the sections whose keys
+# grew since: every key added later (`aggregation`, `topology.schedule`, ...) is in a
+# run's identity only when set, so a store's finished runs are recognised after an upgrade.
+FIRST_KEYS = {
+    "methods": frozenset({
+        "algorithm", "batch_size", "consensus_control", "epochs", "fraction", "local_epochs",
+        "local_steps", "lr", "momentum", "momentum_buffer", "name", "rounds", "variant"}),
+    "topology": frozenset({
+        "agents", "cols", "degree", "edges", "k", "kind", "lazy", "matrix_file", "mixing", "p",
+        "rows", "seed", "target_lambda2"}),
+}
 # What a run with no attacker drawn does not read of its `adversaries`.
 UNREAD_WITHOUT_ATTACKERS = ("adversaries.attack", "adversaries.seed", "adversaries.from_round")
+
+
+def computed_settings(scenario: Scenario, keep: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The scenario as JSON-ready data without the sections of `NOT_COMPUTED` (but those in
+    `keep`), less its optional sections left unset. `resources.dtype` and
+    `training.deterministic` are in it only when set away from their defaults, and keys
+    added after `FIRST_KEYS` only when set, so that the hashes of runs
+    recorded before the keys existed stay."""
+    data = without_unset_sections(
+        scenario.model_dump(mode="json", exclude=set(NOT_COMPUTED) - set(keep)))
+    if not data["training"]["deterministic"]:
+        del data["training"]["deterministic"]
+    if scenario.resources.dtype != "float32":
+        data["resources"] = {"dtype": scenario.resources.dtype}
+    data["methods"] = [first_or_set(entry, FIRST_KEYS["methods"]) for entry in data["methods"]]
+    data["topology"] = first_or_set(data["topology"], FIRST_KEYS["topology"])
+    return data
+
+
+def first_or_set(entry: dict[str, Any], first: frozenset[str]) -> dict[str, Any]:
+    """`entry` less the keys added after `first` that are left unset."""
+    return {key: value for key, value in entry.items() if key in first or value is not None}
 
 
 def ignored_keys(definition: Method, scenario: Scenario) -> tuple[str, ...]:
@@ -61,7 +94,7 @@ def without_unset_sections(data: dict[str, Any]) -> dict[str, Any]:
 
 def effective_settings(scenario: Scenario, method_name: str) -> dict[str, Any]:
     """The settings a method's run reads, as JSON-ready data (see the module's doc)."""
-    data = without_unset_sections(scenario.model_dump(mode="json", exclude=set(NOT_COMPUTED)))
+    data = computed_settings(scenario)
     data["methods"] = [entry for entry in data["methods"] if entry["name"] == method_name]
     for dotted in ignored_keys(method(scenario.method(method_name).algorithm), scenario):
         section, _, key = dotted.partition(".")

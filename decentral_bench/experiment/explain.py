@@ -10,6 +10,7 @@ rounds make: rounds × the passes over its own data an average agent makes per r
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,14 +45,18 @@ def effective_method(plan: MethodPlan) -> dict[str, Any]:
                 value = plan.option(key)
         except DataError:  # epochs, or rounds from epochs, need the data set's size
             value = None
-        settings[key] = value
+        settings[key] = _as_data(value)  # a section (consensus_control) as plain data
     return settings
 
 
 def _as_data(value: Any) -> Any:
+    """A section (consensus_control) or a plan's resolved value (aggregation) as plain data."""
     if isinstance(value, Strict):
         return {key: _as_data(getattr(value, key)) for key in type(value).model_fields
                 if _applies(value, key)}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {field.name: _as_data(getattr(value, field.name))
+                for field in dataclasses.fields(value)}
     if isinstance(value, tuple | list):
         return [_as_data(item) for item in value]
     if isinstance(value, dict):

@@ -13,6 +13,7 @@ from functools import cached_property
 from typing import Any
 
 import numpy as np
+import torch
 from torch import nn
 
 from decentral_bench.experiment.adversaries import Adversaries, resolve
@@ -24,6 +25,7 @@ from decentral_bench.experiment.data import (
 )
 from decentral_bench.experiment.models import build_model
 from decentral_bench.network.failures import FailureSchedule
+from decentral_bench.network.schedules import GraphSchedule
 from decentral_bench.network.topology import Topology, build_topology, single_agent
 from decentral_bench.scenario import FailuresConfig, MethodConfig, Scenario
 from decentral_bench.scenario.sections import DEFAULT_ROUNDS
@@ -183,6 +185,11 @@ class MethodPlan:
                            tau=config.tau)
 
     @property
+    def dtype(self) -> torch.dtype:
+        """The floating-point type of the run's models, data and points (resources.dtype)."""
+        return torch.float64 if self.scenario.resources.dtype == "float64" else torch.float32
+
+    @property
     def weight_decay(self) -> float:
         return self.scenario.training.weight_decay
 
@@ -210,10 +217,12 @@ class MethodPlan:
         return partition_indices(self.scenario.dataset, self.seed, self.agents)
 
     def build_model(self) -> nn.Module:
-        """The scenario's network, initialised from the seed: its parameters are x_0."""
+        """The scenario's network, initialised from the seed: its parameters are x_0, drawn
+        in float32 and then held in the run's dtype (float64 runs start where float32 ones
+        do)."""
         dataset = self.dataset
         return build_model(self.scenario.model, dataset.input_shape, dataset.num_classes,
-                           self.seed)
+                           self.seed).to(self.dtype)
 
     @cached_property
     def initial_parameters(self) -> list[np.ndarray]:
@@ -258,7 +267,13 @@ class MethodPlan:
 
     @cached_property
     def failure_schedule(self) -> FailureSchedule:
-        """The scenario's failures on the graph this method runs on (none for a
-        single-agent method, whose one worker stands for the whole data set)."""
-        failures = FailuresConfig() if self.definition.single_agent else self.scenario.failures
-        return FailureSchedule(failures, self.scenario.topology, self.topology, self.seed)
+        """The scenario's failures and time-varying graph on the graph this method runs on
+        (none for a single-agent method, whose one worker stands for the whole data set)."""
+        if self.definition.single_agent:
+            return FailureSchedule(FailuresConfig(), self.scenario.topology, self.topology,
+                                   self.seed)
+        topology = self.scenario.topology
+        schedule = None if topology.schedule is None or not self.has_graph else \
+            GraphSchedule(topology, self.topology, self.seed)
+        return FailureSchedule(self.scenario.failures, topology, self.topology, self.seed,
+                               schedule)

@@ -18,12 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from decentral_bench.experiment.effective import (
-    NOT_COMPUTED,
-    effective_settings,
-    reads,
-    without_unset_sections,
-)
+from decentral_bench.experiment.effective import computed_settings, effective_settings, reads
 from decentral_bench.scenario import Scenario, ScenarioError, parse, set_key
 from strategies.registry import method as registry_entry
 
@@ -43,8 +38,7 @@ def scenario_hash(scenario: Scenario) -> str:
     and which keys it sweeps, but not its seeds nor the swept values, which a re-run may
     add to. A scenario run resumes a parent run only of the same hash: any other change
     (a `--set`, an edited file) is another experiment, with a parent of its own."""
-    data = without_unset_sections(
-        scenario.model_dump(mode="json", exclude=set(NOT_COMPUTED) - {"name"}))
+    data = computed_settings(scenario, keep=("name",))
     data["training"].pop("seed", None)
     data["training"].pop("seeds", None)
     data["sweep"] = sorted(data["sweep"])

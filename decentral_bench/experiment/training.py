@@ -8,6 +8,8 @@ function evaluated at those parameters.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -75,6 +77,39 @@ def step_seed(*key: int) -> int:
     """A seed for the random draws of one step (dropout masks), from its (seed, agent,
     step) or (seed, step): the same key, the same draws, in any process."""
     return int(np.random.SeedSequence([7, *key]).generate_state(1)[0])
+
+
+DETERMINISTIC_THREADS = 1  # one thread: reductions split the same way on every machine
+
+
+def use_deterministic_kernels(on: bool) -> None:
+    """Torch's switches for reproducible kernels: deterministic algorithms only (an op
+    without one raises), cuDNN's deterministic algorithms without autotuning, cuBLAS with
+    a fixed workspace (read when CUDA's first handle is made)."""
+    if on:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(on)
+    torch.backends.cudnn.deterministic = on
+    torch.backends.cudnn.benchmark = False
+
+
+@contextmanager
+def run_numerics(deterministic: bool, seed: int, threads: int) -> Iterator[None]:
+    """Torch's global settings for one run, put back afterwards: `threads` CPU threads; or,
+    `deterministic`, `DETERMINISTIC_THREADS` threads, deterministic kernels and the global
+    generator seeded with `seed`, so that a rerun computes the same bits."""
+    saved = (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled(),
+             torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
+    torch.set_num_threads(DETERMINISTIC_THREADS if deterministic else threads)
+    if deterministic:
+        use_deterministic_kernels(True)
+        torch.manual_seed(seed)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(saved[0])
+        torch.use_deterministic_algorithms(saved[1])
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = saved[2:]
 
 
 def available_cpus() -> int:

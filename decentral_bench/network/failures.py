@@ -6,6 +6,10 @@ recomputed on the alive graph (Metropolis–Hastings for `uniform` and
 `matrix`, which need not survive the loss of edges), so each connected
 component's Π_k stays symmetric and doubly stochastic (Assumption 2 per
 component). Everything is deterministic under the scenario seed.
+
+A time-varying graph (`topology.schedule`, `decentral_bench.network.schedules`) gives each
+round's graph and Π_k here too, so every engine that reads the round's network follows
+it; failures are not modelled on a schedule (`validate` says so).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from functools import cached_property
 import networkx as nx
 import numpy as np
 
+from decentral_bench.network.schedules import GraphSchedule, second_modulus
 from decentral_bench.network.topology import (
     Topology,
     lazy,
@@ -37,7 +42,10 @@ class RoundNetwork:
 
     @cached_property
     def lambda2(self) -> float:
-        """λ2 of Π_k (1 when the alive graph is disconnected)."""
+        """λ2 of Π_k (1 when the alive graph is disconnected); for an asymmetric Π_k (a
+        one-peer exponential round) its second largest |eigenvalue|."""
+        if not np.allclose(self.mixing_matrix, self.mixing_matrix.T):
+            return second_modulus(self.mixing_matrix)
         return second_eigenvalue(spectrum(self.mixing_matrix))
 
     def metrics(self) -> dict[str, float]:
@@ -61,8 +69,9 @@ class FailureSchedule:
     """Crashes and link drops of a scenario, round by round."""
 
     def __init__(self, failures: FailuresConfig, topology_config: TopologyConfig,
-                 topology: Topology, seed: int) -> None:
+                 topology: Topology, seed: int, schedule: GraphSchedule | None = None) -> None:
         self.failures = failures
+        self.schedule = schedule
         self.topology_config = topology_config
         self.topology = topology
         links = failures.links
@@ -70,7 +79,15 @@ class FailureSchedule:
 
     @property
     def changes_network(self) -> bool:
-        return bool(self.failures.agents) or self.failures.links is not None
+        return bool(self.failures.agents) or self.failures.links is not None \
+            or self.schedule is not None
+
+    @property
+    def edges(self) -> list[tuple[int, int]]:
+        """Every edge a round may send over (a schedule's union)."""
+        if self.schedule is not None:
+            return self.schedule.union_edges
+        return list(self.topology.graph.edges())
 
     def crashed(self, server_round: int) -> set[int]:
         """Agents down in `server_round`."""
@@ -95,6 +112,9 @@ class FailureSchedule:
     def network(self, server_round: int) -> RoundNetwork:
         """The round's alive graph and its Π_k (the static Π when nothing failed)."""
         alive = self.alive(server_round)
+        if self.schedule is not None:
+            graph, matrix = self.schedule.round(server_round)
+            return RoundNetwork(graph, alive, matrix)
         dropped = self.dropped_edges(server_round)
         if len(alive) == self.topology.agents and not dropped:
             return RoundNetwork(self.topology.graph, alive, self.topology.mixing_matrix)

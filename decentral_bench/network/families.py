@@ -60,6 +60,31 @@ def _edge_list_graph(config: TopologyConfig) -> nx.Graph:
     return graph
 
 
+def build_digraph(config: TopologyConfig) -> nx.DiGraph:
+    """The directed graph of a directed family: j → j + 1 (`directed_ring`), j → j + 2^m
+    for m = 0..⌈log₂ N⌉ − 1 (`directed_exponential`), or the listed pairs j → l."""
+    n = config.agents
+    graph = nx.DiGraph()
+    graph.add_nodes_from(range(n))
+    if config.kind == "directed_edges":
+        for j, l in _read_edges(config):
+            if not (0 <= j < n and 0 <= l < n):
+                raise TopologyError(f"edge ({j}, {l}) names an agent outside 0..{n - 1}")
+            if j != l:
+                graph.add_edge(j, l)
+    else:
+        hops = [1] if config.kind == "directed_ring" else \
+            [2 ** m for m in range(math.ceil(math.log2(n)) if n > 1 else 0)]
+        graph.add_edges_from((j, (j + hop) % n) for j in range(n) for hop in hops
+                             if (j + hop) % n != j)
+    if n > 1 and not nx.is_strongly_connected(graph):
+        parts = nx.number_strongly_connected_components(graph)
+        raise TopologyError(f"the {config.kind} graph on {n} agents is not strongly connected "
+                            f"({parts} strongly connected components): push-sum needs a "
+                            "directed path from every agent to every other")
+    return graph
+
+
 def _seeded_connected(draw: Callable[[int], nx.Graph], n: int, what: str, seed: int) -> nx.Graph:
     """Re-draw a random graph with seeds seed, seed+1, ... until it is connected."""
     for attempt in range(MAX_CONNECT_ATTEMPTS):

@@ -18,8 +18,15 @@ from functools import cached_property
 import networkx as nx
 import numpy as np
 
-from decentral_bench.network.families import TopologyError, build_graph, random_graph, required
+from decentral_bench.network.families import (
+    TopologyError,
+    build_digraph,
+    build_graph,
+    random_graph,
+    required,
+)
 from decentral_bench.scenario import TopologyConfig
+from decentral_bench.scenario.graph import DIRECTED_KINDS
 
 __all__ = ["Topology", "TopologyError", "build_graph", "build_topology", "check_assumption_2"]
 
@@ -56,6 +63,7 @@ class Topology:
     graph: nx.Graph
     mixing_matrix: np.ndarray
     note: str = ""
+    directed: bool = False  # Π column-stochastic on a directed graph (push-sum)
 
     @property
     def agents(self) -> int:
@@ -63,7 +71,10 @@ class Topology:
 
     @cached_property
     def eigenvalues(self) -> np.ndarray:
-        """Eigenvalues of Π in decreasing order, λ1 = 1 ≥ λ2 ≥ ... ≥ λN."""
+        """Eigenvalues of Π in decreasing order, λ1 = 1 ≥ λ2 ≥ ... ≥ λN (of a directed
+        graph's asymmetric Π: their moduli, decreasing)."""
+        if self.directed:
+            return np.sort(np.abs(np.linalg.eigvals(self.mixing_matrix)))[::-1]
         return spectrum(self.mixing_matrix)
 
     @property
@@ -256,11 +267,35 @@ def _closest_to_target(config: TopologyConfig, seed: int) -> Topology:
     return best[1]
 
 
+def column_stochastic(graph: nx.DiGraph) -> np.ndarray:
+    """Push-sum's Π of a directed graph: sender j splits its mass equally over itself and
+    its out-neighbours, p_lj = 1 / (d_j^out + 1) (row l = what l receives); every column
+    sums to 1."""
+    n = graph.number_of_nodes()
+    matrix = np.eye(n)
+    for j in range(n):
+        share = 1.0 / (graph.out_degree(j) + 1)
+        matrix[j, j] = share
+        for l in graph.successors(j):
+            matrix[l, j] = share
+    return matrix
+
+
+def directed_topology(config: TopologyConfig) -> Topology:
+    """A directed family: its links (as an undirected graph, for the clock and the plots)
+    and its column-stochastic Π."""
+    graph = build_digraph(config)
+    return Topology(graph=nx.Graph(graph), mixing_matrix=column_stochastic(graph),
+                    note="directed: Π column-stochastic (push-sum)", directed=True)
+
+
 def build_topology(config: TopologyConfig, seed: int = 0) -> Topology:
     """The graph and checked mixing matrix a scenario's `topology` section describes.
 
     Random families are drawn with `config.seed`, else `seed` (the training seed).
     """
+    if config.kind in DIRECTED_KINDS:
+        return directed_topology(config)
     seed = config.seed if config.seed is not None else seed
     if config.target_lambda2 is not None:
         return _closest_to_target(config, seed)

@@ -9,8 +9,9 @@ Two figures per round:
   points per agent, as a ring all-reduce moves them.
 - `router_bytes_moved`, what the Flower router moves to simulate it: each alive
   agent j receives the points of Nb_k(j), its own included, and replies with its
-  new point. The Flower engine measures it on the wire (parameter data only,
-  no headers); the vectorized engine computes it from the same Π_k.
+  new point (and its model beside it where that is not its message: SGP's
+  z = x / w). The Flower engine measures it on the wire (parameter data only, no
+  headers); the vectorized engine computes it from the same Π_k.
 """
 
 from __future__ import annotations

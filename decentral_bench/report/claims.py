@@ -7,6 +7,16 @@ reason. A difference counts only when it exceeds the seeds' noise: twice the
 standard error of the difference of two means (√(σ_a²/n_a + σ_b²/n_b)), and
 never less than `MIN_DIFFERENCE` (half a point of accuracy); a group with one
 seed has no noise estimate, and its differences are judged against the floor.
+
+A claim about final (or eventual) accuracy is judged only where every run it
+compares has stopped improving (`plateau`): the mean test accuracy over the last
+10 % of a run's epochs is at most `PLATEAU_RISE` above its mean over the 10 %
+before, seed by seed. Otherwise its verdict is "not yet converged", with the epoch
+each unfinished run reached and its slope; a claim about the rate of training
+("slower per epoch") is judged early and needs no plateau. A falling curve (overfitting)
+has stopped improving too; a run with no evaluation in one of the two windows has not
+shown a plateau. Every study's final-accuracy claims use this one rule: `compare_at_plateau`
+for a comparison of two groups, `plateaued` / `unconverged` for a figure of its own.
 """
 
 from __future__ import annotations
@@ -21,7 +31,10 @@ from decentral_bench.report.summary import Group, RunRecord, group_records
 
 MIN_DIFFERENCE = 0.005   # the smallest accuracy difference read as real
 SIMILAR = 0.015          # accuracies this close (and within noise) count as "similar"
+PLATEAU_WINDOW = 0.1     # the last 10 % of a run's epochs, against the 10 % before
+PLATEAU_RISE = 0.002     # ... a rise above this means the run is still improving
 HOLDS, FAILS, UNCLEAR = "holds", "does not hold", "cannot be judged"
+NOT_CONVERGED = "not yet converged"
 
 
 @dataclass(frozen=True)
@@ -68,6 +81,90 @@ def compare(a: Estimate, b: Estimate, expect: str) -> tuple[str, str]:
     if abs(difference) <= margin:
         return UNCLEAR, f"the difference {difference:+.4f} is within the seeds' noise ±{margin:.4f}"
     return (HOLDS if wanted else FAILS), f"difference {difference:+.4f}, noise ±{margin:.4f}"
+
+
+@dataclass(frozen=True)
+class Plateau:
+    """Whether an accuracy curve had stopped improving when its run ended: `rise` is the mean
+    over its last `window` epochs (`PLATEAU_WINDOW` of them, or wider where evaluations are
+    sparser) less the mean over the window before (NaN where a window holds no
+    evaluation), `slope` that rise per epoch."""
+
+    epoch: float  # epochs the run reached
+    window: float  # epochs in each of the two windows
+    rise: float
+    slope: float
+
+    @property
+    def reached(self) -> bool:
+        return self.rise <= PLATEAU_RISE  # False for NaN: too few evaluations to tell
+
+
+def curve_plateau(epochs: Sequence[float], values: Sequence[float]) -> Plateau:
+    """The plateau test on a curve: accuracy `values` measured after `epochs` (increasing).
+    With E the last epoch and w = `PLATEAU_WINDOW` × E, the curve has plateaued when
+    mean{a(e) : E − w < e ≤ E} − mean{a(e) : E − 2w < e ≤ E − w} ≤ `PLATEAU_RISE`. A
+    falling curve has plateaued too: it has stopped improving. Where evaluations are
+    sparser than w (an evaluation every 3 of 20 epochs), w widens to the longer of the
+    last two intervals between them, so each window holds one: a wider window only adds
+    to the rise of a rising curve, never passes one the narrow windows would fail."""
+    if not len(epochs):
+        return Plateau(math.nan, math.nan, math.nan, math.nan)
+    at, accuracy = np.asarray(epochs, dtype=float), np.asarray(values, dtype=float)
+    end = float(at[-1])
+    width = max([PLATEAU_WINDOW * end, *np.diff(at[-3:])])
+    last = accuracy[at > end - width]
+    before = accuracy[(at > end - 2 * width) & (at <= end - width)]
+    if not len(last) or not len(before):
+        return Plateau(end, width, math.nan, math.nan)
+    rise = float(last.mean() - before.mean())
+    return Plateau(end, width, rise, rise / width)
+
+
+def plateau(record: RunRecord, key: str = "test_accuracy_mean") -> Plateau:
+    """The plateau test on a run's curve of `key` against its epochs."""
+    epochs = dict(record.curves.get("epochs", []))
+    points = [(epochs[step], value) for step, value in record.curves.get(key, [])
+              if step in epochs]
+    return curve_plateau([e for e, _ in points], [v for _, v in points])
+
+
+def unconverged(groups: Sequence[Group], key: str = "test_accuracy_mean") -> str | None:
+    """Why the groups' final figures cannot be read yet: each finished run whose curve of
+    `key` had not plateaued, with the epoch it reached and its slope; None when every
+    run had."""
+    late = []
+    for group in groups:
+        for record in group.finished:
+            found = plateau(record, key)
+            if found.reached:
+                continue
+            if math.isnan(found.epoch):
+                late.append(f"{group.label} seed {record.seed}: no {key} recorded")
+            elif math.isnan(found.rise):
+                late.append(f"{group.label} seed {record.seed}: too few evaluations in its "
+                            f"last {2 * found.window:.3g} epochs to tell")
+            else:
+                late.append(f"{group.label} seed {record.seed} still rising at epoch "
+                            f"{found.epoch:.0f} ({found.slope:+.5f}/epoch over its last "
+                            f"{found.window:.3g} epochs: +{found.rise:.4f} > {PLATEAU_RISE})")
+    return "; ".join(late) if late else None
+
+
+def plateaued(group: Group, key: str = "test_accuracy_mean") -> bool:
+    """Whether every finished run of `group` had stopped improving in `key` (`plateau`)."""
+    return unconverged([group], key) is None
+
+
+def compare_at_plateau(pair: Sequence[Group], a: Estimate, b: Estimate, expect: str,
+                       key: str = "test_accuracy_mean") -> tuple[str, str]:
+    """`compare` for a claim about the final figures `a` and `b` of `pair`'s groups: "not
+    yet converged" (with why) unless every run of the groups had stopped improving in
+    `key`, the accuracy the figures are about."""
+    late = unconverged(pair, key)
+    if late is not None:
+        return NOT_CONVERGED, late
+    return compare(a, b, expect)
 
 
 def at_epoch(record: RunRecord, key: str, epoch: float) -> float:

@@ -9,7 +9,9 @@ made, that the model fits the data, that each method's update rule is stable on
 the graph's mixing matrix, that every agent has the neighbours its method's robust
 aggregation screens, that the network's per-link overrides name edges of the graph, and
 that the requested device exists.
-Every problem names the file, the combination and the key.
+Every problem names the file, the combination and the key. Some settings run but
+deserve a word (a momentum form that barely shrinks the agents' disagreement on the
+graph): they are warnings, printed by `validate` and `run` without failing them.
 """
 
 from __future__ import annotations
@@ -30,9 +32,10 @@ from decentral_bench.experiment.data import (
 from decentral_bench.experiment.models import build_model
 from decentral_bench.experiment.plan import MethodPlan
 from decentral_bench.experiment.sweep import RunSpec, expand
+from decentral_bench.network.schedules import GraphSchedule
 from decentral_bench.network.topology import TopologyError, build_topology
 from decentral_bench.scenario import Scenario, ScenarioError
-from decentral_bench.scenario.graph import RANDOM_FAMILIES
+from decentral_bench.scenario.graph import DIRECTED_KINDS, RANDOM_FAMILIES
 from decentral_bench.scenario.network import read_links
 from strategies.registry import method
 
@@ -77,31 +80,59 @@ def _model_problem(scenario: Scenario) -> str | None:
     return None
 
 
-def _stability_problems(scenario: Scenario) -> list[tuple[str, str]]:
-    """(key, problem) for each method whose update rule diverges on the scenario's Π
-    (CDMSGD-Nesterov on the iterates when λN ≤ −1/(1 + 2μ))."""
-    found = []
+SLOW_CONTRACTION = 0.9  # a mode shrunk by less than 10 % a round is warned about
+
+Finding = tuple[str, str]  # (key, what is wrong or worth knowing)
+
+
+def _stability_findings(scenario: Scenario) -> tuple[list[Finding], list[Finding]]:
+    """(problems, warnings) for each method whose update rule diverges on the scenario's Π
+    (CDMSGD-Nesterov on the iterates when λN ≤ −1/(1 + 2μ)) or needs a Π the graph has not
+    (a doubly stochastic method on a directed graph), or shrinks the agents' disagreement
+    along Π's last eigenvector by less than 10 % a round (close above it)."""
+    problems: list[Finding] = []
+    warnings: list[Finding] = []
     lambda_n: float | None = None  # the graph is the same for every method: built once
     for index, entry in enumerate(scenario.methods):
         plan = MethodPlan.of(scenario, entry.name)
         if not plan.has_graph:
+            continue
+        if scenario.topology.kind in DIRECTED_KINDS and \
+                plan.definition.mixing == "doubly_stochastic":
+            problems.append((f"methods[{index}]", (
+                f"'{entry.name}' ({entry.algorithm}) needs a doubly stochastic Π, which the "
+                f"{scenario.topology.kind} graph has not (its Π is column-stochastic); use "
+                "algorithm: sgp (push-sum), which de-biases with its weights, or an "
+                "undirected graph")))
             continue
         bound = plan.definition.lowest_eigenvalue(plan.options)
         if bound is None:
             continue
         if lambda_n is None:
             lambda_n = plan.topology.lambda_n
+        momentum = plan.option("momentum")
+        drawn = "" if scenario.topology.seed is not None or scenario.topology.kind \
+            not in RANDOM_FAMILIES else f" (drawn with training seed {plan.seed})"
+        form = f"'{entry.name}' (CDMSGD-Nesterov on the iterates, momentum {momentum:g})"
         if lambda_n <= bound:
-            momentum = plan.option("momentum")
-            drawn = "" if scenario.topology.seed is not None or scenario.topology.kind \
-                not in RANDOM_FAMILIES else f" (drawn with training seed {plan.seed})"
-            found.append((f"methods[{index}]", (
-                f"'{entry.name}' (CDMSGD-Nesterov, momentum {momentum:g}) diverges on the "
-                f"graph{drawn}: Π's smallest eigenvalue λN = {lambda_n:.4f} is at or below "
-                f"−1/(1 + 2μ) = {bound:.4f}, where the agents' disagreement grows every "
-                "round; use topology.lazy: true (every eigenvalue ≥ 0), "
-                "momentum_buffer: local, variant: polyak, or a smaller momentum")))
-    return found
+            problems.append((f"methods[{index}]", (
+                f"{form} diverges on the graph{drawn}: Π's smallest eigenvalue λN = "
+                f"{lambda_n:.4f} is at or below −1/(1 + 2μ) = {bound:.4f}, where the agents' "
+                "disagreement grows every round; use momentum_buffer: local (the default), "
+                "topology.lazy: true (every eigenvalue ≥ 0), variant: polyak, or a smaller "
+                "momentum")))
+            continue
+        modulus = plan.definition.disagreement_modulus(plan.options, lambda_n)
+        if modulus is not None and modulus > SLOW_CONTRACTION:
+            warnings.append((f"methods[{index}]", (
+                f"{form} is close to diverging on the graph{drawn}: Π's smallest eigenvalue "
+                f"λN = {lambda_n:.4f} is just above −1/(1 + 2μ) = {bound:.4f}, so the agents' "
+                f"disagreement along its eigenvector shrinks by only {1 - modulus:.1%} a "
+                f"round (|z| = {modulus:.3f}, the larger root of z² − λN(1 + μ)z + λNμ) "
+                "while the gradient noise feeds it: accuracy and Ξ² then measure the momentum "
+                "form more than the graph; momentum_buffer: local (the default) or "
+                "topology.lazy: true avoid it")))
+    return problems, warnings
 
 
 def _aggregation_problems(scenario: Scenario) -> list[tuple[str, str]]:
@@ -147,6 +178,26 @@ def _links_problem(scenario: Scenario) -> str | None:
     return None
 
 
+def _schedule_problem(scenario: Scenario) -> str | None:
+    """What breaks the time-varying graph: failures on it, a round's Π_k that is not
+    doubly stochastic, a window of rounds whose union is disconnected."""
+    topology = scenario.topology
+    changing = topology.schedule is not None or topology.kind in DIRECTED_KINDS
+    if changing and (scenario.failures.agents or scenario.failures.links is not None):
+        return ("failures are not modelled on a time-varying or directed graph: drop "
+                f"topology.{'schedule' if topology.schedule else 'kind'} or the failures "
+                "section's agents and links")
+    if topology.schedule is None:
+        return None
+    seed = scenario.training.seed
+    try:
+        GraphSchedule(topology, build_topology(topology, seed), seed).check(
+            scenario.training.rounds or 0)
+    except (TopologyError, ValueError, OSError) as error:
+        return str(error)
+    return None
+
+
 def _checks(scenario: Scenario) -> list[tuple[str, Callable[[], str | None]]]:
     """(key, check) pairs, in the order a run meets them; a check returns a problem."""
 
@@ -169,16 +220,18 @@ def _checks(scenario: Scenario) -> list[tuple[str, Callable[[], str | None]]]:
         return None
 
     return [("resources.device", lambda: _device_problem(scenario)),
-            ("topology", topology), ("network.links_file", lambda: _links_problem(scenario)),
+            ("topology", topology), ("topology.schedule", lambda: _schedule_problem(scenario)),
+            ("network.links_file", lambda: _links_problem(scenario)),
             ("dataset", data),
             ("dataset.partition", lambda: _partition_problem(scenario)),
             ("model", lambda: _model_problem(scenario))]
 
 
-def problems_of(specs: list[RunSpec]) -> list[tuple[str, str]]:
-    """Every (key, problem) of the runs, each distinct problem once. A combination whose
-    data cannot be read skips the checks that need it."""
-    problems: list[tuple[str, str]] = []
+def findings_of(specs: list[RunSpec]) -> tuple[list[Finding], list[Finding]]:
+    """Every (key, problem) of the runs and every (key, warning), each distinct one once.
+    A combination whose data cannot be read skips the checks that need it."""
+    problems: list[Finding] = []
+    warnings: list[Finding] = []
     seen: set[str] = set()
     for spec in specs:
         resolved = spec.scenario
@@ -196,21 +249,26 @@ def problems_of(specs: list[RunSpec]) -> list[tuple[str, str]]:
                 problems.append(found)
             if key == "dataset":
                 break
-        if not broken:
-            problems += [(_where(spec, key), problem)
-                         for key, problem in [*_stability_problems(resolved),
-                                              *_aggregation_problems(resolved)]
-                         if (_where(spec, key), problem) not in problems]
-    return problems
+        if broken:
+            continue
+        unstable, slow = _stability_findings(resolved)
+        problems += [found for found in ((_where(spec, key), text)
+                                         for key, text in [*unstable,
+                                                           *_aggregation_problems(resolved)])
+                     if found not in problems]
+        warnings += [found for found in ((_where(spec, key), text) for key, text in slow)
+                     if found not in warnings]
+    return problems, warnings
 
 
 def check_scenario(path: Path, overrides: dict[str, object] | None = None,
-                   ) -> tuple[Scenario, list[RunSpec]]:
+                   ) -> tuple[Scenario, list[RunSpec], list[Finding]]:
     """Load a scenario file (with `--set` overrides) and check every run it asks for as
-    `run` would before training; its runs. Raises `ScenarioError` naming each problem."""
+    `run` would before training: the scenario, its runs and the warnings (settings that
+    run but deserve a word). Raises `ScenarioError` naming each problem."""
     parsed = scenario_file.load(path, overrides)
     specs = expand(parsed, str(path))
-    problems = problems_of(specs)
+    problems, warnings = findings_of(specs)
     if problems:
         raise ScenarioError(str(path), problems)
-    return parsed, specs
+    return parsed, specs, warnings

@@ -14,12 +14,17 @@ from pydantic import (
 )
 
 from decentral_bench.scenario.base import Count, Strict, user_path
-from decentral_bench.scenario.rules import Is, IsSet, Needs, OnlyWith, Within
+from decentral_bench.scenario.rules import Is, IsSet, Needs, Not, OnlyWith, Within
 
 TopologyKind = Literal["complete", "ring", "path", "star", "torus", "hypercube", "erdos_renyi",
-                       "random_regular", "small_world", "exponential", "edges"]
+                       "random_regular", "small_world", "exponential", "edges",
+                       "directed_ring", "directed_exponential", "directed_edges"]
 MAX_AGENTS = 4096
 POWERS_OF_TWO = tuple(2 ** e for e in range(MAX_AGENTS.bit_length()))
+
+# The directed families: Π is column-stochastic (each sender splits its mass over its
+# out-neighbours and itself), for push-sum methods (SGP) only.
+DIRECTED_KINDS = ("directed_ring", "directed_exponential", "directed_edges")
 
 # The families drawn at random (with topology.seed, else the training seed).
 RANDOM_FAMILIES = ("erdos_renyi", "random_regular", "small_world")
@@ -31,7 +36,7 @@ _FAMILY_KEYS: dict[str, tuple[str, ...]] = {
     "p": ("erdos_renyi", "small_world"),
     "degree": ("random_regular",),
     "k": ("small_world",),
-    "edges": ("edges",),
+    "edges": ("edges", "directed_edges"),
     "target_lambda2": RANDOM_FAMILIES,
 }
 
@@ -52,7 +57,10 @@ class TopologyConfig(Strict):
         "complete", description="the graph family: complete, ring, path, star, torus (rows × "
         "cols grid, wrapped), hypercube, erdos_renyi (p), random_regular (degree), "
         "small_world (Watts–Strogatz, k and p), exponential (j linked to j ± 2^i), edges (a "
-        "list of your own)")
+        "list of your own); directed (push-sum methods such as sgp only, Π column-stochastic: "
+        "j gives 1 / (out-degree + 1) to itself and each out-neighbour): directed_ring (j → "
+        "j + 1), directed_exponential (j → j + 2^i), directed_edges (your own pairs j → l, "
+        "strongly connected)")
     agents: Count = Field(
         5, le=MAX_AGENTS, description="number of agents N (nodes of the graph). Left out, a "
         "torus has rows × cols and an inline edge list its largest node + 1")
@@ -91,6 +99,17 @@ class TopologyConfig(Strict):
         "(0, 1) (Jiang et al. Fig. 2b). Default: unset, the family's own key is used")
     seed: NonNegativeInt | None = Field(
         None, description="seed of the random graph families. Default: training.seed")
+    schedule: Literal["one_peer_exponential", "random_matching", "resample"] | None = Field(
+        None, description="a time-varying graph, a new Π_k every round: "
+        "one_peer_exponential (kind exponential, N a power of two: in round k agent i "
+        "sends to i + 2^((k − 1) mod log₂ N) with weight ½), random_matching (a seeded "
+        "maximal matching of the graph's edges each round, matched agents average "
+        "pairwise), resample (the random family drawn again each round). Default: unset, "
+        "the same graph every round")
+    schedule_window: Count | None = Field(
+        None, description="random_matching, resample: B, the rounds whose union of graphs "
+        "must be connected (checked for the first window and every window the run "
+        "completes). Default: twice the number of agents")
 
     rules = (
         *(OnlyWith(key, Is("kind", *kinds)) for key, kinds in _FAMILY_KEYS.items()),
@@ -102,9 +121,14 @@ class TopologyConfig(Strict):
               "kind 'small_world' needs the neighbour count k (or target_lambda2)"),
         Needs(Is("kind", "small_world"), ("p",),
               "kind 'small_world' needs the rewiring probability p"),
-        Needs(Is("kind", "edges"), ("edges",),
+        Needs(Is("kind", "edges", "directed_edges"), ("edges",),
               "kind 'edges' needs an edge list [[0, 1], ...] or the path of a file of 'j l' "
               "lines"),
+        Within(Is("kind", *DIRECTED_KINDS), "mixing", ("metropolis",),
+               "a directed graph's Π is column-stochastic by construction (1 / (out-degree + "
+               "1)); leave mixing out, not {value}"),
+        OnlyWith("lazy", Not(Is("kind", *DIRECTED_KINDS)),
+                 "a directed graph's Π keeps its own mass already; leave lazy out"),
         Needs(IsSet("rows"), ("cols",),
               "a torus needs both rows and cols, or neither (square agents)"),
         Needs(IsSet("cols"), ("rows",),
@@ -115,6 +139,21 @@ class TopologyConfig(Strict):
               "mixing: matrix goes with matrix_file (and matrix_file with it)"),
         OnlyWith("matrix_file", Is("mixing", "matrix"),
                  "mixing: matrix goes with matrix_file (and matrix_file with it)"),
+        Within(Is("schedule", "one_peer_exponential"), "kind", ("exponential",),
+               "schedule one_peer_exponential runs on kind exponential (the union of its "
+               "graphs), not {value}"),
+        Within(Is("schedule", "one_peer_exponential"), "agents", POWERS_OF_TWO,
+               "schedule one_peer_exponential needs a power of two agents (it averages "
+               "exactly in log₂ N rounds only then), not {value}"),
+        Within(Is("schedule", "resample"), "kind", RANDOM_FAMILIES,
+               "schedule resample draws a random family again each round: kind "
+               "erdos_renyi, random_regular or small_world, not {value}"),
+        Within(IsSet("schedule"), "mixing", ("metropolis", "max_degree"),
+               "a schedule builds its own Π_k each round: mixing metropolis or max_degree, "
+               "not {value}"),
+        OnlyWith("schedule_window", Is("schedule", "random_matching", "resample")),
+        OnlyWith("target_lambda2", Not(IsSet("schedule")),
+                 "target_lambda2 picks one graph; a schedule draws a new one each round"),
     )
 
     @model_validator(mode="before")
@@ -125,8 +164,8 @@ class TopologyConfig(Strict):
         if data.get("kind") == "torus" and isinstance(data.get("rows"), int) \
                 and isinstance(data.get("cols"), int):
             return {**data, "agents": data["rows"] * data["cols"]}
-        if data.get("kind") == "edges" and isinstance(data.get("edges"), list | tuple) \
-                and data["edges"]:
+        if data.get("kind") in ("edges", "directed_edges") \
+                and isinstance(data.get("edges"), list | tuple) and data["edges"]:
             nodes = [n for edge in data["edges"] if isinstance(edge, list | tuple) for n in edge
                      if isinstance(n, int)]
             return {**data, "agents": max(nodes) + 1} if nodes else data

@@ -90,10 +90,16 @@ LATER_CHECKS = (
     "within 0 .. N − 1",
     "the data: the files are where dataset.root says, and the partition fits (shards: "
     "agents × classes_per_agent ≥ classes; by_size: one size per agent)",
+    "a time-varying graph (topology.schedule): every round's Π_k doubly stochastic, the "
+    "union of the graphs of each window of rounds (log₂ N for one_peer_exponential, "
+    "schedule_window otherwise) connected, and no failures on it",
+    "a directed graph (directed_ring, directed_exponential, directed_edges): strongly "
+    "connected, and only push-sum methods (sgp) on it",
     "the network: each line of network.links_file names an edge of the graph",
-    "each method against the graph: CDMSGD-Nesterov on the iterates (the default form) "
-    "needs Π's smallest eigenvalue λN > −1/(1 + 2 momentum); aggregation trimmed_mean or "
-    "krum needs every agent's degree ≥ 2b + 1",
+    "each method against the graph: CDMSGD-Nesterov on the iterates (momentum_buffer: "
+    "iterates) needs Π's smallest eigenvalue λN > −1/(1 + 2 momentum), and draws a warning "
+    "(not an error) where its slowest disagreement mode shrinks by less than 10 % a round; "
+    "aggregation trimmed_mean or krum needs every agent's degree ≥ 2b + 1",
 )
 
 # Where the YAML and JSON views of a scenario differ.

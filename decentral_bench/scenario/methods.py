@@ -125,7 +125,8 @@ class MethodConfig(Strict):
     algorithm: Algorithm = Field(
         description="cdsgd: Jiang et al. eq. 5; cdmsgd: CDSGD with momentum (section 7); "
         "fedavg: Flower's FedAvg; centralized_sgd: CDSGD on the one-node graph Π = [1] with "
-        "all the data")
+        "all the data; sgp: Stochastic Gradient Push (Assran et al. 2019), push-sum with a "
+        "column-stochastic Π, the only method for a directed graph")
     momentum: float | None = Field(
         None, ge=0.0, lt=1.0, description="cdmsgd: momentum μ in [0, 1). Default: 0.9")
     variant: Literal["nesterov", "polyak"] | None = Field(
@@ -133,9 +134,10 @@ class MethodConfig(Strict):
         "μ(x_k − x_{k−1}) or Nesterov (steps from y_k = x_k + μ(x_k − x_{k−1})). Default: "
         "nesterov, as the paper's experiments")
     momentum_buffer: Literal["iterates", "local"] | None = Field(
-        None, description="cdmsgd: iterates, the paper's equations' μ(x_k − x_{k−1}); or "
-        "local, the authors' code: a velocity of the agent's own gradient steps, never mixed. "
-        "Default: iterates")
+        None, description="cdmsgd: local, the authors' code (and Kong et al.'s): a velocity "
+        "of the agent's own gradient steps, never mixed, stable on every graph; or iterates, "
+        "the paper's equations' μ(x_k − x_{k−1}), whose Nesterov form diverges where Π's λN "
+        "≤ −1/(1 + 2μ) and is slow close above it. Default: local")
     fraction: float | None = Field(
         None, gt=0.0, le=1.0, description="fedavg: fraction C of the clients sampled each "
         "round, in (0, 1]. Default: 1.0")

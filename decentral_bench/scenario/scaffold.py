@@ -113,6 +113,9 @@ class _Writer:
         else:
             self.lines.append(f"{indent}{name}: {yaml_value(value)}" if value is not None
                               else f"{indent}{name}:")
+            if value is not None and self.children(f"{path}."):  # `latency: 20 ms`
+                self.commented(self.defaults(path), path, indent,
+                               "or as a mapping, with every key:")
 
     def items(self, value: list[dict[str, Any]], path: str, indent: str) -> None:
         """A list of mappings (methods, crashes): what each item's keys mean, then one item

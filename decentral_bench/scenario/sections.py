@@ -181,6 +181,12 @@ class TrainingConfig(Strict):
         "multiplied by at each milestone. Default: 0.1")
     weight_decay: float = Field(
         0.0, ge=0.0, description="L2 coefficient λ ≥ 0: g_j(x) = ∇f_j(x) + λx")
+    deterministic: bool = Field(
+        False, description="true: the run computes the same bits every time on one machine: "
+        "deterministic kernels only (torch.use_deterministic_algorithms, cuDNN without "
+        "autotuning), one CPU thread, and on the vectorized engine agents per batched call "
+        "from the device's total memory instead of its free memory (which changes between "
+        "reruns and with it the batched kernels' summation order); bench measures its cost")
 
     rules = (
         OnlyWith("epochs", Not(IsSet("rounds")), "give rounds or epochs, not both"),
@@ -296,7 +302,8 @@ class ResourcesConfig(Strict):
     agent_chunk: Count | None = Field(
         None, description="vectorized: agents per block, the agents whose mixing, gradients "
                           "and update are computed at once. Default: as many as fit in 512 MiB "
-                          "of scratch on a CPU, in free memory on a GPU")
+                          "of scratch on a CPU, in free memory on a GPU (under "
+                          "training.deterministic: in half the total memory)")
     batched: bool | Literal["auto"] = Field(
         "auto", description="vectorized: a block's gradients in one batched call (true) or "
                             "agent by agent (false); auto: batched on a GPU and for models "
@@ -306,6 +313,10 @@ class ResourcesConfig(Strict):
         "auto", description="where tensors live: auto picks CUDA when present, else CPU")
     cpus_per_agent: Count = Field(
         1, description="Ray CPUs reserved per agent actor, and its torch threads")
+    dtype: Literal["float32", "float64"] = Field(
+        "float32", description="the floating-point type of the models, the data, the stacked "
+        "agents and the arrays Flower moves, on both engines; float64 is a check mode that "
+        "tells a real difference between two paths from float32 rounding")
     gpus_per_agent: float | None = Field(
         None, gt=0.0, le=1.0, description="share of a GPU per agent actor, in (0, 1]. "
         "Default: one GPU split over the agents that run at once")

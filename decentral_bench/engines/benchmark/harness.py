@@ -26,7 +26,7 @@ from decentral_bench.engines.benchmark.processes import PathJob, max_difference,
 from decentral_bench.engines.benchmark.workloads import WORKLOADS, build_plan
 
 TOLERANCE = 1e-5
-ORDER = ("plain", "funcloop", "vectorized", "flower")
+ORDER = ("plain", "funcloop", "vectorized", "deterministic", "flower")
 MINIMAL = "funcloop"  # the minimal program, the engines' memory and time are set against
 TABLE_COLUMNS = ("workload", "agents", "path", "s/round", "× limit", "start-up s", "peak MB",
                  "MB/agent", "stacks", "vs flower", "÷ minimal", "same params")
@@ -99,7 +99,7 @@ def run_workload(workload: str, rounds: int | None = None, train_samples: int | 
                  cpus_per_agent: int = 1, paths: tuple[str, ...] | None = None,
                  device: str = "auto") -> WorkloadResult:
     """The workload's paths (all it lists, or those of `paths` it lists), in the order
-    plain, funcloop, vectorized, flower, and their comparison."""
+    plain, funcloop, vectorized, deterministic, flower, and their comparison."""
     plan = build_plan(workload, rounds, train_samples, cpus_per_agent, device)
     chosen = [name for name in ORDER
               if name in WORKLOADS[workload].paths and (paths is None or name in paths)]
@@ -138,5 +138,6 @@ def write_json(results: list[WorkloadResult], path: Path) -> None:
         row["vectorized_over_funcloop"] = result.ratio("vectorized", MINIMAL)
         row["vectorized_peak_over_funcloop"] = result.memory_ratio("vectorized", MINIMAL)
         row["flower_over_plain"] = result.ratio("flower", "plain")
+        row["deterministic_over_vectorized"] = result.ratio("deterministic", "vectorized")
         rows.append(row)
     path.write_text(json.dumps({"environment": environment(), "results": rows}, indent=2))

@@ -3,6 +3,7 @@
 - `flower`: the Flower engine (Ray actors, one ClientApp call per agent per round);
 - `plain`: the matrix-form reference, one PyTorch call per agent per step;
 - `vectorized`: the vectorized engine;
+- `deterministic`: the vectorized engine under `training.deterministic`;
 - `funcloop`: the minimal program: a hand-written `torch.func` loop of the same maths,
   nothing else (stacked parameters, one `vmap`'d gradient, Π by `Mixer`; no reports, no
   failure schedule, no metrics, no blocks).
@@ -189,6 +190,16 @@ def run_vectorized(plan: MethodPlan, between: Between) -> tuple[PathFigures, Fin
     return _run_engine(plan, "vectorized", between)
 
 
+def run_deterministic(plan: MethodPlan, between: Between,
+                      ) -> tuple[PathFigures, FinalParameters]:
+    """The vectorized engine under `training.deterministic: true`: what bit-identical
+    reruns cost (one thread, deterministic kernels, blocks from total memory)."""
+    training = plan.scenario.training.model_copy(update={"deterministic": True})
+    scenario = plan.scenario.model_copy(update={"training": training})
+    return _run_engine(MethodPlan(scenario=scenario, method=plan.method), "vectorized",
+                       between)
+
+
 def run_funcloop(plan: MethodPlan, between: Between) -> tuple[PathFigures, FinalParameters]:
     """CDSGD written directly with torch.func: X ← Π X − α ∇F(X) on the same minibatches
     (with the engine's allocator setting, `keep_freed_memory`)."""
@@ -269,4 +280,4 @@ def run_funcloop(plan: MethodPlan, between: Between) -> tuple[PathFigures, Final
 
 RUNNERS: dict[str, Callable[[MethodPlan, Between], tuple[PathFigures, FinalParameters]]] = {
     "flower": run_flower, "plain": run_plain, "vectorized": run_vectorized,
-    "funcloop": run_funcloop}
+    "deterministic": run_deterministic, "funcloop": run_funcloop}

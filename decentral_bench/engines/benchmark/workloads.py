@@ -10,7 +10,7 @@ from decentral_bench.experiment.data import partition_indices, steps_per_epoch
 from decentral_bench.experiment.plan import MethodPlan
 from decentral_bench.scenario import parse
 
-PATHS = ("flower", "plain", "vectorized", "funcloop")
+PATHS = ("flower", "plain", "vectorized", "deterministic", "funcloop")
 EPOCH = "epoch"  # local_steps placeholder: one pass over the agent's data per round
 
 
@@ -40,7 +40,8 @@ def _workload(name: str, dataset: str, model: dict, agents: int, batch_size: int
 
 MLP = {"name": "mlp", "hidden": [64]}
 CNN = {"name": "cnn_paper"}
-BATCHED = ("vectorized", "funcloop")  # a per-agent path at this size would take hours
+# A per-agent path at this size would take hours.
+BATCHED = ("vectorized", "deterministic", "funcloop")
 
 WORKLOADS: dict[str, Workload] = {
     "digits-mlp-5": _workload("digits-mlp-5", "digits", MLP, 5, 32, 0.1, 1, 40),

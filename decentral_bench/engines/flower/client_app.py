@@ -33,7 +33,12 @@ from decentral_bench.engines.flower.client_rounds import (
 from decentral_bench.experiment.agent import AgentSetup
 from decentral_bench.experiment.data_cache import cached_agent_data
 from decentral_bench.experiment.plan import MethodPlan
-from decentral_bench.experiment.training import from_numpy, to_numpy
+from decentral_bench.experiment.training import (
+    DETERMINISTIC_THREADS,
+    from_numpy,
+    to_numpy,
+    use_deterministic_kernels,
+)
 from decentral_bench.scenario import Scenario
 from strategies.protocol import (
     CONFIG_KEY,
@@ -67,23 +72,29 @@ def agent_setup(scenario_json: str, method_name: str, agent: int,
     return AgentSetup.build(plan, agent, data)
 
 
-def _limit_threads(config: ConfigRecord, node_config: dict) -> None:
-    """Torch threads: the node's own `threads`, else the message's thread budget."""
-    if "threads" in node_config:
+def _limit_threads(config: ConfigRecord, node_config: dict, deterministic: bool) -> None:
+    """Torch threads: the node's own `threads`, else the message's thread budget; one for
+    a deterministic run, whose kernels are then the deterministic ones."""
+    if deterministic:
+        threads = DETERMINISTIC_THREADS
+    elif "threads" in node_config:
         threads = int(node_config["threads"])
     else:
         threads = int_value(config, "threads") if "threads" in config else 0
     if threads > 0 and torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
+    if torch.are_deterministic_algorithms_enabled() != deterministic:
+        use_deterministic_kernels(deterministic)
 
 
 def setup_for(config: ConfigRecord, context: Context) -> AgentSetup:
     """This node's agent under the message's scenario and method, its torch threads set
-    (node config `threads`, else the message's) and its data kept in the node's
-    `data-cache` folder, if it names one."""
-    _limit_threads(config, dict(context.node_config))
-    return agent_setup(str(config["scenario"]), str(config["method"]), partition_of(context),
-                       str(context.node_config.get("data-cache", "")))
+    (node config `threads`, else the message's; one under training.deterministic) and its
+    data kept in the node's `data-cache` folder, if it names one."""
+    setup = agent_setup(str(config["scenario"]), str(config["method"]), partition_of(context),
+                        str(context.node_config.get("data-cache", "")))
+    _limit_threads(config, dict(context.node_config), setup.plan.scenario.training.deterministic)
+    return setup
 
 
 def partition_of(context: Context) -> int:

@@ -43,9 +43,9 @@ class AgentBatches:
         dataset = plan.dataset
         self.plan = plan
         self.device = device
-        self.train_x = dataset.train_x.to(device)
+        self.train_x = dataset.train_x.to(device, plan.dtype)
         self.train_y = dataset.train_y.to(device)
-        self.test_x = dataset.test_x.to(device)
+        self.test_x = dataset.test_x.to(device, plan.dtype)
         self.test_y = dataset.test_y.to(device)
         self.partitions = plan.partitions
         self.sizes = np.array([len(part) for part in self.partitions])
@@ -98,7 +98,8 @@ class AgentBatches:
                                                    agent, step)
         weights = None
         if min(lengths) < features.shape[1]:
-            share = torch.tensor([1.0 / length for length in lengths], device=self.device)
+            share = torch.tensor([1.0 / length for length in lengths],
+                                 dtype=self.plan.dtype, device=self.device)
             real = torch.arange(features.shape[1], device=self.device) < \
                 torch.tensor(lengths, device=self.device).unsqueeze(1)
             weights = real * share.unsqueeze(1)

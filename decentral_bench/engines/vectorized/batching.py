@@ -14,7 +14,11 @@ device, so `resources.batched: auto` decides by this rule:
   and the faster is taken. The run's event log says what was measured and picked.
 
 `resources.batched: true | false` skips the rule (e.g. for runs that must repeat bit for
-bit on other machines, whose measurement might pick the other way).
+bit on other machines, whose measurement might pick the other way). A run with
+`training.deterministic` does not measure either, since a measurement on a busier machine
+might pick the other way and with it other kernels: a model with convolutions on a CPU
+runs agent by agent (the faster way in the measurement above, and bit for bit the
+ClientApp's).
 """
 
 from __future__ import annotations
@@ -56,14 +60,17 @@ def _seconds_per_call(model: StackedModel, batches: AgentBatches, x0: Sequence[t
 
 
 def choose_batched(model: StackedModel, batches: AgentBatches, x0: Sequence[torch.Tensor],
-                   setting: bool | Literal["auto"]) -> tuple[bool, str]:
+                   setting: bool | Literal["auto"], deterministic: bool = False,
+                   ) -> tuple[bool, str]:
     """Whether the run computes its gradients batched, by `setting` or (auto) the module
     docstring's rule, and what was measured to decide ("" where nothing was). `x0` is
-    one agent's start point."""
+    one agent's start point; a `deterministic` run decides without measuring."""
     if setting != "auto":
         return bool(setting), ""
     if batches.device.type == "cuda" or not has_convolutions(model.model):
         return True, ""
+    if deterministic:
+        return False, ""
     batched = _seconds_per_call(model, batches, x0, batched=True)
     one_by_one = _seconds_per_call(model, batches, x0, batched=False)
     faster = batched <= one_by_one

@@ -17,15 +17,13 @@ real deployments.
 
 from __future__ import annotations
 
-import torch
-
 from decentral_bench.engines.base import EventSink, FinalParameters, ReportSink
 from decentral_bench.engines.vectorized.fedavg import FedAvgLoop
 from decentral_bench.engines.vectorized.gossip import GossipLoop
 from decentral_bench.engines.vectorized.memory import keep_freed_memory
 from decentral_bench.engines.vectorized.stack import StackedRun
 from decentral_bench.experiment.plan import MethodPlan
-from decentral_bench.experiment.training import available_cpus
+from decentral_bench.experiment.training import available_cpus, run_numerics
 
 
 class VectorizedEngine:
@@ -48,12 +46,8 @@ class VectorizedEngine:
 
     def run(self, plan: MethodPlan, report: ReportSink, on_event: EventSink) -> FinalParameters:
         keep_freed_memory()
-        threads = torch.get_num_threads()
-        torch.set_num_threads(available_cpus())
-        try:
+        with run_numerics(plan.scenario.training.deterministic, plan.seed, available_cpus()):
             stacked = StackedRun(plan, self.chunk, self.dense, self.batched, report, on_event)
             if plan.is_gossip:
                 return GossipLoop(stacked).run_rounds()
             return FedAvgLoop(stacked).run_rounds(on_event)
-        finally:
-            torch.set_num_threads(threads)

@@ -84,7 +84,7 @@ class FedAvgLoop:
         sampler = np.random.default_rng([plan.seed, 6])
         global_model = list(run.initial)
         own = run.stack(agents)  # each agent's last model, for training once the server is lost
-        weights = torch.as_tensor(run.batches.sizes, dtype=torch.float32, device=run.device)
+        weights = torch.as_tensor(run.batches.sizes, dtype=plan.dtype, device=run.device)
         sizes = np.full(agents, run.point_bytes)  # every agent's upload: the model
         run.clock.restart()
         for server_round in range(1, server_rounds + 1):

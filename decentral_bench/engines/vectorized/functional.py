@@ -87,7 +87,8 @@ class StackedModel:
         """Each agent's gradient by one forward and backward pass of the model at its row of
         the stack on its real samples, written into the block's gradient stack."""
         grads = [torch.empty_like(p) for p in parameters]
-        losses = torch.empty(len(batches.lengths), device=parameters[0].device)
+        losses = torch.empty(len(batches.lengths), dtype=parameters[0].dtype,
+                             device=parameters[0].device)
         for row, length in enumerate(batches.lengths):
             if seeds is not None:
                 torch.manual_seed(seeds[row])

@@ -86,20 +86,21 @@ class GossipLoop:
         self.plan = run.plan
         self.rule = run.plan.update_rule
         self.agents = run.plan.agents
-        self.static = Mixer(run.plan.topology.mixing_matrix, run.device, run.dense)
+        self.static = Mixer(run.plan.topology.mixing_matrix, run.device, run.dense,
+                            run.plan.dtype)
         self.blocks = BlockRounds(run)
         self.adversaries = run.plan.adversaries
         self.aggregation = run.plan.aggregation
         self.gathers = self.aggregation.kind != "mean" or self.adversaries is not None
         self.static_gathering = Gathering(run.plan.topology.mixing_matrix, run.plan.attackers,
-                                          run.device) if self.gathers else None
+                                          run.device, run.plan.dtype) if self.gathers else None
         self.static_network = RoundNetwork(run.plan.topology.graph,
                                            frozenset(range(self.agents)),
                                            run.plan.topology.mixing_matrix)
 
     def own_weights(self, matrix: np.ndarray) -> torch.Tensor:
         """π_jj^k of every agent."""
-        return torch.as_tensor(np.diag(matrix).copy(), dtype=torch.float32,
+        return torch.as_tensor(np.diag(matrix).copy(), dtype=self.plan.dtype,
                                device=self.run.device)
 
     def start(self) -> State:
@@ -112,13 +113,15 @@ class GossipLoop:
         if not self.plan.failure_schedule.changes_network:
             return None, self.static
         network = self.plan.failure_schedule.network(server_round)
-        return network, Mixer(network.mixing_matrix, self.run.device, self.run.dense)
+        return network, Mixer(network.mixing_matrix, self.run.device, self.run.dense,
+                              self.plan.dtype)
 
     def gathering(self, network: RoundNetwork | None) -> Gathering | None:
         """The round's neighbourhoods, where robust aggregation or attackers need them."""
         if not self.gathers or network is None:
             return self.static_gathering
-        return Gathering(network.mixing_matrix, self.plan.attackers, self.run.device)
+        return Gathering(network.mixing_matrix, self.plan.attackers, self.run.device,
+                         self.plan.dtype)
 
     def combine(self, published: Stack, honest: Stack, own_weights: torch.Tensor,
                 mixer: Mixer, gathering: Gathering | None) -> Stack:
@@ -216,6 +219,10 @@ class GossipLoop:
             wall_time = run.lap()
             matrix = plan.topology.mixing_matrix if network is None else network.mixing_matrix
             moved, routed = gossip_round_bytes(matrix, alive, int(sizes[0]), outcome)
+            own_models = self.rule.model(state)
+            if own_models is not self.rule.message(state):  # each reply carries the model
+                routed += len(alive) * sum(int(p[0].nelement() * p.element_size())
+                                           for p in own_models)
             run.finish(RoundReport(
                 server_round=server_round, agents=alive, points=reporting,
                 agent_metrics=run.agent_metrics(alive, reporting, columns, server_round),

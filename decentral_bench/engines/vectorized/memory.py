@@ -24,6 +24,14 @@ machine with more busy threads than cores they wait for a descheduled one), so
 the time of a round grows with its number of blocks. Measured on 2 shared cores
 (load about 16), the gradients and update of 1024 agents of a 64-unit MLP took
 1.7 s in one block, 1.7 s in blocks of 512, 2.6 s of 256 and 4.1 s of 114.
+
+Free memory changes from one run to the next, and with the block the batched
+kernels' shapes, and so their summation order: a convolution under `vmap` over a
+block of one agent and over all of them differ in the last bits, which training
+carries on (1.8e-5 after 6 rounds of `cnn_paper`). A deterministic run sizes its
+blocks from `DETERMINISTIC_MEMORY` of the device's total memory, a constant of
+the machine, instead (and `BLOCK_BYTES`, a constant too), so its shapes do not
+depend on what else runs.
 """
 
 from __future__ import annotations
@@ -36,6 +44,7 @@ import torch
 from torch import nn
 
 MEMORY_SHARE = 0.4      # of the free memory, for one call's per-agent buffers
+DETERMINISTIC_MEMORY = 0.5  # of the total memory, counted as free by deterministic runs
 PARAMETER_COPIES = 4    # gradient, the update's temporaries
 ACTIVATION_COPIES = 3   # activations kept for backward, their gradients, headroom
 BLOCK_BYTES = 512 * 2**20  # a CPU block's working set (see the module docstring)
@@ -54,6 +63,28 @@ def free_memory_bytes(device: torch.device) -> int:
     except OSError:
         pass
     return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES"))
+
+
+def total_memory_bytes(device: torch.device) -> int:
+    """The device's total memory, a constant of the machine."""
+    if device.type == "cuda":
+        return int(torch.cuda.get_device_properties(device).total_memory)
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemTotal:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+
+
+def chunk_memory_bytes(device: torch.device, deterministic: bool) -> int:
+    """The memory agents' chunks are sized from: what is free now, or, for a deterministic
+    run, `DETERMINISTIC_MEMORY` of the total."""
+    if deterministic:
+        return int(DETERMINISTIC_MEMORY * total_memory_bytes(device))
+    return free_memory_bytes(device)
 
 
 def activation_floats(model: nn.Module, sample: torch.Tensor) -> int:
@@ -78,20 +109,22 @@ def activation_floats(model: nn.Module, sample: torch.Tensor) -> int:
 def call_bytes(model: nn.Module, sample: torch.Tensor, samples_per_agent: int,
                training: bool = True) -> int:
     """Bytes one agent adds to a batched call: its gradients' (or, not `training`, its
-    evaluation's) buffers on `samples_per_agent` samples (float32)."""
+    evaluation's) buffers on `samples_per_agent` samples, in the sample's dtype."""
     per_agent = ACTIVATION_COPIES * samples_per_agent * activation_floats(model, sample)
     if training:
         per_agent += PARAMETER_COPIES * sum(p.numel() for p in model.parameters())
-    return 4 * per_agent
+    return sample.element_size() * per_agent
 
 
 def agents_per_call(model: nn.Module, sample: torch.Tensor, samples_per_agent: int,
-                    agents: int, device: torch.device, training: bool = True) -> int:
+                    agents: int, device: torch.device, memory_bytes: int,
+                    training: bool = True) -> int:
     """How many agents' gradients (or, not `training`, evaluations of
-    `samples_per_agent` samples) fit in one batched call; on a CPU, at most a training
-    block of `BLOCK_BYTES`; the agents split into blocks of even size."""
+    `samples_per_agent` samples) fit in one batched call, with `memory_bytes` free
+    (`chunk_memory_bytes`); on a CPU, at most a training block of `BLOCK_BYTES`; the
+    agents split into blocks of even size."""
     per_agent = call_bytes(model, sample, samples_per_agent, training)
-    budget = MEMORY_SHARE * free_memory_bytes(device)
+    budget = MEMORY_SHARE * memory_bytes
     if training and device.type == "cpu":
         budget = min(budget, BLOCK_BYTES)
     fits = max(1, min(agents, math.floor(budget / per_agent)))

@@ -21,32 +21,32 @@ import torch
 DENSE_ABOVE = 0.25  # fraction of non-zero entries of Π above which a dense matmul is used
 
 
-def _csr(crow: np.ndarray, columns: np.ndarray, values: np.ndarray, shape: tuple[int, int],
+def _csr(crow: np.ndarray, columns: np.ndarray, values: torch.Tensor, shape: tuple[int, int],
          device: torch.device) -> torch.Tensor:
     with warnings.catch_warnings():  # "Sparse CSR tensor support is in beta state"
         warnings.simplefilter("ignore", UserWarning)
         return torch.sparse_csr_tensor(
             torch.as_tensor(crow, dtype=torch.int64, device=device),
             torch.as_tensor(columns, dtype=torch.int64, device=device),
-            torch.as_tensor(values, dtype=torch.float32, device=device), shape)
+            values.to(device), shape)
 
 
 class Mixer:
-    """Π (N×N) ready to multiply stacks of N points on `device`."""
+    """Π (N×N) ready to multiply stacks of N points of `dtype` on `device`."""
 
     def __init__(self, matrix: np.ndarray, device: torch.device, dense: bool | None = None,
-                 ) -> None:
+                 dtype: torch.dtype = torch.float32) -> None:
         agents = len(matrix)
         rows, columns = np.nonzero(matrix)  # row-major order: CSR's order
         density = len(rows) / max(1, agents * agents)
         self.agents = agents
         self.device = device
         self.dense = density > DENSE_ABOVE if dense is None else dense
-        self._matrix = torch.as_tensor(matrix, dtype=torch.float32, device=device) \
+        self._matrix = torch.as_tensor(matrix, dtype=dtype, device=device) \
             if self.dense else None
         self._crow = np.searchsorted(rows, np.arange(agents + 1))
         self._columns = columns
-        self._values = matrix[rows, columns].astype(np.float32)
+        self._values = torch.as_tensor(matrix[rows, columns], dtype=dtype)
         self._blocks: dict[tuple[int, int], torch.Tensor] = {}
 
     def _block(self, first: int, stop: int) -> torch.Tensor:

@@ -18,10 +18,11 @@ from strategies.robust import Neighbourhoods
 
 
 class Gathering:
-    """The neighbourhoods of a round's Π (N × N) as index tensors on `device`."""
+    """The neighbourhoods of a round's Π (N × N) as index tensors on `device`, its weights
+    in `dtype`."""
 
     def __init__(self, matrix: np.ndarray, attackers: Collection[int],
-                 device: torch.device) -> None:
+                 device: torch.device, dtype: torch.dtype = torch.float32) -> None:
         agents = len(matrix)
         rows = [neighbourhood(matrix, agent) for agent in range(agents)]
         slots = max(len(row) for row in rows)
@@ -30,7 +31,7 @@ class Gathering:
         weights = np.where(mask, np.take_along_axis(matrix, index, axis=1), 0.0)
         self.index = torch.as_tensor(index, device=device)
         self.mask = torch.as_tensor(mask, device=device)
-        self.weights = torch.as_tensor(weights, dtype=torch.float32, device=device)
+        self.weights = torch.as_tensor(weights, dtype=dtype, device=device)
         self.own = torch.as_tensor([row.index(agent) for agent, row in enumerate(rows)],
                                    device=device)
         lying = np.zeros(agents, dtype=bool)

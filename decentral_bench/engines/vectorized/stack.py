@@ -14,7 +14,7 @@ from decentral_bench.engines.base import EventSink, ReportSink, RoundClock, Roun
 from decentral_bench.engines.vectorized.batches import AgentBatches
 from decentral_bench.engines.vectorized.batching import choose_batched
 from decentral_bench.engines.vectorized.functional import EVAL_BATCH, StackedModel
-from decentral_bench.engines.vectorized.memory import agents_per_call
+from decentral_bench.engines.vectorized.memory import agents_per_call, chunk_memory_bytes
 from decentral_bench.experiment.plan import MethodPlan
 from decentral_bench.experiment.training import select_device, step_seed
 from decentral_bench.network.traffic import parameter_bytes
@@ -49,17 +49,18 @@ class StackedRun:
         self.batches = AgentBatches(plan, self.device)
         model = plan.build_model().to(self.device)
         sample = self.batches.train_x[0]
+        memory = chunk_memory_bytes(self.device, plan.scenario.training.deterministic)
         self.chunk = chunk or agents_per_call(model, sample, plan.batch_size, plan.agents,
-                                              self.device)
+                                              self.device, memory)
         self.blocks = row_blocks(plan.agents, self.chunk)
         self.eval_chunk = chunk or agents_per_call(model, sample, EVAL_BATCH, plan.agents,
-                                                   self.device, training=False)
+                                                   self.device, memory, training=False)
         self.initial = [torch.from_numpy(array).to(self.device)
                         for array in plan.initial_parameters]
         self.model = StackedModel(model)
         setting = plan.scenario.resources.batched if batched is None else batched
         self.model.batched, choice = choose_batched(self.model, self.batches, self.initial,
-                                                    setting)
+                                                    setting, plan.scenario.training.deterministic)
         if choice:
             on_event(0, choice)
         self.point_bytes = parameter_bytes(plan.initial_parameters)
@@ -92,7 +93,7 @@ class StackedRun:
         """`gradient_at` for more agents than a call takes, written block by block into
         one stack."""
         grads = [torch.empty_like(p) for p in points]
-        losses = torch.empty(len(agents), device=self.device)
+        losses = torch.empty(len(agents), dtype=points[0].dtype, device=self.device)
         for block in row_blocks(len(agents), self.chunk):
             part, part_losses = self.gradient_at(agents[block], steps[block],
                                                  [p[block] for p in points])

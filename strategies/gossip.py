@@ -126,6 +126,21 @@ def scale_rows(weight: Weight, tensors: Parameters) -> list[torch.Tensor]:
     return [weight * t for t in tensors]
 
 
+def per_agent(value: float, loss: Any) -> torch.Tensor:
+    """`value` once per agent, as a state part can hold it: a 0-dim tensor for one agent, one
+    entry per agent for a stack (`loss` is what the gradient oracle returned with the
+    gradients: a float, or one loss per stacked agent)."""
+    if isinstance(loss, torch.Tensor) and loss.dim() == 1:
+        return torch.full_like(loss, value, dtype=torch.float64)
+    return torch.tensor(value, dtype=torch.float64)
+
+
+def as_weight(values: torch.Tensor) -> Weight:
+    """A `per_agent` value as `scale_rows` takes it: a float for one agent, the vector for a
+    stack."""
+    return float(values) if values.dim() == 0 else values
+
+
 def gradient_steps(rule: GossipRule, server_round: int, local_steps: int) -> range:
     """The minibatches round `server_round` takes its gradients on (see the module
     docstring): (k − 1)·τ .. k·τ − 1, or k for a rule that is `ahead`."""

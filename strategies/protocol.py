@@ -1,15 +1,16 @@
 """Every record key and message type the ServerApp and the ClientApp exchange.
 
-The gossip router, Flower's FedAvg (given these keys explicitly) and the
+The gossip router, Flower's stock strategies (given these keys explicitly) and the
 ClientApp all read them from here, so no side depends on another's defaults.
 
 A training message holds:
 
 - `CONFIG_KEY`: a ConfigRecord with the scenario (JSON), the method name, the
-  thread budget, `server-round`, and for FedAvg after a server loss `LOCAL_ONLY_KEY`;
+  thread budget, `server-round`, for FedProx its `PROXIMAL_MU_KEY` and for a server
+  method after a server loss `LOCAL_ONLY_KEY`;
 - gossip methods: the points p_k^l of Nb(j) under `neighbour_key(l)` and, under
   `MIXING_KEY`, the agents l and their weights π_jl;
-- FedAvg: the global model under `PUBLISHED_KEY`.
+- server methods: the global model under `PUBLISHED_KEY`.
 
 A reply holds the agent's new message under `PUBLISHED_KEY` (a gossip method's message,
 FedAvg's model), its model under `MODEL_KEY` when that is not its message (gradient
@@ -34,6 +35,7 @@ LOCAL_ONLY_KEY = "local-only"    # config flag: FedAvg's server is lost, train f
 GOSSIP_ONLY_KEY = "gossip-only"  # config flag: consensus control, mix and move, no gradient step
 START_KEY = "start"              # config flag: compute your start state and first message
 ROUND_KEY = "server-round"       # config: the round being run (FedAvg sets it itself)
+PROXIMAL_MU_KEY = "proximal-mu"  # config: FedProx's μ (Flower's FedProx sets it itself)
 
 TRAIN_TYPE = MessageType.TRAIN   # a round of training (or of consensus control's gossip)
 EVALUATE_TYPE = MessageType.EVALUATE  # measure your point: not traffic of the modelled network

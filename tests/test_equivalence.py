@@ -20,6 +20,12 @@ CASES = {
          "momentum_buffer": "iterates"},
         {"lr_schedule": "diminishing", "epsilon": 0.75, "local_steps": 2,
          "weight_decay": 1e-3}),
+    "gradient-tracking-nesterov-momentum": (
+        {"name": "M", "algorithm": "gradient_tracking", "momentum": 0.5,
+         "variant": "nesterov"}, {}),
+    "qg-dsgdm-diminishing-weight-decay": (
+        {"name": "M", "algorithm": "qg_dsgdm"},
+        {"lr_schedule": "diminishing", "epsilon": 0.75, "weight_decay": 1e-3}),
 }
 
 

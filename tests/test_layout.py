@@ -19,8 +19,8 @@ RANK = {"strategies": 0, "scenario": 1, "network": 2, "experiment": 3, "tracking
         "engines": 5, "report": 5, "run": 6, "cli": 7}
 # Only these import flwr: the Flower engine, the Flower side of strategies/, the `flwr run` entry.
 FLOWER_FOLDER = "decentral_bench/engines/flower/"
-FLOWER_SIDE = {"strategies/gossip_router.py", "strategies/fedavg.py", "strategies/protocol.py",
-               "strategies/stock.py", "decentral_bench/cli/flwr_app.py"}
+FLOWER_SIDE = {"strategies/gossip_router.py", "strategies/protocol.py", "strategies/stock.py",
+               "decentral_bench/cli/flwr_app.py"}
 MLFLOW_FOLDER = "decentral_bench/tracking/"
 MAX_LINES = 400
 

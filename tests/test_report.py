@@ -122,7 +122,9 @@ def test_failures_are_marked_where_each_hit_method_reaches_that_round() -> None:
     failures = FailuresConfig.model_validate(
         {"server": {"round": 2, "mode": "local"}, "agents": [{"agent": 1, "round": 3}]})
     markers = failure_markers(failures)
-    assert markers[0] == FailureMarker(2.5, "server lost (local)", frozenset({"fedavg"}))
+    assert markers[0] == FailureMarker(2.5, "server lost (local)", frozenset({
+        "fedavg", "fedprox", "fedavgm", "fedadam", "fedyogi", "fedadagrad", "fedmedian",
+        "fedtrimmedavg", "krum", "multikrum", "bulyan"}))
     assert "centralized_sgd" not in markers[1].algorithms and "cdsgd" in markers[1].algorithms
     groups = [Group("FedAvg", [_record("FedAvg", "fedavg", 1.0)]),
               Group("CDSGD", [_record("CDSGD", "cdsgd", 0.1)]),

@@ -80,6 +80,27 @@ CASES = {
         "topology": {"kind": "directed_edges", "agents": 5,
                      "edges": [[0, 1], [1, 2], [2, 3], [3, 4], [4, 0], [0, 2], [0, 3]]},
         "network": NETWORK},
+    "gradient-tracking-momentum-crash-and-link-drops": {
+        "methods": [{"name": "M", "algorithm": "gradient_tracking", "momentum": 0.5}],
+        "topology": {"kind": "ring", "agents": 5},
+        "training": {"rounds": 5, "batch_size": 16, "lr": 0.1, "seed": 2},
+        "failures": {"agents": [{"agent": 2, "round": 2, "recover": 4}],
+                     "links": {"drop_probability": 0.3, "seed": 4}}},
+    "d2-step-schedule": {
+        "methods": [{"name": "M", "algorithm": "d2"}],
+        "topology": {"kind": "ring", "agents": 5},
+        "training": {"rounds": 4, "batch_size": 16, "lr": 0.1, "seed": 3,
+                     "lr_schedule": "step", "milestones": [0.5]}},
+    "qg-dsgdm": {"methods": [{"name": "M", "algorithm": "qg_dsgdm"}],
+                 "topology": {"kind": "ring", "agents": 5}},
+    "fedadam": {"methods": [{"name": "M", "algorithm": "fedadam"}],
+                "training": {"rounds": 3, "batch_size": 32, "lr": 0.1, "seed": 0}},
+    "fedprox-uneven-data": {
+        "methods": [{"name": "M", "algorithm": "fedprox", "proximal_mu": 0.5}],
+        "dataset": {"name": "digits", "partition": {"kind": "dirichlet", "alpha": 0.5}},
+        "training": {"rounds": 3, "batch_size": 16, "lr": 0.05, "seed": 1}},
+    "fedmedian": {"methods": [{"name": "M", "algorithm": "fedmedian"}],
+                  "training": {"rounds": 3, "batch_size": 32, "lr": 0.1, "seed": 0}},
     "fedavg-server-lost-halt": {
         "methods": [{"name": "M", "algorithm": "fedavg"}],
         "training": {"rounds": 4, "batch_size": 32, "lr": 0.1, "seed": 0},

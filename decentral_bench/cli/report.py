@@ -78,5 +78,6 @@ def report(
                          f"{'sim_time_s (no network: section)' if axis == 'time' else 'epochs'}"
                          f"; the figures use {chosen_axis(groups, axis)} instead")
         for name, figure in report_figures(groups, x_axis=axis).items():
+            (plot / name).parent.mkdir(parents=True, exist_ok=True)
             figure.savefig(plot / name)
         errors.print(f"figures written to {plot}")

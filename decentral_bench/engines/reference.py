@@ -17,7 +17,8 @@ de-biased points Z = X / w, from W_0 = 1 and X_{½} = X_0 − α_1 G(X_0) on min
     SGP       X_k = P_k X_{k−½},  w_k = P_k w_{k−1},  Z_k = X_k / w_k,
               X_{k+½} = X_k − α_k G(Z_k)    (minibatch k)
 
-with the same x_0, minibatches and step sizes as the Flower simulation. Under
+with the same x_0, minibatches and step sizes as the Flower simulation (the
+adapt-then-combine methods, gradient tracking, D² and QG-DSGDm, in `reference_ahead`). Under
 failures Π becomes the round's Π_k, and the rows of the agents that are down in
 round k keep X_k (and X_{k−1}) unchanged. Consensus control then applies Π_k to
 the published points P as many times as it decides (or replaces the alive rows by
@@ -35,10 +36,11 @@ from functools import partial
 import numpy as np
 import torch
 
+from decentral_bench.engines.reference_ahead import reference_ahead, stacked_gradients
 from decentral_bench.experiment.agent import AgentSetup
 from decentral_bench.experiment.metrics import consensus_distance
 from decentral_bench.experiment.plan import MethodPlan
-from decentral_bench.experiment.training import from_numpy, gradient, to_numpy
+from decentral_bench.experiment.training import from_numpy, to_numpy
 from strategies.consensus_control import control_round
 from strategies.gossip import keep_rows
 
@@ -101,23 +103,17 @@ def _round_matrix(plan: MethodPlan, server_round: int, device: torch.device) -> 
     schedule = plan.failure_schedule
     matrix = schedule.network(server_round).mixing_matrix if schedule.changes_network \
         else plan.topology.mixing_matrix
-    return torch.as_tensor(matrix, dtype=torch.float32, device=device)
+    return torch.as_tensor(matrix, dtype=plan.dtype, device=device)
 
 
 def reference_push_sum(plan: MethodPlan) -> dict[int, list[np.ndarray]]:
     """Every agent's de-biased point Z after `plan.rounds` rounds of SGP, in matrix form."""
     setups = [AgentSetup.build(plan, agent) for agent in range(plan.agents)]
     device = setups[0].device
-
-    def gradients(points: list[torch.Tensor], step: int) -> list[torch.Tensor]:
-        per_agent = [gradient(setup.model, [layer[agent] for layer in points],
-                              *setup.minibatch(step), weight_decay=plan.weight_decay)[0]
-                     for agent, setup in enumerate(setups)]
-        return [torch.stack([g[index] for g in per_agent]) for index in range(len(points))]
-
+    gradients = partial(stacked_gradients, setups, plan)
     z = [torch.stack([tensor] * plan.agents) for tensor in
          from_numpy(plan.initial_parameters, device)]
-    weights = torch.ones(plan.agents, 1, device=device)
+    weights = torch.ones(plan.agents, 1, dtype=plan.dtype, device=device)
     half = [x - plan.lr_at(1) * g for x, g in zip(z, gradients(z, 0), strict=True)]
     for server_round in range(1, plan.rounds + 1):
         matrix = _round_matrix(plan, server_round, device)
@@ -140,6 +136,8 @@ def reference_gossip(plan: MethodPlan, on_round: Callable[[float], None] | None 
     if plan.aggregation.kind != "mean" or plan.adversaries is not None:
         raise ValueError("the matrix-form reference covers plain mixing among honest agents, "
                          "not robust aggregation or attackers")
+    if plan.update_rule.ahead:
+        return reference_ahead(plan, on_round)
     setups = [AgentSetup.build(plan, agent) for agent in range(plan.agents)]
     device = setups[0].device
     stack = _Stack(plan.update_rule.name, float(plan.options.get("momentum", 0.0)),
@@ -160,13 +158,8 @@ def reference_gossip(plan: MethodPlan, on_round: Callable[[float], None] | None 
         down = torch.tensor([agent not in alive for agent in range(plan.agents)], device=device)
         start = stack.current, stack.memory
         for step in range(first_step, first_step + plan.local_steps):
-            published = stack.points()
-            per_agent = [gradient(setup.model, [layer[agent] for layer in published],
-                                  *setup.minibatch(step), weight_decay=plan.weight_decay)[0]
-                         for agent, setup in enumerate(setups)]
             stack.step(lr, mixing if step == first_step else identity,
-                       [torch.stack([g[index] for g in per_agent])
-                        for index in range(len(published))])
+                       stacked_gradients(setups, plan, stack.points(), step))
         if bool(down.any()):  # agents that are down neither step nor publish
             stack.current = keep_rows(down, stack.current, start[0])
             stack.memory = keep_rows(down, stack.memory, start[1])

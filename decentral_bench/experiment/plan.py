@@ -59,7 +59,8 @@ class MethodPlan:
 
     @property
     def is_gossip(self) -> bool:
-        """Routed by the gossip router (CDSGD family, centralized SGD) rather than FedAvg."""
+        """Routed by the gossip router (the gossip methods, centralized SGD) rather than run
+        by a server strategy."""
         return self.definition.is_gossip
 
     @property
@@ -93,7 +94,7 @@ class MethodPlan:
 
     @cached_property
     def update_rule(self) -> GossipRule:
-        """The gossip update rule (CDSGD, Polyak or Nesterov CDMSGD, ...)."""
+        """The gossip update rule (CDSGD, CDMSGD, gradient tracking, D², QG-DSGDm)."""
         return self.definition.update_rule(self.options)
 
     @cached_property

@@ -59,6 +59,20 @@ def swept_names(paths: Sequence[str]) -> dict[str, str]:
     return names
 
 
+def swept_text(value: Any) -> str:
+    """A swept value as a label shows it: a section by its kind and keys
+    (`dirichlet(alpha=0.1)`, `shards(classes_per_agent=2)`), a list joined by commas, any
+    other value as it is written."""
+    if isinstance(value, dict):
+        keys = ",".join(f"{key}={swept_text(item)}" for key, item in value.items()
+                        if key != "kind" and item is not None)
+        kind = str(value.get("kind", ""))
+        return f"{kind}({keys})" if kind and keys else kind or f"({keys})"
+    if isinstance(value, list | tuple):
+        return ",".join(swept_text(item) for item in value)
+    return str(value)
+
+
 @dataclass(frozen=True)
 class RunSpec:
     """One child run: a method on one resolved scenario with one seed."""
@@ -79,7 +93,7 @@ class RunSpec:
         """The method and the swept values it reads, each named so that no two swept keys
         read alike: what the report groups seeds by."""
         names = self.names or tuple(path.rsplit(".", 1)[-1] for path, _ in self.swept)
-        values = " ".join(f"{name}={value}" for name, (_, value)
+        values = " ".join(f"{name}={swept_text(value)}" for name, (_, value)
                           in zip(names, self.swept, strict=True))
         return f"{self.method} {values}".strip()
 

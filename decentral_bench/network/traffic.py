@@ -52,12 +52,16 @@ def all_reduce_bytes(agents: int, point_bytes: int) -> int:
 
 
 def gossip_round_bytes(matrix: np.ndarray, alive: Collection[int], point_bytes: int,
-                       control: ControlOutcome | None = None) -> tuple[int, int]:
+                       control: ControlOutcome | None = None,
+                       model_bytes: int = 0) -> tuple[int, int]:
     """A gossip round's (bytes_moved, router_bytes_moved): its training exchange, and the
     gossip-only exchanges or the all-reduce of consensus control, every agent in `alive`
-    taking part and replying."""
+    taking part and replying. `point_bytes` is a message's size; `model_bytes` that of the
+    model a training reply also carries to the router where the message is not the model
+    (gradient tracking, D², QG-DSGDm), which the modelled network does not move."""
     moved = gossip_peer_bytes(matrix, alive, point_bytes)
-    routed = gossip_router_bytes(matrix, alive, len(alive), point_bytes)
+    routed = gossip_router_bytes(matrix, alive, len(alive), point_bytes) \
+        + len(alive) * model_bytes
     if control is not None and control.exact:
         average = averaging_matrix(len(matrix), alive)
         return (moved + all_reduce_bytes(len(alive), point_bytes),

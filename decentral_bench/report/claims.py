@@ -2,8 +2,9 @@
 
 Each claim is a comparison between groups of runs (a method, with its swept
 values; several seeds each) of one scenario run: the figures (mean ± std over
-seeds) and a verdict, "holds", "does not hold" or "cannot be judged", with the
-reason. A difference counts only when it exceeds the seeds' noise: twice the
+seeds) and a verdict, "holds", "does not hold" or "cannot be judged" (or, for a claim
+about final accuracy whose leader was still gaining at the end, "not yet converged"), with
+the reason. A difference counts only when it exceeds the seeds' noise: twice the
 standard error of the difference of two means (√(σ_a²/n_a + σ_b²/n_b)), and
 never less than `MIN_DIFFERENCE` (half a point of accuracy); a group with one
 seed has no noise estimate, and its differences are judged against the floor.

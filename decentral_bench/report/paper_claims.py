@@ -1,15 +1,17 @@
 """The claims of Jiang et al. (2017) and Kong et al. (2021) that `scenarios/paper/` tests,
-and ClippedGossip's that `scenarios/byzantine/` tests (`byzantine_claims`), as rules over
-the groups of a scenario run (see `claims` for how a verdict is reached).
+and ClippedGossip's that `scenarios/byzantine/` tests (`byzantine_claims`), and those of
+the heterogeneity study (`heterogeneity_claims`), as rules over the groups of a scenario
+run (see `claims` for how a verdict is reached).
 
 Rules are keyed by scenario name (a `_cifar10` twin shares its FMNIST original's rules);
-each names the method labels of its scenario file.
+each names the method labels of its scenario file. Some scenarios add a table of their own
+to the verdicts (`TABLES`).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from matplotlib import pyplot
@@ -42,6 +44,7 @@ from decentral_bench.report.claims import (
     judge,
     mean_over_rounds,
 )
+from decentral_bench.report.heterogeneity_claims import HETEROGENEITY, levels_table
 from decentral_bench.report.summary import (
     Group,
     RunRecord,
@@ -230,7 +233,8 @@ KONG: list[Rule] = [
                        "a<b")),
 ]
 
-RULES: dict[str, list[Rule]] = {**JIANG, "kong_phases": KONG, **BYZANTINE}
+RULES: dict[str, list[Rule]] = {**JIANG, "kong_phases": KONG, **BYZANTINE,
+                                 "heterogeneity_dirichlet": HETEROGENEITY}
 # The methods of each Byzantine study, as its accuracy matrix lists them.
 MATRIX = {"byzantine_torus": ("Mean", "TrimmedMean", "Median", "ClippedGossip"),
           "byzantine_ring": ("Mean", "Median", "ClippedGossip"),
@@ -256,6 +260,9 @@ def arms_table(groups: Sequence[Group]) -> str:
         xi = phases_text(phase_means(group))
         lines.append(f"| {group.label} | {accuracy} | {gap_to} | {extra} | {xi} |")
     return "\n".join(lines) + "\n"
+
+
+TABLES: dict[str, Callable[[Sequence[Group]], str]] = {"heterogeneity_dirichlet": levels_table}
 
 
 def by_swept_values(records: Sequence[RunRecord]) -> dict[str, list[RunRecord]]:
@@ -308,6 +315,9 @@ def judge_store(tracking_uri: str | None, experiments: Sequence[str] | None,
             text += kong_tables(records)
         else:
             text += as_markdown(judge(records, rules))
+        table = TABLES.get(scenario.removesuffix("_cifar10"))
+        if table is not None:
+            text += "\n" + table(group_records(records))
         if scenario in MATRIX:
             groups = group_records(records)
             attacks, counts = measured(groups, MATRIX[scenario], SERVER_ATTACKS if

@@ -11,6 +11,7 @@ the papers do; `x_axis="rounds"` plots against rounds instead, and
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -158,9 +159,11 @@ def _finish(figure: Figure, axes: Axes, title: str, x_label: str, y_label: str) 
 
 
 def metric_figure(groups: Sequence[Group], metric: str,
-                  markers: Sequence[FailureMarker] = (), x_axis: XAxis = "epochs") -> Figure:
+                  markers: Sequence[FailureMarker] = (), x_axis: XAxis = "epochs",
+                  setting: str = "") -> Figure:
     """One metric, a line per group (mean over seeds, band ± std), against epochs,
-    rounds or simulated seconds; failures as vertical lines."""
+    rounds or simulated seconds; failures as vertical lines. `setting` names the swept
+    values the groups share: it goes in the title, and the lines are labelled by method."""
     x_axis = chosen_axis(groups, x_axis)
     figure, axes = _comparison_axes()
     drawn = styles(len(groups))
@@ -169,11 +172,13 @@ def metric_figure(groups: Sequence[Group], metric: str,
         if len(rounds) == 0:
             continue
         x = _x(group, rounds, x_axis)
-        axes.plot(x, mean, label=group.label, color=style.colour, linestyle=style.line_style,
+        label = group.label.removesuffix(f" {setting}") if setting else group.label
+        axes.plot(x, mean, label=label, color=style.colour, linestyle=style.line_style,
                   linewidth=2)
         axes.fill_between(x, mean - std, mean + std, color=style.colour, alpha=0.15)
     _draw_markers(axes, groups, drawn, markers, x_axis)
     title, y_label = TITLES.get(metric, (metric, metric))
+    title = f"{title}, {setting}" if setting else title
     if attacked(groups):
         title += HONEST_ONLY
     if metric == "consensus_distance":
@@ -200,12 +205,58 @@ def spread_figure(groups: Sequence[Group], window: int = 5, x_axis: XAxis = "epo
                    X_LABELS[x_axis], "std of test accuracy over agents")
 
 
+def swept_setting(group: Group) -> str:
+    """The swept values in a group's label (`partition=dirichlet(alpha=0.1)`), or ''."""
+    return group.label.removeprefix(group.records[0].method).strip()
+
+
+def sweep_figure(groups: Sequence[Group]) -> Figure | None:
+    """Final test accuracy (mean over seeds, bar ± std) of each method against the swept
+    settings, in the sweep's order: e.g. accuracy against the data's heterogeneity. None
+    when the groups swept nothing."""
+    settings = list(dict.fromkeys(swept_setting(group) for group in groups))
+    if settings == [""]:
+        return None
+    methods = list(dict.fromkeys(group.records[0].method for group in groups))
+    figure, axes = pyplot.subplots(figsize=FIGURE_SIZE, dpi=DPI)
+    for method, style in zip(methods, styles(len(methods)), strict=True):
+        places, means, stds = [], [], []
+        for group in groups:
+            finals = [r.final("test_accuracy_mean") for r in group.finished]
+            finals = [value for value in finals if np.isfinite(value)]
+            if group.records[0].method != method or not finals:
+                continue
+            places.append(settings.index(swept_setting(group)))
+            means.append(float(np.mean(finals)))
+            stds.append(float(np.std(finals)))
+        if places:
+            axes.errorbar(places, means, yerr=stds, label=method, color=style.colour,
+                          linestyle=style.line_style, linewidth=2, marker="o", capsize=4)
+    axes.set_xticks(range(len(settings)), settings, rotation=15, ha="right")
+    return _finish(figure, axes, "Final test accuracy against the swept setting",
+                   "swept setting", "final test accuracy (mean over agents)")
+
+
+def file_part(text: str) -> str:
+    """`text` as part of a file name: characters other than letters, digits, `._=-` as `_`."""
+    return re.sub(r"[^A-Za-z0-9._=-]+", "_", text).strip("_")
+
+
 def report_figures(groups: Sequence[Group], markers: Sequence[FailureMarker] = (),
                    x_axis: XAxis = "epochs") -> dict[str, Figure]:
-    """Every figure of a comparison report, by artifact file name."""
+    """Every figure of a comparison report, by artifact file name. When the scenario sweeps,
+    also the final accuracy against the swept setting and, per setting, the test accuracy
+    of the methods run with it (`by_setting/`)."""
     figures = {f"{metric}.png": metric_figure(groups, metric, markers, x_axis)
                for metric in TITLES}
     figures["accuracy_spread.png"] = spread_figure(groups, x_axis=x_axis)
+    by_sweep = sweep_figure(groups)
+    if by_sweep is not None:
+        figures["final_accuracy_by_sweep.png"] = by_sweep
+        for setting in dict.fromkeys(swept_setting(group) for group in groups):
+            members = [group for group in groups if swept_setting(group) == setting]
+            figures[f"by_setting/test_accuracy_{file_part(setting)}.png"] = metric_figure(
+                members, "test_accuracy_mean", markers, x_axis, setting)
     return figures
 
 

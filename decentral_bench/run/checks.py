@@ -80,16 +80,20 @@ def _model_problem(scenario: Scenario) -> str | None:
     return None
 
 
+# λN this close to a rule's bound counts as on it: the Metropolis weights of an even ring
+# put λN at −1/3 exactly, which an eigensolver returns a rounding error either side of.
+BOUND_TOLERANCE = 1e-9
 SLOW_CONTRACTION = 0.9  # a mode shrunk by less than 10 % a round is warned about
 
 Finding = tuple[str, str]  # (key, what is wrong or worth knowing)
 
 
 def _stability_findings(scenario: Scenario) -> tuple[list[Finding], list[Finding]]:
-    """(problems, warnings) for each method whose update rule diverges on the scenario's Π
-    (CDMSGD-Nesterov on the iterates when λN ≤ −1/(1 + 2μ)) or needs a Π the graph has not
-    (a doubly stochastic method on a directed graph), or shrinks the agents' disagreement
-    along Π's last eigenvector by less than 10 % a round (close above it)."""
+    """(problems, warnings) for each method whose update rule diverges (or stalls) on the
+    scenario's Π (CDMSGD-Nesterov on the iterates when λN ≤ −1/(1 + 2μ), D² when
+    λN ≤ −1/3) or needs a Π the graph has not (a doubly stochastic method on a directed
+    graph), or shrinks the agents' disagreement along Π's last eigenvector by less than
+    10 % a round (CDMSGD-Nesterov on the iterates close above its bound)."""
     problems: list[Finding] = []
     warnings: list[Finding] = []
     lambda_n: float | None = None  # the graph is the same for every method: built once
@@ -110,29 +114,46 @@ def _stability_findings(scenario: Scenario) -> tuple[list[Finding], list[Finding
             continue
         if lambda_n is None:
             lambda_n = plan.topology.lambda_n
-        momentum = plan.option("momentum")
         drawn = "" if scenario.topology.seed is not None or scenario.topology.kind \
             not in RANDOM_FAMILIES else f" (drawn with training seed {plan.seed})"
-        form = f"'{entry.name}' (CDMSGD-Nesterov on the iterates, momentum {momentum:g})"
-        if lambda_n <= bound:
+        form = f"'{entry.name}' ({bound.rule})"
+        if lambda_n <= bound.value + BOUND_TOLERANCE:
             problems.append((f"methods[{index}]", (
                 f"{form} diverges on the graph{drawn}: Π's smallest eigenvalue λN = "
-                f"{lambda_n:.4f} is at or below −1/(1 + 2μ) = {bound:.4f}, where the agents' "
-                "disagreement grows every round; use momentum_buffer: local (the default), "
-                "topology.lazy: true (every eigenvalue ≥ 0), variant: polyak, or a smaller "
-                "momentum")))
+                f"{lambda_n:.4f} is at or below {bound.condition} = {bound.value:.4f}, "
+                f"{bound.consequence}; {bound.fixes}")))
             continue
         modulus = plan.definition.disagreement_modulus(plan.options, lambda_n)
         if modulus is not None and modulus > SLOW_CONTRACTION:
             warnings.append((f"methods[{index}]", (
                 f"{form} is close to diverging on the graph{drawn}: Π's smallest eigenvalue "
-                f"λN = {lambda_n:.4f} is just above −1/(1 + 2μ) = {bound:.4f}, so the agents' "
-                f"disagreement along its eigenvector shrinks by only {1 - modulus:.1%} a "
-                f"round (|z| = {modulus:.3f}, the larger root of z² − λN(1 + μ)z + λNμ) "
-                "while the gradient noise feeds it: accuracy and Ξ² then measure the momentum "
-                "form more than the graph; momentum_buffer: local (the default) or "
-                "topology.lazy: true avoid it")))
+                f"λN = {lambda_n:.4f} is just above {bound.condition} = {bound.value:.4f}, so "
+                f"the agents' disagreement along its eigenvector shrinks by only "
+                f"{1 - modulus:.1%} a round (|z| = {modulus:.3f}, the larger root of "
+                "z² − λN(1 + μ)z + λNμ) while the gradient noise feeds it: accuracy and Ξ² "
+                "then measure the momentum form more than the graph; momentum_buffer: local "
+                "(the default) or topology.lazy: true avoid it")))
     return problems, warnings
+
+
+def _sampling_problems(scenario: Scenario) -> list[tuple[str, str]]:
+    """(key, problem) for each server method whose rounds sample fewer clients than its rule
+    needs (Bulyan: 4f + 3; Flower's Bulyan aggregates nothing in such a round)."""
+    found = []
+    for index, entry in enumerate(scenario.methods):
+        plan = MethodPlan.of(scenario, entry.name)
+        if plan.is_gossip:
+            continue
+        needed = plan.definition.min_clients(plan.options)
+        sampled = max(int(plan.agents * plan.fraction), 1)
+        if sampled < needed:
+            given = ", ".join(f"{key} {plan.option(key)}" for key in plan.definition.options
+                              if getattr(entry, key) is not None)
+            found.append((f"methods[{index}]", (
+                f"'{entry.name}' ({entry.algorithm}{', ' + given if given else ''}) needs at "
+                f"least {needed} clients a round, but its rounds sample {sampled} of "
+                f"{plan.agents}; lower num_malicious_nodes, raise fraction or add agents")))
+    return found
 
 
 def _aggregation_problems(scenario: Scenario) -> list[tuple[str, str]]:
@@ -254,6 +275,7 @@ def findings_of(specs: list[RunSpec]) -> tuple[list[Finding], list[Finding]]:
         unstable, slow = _stability_findings(resolved)
         problems += [found for found in ((_where(spec, key), text)
                                          for key, text in [*unstable,
+                                                           *_sampling_problems(resolved),
                                                            *_aggregation_problems(resolved)])
                      if found not in problems]
         warnings += [found for found in ((_where(spec, key), text) for key, text in slow)

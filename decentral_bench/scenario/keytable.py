@@ -67,6 +67,9 @@ UNEXPRESSED = (
                 r"is not a finite (duration|bandwidth)|a bandwidth must be above zero, not '"),
     Unexpressed("network.latency.low, high", "high at least low",
                 r"high \(.+\) must be at least low"),
+    Unexpressed("training.local_steps", "1 where a method is gradient_tracking, d2 or "
+                "qg_dsgdm (they take one gradient step per round)",
+                r"training\.local_steps is \d+, but .* takes one gradient step"),
     Unexpressed("adversaries.agents", "below topology.agents",
                 r"agent \d+ is not one of the agents"),
     Unexpressed("adversaries.agents, count, fraction", "fewer attackers than agents (one honest "
@@ -99,7 +102,8 @@ LATER_CHECKS = (
     "each method against the graph: CDMSGD-Nesterov on the iterates (momentum_buffer: "
     "iterates) needs Π's smallest eigenvalue λN > −1/(1 + 2 momentum), and draws a warning "
     "(not an error) where its slowest disagreement mode shrinks by less than 10 % a round; "
-    "aggregation trimmed_mean or krum needs every agent's degree ≥ 2b + 1",
+    "D² needs λN > −1/3; aggregation trimmed_mean or krum needs every agent's degree ≥ 2b + 1",
+    "bulyan: at least 4 num_malicious_nodes + 3 clients sampled a round",
 )
 
 # Where the YAML and JSON views of a scenario differ.

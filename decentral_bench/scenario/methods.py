@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, PositiveFloat, field_validator
+from pydantic import Field, NonNegativeInt, PositiveFloat, field_validator
 
 from decentral_bench.scenario.base import Count, Strict
 from decentral_bench.scenario.rules import (
@@ -43,8 +43,7 @@ def _registry_rules() -> tuple[OnlyWith, ...]:
              for key in options]
     for entry in METHODS.values():
         for key, reason in entry.forbids.items():
-            others = tuple(name for name in ALGORITHMS if key not in METHODS[name].forbids)
-            rules.append(OnlyWith(key, Is("algorithm", *others), reason))
+            rules.append(OnlyWith(key, Not(Is("algorithm", entry.algorithm)), reason))
     return tuple(rules)
 
 
@@ -114,9 +113,10 @@ class AggregationConfig(Strict):
 class MethodConfig(Strict):
     """One method to compare.
 
-    `fraction` and `local_epochs` belong to FedAvg; `momentum`, `variant` and
-    `momentum_buffer` to CDMSGD; `consensus_control` to the gossip methods (the
-    registry says which algorithm takes which key).
+    The registry (`strategies.registry`) says which algorithm takes which method-only key:
+    `fraction` and `local_epochs` belong to the server methods, `momentum` and `variant` to
+    CDMSGD, gradient tracking and QG-DSGDm, the server optimizers' keys to their strategy,
+    `consensus_control` to CDSGD and CDMSGD.
     """
 
     name: str = Field(
@@ -124,31 +124,67 @@ class MethodConfig(Strict):
         "scenario")
     algorithm: Algorithm = Field(
         description="cdsgd: Jiang et al. eq. 5; cdmsgd: CDSGD with momentum (section 7); "
-        "fedavg: Flower's FedAvg; centralized_sgd: CDSGD on the one-node graph Π = [1] with "
-        "all the data; sgp: Stochastic Gradient Push (Assran et al. 2019), push-sum with a "
-        "column-stochastic Π, the only method for a directed graph")
+        "gradient_tracking: DSGT (Koloskova et al. 2021); d2: D² (Tang et al. 2018); "
+        "qg_dsgdm: quasi-global momentum (Lin et al. 2021); fedavg, fedprox, fedavgm, "
+        "fedadam, fedyogi, fedadagrad, fedmedian, fedtrimmedavg, krum, multikrum, bulyan: "
+        "Flower's stock strategy of that name; centralized_sgd: CDSGD on the one-node graph "
+        "Π = [1] with all the data; sgp: Stochastic Gradient Push (Assran et al. 2019), "
+        "push-sum with a column-stochastic Π, the only method for a directed graph")
     momentum: float | None = Field(
-        None, ge=0.0, lt=1.0, description="cdmsgd: momentum μ in [0, 1). Default: 0.9")
+        None, ge=0.0, lt=1.0, description="cdmsgd, qg_dsgdm, gradient_tracking: momentum μ "
+        "(QG-DSGDm's β) in [0, 1). Default: 0.9; gradient_tracking 0 (no momentum)")
     variant: Literal["nesterov", "polyak"] | None = Field(
         None, description="cdmsgd: the momentum form, Polyak x_{k+1} = Σ π_jl x_k^l − α g + "
-        "μ(x_k − x_{k−1}) or Nesterov (steps from y_k = x_k + μ(x_k − x_{k−1})). Default: "
-        "nesterov, as the paper's experiments")
+        "μ(x_k − x_{k−1}) or Nesterov (steps from y_k = x_k + μ(x_k − x_{k−1})); qg_dsgdm "
+        "and gradient_tracking: heavy ball (polyak, step along the buffer m) or Nesterov "
+        "(g + μ m). Default: nesterov, as the papers' experiments; gradient_tracking polyak")
     momentum_buffer: Literal["iterates", "local"] | None = Field(
         None, description="cdmsgd: local, the authors' code (and Kong et al.'s): a velocity "
         "of the agent's own gradient steps, never mixed, stable on every graph; or iterates, "
         "the paper's equations' μ(x_k − x_{k−1}), whose Nesterov form diverges where Π's λN "
         "≤ −1/(1 + 2μ) and is slow close above it. Default: local")
+    buffer_momentum: float | None = Field(
+        None, ge=0.0, lt=1.0, description="qg_dsgdm: μ of the quasi-global buffer "
+        "m̂ ← μ m̂ + (1 − μ)(x_k − x_{k+1})/α, in [0, 1). Default: 0.9 (the authors' code)")
     fraction: float | None = Field(
-        None, gt=0.0, le=1.0, description="fedavg: fraction C of the clients sampled each "
-        "round, in (0, 1]. Default: 1.0")
+        None, gt=0.0, le=1.0, description="server methods: fraction C of the clients sampled "
+        "each round, in (0, 1]. Default: 1.0")
     local_epochs: Count | None = Field(
-        None, description="fedavg: local epochs E each sampled client trains per round. "
-        "Default: 1")
+        None, description="server methods: local epochs E each sampled client trains per "
+        "round. Default: 1")
+    proximal_mu: float | None = Field(
+        None, ge=0.0, description="fedprox: μ of the proximal term μ/2 ||x − x_t||² the "
+        "clients add to their loss (x_t the round's global model). Default: 0.0, Flower's "
+        "(which is FedAvg)")
+    server_lr: float | None = Field(
+        None, gt=0.0, description="fedavgm, fedadam, fedyogi, fedadagrad: the server's step "
+        "size η (Flower's server_learning_rate or eta). Default: Flower's, 1.0 fedavgm, 0.1 "
+        "fedadam and fedadagrad, 0.01 fedyogi")
+    server_momentum: float | None = Field(
+        None, ge=0.0, lt=1.0, description="fedavgm: the server's momentum β in [0, 1). "
+        "Default: 0.0, Flower's")
+    beta_1: float | None = Field(
+        None, ge=0.0, lt=1.0, description="fedadam, fedyogi: β1 of the server's first "
+        "moment, in [0, 1). Default: 0.9")
+    beta_2: float | None = Field(
+        None, ge=0.0, lt=1.0, description="fedadam, fedyogi: β2 of the server's second "
+        "moment, in [0, 1). Default: 0.99")
+    tau: float | None = Field(
+        None, gt=0.0, description="fedadam, fedyogi, fedadagrad: τ, the server optimizer's "
+        "degree of adaptivity (added to √v). Default: 0.001")
+    trim_fraction: float | None = Field(
+        None, ge=0.0, lt=0.5, description="fedtrimmedavg: fraction β in [0, 0.5) of the "
+        "values cut at each end of every coordinate (Flower's beta). Default: 0.2")
+    num_malicious_nodes: NonNegativeInt | None = Field(
+        None, description="krum, multikrum, bulyan: f, the malicious clients the rule "
+        "tolerates (bulyan needs at least 4f + 3 clients a round). Default: 0")
+    num_nodes_to_select: Count | None = Field(
+        None, description="multikrum: m, the best-scored clients averaged. Default: 1")
     lr: float | None = Field(
         None, gt=0.0, description="this method's step size α. Default: training.lr")
     local_steps: Count | None = Field(
-        None, description="gossip methods: minibatch steps per round. Default: "
-        "training.local_steps")
+        None, description="cdsgd, cdmsgd, centralized_sgd: minibatch steps per round "
+        "(gradient_tracking, d2 and qg_dsgdm take one). Default: training.local_steps")
     batch_size: Count | None = Field(
         None, description="this method's minibatch size. Default: training.batch_size")
     rounds: Count | None = Field(
@@ -158,7 +194,7 @@ class MethodConfig(Strict):
         None, gt=0.0, description="this method's epochs, instead of rounds. Default: "
         "training's")
     consensus_control: ConsensusControlConfig | None = Field(
-        None, description="gossip methods: extra gossip-only exchanges after each round "
+        None, description="cdsgd, cdmsgd: extra gossip-only exchanges after each round "
         "(Kong et al. 2021). Default: none")
     aggregation: Annotated[AggregationConfig, Shorthand("kind")] | None = Field(
         None, description="cdsgd, cdmsgd: how each agent aggregates its neighbourhood, a kind "

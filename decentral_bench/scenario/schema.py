@@ -35,6 +35,7 @@ from decentral_bench.scenario.sections import (
     TrainingConfig,
 )
 from strategies.attacks import NEEDS_NEIGHBOURS, alie_z
+from strategies.registry import METHODS
 from strategies.registry import method as registry_method
 
 # Keys a sweep may not vary: they name or organise the runs rather than define one.
@@ -134,6 +135,21 @@ class Scenario(Strict):
                 raise KeyedError(f"methods[{index}].consensus_control.phases",
                                  f"phase {beyond[0]} does not exist: {split} gives {phases} "
                                  f"phase{'s' if phases > 1 else ''}")
+        return self
+
+    @model_validator(mode="after")
+    def _one_step_methods(self) -> Scenario:
+        """A gossip method that forbids `local_steps` takes one gradient step per round,
+        whatever training.local_steps says for the others."""
+        steps = self.training.local_steps
+        for index, method in enumerate(self.methods):
+            entry = METHODS[method.algorithm]
+            if steps > 1 and entry.is_gossip and "local_steps" in entry.forbids:
+                reason = entry.forbids["local_steps"].removesuffix("; remove 'local_steps'")
+                raise KeyedError(f"methods[{index}]", (
+                    f"training.local_steps is {steps}, but {reason}: keep "
+                    "training.local_steps at 1 and give the other methods their own "
+                    "local_steps"))
         return self
 
     @model_validator(mode="after")

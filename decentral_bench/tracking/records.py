@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 CURVES = ("test_accuracy_mean", "train_accuracy_mean", "consensus_distance", "test_accuracy_std",
           "bytes_moved_total", "minibatch_loss_mean", "epochs", "phase",
-          "consensus_distance_controlled", "attackers",
+          "consensus_distance_controlled", "average_model_test_accuracy", "attackers",
           "sim_time_s")
 
 @dataclass

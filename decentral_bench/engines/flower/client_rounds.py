@@ -9,8 +9,9 @@
   start state when asked (`START_KEY`), before round 1. An attacker keeps its honest
   message in its context too, mixes it in place of what it published, and publishes what
   its attack makes of it and of its honest neighbours' messages (`strategies.attacks`).
-- FedAvg: the message holds the global model; the agent trains `local_epochs` epochs on
-  its data (`strategies.local_sgd`) and returns the result (an attacker: its attack's).
+- server methods: the message holds the global model; the agent trains `local_epochs`
+  epochs on its data (`strategies.local_sgd`, with FedProx's proximal term when the
+  strategy sends its μ) and returns the result (an attacker: its attack's).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from strategies.protocol import (
     CONFIG_KEY,
     LOCAL_ONLY_KEY,
     MIXING_KEY,
+    PROXIMAL_MU_KEY,
     PUBLISHED_KEY,
     neighbour_key,
     number_list,
@@ -172,17 +174,24 @@ def gossip_only_exchange(setup: AgentSetup, content: RecordDict,
 
 def local_client_round(setup: AgentSetup, content: RecordDict, context: Context,
                        server_round: int) -> Outcome:
-    """FedAvg's client update: `local_epochs` epochs of SGD from the global model, or, once
-    the server is lost (`local-only`), from the agent's own last model."""
+    """A server method's client update: `local_epochs` epochs of SGD from the global model,
+    with the proximal term μ/2 ||x − x_t||² when the strategy sends μ (Flower's FedProx,
+    `proximal-mu`), or, once the server is lost (`local-only`), from the agent's own last
+    model."""
     plan = setup.plan
-    if content.config_records[CONFIG_KEY].get(LOCAL_ONLY_KEY, False):
+    config = content.config_records[CONFIG_KEY]
+    if config.get(LOCAL_ONLY_KEY, False):
         start = _arrays(context, CURRENT_KEY, setup.device) or \
             from_numpy(plan.initial_parameters, setup.device)
     else:
         start = from_numpy(from_record(content.array_records[PUBLISHED_KEY]), setup.device)
     steps = plan.local_epochs * steps_per_epoch(len(setup.labels), plan.batch_size)
+    proximal_mu = config.get(PROXIMAL_MU_KEY, 0.0)
+    if isinstance(proximal_mu, bool) or not isinstance(proximal_mu, int | float):
+        raise TypeError(f"config entry '{PROXIMAL_MU_KEY}' should be a number, got "
+                        f"{proximal_mu!r}")
     parameters, losses = local_sgd(start, setup.gradient_at, plan.lr_at(server_round),
-                                   (server_round - 1) * steps, steps)
+                                   (server_round - 1) * steps, steps, float(proximal_mu))
     server = plan.scenario.failures.server
     if server is not None and server.mode == "local":  # kept only for when the server is lost
         context.state[CURRENT_KEY] = to_record(to_numpy(parameters))

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
-from flwr.app import Message, RecordDict
+from flwr.app import ArrayRecord, Message, RecordDict
 from flwr.serverapp import Grid
 from flwr.supercore.run import Run
 
@@ -43,6 +43,9 @@ class Traffic:
     bytes_received: int = 0
     destinations: dict[str, int] = field(default_factory=dict)  # message id → node id
     replies: list[Message] = field(default_factory=list)
+    # sent message's id → the point its reply carried as it crossed the network (a strategy
+    # may consume the reply's records: Flower's FedMedian pops their arrays as it aggregates)
+    points: dict[str, ArrayRecord] = field(default_factory=dict)
 
     @property
     def router_bytes(self) -> int:
@@ -98,6 +101,10 @@ class NetworkTap(Grid):
         replies = list(self.grid.pull_messages(message_ids))
         self.traffic.bytes_received += sum(array_bytes(reply) for reply in replies)
         self.traffic.replies.extend(replies)
+        for reply in replies:
+            point = carried_point(reply)
+            if point is not None:
+                self.traffic.points[str(reply.metadata.reply_to_message_id)] = point
         return replies
 
     def send_and_receive(self, messages: Iterable[Message], *,
@@ -131,6 +138,18 @@ class NetworkTap(Grid):
         return traffic
 
 
+def carried_point(reply: Message) -> ArrayRecord | None:
+    """A copy of the point a training reply carries (its model, or its published message
+    where that is its model); None for errors and evaluation replies. The copy holds the
+    same arrays, so it costs no data."""
+    if reply.has_error() or reply.metadata.message_type == EVALUATE_TYPE:
+        return None
+    key = MODEL_KEY if MODEL_KEY in reply.content else PUBLISHED_KEY
+    if key not in reply.content:
+        return None
+    return ArrayRecord(dict(reply.content.array_records[key].items()))
+
+
 def round_report(server_round: int, traffic: Traffic, agent_of_node: dict[int, int],
                  network: dict[str, float] | None = None) -> RoundReport:
     """What a round's traffic shows: each agent's last model (its published point, after
@@ -149,10 +168,9 @@ def round_report(server_round: int, traffic: Traffic, agent_of_node: dict[int, i
         elif reply.has_error():
             failed[agent] = readable_reason(str(reply.error.reason))
         else:
-            point_key = MODEL_KEY if MODEL_KEY in reply.content else PUBLISHED_KEY
-            if reply.metadata.message_type != EVALUATE_TYPE and point_key in reply.content:
-                points[agent] = from_record(reply.content.array_records[point_key],
-                                            writable=False)
+            point = traffic.points.get(message_id)
+            if point is not None:
+                points[agent] = from_record(point, writable=False)
             metrics.setdefault(agent, {}).update(
                 {key: float(value) for key, value in
                  reply.content.metric_records[METRICS_KEY].items()

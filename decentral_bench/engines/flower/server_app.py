@@ -1,9 +1,10 @@
 """The Flower ServerApp side of one method.
 
-Gossip methods (CDSGD, CDMSGD, centralized SGD) run the gossip router (it
-routes, never aggregates), on the round's network when failures are injected;
-FedAvg runs Flower's stock strategy while its server lives. All send through a
-`NetworkTap`, and each finished round is handed on as a `RoundReport`.
+Gossip methods (CDSGD, CDMSGD, gradient tracking, D², QG-DSGDm, centralized SGD) run the
+gossip router (it routes, never aggregates), on the round's network when failures are
+injected; the server methods run Flower's stock strategy (`strategies.stock`) while their
+server lives. All send through a `NetworkTap`, and each finished round is handed on as a
+`RoundReport`.
 """
 
 from __future__ import annotations
@@ -32,7 +33,6 @@ from decentral_bench.experiment.plan import MethodPlan
 from decentral_bench.network.failures import RoundNetwork
 from decentral_bench.network.traffic import gossip_round_bytes, parameter_bytes
 from strategies.consensus_control import ControlOutcome, averaging_matrix, control_round
-from strategies.fedavg import ObservedFedAvg
 from strategies.gossip_router import GossipRouter
 from strategies.protocol import (
     CONFIG_KEY,
@@ -42,6 +42,7 @@ from strategies.protocol import (
     ROUND_KEY,
     TRAIN_TYPE,
 )
+from strategies.stock import ObservedStrategy, stock_strategy
 
 
 def train_config(plan: MethodPlan, threads: int) -> ConfigRecord:
@@ -101,9 +102,9 @@ def run_method(grid: Grid, plan: MethodPlan, report: ReportSink, threads: int = 
     every agent has a node (`wait` says how long to wait for them; nodes left out are
     noted to `on_event` at round 0).
 
-    Returns the final parameters: each agent's last published point for the
-    gossip methods, the last global model (under agent 0) for FedAvg, or each
-    agent's own model when FedAvg's server failed with mode `local`.
+    Returns the final parameters: each agent's last model for the gossip methods, the
+    last global model (under agent 0) for a server method, or each agent's own model
+    when its server failed with mode `local`.
     """
     event = on_event or (lambda *_: None)
     tap = NetworkTap(grid, stop=stop)
@@ -115,7 +116,7 @@ def run_method(grid: Grid, plan: MethodPlan, report: ReportSink, threads: int = 
                     plan.agents)
     if plan.is_gossip:
         return _run_gossip(tap, plan, rounds, config, node_of_agent)
-    return _run_fedavg(tap, plan, rounds, config, node_of_agent, event)
+    return _run_server(tap, plan, rounds, config, node_of_agent, event)
 
 
 def _run_gossip(tap: NetworkTap, plan: MethodPlan, rounds: _Round, config: ConfigRecord,
@@ -185,9 +186,9 @@ def _control_exchange(router: GossipRouter, tap: NetworkTap, published: dict[int
     return _consensus(published, network.alive)
 
 
-def _run_fedavg(tap: NetworkTap, plan: MethodPlan, rounds: _Round, config: ConfigRecord,
+def _run_server(tap: NetworkTap, plan: MethodPlan, rounds: _Round, config: ConfigRecord,
                 node_of_agent: dict[int, int], on_event: EventSink) -> FinalParameters:
-    """Stock FedAvg while the server lives; then local training alone, or a halt."""
+    """The stock strategy while the server lives; then local training alone, or a halt."""
     schedule = plan.failure_schedule
     server = plan.scenario.failures.server
     server_rounds = plan.rounds if server is None else server.round
@@ -205,12 +206,18 @@ def _run_fedavg(tap: NetworkTap, plan: MethodPlan, rounds: _Round, config: Confi
         if not reported:
             raise RuntimeError(f"round {server_round}: every agent failed")
 
-    strategy = ObservedFedAvg(plan.fraction, before_round=hide_crashed, after_round=finish)
+    stock = plan.definition.stock
+    if stock is None:
+        raise ValueError(f"'{plan.algorithm}' has no server strategy")
+    strategy = ObservedStrategy(stock_strategy(stock, plan.options), before_round=hide_crashed,
+                                after_round=finish)
     final: FinalParameters = {0: plan.initial_parameters}
     if server_rounds > 0:
         rounds.clock.restart()
+        # a copy: stock strategies write into it (FedProx its proximal-mu), and the rounds
+        # after a server loss send `config` itself
         result = strategy.start(grid=tap, initial_arrays=to_record(plan.initial_parameters),
-                                num_rounds=server_rounds, train_config=config)
+                                num_rounds=server_rounds, train_config=ConfigRecord(dict(config)))
         if result.arrays is not None:
             final = {0: from_record(result.arrays)}
     if server is None or server_rounds == plan.rounds:

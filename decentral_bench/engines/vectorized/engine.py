@@ -5,9 +5,9 @@ the first dimension). A gossip round is the same `strategies.gossip.gossip_round
 the ClientApp runs, applied to the stack block by block of agents (`blocks.py`):
 the mixing sum is the block's rows of Π_k applied to the stack of messages
 (`Mixer`), the gradients one `torch.func` call for the block or one pass per agent
-(`StackedModel`, `batching.py`); see `gossip.py`. FedAvg runs every sampled agent's
-local epochs at once, then the example-weighted average Flower's FedAvg computes; see
-`fedavg.py`. What a run holds in memory: `memory.py`.
+(`StackedModel`, `batching.py`); see `gossip.py`. A server method runs every sampled
+agent's local epochs at once, then the server update of Flower's stock strategy; see
+`server.py`. What a run holds in memory: `memory.py`.
 
 Same x_0, minibatch streams, step sizes, Π_k and failures as the Flower engine,
 so both end with the same parameters (tested to 1e-5). It simulates the
@@ -18,9 +18,9 @@ real deployments.
 from __future__ import annotations
 
 from decentral_bench.engines.base import EventSink, FinalParameters, ReportSink
-from decentral_bench.engines.vectorized.fedavg import FedAvgLoop
 from decentral_bench.engines.vectorized.gossip import GossipLoop
 from decentral_bench.engines.vectorized.memory import keep_freed_memory
+from decentral_bench.engines.vectorized.server import ServerLoop
 from decentral_bench.engines.vectorized.stack import StackedRun
 from decentral_bench.experiment.plan import MethodPlan
 from decentral_bench.experiment.training import available_cpus, run_numerics
@@ -50,4 +50,4 @@ class VectorizedEngine:
             stacked = StackedRun(plan, self.chunk, self.dense, self.batched, report, on_event)
             if plan.is_gossip:
                 return GossipLoop(stacked).run_rounds()
-            return FedAvgLoop(stacked).run_rounds(on_event)
+            return ServerLoop(stacked).run_rounds(on_event)

@@ -46,6 +46,11 @@ from strategies.gossip import (
 from strategies.robust import aggregate
 
 
+def agent_bytes(stack: Stack) -> int:
+    """Bytes of one agent's row of a stack."""
+    return sum(int(t[0].nelement() * t.element_size()) for t in stack)
+
+
 class _Exchanges:
     """A round's gossip-only exchanges (consensus control) on the stack."""
 
@@ -196,8 +201,10 @@ class GossipLoop:
         plan, run = self.plan, self.run
         state = self.start()
         published = self.rule.message(state)
-        sizes = np.full(self.agents, sum(int(m[0].nelement() * m.element_size())
-                                         for m in published))
+        message_bytes = agent_bytes(published)
+        model = self.rule.model(state)  # a reply carries it too where it is not the message
+        model_bytes = 0 if model is published else agent_bytes(model)
+        sizes = np.full(self.agents, message_bytes)  # every agent's upload: its message
         everyone = list(range(self.agents))
         run.clock.restart()
         for server_round in range(1, plan.rounds + 1):
@@ -218,11 +225,8 @@ class GossipLoop:
                 [p[torch.as_tensor(alive, device=run.device)] for p in models]
             wall_time = run.lap()
             matrix = plan.topology.mixing_matrix if network is None else network.mixing_matrix
-            moved, routed = gossip_round_bytes(matrix, alive, int(sizes[0]), outcome)
-            own_models = self.rule.model(state)
-            if own_models is not self.rule.message(state):  # each reply carries the model
-                routed += len(alive) * sum(int(p[0].nelement() * p.element_size())
-                                           for p in own_models)
+            moved, routed = gossip_round_bytes(matrix, alive, message_bytes, outcome,
+                                               model_bytes)
             run.finish(RoundReport(
                 server_round=server_round, agents=alive, points=reporting,
                 agent_metrics=run.agent_metrics(alive, reporting, columns, server_round),

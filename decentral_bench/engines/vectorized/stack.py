@@ -1,7 +1,8 @@
 """One method's run on the vectorized engine: the data, the batched model and the stacks on
 the device, the agents' gradients and evaluation block by block, and the round's report.
 
-The gossip loop (`gossip.py`, by way of `blocks.py`) and FedAvg (`fedavg.py`) build on it.
+The gossip loop (`gossip.py`, by way of `blocks.py`) and the server methods (`server.py`)
+build on it.
 """
 
 from __future__ import annotations

@@ -165,13 +165,13 @@ class Translatable(Protocol):
 
 
 def add(left: Parameters, right: Parameters, scale: float = 1.0) -> list[torch.Tensor]:
-    """left + scale × right, tensor by tensor."""
-    return [a + scale * b for a, b in zip(left, right, strict=True)]
+    """left + scale × right, tensor by tensor (one pass over the tensors)."""
+    return [torch.add(a, b, alpha=scale) for a, b in zip(left, right, strict=True)]
 
 
 def sgd_step(parameters: Parameters, gradient: Parameters, lr: float) -> list[torch.Tensor]:
-    """A plain SGD step x − α g."""
-    return [p - lr * g for p, g in zip(parameters, gradient, strict=True)]
+    """A plain SGD step x − α g (one pass over the tensors)."""
+    return [torch.sub(p, g, alpha=lr) for p, g in zip(parameters, gradient, strict=True)]
 
 
 def scale_rows(weight: Weight, tensors: Parameters) -> list[torch.Tensor]:

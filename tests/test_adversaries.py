@@ -99,7 +99,7 @@ def test_label_flipping_poisons_the_attackers_minibatches_from_its_round() -> No
         setup = AgentSetup.build(plan, agent)
         for step in range(4):
             _, labels = setup.minibatch(step)
-            _, stacked, _ = batches.minibatches([agent], [step])
+            stacked = batches.minibatches([agent], [step]).labels
             true = setup.labels[setup.minibatch_index(step)]
             flipped = agent == 2 and step >= 2
             assert torch.equal(labels, 9 - true if flipped else true), (agent, step)

@@ -41,10 +41,11 @@ with open(out + ".json", "w") as file:
 
 
 def _scenario(deterministic: bool) -> dict:
-    """The paper's CNN on digits: its convolutions under vmap sum in another order when the
-    batched call holds one agent instead of four."""
+    """The paper's CNN on digits, its gradients batched: its convolutions under vmap sum in
+    another order when the batched call holds one agent instead of four."""
     return {"name": "rerun", "dataset": {"name": "digits", "partition": "iid"},
             "model": {"name": "cnn_paper"}, "topology": {"kind": "ring", "agents": 4},
+            "resources": {"batched": True},
             "training": {"rounds": 4, "batch_size": 16, "lr": 0.05, "seed": 1,
                          "eval_every": 2, "deterministic": deterministic},
             "methods": [{"name": "M", "algorithm": "cdmsgd"}]}

@@ -95,8 +95,9 @@ def test_a_childs_memory_share_shrinks_its_batched_calls(monkeypatch: pytest.Mon
     # 3 copies of 32 samples' activations (flatten 64, 32, 10, the whole model's 10) and
     # 4 of the 2410 parameters, in float32
     per_agent = 4 * (3 * 32 * (64 + 32 + 10 + 10) + 4 * (64 * 32 + 32 + 32 * 10 + 10))
-    assert agents_per_call(model, sample, 32, 10**6, memory.chunk_memory_bytes(cpu, False)) \
-        == int(0.4 * 2**28 / per_agent)
+    fits = int(0.4 * 2**28 / per_agent)  # blocks of this size, 100 of them, split evenly
+    assert agents_per_call(model, sample, 32, 100 * fits, cpu,
+                           memory.chunk_memory_bytes(cpu, False)) == fits
 
 
 def test_devices_are_lent_whole_or_in_shares_and_given_back() -> None:

@@ -243,7 +243,8 @@ def test_the_cli_runs_a_scenario_on_the_vectorized_engine(tmp_path: Path,
                          *(f"{method} seed=0: round {r}/30" + (
                              f", test acc at round {r // 10 * 10}" if r >= 10 else "")
                            for r in range(3, 30, 3)),
-                         f"{method} seed=0: finished, test acc at round 30"], done.stdout
+                         f"{method} seed=0: finished, test acc at round 30, "
+                         f"{1 if method == 'CDSGD' else 2}/2 runs done"], done.stdout
     client = MlflowClient(tracking_uri=tracking_uri)
     experiment_id = client.get_experiment_by_name("vectorized-cli").experiment_id
     assert f"then the runs: http://127.0.0.1:5000/#/experiments/{experiment_id}/runs?" \

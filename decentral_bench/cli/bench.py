@@ -33,16 +33,21 @@ def bench(
 ) -> None:
     """Time the engines against loops doing the identical computation: the Flower engine,
     the vectorized engine, a plain per-agent PyTorch loop and a hand-written torch.func
-    loop. All must end with the same parameters."""
+    loop (the minimal program), each in its own process, taking turns round by round. All
+    must end with the same parameters. Each path's round time is also given against the
+    least time the machine's measured bandwidth and FLOP rate allow (× limit), its peak
+    memory per agent and in stacks (every agent's copy of the model's parameters)."""
     from decentral_bench.engines.benchmark import (
         DEFAULT,
         PATHS,
         TABLE_COLUMNS,
         WORKLOADS,
         environment,
+        measure_rates,
         run_workload,
         write_json,
     )
+    from decentral_bench.experiment.training import select_device
 
     chosen = workloads or list(DEFAULT)
     if chosen == ["all"]:
@@ -55,6 +60,10 @@ def bench(
                      f"{', '.join(WORKLOADS)}; paths: {', '.join(PATHS)}")
         raise typer.Exit(EXIT_BAD_INPUT)
     console.print(environment())
+    rates = measure_rates(select_device(device))
+    console.print(f"this machine now: {rates.bandwidth_gb_s:.1f} GB/s (a copy), "
+                  f"{rates.gflop_s:.0f} GFLOP/s (a float32 matmul); each path measures "
+                  f"them again just before it runs")
     results = []
     table = Table(title="seconds per round, by path (all must end with the same parameters)")
     for column in TABLE_COLUMNS:
@@ -67,5 +76,8 @@ def bench(
             for row in result.table_rows():
                 table.add_row(*row)
     console.print(table)
+    for result in results:
+        for line in result.notes():
+            console.print(line, highlight=False)
     write_json(results, output)
     console.print(f"figures written to {output}")

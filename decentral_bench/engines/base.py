@@ -36,7 +36,9 @@ class RoundReport:
     consensus control, if any), one tensor per model parameter with the agents
     along the first dimension (in the order of `agents`). `agent_metrics` are the
     figures each agent reported (minibatch loss, squared gradient norm; train/test
-    loss and accuracy on evaluation rounds).
+    loss and accuracy on evaluation rounds). The points may be the engine's own tensors,
+    valid while the sink runs: the vectorized engine writes a later round's state into
+    their memory, so a sink that keeps points past its call copies them.
     """
 
     server_round: int

@@ -16,7 +16,8 @@ import traceback
 from pathlib import Path
 
 from decentral_bench.engines.flower.ray_cluster import ClusterUnreachable
-from decentral_bench.tracking.store import StoreError, causes, store_problem
+from decentral_bench.tracking.local_store import StoreError
+from decentral_bench.tracking.store_problems import causes, store_problem
 
 EXIT_ENVIRONMENT = 3  # the store, the disk, a file or a Ray cluster failed: one line says which
 EXIT_INTERNAL = 70  # a bug: one line, and the traceback in a file

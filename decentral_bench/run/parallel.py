@@ -35,7 +35,8 @@ from decentral_bench.run.child import (
 from decentral_bench.run.remote import ChildTask, Crashed, Ended, Message, Round
 from decentral_bench.run.share import Share
 from decentral_bench.tracking.local_store import StoreError
-from decentral_bench.tracking.store import Tracker, store_problem
+from decentral_bench.tracking.store import Tracker
+from decentral_bench.tracking.store_problems import store_problem
 
 STOP_GRACE_S = 60.0  # a stopped child's time to mark its run (a Flower run joins its engine)
 POLL_S = 0.2

@@ -61,8 +61,8 @@ from decentral_bench.tracking.store import (
     Tracker,
     load_records,
     metric_key,
-    store_problem,
 )
+from decentral_bench.tracking.store_problems import store_problem
 from decentral_bench.tracking.view import GROUP_TAG, run_path
 
 

@@ -306,8 +306,15 @@ class ResourcesConfig(Strict):
         "flower", description="flower: Flower's simulation engine (the reference); "
                               "vectorized: all agents as one batched PyTorch program")
     agent_chunk: Count | None = Field(
-        None, description="vectorized: agents per batched call. Default: what fits in free "
-                          "memory")
+        None, description="vectorized: agents per block, the agents whose mixing, gradients "
+                          "and update are computed at once. Default: as many as fit in 512 MiB "
+                          "of scratch on a CPU, in free memory on a GPU (under "
+                          "training.deterministic: in half the total memory)")
+    batched: bool | Literal["auto"] = Field(
+        "auto", description="vectorized: a block's gradients in one batched call (true) or "
+                            "agent by agent (false); auto: batched on a GPU and for models "
+                            "without convolutions, otherwise the faster of the two by a "
+                            "measurement at start, noted in the run's events")
     device: Literal["auto", "cpu", "cuda"] = Field(
         "auto", description="where tensors live: auto picks CUDA when present, else CPU")
     cpus_per_agent: Count = Field(
@@ -353,6 +360,13 @@ class ResourcesConfig(Strict):
             return value
         raise ValueError(f"expected a share of one GPU in (0, 1] or a whole number of GPUs, "
                          f"got {value!r}")
+
+    @field_validator("batched", mode="before")
+    @classmethod
+    def _batched(cls, value: Any) -> Any:
+        if value == "auto" or isinstance(value, bool):
+            return value
+        raise ValueError(f"expected true, false or auto, got {value!r}")
 
     @field_validator("ray_address")
     @classmethod

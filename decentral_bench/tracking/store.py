@@ -15,11 +15,10 @@ import posixpath
 import re
 import tempfile
 import time
-import traceback
 import urllib.error
 import urllib.request
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +38,7 @@ from decentral_bench.tracking.local_store import (
 from decentral_bench.tracking.provenance import Provenance
 from decentral_bench.tracking.provenance import collect as collect_provenance
 from decentral_bench.tracking.records import CURVES, RunRecord
+from decentral_bench.tracking.store_problems import messages, migration_race, store_problem
 from decentral_bench.tracking.view import comparison_view, is_server, view_tag
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
@@ -78,20 +78,6 @@ def provenance_tags(provenance: Provenance) -> dict[str, str]:
 HTTP_SETTINGS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
                  "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
                  "MLFLOW_HTTP_REQUEST_TIMEOUT": "20"}
-# What opening a store fails with while another process migrates it (MLflow 3.17, sqlite),
-# besides any error raised inside the migration itself.
-MIGRATION_RACE = ("already exists", "duplicate column", "Online migration expected",
-                  "database is locked", "no such table", "no such column",
-                  "Circular dependency")
-MIGRATION_CODE = ("/alembic/", "/mlflow/store/db_migrations/")
-STORE_PROBLEMS = {  # sqlite message → what it means for the user
-    "unable to open database file": "cannot create or open the database file",
-    "readonly database": "the database is read-only",
-    "database or disk is full": "the disk is full",
-    "disk I/O error": "the disk failed to write",
-}
-
-
 def configure_mlflow(verbose: bool = False) -> None:
     """Make MLflow's HTTP client give up on an unreachable server within seconds, and keep
     MLflow's log off the console unless `verbose` (its errors reach us as exceptions)."""
@@ -100,41 +86,6 @@ def configure_mlflow(verbose: bool = False) -> None:
     if not verbose:  # "🏃 View run ... at: URL" after every run on a server
         os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     logging.getLogger("mlflow").setLevel(logging.WARNING if verbose else logging.CRITICAL)
-
-
-def causes(error: BaseException) -> Iterator[BaseException]:
-    """The error and the errors it came from or was raised while handling."""
-    seen: BaseException | None = error
-    while seen is not None:
-        yield seen
-        seen = seen.__cause__ or seen.__context__
-
-
-def _messages(error: BaseException) -> str:
-    return " ".join(str(seen) for seen in causes(error))
-
-
-def _migration_race(error: BaseException) -> bool:
-    """Whether opening a store failed the way a concurrent schema migration makes it."""
-    if any(race in _messages(error) for race in MIGRATION_RACE):
-        return True
-    return any(part in frame.f_code.co_filename for seen in causes(error)
-               for frame, _ in traceback.walk_tb(seen.__traceback__) for part in MIGRATION_CODE)
-
-
-def store_problem(error: BaseException, uri: str) -> str | None:
-    """A failure of the store at `uri` as one line naming it and what to do, or None if
-    the error is not the store's."""
-    text = _messages(error)
-    if is_server(uri) and ("Max retries exceeded" in text or "Connection refused" in text
-                           or "API request to" in text):
-        return (f"lost the MLflow tracking server at {uri} ({text[:160]}); check that it "
-                "runs and re-run: finished runs are kept and skipped")
-    for found, meaning in STORE_PROBLEMS.items():
-        if found in text:
-            return (f"cannot write the MLflow store {uri}: {meaning}; check its folder "
-                    "(exists, writable, free space) or choose another --tracking-uri")
-    return None
 
 
 def _prepare(uri: str) -> None:
@@ -177,8 +128,8 @@ def connect(uri: str, patience_s: float = 120.0) -> MlflowClient:
                 except Exception as error:
                     attempt += 1
                     waited = time.monotonic() - started
-                    if waited < patience_s and _migration_race(error):
-                        if "_alembic_tmp_" in _messages(error) and waited > patience_s / 3:
+                    if waited < patience_s and migration_race(error):
+                        if "_alembic_tmp_" in messages(error) and waited > patience_s / 3:
                             drop_leftover_migration_tables(uri)
                         time.sleep(min(0.5 * attempt, 5.0))
                         continue

@@ -8,7 +8,8 @@ from decentral_bench.engines.benchmark.harness import (
     run_workload,
     write_json,
 )
+from decentral_bench.engines.benchmark.machine import measure_rates
 from decentral_bench.engines.benchmark.workloads import DEFAULT, PATHS, WORKLOADS
 
 __all__ = ["DEFAULT", "PATHS", "TABLE_COLUMNS", "WORKLOADS", "WorkloadResult", "environment",
-           "run_workload", "write_json"]
+           "measure_rates", "run_workload", "write_json"]

@@ -5,11 +5,16 @@ Agent j's `step`-th minibatch is `data.epoch_order(n_j, seed, j, epoch)[start:st
 scenario asks, its labels flipped when j is a label-flipping attacker: the same
 stream as `agent.AgentSetup.minibatch`. Each agent's
 current epoch order is kept, so a step costs one slice per agent.
+
+The training split stays where it is (on the CPU, the data set's own tensors; on a
+GPU, one copy): a block of agents gathers only its own minibatches, just before
+their gradients, so no copy of the data per agent is ever made.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -17,6 +22,18 @@ import torch
 from decentral_bench.experiment.data import augment, batch_slot, epoch_order, evaluation_indices
 from decentral_bench.experiment.plan import MethodPlan
 from strategies.attacks import flip_labels
+
+
+@dataclass(frozen=True)
+class Minibatches:
+    """A block of agents' minibatches, padded to the longest: features (n×B×...), labels
+    (n×B), each agent's number of real samples, and per-sample weights (1/|batch| on real
+    samples, 0 on padding) when some batch is short (None when none is)."""
+
+    features: torch.Tensor
+    labels: torch.Tensor
+    lengths: list[int]
+    weights: torch.Tensor | None
 
 
 class AgentBatches:
@@ -47,35 +64,46 @@ class AgentBatches:
             self._orders[agent] = cached
         return cached[1][start:stop]
 
-    def minibatches(self, agents: Sequence[int], steps: Sequence[int],
-                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """Features (n×B×...), labels (n×B) of `agents[i]`'s `steps[i]`-th minibatch, and
-        per-sample weights (1/|batch| on real samples, 0 on padding) when some agent's
-        batch is short (its data is smaller than the batch size); None otherwise."""
+    def _index(self, agents: Sequence[int], steps: Sequence[int],
+               ) -> tuple[np.ndarray, list[int]]:
+        """Positions in the training split of each agent's minibatch (n×B, padded with 0)
+        and each one's length."""
         rows = [self.partitions[agent][self._positions(agent, step)]
                 for agent, step in zip(agents, steps, strict=True)]
-        width = max(len(row) for row in rows)
+        lengths = [len(row) for row in rows]
+        width = max(lengths)
+        if min(lengths) == width:
+            return np.stack(rows), lengths
         index = np.zeros((len(rows), width), dtype=np.int64)
-        weights = None
-        if any(len(row) < width for row in rows):
-            weights = np.zeros((len(rows), width), dtype=np.float32)
         for i, row in enumerate(rows):
             index[i, :len(row)] = row
-            if weights is not None:
-                weights[i, :len(row)] = 1.0 / len(row)
+        return index, lengths
+
+    def minibatches(self, agents: Sequence[int], steps: Sequence[int]) -> Minibatches:
+        """`agents[i]`'s `steps[i]`-th minibatch, for every i."""
+        index, lengths = self._index(agents, steps)
         where = torch.from_numpy(index).to(self.device)
-        features, labels = self.train_x[where], self.train_y[where]
+        # index_select on rows copies each sample whole: 6× faster than indexing (2 cores)
+        features = self.train_x.reshape(len(self.train_x), -1).index_select(
+            0, where.reshape(-1)).reshape(*index.shape, *self.train_x.shape[1:])
+        labels = self.train_y[where]
         flipped = [i for i, (agent, step) in enumerate(zip(agents, steps, strict=True))
                    if step >= self.poisoned_from.get(agent, step + 1)]
         if flipped:
             poisoned = torch.as_tensor(flipped, device=self.device)
             labels[poisoned] = flip_labels(labels[poisoned], self.classes)
         if self.plan.scenario.dataset.augment:
-            features = torch.stack([
-                augment(features[i], self.plan.seed, agent, step)
-                for i, (agent, step) in enumerate(zip(agents, steps, strict=True))])
-        return features, labels, None if weights is None else \
-            torch.from_numpy(weights).to(self.device, self.plan.dtype)
+            for i, (agent, step) in enumerate(zip(agents, steps, strict=True)):
+                features[i, :lengths[i]] = augment(features[i, :lengths[i]], self.plan.seed,
+                                                   agent, step)
+        weights = None
+        if min(lengths) < features.shape[1]:
+            share = torch.tensor([1.0 / length for length in lengths],
+                                 dtype=self.plan.dtype, device=self.device)
+            real = torch.arange(features.shape[1], device=self.device) < \
+                torch.tensor(lengths, device=self.device).unsqueeze(1)
+            weights = real * share.unsqueeze(1)
+        return Minibatches(features, labels, lengths, weights)
 
     def evaluation_sets(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Each agent's training-evaluation samples (the seeded `eval_samples` subset of its

@@ -1,26 +1,30 @@
-"""A gossip method on the stack: every agent's round of `strategies.gossip.gossip_round` at
-once, the mixing sum being Π_k applied to the stack of every agent's message (`Mixer`).
+"""A gossip method on the stack: every agent's round of `strategies.gossip.gossip_round`,
+block by block of agents (`blocks.py`), the mixing sum being Π_k applied to the stack of
+every agent's message (`Mixer`).
 
 Agents that are down in a round neither step nor publish (their rows keep their state and
 message); consensus control's exchanges then move the alive agents' published points the
 way the ClientApp moves them (`GossipRule.restore` of the mixed point and what the rule
 keeps), so both engines hold the same numbers.
 
-With robust aggregation each agent's neighbourhood is gathered into a padded stack and
-aggregated by `strategies.robust`; with attackers the published stack is kept apart from
-the honest messages: an attacker mixes its own honest message, and publishes what its attack
-makes of its honest message and its honest neighbours' messages of this round
-(`strategies.attacks`), as its ClientApp does.
+With robust aggregation or attackers a round runs on the whole stack: each agent's
+neighbourhood is gathered into a padded stack and aggregated by `strategies.robust`; with
+attackers the published stack is kept apart from the honest messages: an attacker mixes its
+own honest message, and publishes what its attack makes of its honest message and its honest
+neighbours' messages of this round (`strategies.attacks`), as its ClientApp does.
 """
 
 from __future__ import annotations
-
-from functools import partial
 
 import numpy as np
 import torch
 
 from decentral_bench.engines.base import FinalParameters, RoundReport
+from decentral_bench.engines.vectorized.blocks import (
+    BlockGradients,
+    BlockRounds,
+    start_in_blocks,
+)
 from decentral_bench.engines.vectorized.mixing import Mixer
 from decentral_bench.engines.vectorized.neighbourhoods import Gathering
 from decentral_bench.engines.vectorized.stack import Stack, StackedRun
@@ -85,6 +89,7 @@ class GossipLoop:
         self.agents = run.plan.agents
         self.static = Mixer(run.plan.topology.mixing_matrix, run.device, run.dense,
                             run.plan.dtype)
+        self.blocks = BlockRounds(run)
         self.adversaries = run.plan.adversaries
         self.aggregation = run.plan.aggregation
         self.gathers = self.aggregation.kind != "mean" or self.adversaries is not None
@@ -101,9 +106,7 @@ class GossipLoop:
 
     def start(self) -> State:
         """Every agent's state before round 1."""
-        norms: list[torch.Tensor] = []
-        return self.rule.start(self.run.stack(self.agents),
-                               partial(self.run.every_agents_gradient, norms),
+        return start_in_blocks(self.run, self.rule, self.run.stack(self.agents),
                                self.plan.lr_at(1))
 
     def round_network(self, server_round: int) -> tuple[RoundNetwork | None, Mixer]:
@@ -163,26 +166,31 @@ class GossipLoop:
         new published messages and the round's per-agent columns (loss, gradient norm)."""
         matrix = self.plan.topology.mixing_matrix if network is None else network.mixing_matrix
         own_weights = self.own_weights(matrix)
-        gathering = self.gathering(network)
-        honest = self.rule.message(state)
-        norms: list[torch.Tensor] = []
-        updated, losses = gossip_round(
-            self.rule, state, self.combine(published, honest, own_weights, mixer, gathering),
-            own_weights, partial(self.run.every_agents_gradient, norms),
-            self.plan.lr_at(server_round),
-            gradient_steps(self.rule, server_round, self.plan.local_steps))
         alive = list(range(self.agents)) if network is None else sorted(network.alive)
         down = None
         if len(alive) < self.agents:
             down = torch.ones(self.agents, dtype=torch.bool, device=self.run.device)
             down[alive] = False
+        lr = self.plan.lr_at(server_round)
+        steps = gradient_steps(self.rule, server_round, self.plan.local_steps)
+        if not self.gathers:  # every agent mixes and publishes its honest message
+            updated, columns = self.blocks.round(self.rule, state, mixer, own_weights, lr,
+                                                 steps, down)
+            return updated, self.rule.message(updated), columns
+        gathering = self.gathering(network)
+        honest = self.rule.message(state)
+        gradient_at = BlockGradients(self.run, slice(0, self.agents))
+        updated, losses = gossip_round(
+            self.rule, state, self.combine(published, honest, own_weights, mixer, gathering),
+            own_weights, gradient_at, lr, steps)
+        if down is not None:
             updated = keep_state_rows(down, updated, state)
         new_published = self.publish(published, self.rule.message(updated), server_round,
                                      alive, gathering)
         if down is not None and self.adversaries is not None:
             new_published = keep_rows(down, new_published, published)
         columns = {"minibatch_loss": torch.stack(losses).to(torch.float64).mean(dim=0),
-                   "grad_norm_sq": torch.stack(norms).mean(dim=0)}
+                   "grad_norm_sq": torch.stack(gradient_at.norms).mean(dim=0)}
         return updated, new_published, columns
 
     def run_rounds(self) -> FinalParameters:

@@ -1,7 +1,8 @@
 """One method's run on the vectorized engine: the data, the batched model and the stacks on
-the device, every agent's gradients and evaluation at once, and the round's report.
+the device, the agents' gradients and evaluation block by block, and the round's report.
 
-The gossip loop (`gossip.py`) and FedAvg (`fedavg.py`) build on it.
+The gossip loop (`gossip.py`, by way of `blocks.py`) and the server methods (`server.py`)
+build on it.
 """
 
 from __future__ import annotations
@@ -10,8 +11,9 @@ from collections.abc import Sequence
 
 import torch
 
-from decentral_bench.engines.base import ReportSink, RoundClock, RoundReport
+from decentral_bench.engines.base import EventSink, ReportSink, RoundClock, RoundReport
 from decentral_bench.engines.vectorized.batches import AgentBatches
+from decentral_bench.engines.vectorized.batching import choose_batched
 from decentral_bench.engines.vectorized.functional import EVAL_BATCH, StackedModel
 from decentral_bench.engines.vectorized.memory import agents_per_call, chunk_memory_bytes
 from decentral_bench.experiment.plan import MethodPlan
@@ -29,12 +31,18 @@ def squared_norms(vectors: Stack) -> torch.Tensor:
                for v in vectors)
 
 
+def row_blocks(agents: int, size: int) -> list[slice]:
+    """Agents 0..agents − 1 in consecutive blocks of `size` (the last one may be shorter)."""
+    return [slice(first, min(first + size, agents)) for first in range(0, agents, size)]
+
+
 class StackedRun:
-    """A method's run: data and model on the device, `chunk` agents per batched call, and
-    `dense` forcing a dense (True) or sparse (False) mixing product."""
+    """A method's run: data and model on the device, `chunk` agents per block, `dense`
+    forcing a dense (True) or sparse (False) mixing product, `batched` the batched (True)
+    or the agent-by-agent (False) gradients (None: `resources.batched`)."""
 
     def __init__(self, plan: MethodPlan, chunk: int | None, dense: bool | None,
-                 report: ReportSink) -> None:
+                 batched: bool | None, report: ReportSink, on_event: EventSink) -> None:
         self.plan = plan
         self.report = report
         self.dense = dense
@@ -44,12 +52,18 @@ class StackedRun:
         sample = self.batches.train_x[0]
         memory = chunk_memory_bytes(self.device, plan.scenario.training.deterministic)
         self.chunk = chunk or agents_per_call(model, sample, plan.batch_size, plan.agents,
-                                              memory)
+                                              self.device, memory)
+        self.blocks = row_blocks(plan.agents, self.chunk)
         self.eval_chunk = chunk or agents_per_call(model, sample, EVAL_BATCH, plan.agents,
-                                                   memory, training=False)
-        self.model = StackedModel(model, self.chunk)
+                                                   self.device, memory, training=False)
         self.initial = [torch.from_numpy(array).to(self.device)
                         for array in plan.initial_parameters]
+        self.model = StackedModel(model)
+        setting = plan.scenario.resources.batched if batched is None else batched
+        self.model.batched, choice = choose_batched(self.model, self.batches, self.initial,
+                                                    setting, plan.scenario.training.deterministic)
+        if choice:
+            on_event(0, choice)
         self.point_bytes = parameter_bytes(plan.initial_parameters)
         self.common_training = plan.scenario.training.train_evaluation == "common"
         self.train_index, self.train_valid = self.batches.evaluation_sets()
@@ -63,22 +77,30 @@ class StackedRun:
 
     def gradient_at(self, agents: Sequence[int], steps: Sequence[int],
                     points: Stack) -> tuple[Stack, torch.Tensor]:
-        """Each of `agents` at its point and its step's minibatch: gradients and losses.
-        Dropout masks are drawn from a generator seeded by (seed, step): a run repeats
-        exactly (though the Flower engine's agents draw other masks)."""
-        if self.plan.scenario.model.dropout:
-            torch.manual_seed(step_seed(self.plan.seed, *steps[:1]))
-        features, labels, weights = self.batches.minibatches(agents, steps)
-        return self.model.gradients(points, features, labels, weights,
-                                    self.plan.weight_decay)
+        """Each of `agents` at its point (the rows of `points`) and its step's minibatch:
+        gradients and losses, `chunk` agents per call. Dropout masks are drawn from
+        generators seeded by (seed, agent, step) (`StackedModel.gradients`), so a run
+        repeats exactly."""
+        if len(agents) > self.chunk:
+            return self._gradients_in_blocks(agents, steps, points)
+        seeds = [step_seed(self.plan.seed, agent, step)
+                 for agent, step in zip(agents, steps, strict=True)] \
+            if self.plan.scenario.model.dropout else None
+        return self.model.gradients(points, self.batches.minibatches(agents, steps),
+                                    self.plan.weight_decay, seeds)
 
-    def every_agents_gradient(self, norms: list[torch.Tensor], points: Stack,
-                              step: int) -> tuple[Stack, torch.Tensor]:
-        """Every agent's gradient at its point on its `step`-th minibatch; the squared
-        gradient norms are appended to `norms`."""
-        agents = self.plan.agents
-        grads, losses = self.gradient_at(list(range(agents)), [step] * agents, points)
-        norms.append(squared_norms(grads))
+    def _gradients_in_blocks(self, agents: Sequence[int], steps: Sequence[int],
+                             points: Stack) -> tuple[Stack, torch.Tensor]:
+        """`gradient_at` for more agents than a call takes, written block by block into
+        one stack."""
+        grads = [torch.empty_like(p) for p in points]
+        losses = torch.empty(len(agents), dtype=points[0].dtype, device=self.device)
+        for block in row_blocks(len(agents), self.chunk):
+            part, part_losses = self.gradient_at(agents[block], steps[block],
+                                                 [p[block] for p in points])
+            for stacked, gradient in zip(grads, part, strict=True):
+                stacked[block] = gradient
+            losses[block] = part_losses
         return grads, losses
 
     def agent_metrics(self, agents: list[int], points: Stack, columns: dict[str, torch.Tensor],

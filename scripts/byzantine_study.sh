@@ -20,9 +20,8 @@ STORE=${STORE:-sqlite:///byzantine.db}
 CLAIMS=${CLAIMS:-build/byzantine_claims.md}
 FIGURES=${FIGURES:-build/byzantine}
 BIN=${BIN:-.venv/bin}
-# The server side (FedAvg against Flower's FedMedian and Krum) joins the list as
-# attacks_server once `fedmedian` and `krum` are registered methods.
-SCENARIOS=${SCENARIOS:-"attacks attacks_ring"}
+# attacks_server is the server side: FedAvg against Flower's FedMedian and Krum.
+SCENARIOS=${SCENARIOS:-"attacks attacks_ring attacks_server"}
 for name in $SCENARIOS; do
     file="scenarios/byzantine/$name.yaml"
     TRIM=(--set dataset.train_samples=4000 --set training.epochs=6)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import recorded_model
+from conftest import assert_run_equals_simulation, recorded_model
 from flwr.app import Context, RecordDict
 from mlflow.tracking import MlflowClient
 
@@ -20,7 +20,7 @@ def test_module_level_apps_run_a_scenario_from_the_run_config(
     from decentral_bench.engines.flower import client_app
     from decentral_bench.engines.flower.simulation import backend_config
     from decentral_bench.experiment.plan import MethodPlan
-    from decentral_bench.scenario import parse
+    from decentral_bench.scenario import load, parse
 
     scenario = tmp_path / "app.yaml"
     scenario.write_text(f"""\
@@ -63,6 +63,10 @@ tracking: {{experiment: flwr-app, uri: "{tracking_uri}"}}
     assert average == "model/average.npz"
     assert [a.shape for a in recorded_model(tracking_uri, run.info.run_id, tmp_path)] == \
         [(16, 64), (16,), (10, 16), (10,)]
+    # Deterministic: it ends where a simulation of the same plan ends (each node's context
+    # carries CDMSGD's velocity from round to round).
+    assert_run_equals_simulation(tracking_uri, run.info.run_id,
+                                 MethodPlan.of(load(scenario), "CDMSGD"), tmp_path)
 
 
 @pytest.mark.filterwarnings("ignore")

@@ -118,8 +118,8 @@ class LineProgress:
     def method_finished(self, result: MethodResult) -> None:
         self.runs.setdefault(result.name, (0, time.monotonic(), 0))
         self.done += 1
-        self._line(result.name, f"{result.status.lower()}{self._accuracy(result.name)}, "
-                                f"{self.done}/{self.total} runs done")
+        counted = f", {self.done}/{self.total} runs done" if self.total else ""  # one run
+        self._line(result.name, f"{result.status.lower()}{self._accuracy(result.name)}{counted}")
 
     def _accuracy(self, name: str) -> str:
         return f", {measured(*self.accuracy[name])}" if name in self.accuracy else ""

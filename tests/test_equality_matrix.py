@@ -110,9 +110,9 @@ CASES: tuple[Case, ...] = (
     Case("cdsgd", "crash-and-drops", (FV, FM, VM), fast=True),
     Case("cdsgd", "link-drops", (FV,)),
     Case("cdsgd", "permanent-crash", (FV, FM)),
-    Case("cdsgd", "none", (FV, VM), variant="cnn-paper",
+    Case("cdsgd", "none", (FV, VM), variant="cnn-paper",  # batched: no timed choice to log
          settings={"model": {"name": "cnn_paper"}, "topology": {"kind": "ring", "agents": 4},
-                   "training": {"rounds": 3}}),
+                   "training": {"rounds": 3}, "resources": {"batched": True}}),
     Case("cdsgd", "crash", (VM,), variant="resnet20",
          settings={"model": {"name": "resnet20"}, "topology": {"kind": "ring", "agents": 4},
                    "training": {"rounds": 3, "lr": 0.05}}),

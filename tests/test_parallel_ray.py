@@ -8,8 +8,6 @@ import ctypes
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -19,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from processes import free_port, stop_session
 from test_ray_network import namespaces_allowed
 
 from decentral_bench.engines.flower.confinement import CLONE_NEWNET, enter_private_network
@@ -52,23 +51,6 @@ def _into_network_of(pid: int) -> Callable[[], None]:
     return enter
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _stop(process: subprocess.Popen) -> None:
-    """End a process started in a session of its own, and that session, by its id."""
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=30)
-
-
 @dataclass
 class Cluster:
     """A two-node Ray cluster and an MLflow server in one private network namespace."""
@@ -96,7 +78,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     environment = {**os.environ, "PYTHONPATH": str(REPO), "RAY_DEDUP_LOGS": "0",
                    "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     environment.pop("RAY_ADDRESS", None)
-    port, store_port = _free_port(), _free_port()
+    port, store_port = free_port(), free_port()
     started: list[subprocess.Popen] = []
 
     def start(name: str, command: list[str], preexec: Callable[[], None]) -> subprocess.Popen:
@@ -127,7 +109,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         yield Cluster(f"127.0.0.1:{port}", f"http://127.0.0.1:{store_port}", enter, root)
     finally:
         for process in reversed(started):
-            _stop(process)
+            stop_session(process, patience_s=60)
         shutil.rmtree(root, ignore_errors=True)
 
 

@@ -9,7 +9,6 @@ import contextlib
 import os
 import resource
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
+from processes import free_port, stop_session
 
 pytestmark = pytest.mark.slow
 
@@ -59,23 +59,6 @@ ENGINES = pytest.mark.parametrize("engine", ["vectorized", "flower"])
 
 def _cli(*arguments: str) -> list[str]:
     return [sys.executable, "-m", "decentral_bench", *arguments]
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _stop(process: subprocess.Popen) -> None:
-    """End a process started in a session of its own, and its children, by its id."""
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=30)
 
 
 @ENGINES
@@ -176,7 +159,7 @@ def test_a_killed_run_is_marked_killed_on_resume_and_run_again(tmp_path: Path,
                 break
         os.killpg(process.pid, signal.SIGKILL)
     finally:
-        _stop(process)
+        stop_session(process)
     assert _wait_until_empty(process.pid) == []  # nothing of the run outlives the kill
     [killed] = _child(client, "killed", "Slow")
     assert killed.info.status == "RUNNING"  # what a kill leaves behind
@@ -194,7 +177,7 @@ def test_a_killed_run_is_marked_killed_on_resume_and_run_again(tmp_path: Path,
 def mlflow_server(tmp_path: Path) -> Iterator[str]:
     """A real `mlflow server` on a free loopback port, over a temporary sqlite backend
     and artifact root; its URI. Stopped by its process id."""
-    port = _free_port()
+    port = free_port()
     log = (tmp_path / "server.log").open("wb")
     server = subprocess.Popen(
         [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
@@ -215,7 +198,7 @@ def mlflow_server(tmp_path: Path) -> Iterator[str]:
                 time.sleep(0.5)
         yield uri
     finally:
-        _stop(server)
+        stop_session(server)
         log.close()
 
 

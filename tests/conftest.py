@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, settings
 from mlflow.tracking import MlflowClient
 
 from decentral_bench.cli import entry as cli
+from decentral_bench.engines import stopping
 from decentral_bench.engines.base import Engine, FinalParameters, average_model
 from decentral_bench.engines.flower.simulation import FlowerEngine
 from decentral_bench.engines.observer import RoundObserver
@@ -84,6 +85,13 @@ def no_litter_in_the_checkout() -> Iterator[None]:
     yield
     new = sorted(str(path.relative_to(REPO)) for path in _outputs_in_checkout() - before)
     assert not new, f"the tests wrote into the checkout: {new[:10]}"
+
+
+@pytest.fixture(autouse=True)
+def no_stop_left_behind() -> Iterator[None]:
+    """A stop that a test asked for (`engines.stopping`) ends with that test."""
+    yield
+    stopping.clear()
 
 
 @pytest.fixture

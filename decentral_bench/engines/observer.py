@@ -16,6 +16,7 @@ from dataclasses import replace
 
 import torch
 
+from decentral_bench.engines import stopping
 from decentral_bench.engines.base import EventSink, RoundReport
 from decentral_bench.engines.timing import RoundTimer
 from decentral_bench.experiment.metrics import (
@@ -134,7 +135,9 @@ class RoundObserver:
 
     def observe(self, report: RoundReport) -> None:
         """Measure a finished round, over its honest agents, and hand its metrics to the
-        sink."""
+        sink. A stop asked for by a signal ends the run here, at the latest
+        (`stopping`)."""
+        stopping.check()
         timed = self._time_metrics(report)  # attackers compute and send as well
         report = self.honest(report)
         server_round = report.server_round

@@ -19,6 +19,7 @@ from typing import Protocol
 from matplotlib import pyplot
 from matplotlib.figure import Figure
 
+from decentral_bench.engines import stopping
 from decentral_bench.engines.base import Engine, RunStopped
 from decentral_bench.engines.observer import Diverged, RoundObserver
 from decentral_bench.experiment.data import label_histogram
@@ -187,6 +188,10 @@ class ChildRun:
             self.result.status, self.result.error = "KILLED", stop_reason(stop)
             return stop
         except Exception as error:
+            if stopping.requested() is not None:  # the stop landed where it was caught
+                self.result.status = "KILLED"
+                self.result.error = stopping.requested()
+                return KeyboardInterrupt(stopping.requested())
             self.result.status, self.result.error = "FAILED", failure_reason(error)
             self.result.events.append((len(self.result.history),
                                        "".join(traceback.format_exception(error))))

@@ -23,6 +23,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from types import FrameType
 
+from decentral_bench.engines import stopping
 from decentral_bench.experiment.sweep import RunSpec
 from decentral_bench.run.child import STOPS
 from decentral_bench.run.remote import ChildTask, Message, run_child
@@ -57,6 +58,7 @@ def _stop(signum: int, frame: FrameType | None) -> None:
     the marking."""
     for stop in STOP_REASONS:
         signal.signal(stop, signal.SIG_IGN)
+    stopping.request(STOP_REASONS[signal.Signals(signum)])
     raise KeyboardInterrupt(STOP_REASONS[signal.Signals(signum)])
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import yaml
 
+from decentral_bench.engines import stopping
 from decentral_bench.engines.base import Engine
 from decentral_bench.engines.select import build_engine
 from decentral_bench.experiment.plan import MethodPlan
@@ -95,6 +96,7 @@ def one_after_another(specs: list[RunSpec], sweep: Sweep, progress: Progress | N
         progress.sweep_started(len(specs), 1)
     runs: list[MethodResult] = []
     for spec in specs:
+        stopping.check()  # a stop that a library swallowed starts no further run
         plan = MethodPlan.of(spec.scenario, spec.method)
         engine = sweep.engine or build_engine(spec.scenario, sweep.verbose)
         runs.append(record_method(plan, engine, sweep.tracker, sweep.parent_id, progress, spec))

@@ -16,6 +16,7 @@ from typing import Any
 from flwr.clientapp import ClientApp
 from flwr.simulation import run_simulation
 
+from decentral_bench.engines import stopping
 from decentral_bench.engines.base import EventSink, FinalParameters, ReportSink
 from decentral_bench.engines.flower.client_app import app as client_app
 from decentral_bench.engines.flower.confinement import enter_private_network
@@ -48,8 +49,10 @@ class MainThreadCalls:
         return on_main_thread
 
     def serve(self, thread: threading.Thread, poll: float = 0.2) -> None:
-        """Run the calls as they come until `thread` has ended."""
+        """Run the calls as they come until `thread` has ended (or a stop was asked for:
+        see `stopping`)."""
         while thread.is_alive() or not self.calls.empty():
+            stopping.check()
             try:
                 call, done = self.calls.get(timeout=poll)
             except Empty:

@@ -20,8 +20,8 @@ from decentral_bench.report.summary import Group, RunRecord, group_records
 
 
 def _records(label: str, finals: list[float], rise: float = 0.0) -> list[RunRecord]:
-    """One record per seed: accuracy ending at each final, having risen `rise` over the
-    last quarter of 8 epochs."""
+    """One record per seed: accuracy ending at each final over 8 epochs, evaluated after
+    each, having risen `rise` per two epochs until the end (0: flat)."""
     records = []
     for seed, value in enumerate(finals):
         curve = [(step, value - rise * max(0.0, (8 - step) / 2)) for step in range(1, 9)]
@@ -72,6 +72,15 @@ def test_graceful_is_not_judged_while_the_clean_run_still_rises() -> None:
         _records("ClippedGossip count=1 attack=ipm", [0.79, 0.80, 0.80])
     claim = graceful_under_every("ClippedGossip", 1)(group_records(records))
     assert claim is not None and claim.verdict == NOT_CONVERGED
+    # The project's plateau rule: epoch 8 against epoch 7, +0.015 > 0.002.
+    assert "ClippedGossip seed 0 still rising at epoch 8 (+0.01500/epoch" in claim.why
+
+
+def test_a_clean_run_rising_less_than_the_plateau_rule_allows_is_judged() -> None:
+    records = _records("ClippedGossip", CLEAN, rise=0.003) + \
+        _records("ClippedGossip count=1 attack=ipm", [0.79, 0.80, 0.80])
+    claim = graceful_under_every("ClippedGossip", 1)(group_records(records))
+    assert claim is not None and claim.verdict == HOLDS  # +0.0015 over the last epoch
 
 
 def test_clipped_gossip_must_not_be_beaten_under_any_attack() -> None:

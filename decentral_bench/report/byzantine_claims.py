@@ -9,9 +9,10 @@ attack=sign_flip`); the clean run of a method is its group with no attacker (`Me
 count=0`, or `Mean` where the clean run was a scenario run of its own).
 Every figure is the honest agents' final mean test accuracy. A method *breaks* under an
 attack when it ends more than `BREAKS` below its clean run beyond the seeds' noise, and
-*degrades gracefully* when it ends within `BREAKS` of it. Where the clean run still rose by
-more than `PLATEAU` over its last quarter of training, a claim about a method holding up is
-*not yet converged* rather than judged.
+*degrades gracefully* when it ends within `BREAKS` of it. Where the clean run had not
+plateaued (the project's rule, `claims.curve_plateau`: its accuracy over the last 10 % of
+its epochs still above the 10 % before by more than `claims.PLATEAU_RISE`), a claim about
+a method holding up is *not yet converged* rather than judged.
 """
 
 from __future__ import annotations
@@ -24,21 +25,20 @@ from matplotlib.figure import Figure
 from decentral_bench.report.claims import (
     FAILS,
     HOLDS,
+    NOT_CONVERGED,
     UNCLEAR,
     Claim,
     Estimate,
     Rule,
-    at_epoch,
     figure,
     final,
     noise,
+    unconverged,
 )
 from decentral_bench.report.plots import attack_figure, metric_figure
-from decentral_bench.report.summary import Group, RunRecord
+from decentral_bench.report.summary import Group
 
 BREAKS = 0.05    # a drop of more than 5 points of accuracy below the clean run breaks it
-PLATEAU = 0.02   # a clean run that still rose more than this over its last quarter
-NOT_CONVERGED = "not yet converged"
 ATTACKS = ("sign_flip", "gaussian", "alie", "ipm", "dissensus", "label_flip")
 SERVER_ATTACKS = ("sign_flip", "gaussian", "label_flip")
 
@@ -59,17 +59,6 @@ def clean(groups: Sequence[Group], method: str) -> Group | None:
 
 def accuracy(group: Group) -> Estimate:
     return figure(group, final("test_accuracy_mean"))
-
-
-def still_rising(group: Group) -> bool:
-    """Whether the group's mean accuracy rose more than `PLATEAU` over its last quarter."""
-    def rise(record: RunRecord) -> float:
-        last = max(dict(record.curves.get("epochs", [])).values(), default=math.nan)
-        return record.final("test_accuracy_mean") - \
-            at_epoch(record, "test_accuracy_mean", 0.75 * last)
-
-    gain = figure(group, rise)
-    return not math.isnan(gain.mean) and gain.mean > PLATEAU
 
 
 def drop(reference: Estimate, under: Estimate) -> tuple[float, float]:
@@ -137,11 +126,11 @@ def graceful_under_every(method: str, count: int, attacks: Sequence[str] = ATTAC
         figures = _figures(method, reference, [(a, u, lost) for a, u, lost, _ in found])
         broken = [a for a, _, lost, margin in found if lost - margin > BREAKS]
         unclear = [a for a, _, lost, margin in found if lost + margin >= BREAKS]
+        rising = unconverged([unattacked])
         if broken:
             verdict, why = FAILS, f"it loses more than {BREAKS:g} under {', '.join(broken)}"
-        elif still_rising(unattacked):
-            verdict, why = NOT_CONVERGED, f"its clean run still rose more than {PLATEAU:g} " \
-                "over its last quarter"
+        elif rising is not None:
+            verdict, why = NOT_CONVERGED, f"its clean run had not plateaued: {rising}"
         elif unclear:
             verdict, why = UNCLEAR, f"the loss under {', '.join(unclear)} is within the " \
                 f"seeds' noise of {BREAKS:g}"

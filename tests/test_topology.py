@@ -210,7 +210,7 @@ def test_topology_command_prints_spectrum_and_draws(tmp_path: Path) -> None:
     assert (tmp_path / "g.png").read_bytes()[:4] == b"\x89PNG"
 
 
-def test_topology_command_rejects_a_disconnected_graph(tmp_path: Path) -> None:
+def test_validate_rejects_a_disconnected_graph(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
     from decentral_bench.cli.entry import cli
@@ -221,3 +221,25 @@ def test_topology_command_rejects_a_disconnected_graph(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["validate", str(scenario)])
     assert result.exit_code == 2
     assert "topology: the edges graph on 4 agents is disconnected" in result.output
+
+
+def test_topology_command_prints_a_table_and_rejects_a_disconnected_graph(
+        tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from decentral_bench.cli.entry import cli
+
+    ring = tmp_path / "ring.yaml"
+    ring.write_text("name: r\ntopology: {kind: ring, agents: 16}\n"
+                    "methods: [{name: C, algorithm: cdsgd}]\n")
+    shown = CliRunner().invoke(cli, ["topology", str(ring)])
+    assert shown.exit_code == 0, shown.output
+    assert "r: ring, mixing metropolis" in shown.output
+    assert f"{1 / 3 + 2 / 3 * math.cos(2 * math.pi / 16):.6g}" in shown.output  # λ2
+    split = tmp_path / "split.yaml"
+    split.write_text("name: s\ntopology: {kind: edges, agents: 4, edges: [[0, 1], [2, 3]]}\n"
+                     "methods: [{name: C, algorithm: cdsgd}]\n")
+    refused = CliRunner().invoke(cli, ["topology", str(split)])
+    assert refused.exit_code == 2
+    assert "split.yaml" in refused.output
+    assert "the edges graph on 4 agents is disconnected" in refused.output

@@ -210,19 +210,6 @@ def test_topology_command_prints_spectrum_and_draws(tmp_path: Path) -> None:
     assert (tmp_path / "g.png").read_bytes()[:4] == b"\x89PNG"
 
 
-def test_validate_rejects_a_disconnected_graph(tmp_path: Path) -> None:
-    from typer.testing import CliRunner
-
-    from decentral_bench.cli.entry import cli
-
-    scenario = tmp_path / "split.yaml"
-    scenario.write_text("name: s\ntopology: {kind: edges, agents: 4, edges: [[0, 1], [2, 3]]}\n"
-                        "methods: [{name: C, algorithm: cdsgd}]\n")
-    result = CliRunner().invoke(cli, ["validate", str(scenario)])
-    assert result.exit_code == 2
-    assert "topology: the edges graph on 4 agents is disconnected" in result.output
-
-
 def test_topology_command_prints_a_table_and_rejects_a_disconnected_graph(
         tmp_path: Path) -> None:
     from typer.testing import CliRunner
@@ -243,3 +230,6 @@ def test_topology_command_prints_a_table_and_rejects_a_disconnected_graph(
     assert refused.exit_code == 2
     assert "split.yaml" in refused.output
     assert "the edges graph on 4 agents is disconnected" in refused.output
+    validated = CliRunner().invoke(cli, ["validate", str(split)])
+    assert validated.exit_code == 2
+    assert "topology: the edges graph on 4 agents is disconnected" in validated.output

@@ -39,11 +39,11 @@ def leave_when_stopped(code: int, wait_s: float = 10.0) -> None:
     engine started (Flower's workers waiting on Ray) did not end: Python would wait for
     them for ever at exit. They get `wait_s` to end; Ray's own processes end with ours."""
     deadline = time.monotonic() + wait_s
-    for thread in threading.enumerate():
-        if thread is not threading.main_thread() and not thread.daemon:
-            thread.join(max(0.0, deadline - time.monotonic()))
-    if any(thread.is_alive() and not thread.daemon and thread is not threading.main_thread()
-           for thread in threading.enumerate()):
+    waited = [thread for thread in threading.enumerate()
+              if thread is not threading.main_thread() and not thread.daemon]
+    for thread in waited:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    if any(thread.is_alive() for thread in waited):
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)

@@ -188,10 +188,10 @@ class ChildRun:
             self.result.status, self.result.error = "KILLED", stop_reason(stop)
             return stop
         except Exception as error:
-            if stopping.requested() is not None:  # the stop landed where it was caught
-                self.result.status = "KILLED"
-                self.result.error = stopping.requested()
-                return KeyboardInterrupt(stopping.requested())
+            reason = stopping.requested()
+            if reason is not None:  # the stop landed where it was caught
+                self.result.status, self.result.error = "KILLED", reason
+                return KeyboardInterrupt(reason)
             self.result.status, self.result.error = "FAILED", failure_reason(error)
             self.result.events.append((len(self.result.history),
                                        "".join(traceback.format_exception(error))))

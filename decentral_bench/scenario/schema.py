@@ -174,6 +174,29 @@ class Scenario(Strict):
         return self
 
     @model_validator(mode="after")
+    def _asynchronous_methods_fit(self) -> Scenario:
+        """An asynchronous method (AD-PSGD) runs on the simulated clock, over one undirected
+        graph, with honest agents."""
+        for index, entry in enumerate(self.methods):
+            if not METHODS[entry.algorithm].asynchronous:
+                continue
+            name = f"'{entry.name}' ({entry.algorithm})"
+            if self.network is None:
+                raise KeyedError(f"methods[{index}]", (
+                    f"{name} orders its agents' steps on the simulated clock, which the "
+                    "scenario's network section sets: add one, e.g. network: {latency: 5 ms, "
+                    "compute: {samples_per_second: 2000}}"))
+            if self.topology.schedule is not None:
+                raise KeyedError("topology.schedule", (
+                    f"{name} draws a neighbour of the graph at every step, so it takes no "
+                    "time-varying schedule: remove topology.schedule or run another method"))
+            if self.adversaries is not None:
+                raise KeyedError(f"methods[{index}]", (
+                    f"{name} is not modelled with attackers: remove adversaries or run "
+                    "another method"))
+        return self
+
+    @model_validator(mode="after")
     def _adversaries_fit(self) -> Scenario:
         adversaries, agents = self.adversaries, self.topology.agents
         if adversaries is None:

@@ -252,7 +252,10 @@ METHODS: dict[str, Method] = {method.algorithm: method for method in (
            rule=_cdmsgd_rule, lowest_eigenvalue=_cdmsgd_lowest_eigenvalue,
            disagreement_modulus=_cdmsgd_disagreement_modulus),
     Method("sgp", "SGP, Assran et al. 2019: push-sum over a directed graph, the gradient "
-           "taken at the de-biased point x / w", "gossip", rule=lambda options: SGP(),
+           "taken at the de-biased point x / w", "gossip",
+           options={"momentum": 0.0, "variant": "nesterov"},
+           rule=lambda options: SGP(momentum=float(options["momentum"]),
+                                    nesterov=options["variant"] == "nesterov"),
            mixing="column_stochastic"),
     Method("ad_psgd", "AD-PSGD, Lian et al. 2018: each agent on its own simulated clock "
            "averages with one random neighbour, then applies its stale gradient", "gossip",

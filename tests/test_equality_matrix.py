@@ -40,6 +40,7 @@ METHODS: dict[str, dict[str, Any]] = {
     "nesterov-local": {"algorithm": "cdmsgd", "variant": "nesterov", "momentum_buffer": "local"},
     "centralized": {"algorithm": "centralized_sgd"},
     "sgp": {"algorithm": "sgp"},
+    "sgp-momentum": {"algorithm": "sgp", "momentum": 0.9},
     "choco": {"algorithm": "choco", "compression": {"kind": "top_k", "fraction": 0.1},
               "consensus_step_size": 0.4},
     "cdsgd-qsgd": {"algorithm": "cdsgd", "compression": {"kind": "qsgd", "bits": 4}},
@@ -137,6 +138,9 @@ CASES: tuple[Case, ...] = (
     # SGP: push-sum on a directed graph (a column-stochastic Π).
     Case("sgp", "none", (FV, FM, VM), fast=True,
          settings={"topology": {"kind": "directed_ring", "agents": 5}}),
+    Case("sgp-momentum", "none", (FV, FM, VM), fast=True,  # the authors' local Nesterov
+         settings={"topology": {"kind": "directed_exponential", "agents": 6},
+                   "training": STEP_SCHEDULE}),
     # CHOCO (no failures: a lost message breaks its running sums) and naive compression.
     Case("choco", "none", (FV, FM, VM), fast=True),
     Case("cdsgd-qsgd", "crash", (FV, VM)),

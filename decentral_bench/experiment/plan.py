@@ -64,7 +64,9 @@ class MethodPlan:
 
     @classmethod
     def of(cls, scenario: Scenario, method_name: str) -> MethodPlan:
-        return cls(scenario=scenario, method=scenario.method(method_name))
+        """Method `method_name` of `scenario`, on its own graph where it has one."""
+        own = scenario.for_method(method_name)
+        return cls(scenario=own, method=own.method(method_name))
 
     @property
     def definition(self) -> Method:

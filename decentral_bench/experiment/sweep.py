@@ -141,7 +141,9 @@ def expand(scenario: Scenario, source: str = "<scenario>") -> list[RunSpec]:
 
 def _run_spec(resolved: Scenario, method: str, swept: tuple[tuple[str, Any], ...], seed: int,
               names: dict[str, str]) -> RunSpec:
-    """One method's run of a resolved combination, named by the swept keys it reads."""
+    """One method's run of a resolved combination, named by the swept keys it reads (on its
+    own graph where it has one: `Scenario.for_method`)."""
+    resolved = resolved.for_method(method)
     definition = registry_entry(resolved.method(method).algorithm)
     own = tuple((path, value) for path, value in swept if reads(definition, resolved, path))
     return RunSpec(resolved, method, own, seed, names=tuple(names[path] for path, _ in own),

@@ -257,6 +257,12 @@ class MethodConfig(Strict):
     epochs: float | None = Field(
         None, gt=0.0, description="this method's epochs, instead of rounds. Default: "
         "training's")
+    topology: dict[str, Any] | None = Field(
+        None, description="this method's own graph: topology keys that replace the "
+        "scenario's for this method only (e.g. `{kind: directed_exponential}` for sgp, "
+        "`{kind: exponential, schedule: one_peer_exponential}`), so one file compares "
+        "methods on the graphs they are built for; the agents stay topology.agents. "
+        "Default: the scenario's topology")
     consensus_control: ConsensusControlConfig | None = Field(
         None, description="cdsgd, cdmsgd: extra gossip-only exchanges after each round "
         "(Kong et al. 2021). Default: none")

@@ -174,6 +174,47 @@ class Scenario(Strict):
         return self
 
     @model_validator(mode="after")
+    def _method_topologies_fit(self, info: ValidationInfo) -> Scenario:
+        """A method's own graph is the scenario's topology with the method's keys in place
+        of its own, on the same agents."""
+        for index, entry in enumerate(self.methods):
+            if entry.topology is None:
+                continue
+            if "agents" in entry.topology:
+                raise KeyedError(f"methods[{index}].topology.agents", (
+                    "a method's graph has the scenario's agents: remove the key and set "
+                    "topology.agents (or sweep it)"))
+            merged = {**self.topology.model_dump(mode="json", exclude_unset=True),
+                      **entry.topology}
+            try:
+                TopologyConfig.model_validate(merged, context=info.context)
+            except ValidationError as error:
+                first = error.errors()[0]
+                where = ".".join(str(part) for part in first["loc"])
+                raise KeyedError(f"methods[{index}].topology{'.' + where if where else ''}",
+                                 str(first["msg"]).removeprefix("Value error, ")) from None
+        return self
+
+    def method_topology(self, name: str) -> TopologyConfig:
+        """The graph method `name` runs on: the scenario's topology with the method's own
+        keys in place (`MethodConfig.topology`)."""
+        own = self.method(name).topology
+        if own is None:
+            return self.topology
+        return TopologyConfig.model_validate(
+            {**self.topology.model_dump(mode="json", exclude_unset=True), **own})
+
+    def for_method(self, name: str) -> Scenario:
+        """The scenario as method `name` runs it: itself, or, for a method with a graph of
+        its own, that graph as the topology and that method alone (so every check and
+        every setting a run reads sees the method's graph)."""
+        entry = self.method(name)
+        if entry.topology is None:
+            return self
+        return self.model_copy(update={"topology": self.method_topology(name),
+                                       "methods": (entry,)})
+
+    @model_validator(mode="after")
     def _asynchronous_methods_fit(self) -> Scenario:
         """An asynchronous method (AD-PSGD) runs on the simulated clock, over one undirected
         graph, with honest agents."""
@@ -186,7 +227,7 @@ class Scenario(Strict):
                     f"{name} orders its agents' steps on the simulated clock, which the "
                     "scenario's network section sets: add one, e.g. network: {latency: 5 ms, "
                     "compute: {samples_per_second: 2000}}"))
-            if self.topology.schedule is not None:
+            if self.method_topology(entry.name).schedule is not None:
                 raise KeyedError("topology.schedule", (
                     f"{name} draws a neighbour of the graph at every step, so it takes no "
                     "time-varying schedule: remove topology.schedule or run another method"))

@@ -33,7 +33,8 @@ def _schedule(network: dict, agents: int = 8, rounds: int = 6, kind: str = "ring
     neighbours = [[int(l) for l in np.flatnonzero(matrix[j]) if l != j] for j in range(agents)]
     clock = NetworkClock(NetworkConfig.model_validate(network), 0, agents, 32,
                          list(topology.graph.edges()))
-    return build_schedule(clock, neighbours, rounds, message_bytes=4000.0), clock, matrix
+    return build_schedule(clock, neighbours, rounds, message_bytes=4000.0, seed=0), clock, \
+        matrix
 
 
 def test_equal_compute_and_no_latency_is_the_round_robin_equivalent() -> None:
@@ -90,8 +91,14 @@ def test_the_schedule_is_seeded() -> None:
     second, _, _ = _schedule(network)
     assert [(t.active, t.passive, t.steps) for t in first.ticks] == \
         [(t.active, t.passive, t.steps) for t in second.ticks]
-    other, _, _ = _schedule({**network, "seed": 5})
-    assert [t.active for t in other.ticks] != [t.active for t in first.ticks]
+    other, _, _ = _schedule({**network, "seed": 5})  # another network: other times
+    assert [r.ends_s for r in other.rounds] != [r.ends_s for r in first.rounds]
+
+
+def test_an_agent_without_a_neighbour_is_refused() -> None:
+    clock = NetworkClock(NetworkConfig.model_validate({"latency": "1 ms"}), 0, 3, 32, [(0, 1)])
+    with pytest.raises(ValueError, match="agent 2 has no neighbour"):
+        build_schedule(clock, [[1], [0], []], 2, 4000.0, seed=0)
 
 
 def test_the_rule_averages_then_applies_the_gradient_read_before() -> None:
@@ -136,6 +143,8 @@ def test_a_run_logs_staleness_and_simulated_time_per_virtual_round() -> None:
      "use algorithm: sgp (push-sum)"),
     ({"network": {"latency": "1 ms"}, "training": {"rounds": 3, "local_steps": 2}},
      "takes one gradient step per gossip round"),
+    ({"network": {"latency": "1 ms"}, "topology": {"kind": "complete", "agents": 1}},
+     "needs at least 2 agents"),
 ])
 def test_validate_rejects_what_ad_psgd_cannot_run(tmp_path: Path, extra: dict,
                                                    message: str) -> None:

@@ -63,3 +63,34 @@ def test_validate_names_the_method_whose_graph_is_wrong(tmp_path: Path, method: 
     assert result.exit_code == 2, result.output
     text = " ".join(result.output.split())
     assert key in text and message in text
+
+
+def test_a_problem_names_the_method_at_its_place_in_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_text(json.dumps({
+        "name": "s", "dataset": {"name": "digits"},
+        "topology": {"kind": "erdos_renyi", "agents": 6, "p": 0.6},
+        "training": {"rounds": 3},
+        "methods": [{"name": "A", "algorithm": "cdsgd"}, {"name": "B", "algorithm": "cdsgd"},
+                    {"name": "C", "algorithm": "cdsgd", "topology": {"kind": "directed_ring"}}]}))
+    result = CliRunner().invoke(cli.cli, ["validate", str(path)])
+    assert result.exit_code == 2, result.output
+    text = " ".join(result.output.split())
+    assert "methods[2]" in text and "methods[0]" not in text
+    assert text.count("needs a doubly stochastic Π") == 1
+    # the scenario's p belongs to its own kind: a method naming another kind starts afresh
+    assert "'p'" not in text
+
+
+def test_a_swept_topology_key_that_a_method_sets_itself_is_not_in_its_label() -> None:
+    scenario = tiny_scenario(
+        topology={"kind": "ring", "agents": 8},
+        methods=[{"name": "gossip", "algorithm": "cdsgd"},
+                 {"name": "push", "algorithm": "sgp",
+                  "topology": {"kind": "directed_exponential"}}],
+        sweep={"topology.kind": ["ring", "torus"]})
+    specs = expand(scenario)
+    labels = sorted(spec.label for spec in specs)
+    assert labels == ["gossip kind=ring", "gossip kind=torus", "push"]
+    push = next(spec for spec in specs if spec.method == "push")
+    assert push.shared == ("topology.kind",) and push.own_graph_index == 1

@@ -385,4 +385,4 @@ class MethodPlan:
         clock = NetworkClock(network, self.seed, self.agents, self.batch_size,
                              self.failure_schedule.edges)
         return build_schedule(clock, neighbours, self.rounds,
-                              parameter_bytes(self.initial_parameters))
+                              parameter_bytes(self.initial_parameters), self.seed)

@@ -112,10 +112,16 @@ def pair_exchange_seconds(clock: NetworkClock, first: int, second: int, size: fl
 
 
 def build_schedule(clock: NetworkClock, neighbours: list[list[int]], rounds: int,
-                   message_bytes: float) -> AsyncSchedule:
+                   message_bytes: float, seed: int) -> AsyncSchedule:
     """The events of `rounds` virtual rounds of N agents over the graph whose neighbour
-    lists are `neighbours`, timed by `clock` (see the module docstring)."""
+    lists are `neighbours`, timed by `clock`, the partners drawn from the run's `seed`
+    (see the module docstring)."""
     agents = len(neighbours)
+    lonely = [agent for agent, choices in enumerate(neighbours) if not choices]
+    if lonely:
+        raise ValueError(f"agent {lonely[0]} has no neighbour to average with: asynchronous "
+                         "gossip needs every agent to have one (a connected graph of at least "
+                         "2 agents)")
     total = rounds * agents
     compute_cache: dict[int, np.ndarray] = {}
 
@@ -129,7 +135,7 @@ def build_schedule(clock: NetworkClock, neighbours: list[list[int]], rounds: int
 
     def plan_step(agent: int, step: int, start: float) -> tuple[float, int, float, float]:
         choices = neighbours[agent]
-        partner = choices[int(np.random.default_rng([clock.seed, PARTNER, agent, step])
+        partner = choices[int(np.random.default_rng([seed, PARTNER, agent, step])
                               .integers(len(choices)))]
         latencies = draw_latencies(clock.config.latency,
                                    [clock.seed, ASYNC_LATENCY, agent, step], 2)

@@ -19,8 +19,6 @@ from matplotlib import pyplot
 
 from decentral_bench.report.bottleneck_claims import SCENARIO as BOTTLENECK
 from decentral_bench.report.bottleneck_claims import bottleneck_rules
-from decentral_bench.report.straggler_claims import SCENARIO as STRAGGLERS
-from decentral_bench.report.straggler_claims import straggler_rules
 from decentral_bench.report.byzantine_claims import (
     ATTACKS,
     BYZANTINE,
@@ -49,6 +47,8 @@ from decentral_bench.report.claims import (
 )
 from decentral_bench.report.compression_claims import CHOCO_RING, bytes_table
 from decentral_bench.report.heterogeneity_claims import HETEROGENEITY, levels_table
+from decentral_bench.report.straggler_claims import SCENARIO as STRAGGLERS
+from decentral_bench.report.straggler_claims import straggler_rules
 from decentral_bench.report.summary import (
     Group,
     RunRecord,

@@ -5,9 +5,10 @@ verdict is reached):
 - per epoch, asynchronous gossip ends close to synchronous gossip on the same ring: AD-PSGD
   against CDSGD's final test accuracy, where both have plateaued (the project's plateau
   rule, `claims.compare_at_plateau`);
-- in time, it is far faster under stragglers: AD-PSGD reaches the scenario's target
-  accuracy in fewer simulated seconds than CDSGD on the ring (each seed's seconds to
-  target, `bottleneck_claims.seconds_to`), and, without stragglers, it need not be.
+- in time, it is far faster under stragglers: with 10 % and 30 % of the agents slow,
+  AD-PSGD reaches the scenario's target accuracy in fewer simulated seconds than CDSGD on
+  the ring (each seed's seconds to target, `bottleneck_claims.seconds_to`); without
+  stragglers nothing is claimed (the table on the study's page shows the times).
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ def straggler_rules(target: float) -> list[Rule]:
         rules.append(final_accuracy_claim(
             f"AD-PSGD ends close to synchronous CDSGD's accuracy per epoch ({share})",
             label(ASYNCHRONOUS, fraction), label(SYNCHRONOUS, fraction), "a≈b"))
+        if fraction == 0.0:
+            continue
         rules.append(faster_claim(
             f"AD-PSGD reaches {target:g} in fewer simulated seconds than CDSGD ({share})",
             label(ASYNCHRONOUS, fraction), label(SYNCHRONOUS, fraction), target))

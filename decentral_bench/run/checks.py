@@ -43,7 +43,15 @@ from strategies.registry import method
 
 
 def _where(spec: RunSpec, key: str) -> str:
-    """`key`, prefixed with the sweep combination it failed in (if the file sweeps)."""
+    """`key`, prefixed with the sweep combination it failed in (if the file sweeps); for a
+    method on a graph of its own (checked in a scenario that lists it alone), named by its
+    place in the file: `methods[2]`, `methods[2].topology.schedule`."""
+    index = spec.own_graph_index
+    if index is not None:
+        if key.startswith("methods[0]"):
+            key = f"methods[{index}]" + key.removeprefix("methods[0]")
+        elif key.startswith(("topology", "network.links_file")):
+            key = f"methods[{index}].{key}"
     if not spec.swept:
         return key
     combination = ", ".join(f"{path}={value!r}" for path, value in spec.swept)
@@ -107,6 +115,8 @@ def _stability_findings(scenario: Scenario) -> tuple[list[Finding], list[Finding
     problems: list[Finding] = []
     warnings: list[Finding] = []
     for index, entry in enumerate(scenario.methods):
+        if entry.topology is not None and len(scenario.methods) > 1:
+            continue  # on a graph of its own: checked in its own run's scenario
         plan = MethodPlan.of(scenario, entry.name)
         if not plan.has_graph:
             continue
@@ -122,8 +132,9 @@ def _stability_findings(scenario: Scenario) -> tuple[list[Finding], list[Finding
         if bound is None:
             continue
         lambda_n = plan.topology.lambda_n  # the method's graph (built once per plan)
-        drawn = "" if scenario.topology.seed is not None or scenario.topology.kind \
-            not in RANDOM_FAMILIES else f" (drawn with training seed {plan.seed})"
+        topology = plan.scenario.topology
+        drawn = "" if topology.seed is not None or topology.kind not in RANDOM_FAMILIES \
+            else f" (drawn with training seed {plan.seed})"
         form = f"'{entry.name}' ({bound.rule})"
         if lambda_n <= bound.value + BOUND_TOLERANCE:
             problems.append((f"methods[{index}]", (
@@ -169,6 +180,8 @@ def _aggregation_problems(scenario: Scenario) -> list[tuple[str, str]]:
     some agent has: trimmed_mean and krum need a degree ≥ 2b + 1 everywhere."""
     found = []
     for index, entry in enumerate(scenario.methods):
+        if entry.topology is not None and len(scenario.methods) > 1:
+            continue  # on a graph of its own: checked in its own run's scenario
         plan = MethodPlan.of(scenario, entry.name)
         needed = plan.aggregation.min_degree if plan.has_graph else 0
         if needed == 0:

@@ -261,8 +261,10 @@ class MethodConfig(Strict):
         None, description="this method's own graph: topology keys that replace the "
         "scenario's for this method only (e.g. `{kind: directed_exponential}` for sgp, "
         "`{kind: exponential, schedule: one_peer_exponential}`), so one file compares "
-        "methods on the graphs they are built for; the agents stay topology.agents. "
-        "Default: the scenario's topology")
+        "methods on the graphs they are built for; the agents stay topology.agents. A "
+        "method that names its own kind starts afresh on that kind (only the scenario's "
+        "agents and seed carry over); one that does not replaces single keys. Default: "
+        "the scenario's topology")
     consensus_control: ConsensusControlConfig | None = Field(
         None, description="cdsgd, cdmsgd: extra gossip-only exchanges after each round "
         "(Kong et al. 2021). Default: none")

@@ -184,8 +184,7 @@ class Scenario(Strict):
                 raise KeyedError(f"methods[{index}].topology.agents", (
                     "a method's graph has the scenario's agents: remove the key and set "
                     "topology.agents (or sweep it)"))
-            merged = {**self.topology.model_dump(mode="json", exclude_unset=True),
-                      **entry.topology}
+            merged = _own_topology(self.topology, entry.topology)
             try:
                 TopologyConfig.model_validate(merged, context=info.context)
             except ValidationError as error:
@@ -201,8 +200,7 @@ class Scenario(Strict):
         own = self.method(name).topology
         if own is None:
             return self.topology
-        return TopologyConfig.model_validate(
-            {**self.topology.model_dump(mode="json", exclude_unset=True), **own})
+        return TopologyConfig.model_validate(_own_topology(self.topology, own))
 
     def for_method(self, name: str) -> Scenario:
         """The scenario as method `name` runs it: itself, or, for a method with a graph of
@@ -227,8 +225,14 @@ class Scenario(Strict):
                     f"{name} orders its agents' steps on the simulated clock, which the "
                     "scenario's network section sets: add one, e.g. network: {latency: 5 ms, "
                     "compute: {samples_per_second: 2000}}"))
+            if self.topology.agents < 2:
+                raise KeyedError("topology.agents", (
+                    f"{name} averages with a neighbour at every step: it needs at least 2 "
+                    "agents"))
             if self.method_topology(entry.name).schedule is not None:
-                raise KeyedError("topology.schedule", (
+                where = f"methods[{index}].topology.schedule" if entry.topology and \
+                    "schedule" in entry.topology else "topology.schedule"
+                raise KeyedError(where, (
                     f"{name} draws a neighbour of the graph at every step, so it takes no "
                     "time-varying schedule: remove topology.schedule or run another method"))
             if self.adversaries is not None:
@@ -303,6 +307,16 @@ class Scenario(Strict):
     def to_json(self) -> str:
         """A canonical JSON form, the same for equal scenarios."""
         return json.dumps(self.model_dump(mode="json"), sort_keys=True)
+
+
+def _own_topology(scenario: TopologyConfig, own: dict[str, Any]) -> dict[str, Any]:
+    """A method's topology keys over the scenario's: a method that names its own `kind`
+    starts afresh on that kind, keeping only the scenario's agents and seed; one that does
+    not replaces single keys of the scenario's topology."""
+    base = scenario.model_dump(mode="json", exclude_unset=True)
+    if "kind" in own:
+        base = {key: value for key, value in base.items() if key in ("agents", "seed")}
+    return {**base, **own}
 
 
 def _sections(field: FieldInfo) -> list[type[Strict]]:

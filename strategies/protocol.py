@@ -17,7 +17,9 @@ FedAvg's model), its model under `MODEL_KEY` when that is not its message (gradi
 tracking's message carries a tracker too), and its metrics under `METRICS_KEY`,
 `WEIGHT_KEY` among them (FedAvg weighs the average by it). A gossip method whose agents
 start on their own (`GossipRule.exchanges_at_start`) gets one `START_KEY` message before
-round 1 and replies with its first message.
+round 1 and replies with its first message. An asynchronous event (AD-PSGD) names the
+minibatch its gradient is taken on under `STEP_KEY`; it does not evaluate (the router asks
+at the end of the virtual round).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ GOSSIP_ONLY_KEY = "gossip-only"  # config flag: consensus control, mix and move,
 START_KEY = "start"              # config flag: compute your start state and first message
 ROUND_KEY = "server-round"       # config: the round being run (FedAvg sets it itself)
 PROXIMAL_MU_KEY = "proximal-mu"  # config: FedProx's μ (Flower's FedProx sets it itself)
+STEP_KEY = "step"                # config: an asynchronous event's minibatch (the agent's step)
 
 TRAIN_TYPE = MessageType.TRAIN   # a round of training (or of consensus control's gossip)
 EVALUATE_TYPE = MessageType.EVALUATE  # measure your point: not traffic of the modelled network

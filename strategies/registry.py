@@ -15,6 +15,7 @@ from functools import partial
 from typing import Any, Literal
 
 from strategies import server_rules
+from strategies.ad_psgd import ADPSGD
 from strategies.cdmsgd import (
     LocalVelocity,
     Nesterov,
@@ -103,6 +104,9 @@ class Method:
     # whether it runs under agent and link failures (a lost message breaks CHOCO's s_i).
     local_steps: bool = True
     failures: bool = True
+    # Whether the agents step on their own simulated clocks (AD-PSGD), in virtual rounds of
+    # N gradient steps, rather than in synchronous rounds.
+    asynchronous: bool = False
     rule: Callable[[Mapping[str, Any]], GossipRule] | None = None
     stock: StockStrategy | None = None
     # The smallest eigenvalue of Π the rule is stable for under the resolved options
@@ -248,8 +252,15 @@ METHODS: dict[str, Method] = {method.algorithm: method for method in (
            rule=_cdmsgd_rule, lowest_eigenvalue=_cdmsgd_lowest_eigenvalue,
            disagreement_modulus=_cdmsgd_disagreement_modulus),
     Method("sgp", "SGP, Assran et al. 2019: push-sum over a directed graph, the gradient "
-           "taken at the de-biased point x / w", "gossip", rule=lambda options: SGP(),
+           "taken at the de-biased point x / w", "gossip",
+           options={"momentum": 0.0, "variant": "nesterov"},
+           rule=lambda options: SGP(momentum=float(options["momentum"]),
+                                    nesterov=options["variant"] == "nesterov"),
            mixing="column_stochastic"),
+    Method("ad_psgd", "AD-PSGD, Lian et al. 2018: each agent on its own simulated clock "
+           "averages with one random neighbour, then applies its stale gradient", "gossip",
+           forbids=_one_step("AD-PSGD"), rule=lambda options: ADPSGD(), local_steps=False,
+           failures=False, asynchronous=True),
     Method("gradient_tracking", "gradient tracking (DSGT; Koloskova et al. 2021): step along "
            "a tracker of the average gradient, gossiped with the model", "gossip",
            options={"momentum": 0.0, "variant": "polyak"},

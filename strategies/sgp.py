@@ -15,7 +15,16 @@ point (adapt-then-combine).
 As a gossip rule (`strategies.gossip`) SGP is `ahead`: the message already holds the
 gradient step, m_k^j = (x_{k+½}^j, w_k^j), the push-sum weight travelling as one more
 one-element tensor; the engines' mixing sum Σ_j p_ij m^j is then the push-sum step, and
-the model evaluated is z. Local momentum, as the authors' code offers, is not modelled.
+the model evaluated is z.
+
+Local momentum (`momentum` μ > 0), as the authors' code has it (`gossip_sgd.py`: PyTorch's
+SGD, Nesterov by default, stepping on the push-sum numerator after the gradient was taken
+at the de-biased point), replaces the step by
+
+    v_k^j = μ v_{k−1}^j + ∇F_j(z_k^j)    (v = ∇F_j(z_0^j) at the first step)
+    x_{k+½}^j = x_k^j − α d_k^j,    d = v (heavy ball) or ∇F_j(z_k^j) + μ v (Nesterov)
+
+with the velocity v kept by each agent, never gossiped.
 """
 
 from __future__ import annotations
@@ -41,11 +50,25 @@ class SGP:
     """Push-sum with a gradient step at the de-biased point (see the module docstring).
 
     State: "x" the half-step numerator x_{k+½} (what is pushed), "w" the push-sum weight
-    w_k, "z" the de-biased model z_k the step was taken at."""
+    w_k, "z" the de-biased model z_k the step was taken at, and with momentum "v" the
+    local velocity."""
 
     name: str = "sgp"
+    momentum: float = 0.0
+    nesterov: bool = True
     ahead: ClassVar[bool] = True
     exchanges_at_start: ClassVar[bool] = True
+
+    def _step(self, x: Parameters, gradient: list[torch.Tensor], lr: float,
+              velocity: list[torch.Tensor] | None) -> State:
+        """x − α d, and the new velocity where the rule has momentum (PyTorch's SGD)."""
+        if not self.momentum:
+            return {"x": sgd_step(x, gradient, lr)}
+        v = [g.clone() for g in gradient] if velocity is None else \
+            [self.momentum * b + g for b, g in zip(velocity, gradient, strict=True)]
+        direction = [g + self.momentum * b for g, b in zip(gradient, v, strict=True)] \
+            if self.nesterov else v
+        return {"x": sgd_step(x, direction, lr), "v": v}
 
     def start(self, x0: list[torch.Tensor], gradient_at: GradientAt, lr: float) -> State:
         """z_0 = x_0, w_0 = 1, and the first half step on minibatch 0. The loss says whether
@@ -53,7 +76,7 @@ class SGP:
         gradient, loss = gradient_at(list(x0), 0)
         rows = (len(loss), 1) if isinstance(loss, torch.Tensor) and loss.dim() == 1 else (1,)
         w = torch.ones(rows, dtype=x0[0].dtype, device=x0[0].device)
-        return {"x": sgd_step(x0, gradient, lr), "w": [w], "z": list(x0)}
+        return {**self._step(x0, gradient, lr, None), "w": [w], "z": list(x0)}
 
     def message(self, state: State) -> list[torch.Tensor]:
         return [*state["x"], state["w"][0]]
@@ -67,11 +90,11 @@ class SGP:
         *x, w = mixed
         z = debiased(x, w)
         gradient, loss = gradient_at(z, step)
-        return {"x": sgd_step(x, gradient, lr), "w": [w], "z": z}, loss
+        return {**self._step(x, gradient, lr, state.get("v")), "w": [w], "z": z}, loss
 
     def kept(self, state: State) -> State:
-        return {"z": state["z"]}
+        return {part: state[part] for part in ("z", "v") if part in state}
 
     def restore(self, own_message: list[torch.Tensor], kept: State) -> State:
         *x, w = own_message
-        return {"x": list(x), "w": [w], "z": kept["z"]}
+        return {"x": list(x), "w": [w], **kept}

@@ -22,6 +22,7 @@ from conftest import observed_run, tiny_scenario
 from decentral_bench.engines.base import FinalParameters
 from decentral_bench.engines.flower.simulation import FlowerEngine
 from decentral_bench.engines.reference import reference_gossip, reference_push_sum
+from decentral_bench.engines.reference_async import reference_async
 from decentral_bench.engines.vectorized import VectorizedEngine
 from decentral_bench.experiment.plan import MethodPlan
 from strategies.registry import ALGORITHMS
@@ -39,12 +40,14 @@ METHODS: dict[str, dict[str, Any]] = {
     "nesterov-local": {"algorithm": "cdmsgd", "variant": "nesterov", "momentum_buffer": "local"},
     "centralized": {"algorithm": "centralized_sgd"},
     "sgp": {"algorithm": "sgp"},
+    "sgp-momentum": {"algorithm": "sgp", "momentum": 0.9},
     "choco": {"algorithm": "choco", "compression": {"kind": "top_k", "fraction": 0.1},
               "consensus_step_size": 0.4},
     "cdsgd-qsgd": {"algorithm": "cdsgd", "compression": {"kind": "qsgd", "bits": 4}},
     "gradient-tracking": {"algorithm": "gradient_tracking", "momentum": 0.5},
     "d2": {"algorithm": "d2"},
     "qg-dsgdm": {"algorithm": "qg_dsgdm"},
+    "ad-psgd": {"algorithm": "ad_psgd"},
     "fedavg": {"algorithm": "fedavg"},
 }
 
@@ -135,6 +138,9 @@ CASES: tuple[Case, ...] = (
     # SGP: push-sum on a directed graph (a column-stochastic Π).
     Case("sgp", "none", (FV, FM, VM), fast=True,
          settings={"topology": {"kind": "directed_ring", "agents": 5}}),
+    Case("sgp-momentum", "none", (FV, FM, VM), fast=True,  # the authors' local Nesterov
+         settings={"topology": {"kind": "directed_exponential", "agents": 6},
+                   "training": STEP_SCHEDULE}),
     # CHOCO (no failures: a lost message breaks its running sums) and naive compression.
     Case("choco", "none", (FV, FM, VM), fast=True),
     Case("cdsgd-qsgd", "crash", (FV, VM)),
@@ -142,6 +148,13 @@ CASES: tuple[Case, ...] = (
     Case("gradient-tracking", "crash-and-drops", (FV, FM, VM), fast=True),
     Case("d2", "crash", (FV, FM, VM), fast=True),
     Case("qg-dsgdm", "link-drops", (FV, FM, VM), fast=True),
+    # AD-PSGD: the clock's events (stragglers, jitter, random latencies), a tick at a time
+    # on both engines and one event at a time in the matrix form.
+    Case("ad-psgd", "none", (FV, FM, VM), fast=True,
+         settings={"network": {"latency": {"kind": "uniform", "low": "1 ms", "high": "10 ms"},
+                               "compute": {"step_seconds": "10 ms", "jitter": 0.3,
+                                           "stragglers": {"fraction": 0.2, "slowdown": 5}}},
+                   "training": STEP_SCHEDULE}),
     # Centralized SGD: one agent with all the data.
     Case("centralized", "none", (FV, FM, VM), fast=True),
     # FedAvg: a sampled fraction, with and without crashes, and the server lost; its fast
@@ -165,8 +178,10 @@ class Outcome:
 
 
 def run_on(engine: Engine, plan: MethodPlan) -> Outcome:
-    if engine == "matrix":  # push-sum de-biases: its matrix form has a function of its own
-        return Outcome((reference_push_sum if plan.algorithm == "sgp" else reference_gossip)(plan))
+    if engine == "matrix":  # push-sum and AD-PSGD have matrix forms of their own
+        reference = {"sgp": reference_push_sum, "ad_psgd": reference_async}.get(
+            plan.algorithm, reference_gossip)
+        return Outcome(reference(plan))
     final, rounds, events = observed_run(
         plan, FlowerEngine() if engine == "flower" else VectorizedEngine())
     return Outcome(final, rounds, events)

@@ -135,3 +135,26 @@ def test_validate_rejects_what_push_sum_needs(tmp_path: Path, topology: dict, al
     assert result.exit_code == 2, result.output
     assert "s.yaml" in result.output
     assert message in " ".join(result.output.split())
+
+
+@pytest.mark.parametrize("nesterov", [True, False])
+def test_local_momentum_is_pytorch_sgd_on_the_numerator(nesterov: bool) -> None:
+    """On one agent (P = [1], w = 1) SGP with momentum steps exactly as the authors' code,
+    PyTorch's SGD with momentum 0.9, on f(x) = ½‖x − c‖²."""
+    centre, x0, lr = torch.tensor([1.0, -2.0, 0.5]), torch.tensor([3.0, 0.0, -1.0]), 0.1
+    rule = SGP(momentum=0.9, nesterov=nesterov)
+
+    def gradient_at(points: list[torch.Tensor], step: int) -> tuple[list[torch.Tensor], float]:
+        return [points[0] - centre], 0.0
+
+    state = rule.start([x0.clone()], gradient_at, lr)
+    for step in range(1, 6):
+        state, _ = rule.advance(state, rule.message(state), 1.0, gradient_at, lr, step)
+    parameter = x0.clone().requires_grad_(True)
+    optimizer = torch.optim.SGD([parameter], lr=lr, momentum=0.9, nesterov=nesterov)
+    for _ in range(6):  # start's step and five rounds'
+        optimizer.zero_grad()
+        (0.5 * ((parameter - centre) ** 2).sum()).backward()
+        optimizer.step()
+    torch.testing.assert_close(rule.message(state)[0], parameter.detach(), rtol=0,
+                               atol=1e-6)

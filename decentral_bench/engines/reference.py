@@ -16,6 +16,8 @@ de-biased points Z = X / w, from W_0 = 1 and X_{½} = X_0 − α_1 G(X_0) on min
 
     SGP       X_k = P_k X_{k−½},  w_k = P_k w_{k−1},  Z_k = X_k / w_k,
               X_{k+½} = X_k − α_k G(Z_k)    (minibatch k)
+              with local momentum: V_k = μ V_{k−1} + G(Z_k) (V = G first) and
+              X_{k+½} = X_k − α_k (G(Z_k) + μ V_k) (Nesterov) or X_k − α_k V_k
 
 Naive compressed gossip publishes Q(P_k) row by row (drawn as the agents draw it) and
 mixes Π Q(P_k) + diag(Π) (P_k − Q(P_k)) in place of Π P_k. CHOCO-SGD (Koloskova et al.
@@ -159,14 +161,29 @@ def reference_push_sum(plan: MethodPlan) -> dict[int, list[np.ndarray]]:
     z = [torch.stack([tensor] * plan.agents) for tensor in
          from_numpy(plan.initial_parameters, device)]
     weights = torch.ones(plan.agents, 1, dtype=plan.dtype, device=device)
-    half = [x - plan.lr_at(1) * g for x, g in zip(z, gradients(z, 0), strict=True)]
+    momentum = float(plan.option("momentum"))
+    nesterov = plan.option("variant") == "nesterov"
+    velocity: Stacked | None = None
+
+    def direction(g: Stacked) -> Stacked:
+        """D_k: G, or with local momentum V_k = μ V_{k−1} + G (V = G first) and
+        Nesterov's G + μ V_k or the heavy ball's V_k."""
+        nonlocal velocity
+        if not momentum:
+            return g
+        velocity = g if velocity is None else [momentum * v + gi for v, gi in
+                                               zip(velocity, g, strict=True)]
+        return [gi + momentum * v for gi, v in zip(g, velocity, strict=True)] if nesterov \
+            else velocity
+
+    half = [x - plan.lr_at(1) * d for x, d in zip(z, direction(gradients(z, 0)), strict=True)]
     for server_round in range(1, plan.rounds + 1):
         matrix = _round_matrix(plan, server_round, device)
         weights = matrix @ weights
         x = [torch.tensordot(matrix, h, dims=1) for h in half]
         z = [xi / weights.view(-1, *[1] * (xi.dim() - 1)) for xi in x]
-        half = [xi - plan.lr_at(server_round) * g
-                for xi, g in zip(x, gradients(z, server_round), strict=True)]
+        half = [xi - plan.lr_at(server_round) * d
+                for xi, d in zip(x, direction(gradients(z, server_round)), strict=True)]
     return {agent: to_numpy([layer[agent] for layer in z]) for agent in range(plan.agents)}
 
 

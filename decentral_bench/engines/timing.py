@@ -51,6 +51,9 @@ class RoundTimer:
         server_round = report.server_round
         sizes = report.message_bytes if report.message_bytes is not None \
             else np.full(self.plan.agents, self.model_bytes)
+        if self.plan.is_asynchronous:  # the clock's events, not a barrier, time it
+            summary = self.plan.async_schedule.rounds[server_round - 1]
+            return RoundTime(summary.compute_s, summary.communication_s)
         if self.plan.is_gossip:
             network = report.round_network
             if network is None:

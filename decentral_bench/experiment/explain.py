@@ -38,6 +38,10 @@ def effective_method(plan: MethodPlan) -> dict[str, Any]:
         if key in settings or not _applies(method, key):
             continue
         value = getattr(method, key)
+        if key == "topology":  # a graph of its own: the whole topology it runs on
+            if value is not None:
+                settings[key] = _as_data(plan.scenario.topology)
+            continue
         try:
             if value is None and hasattr(MethodPlan, key):
                 value = getattr(plan, key)

@@ -26,9 +26,12 @@ from decentral_bench.experiment.data import (
     steps_per_epoch,
 )
 from decentral_bench.experiment.models import build_model
+from decentral_bench.network.asynchrony import AsyncSchedule, build_schedule
+from decentral_bench.network.clock import NetworkClock
 from decentral_bench.network.failures import FailureSchedule
 from decentral_bench.network.schedules import GraphSchedule
 from decentral_bench.network.topology import Topology, build_topology, single_agent
+from decentral_bench.network.traffic import parameter_bytes
 from decentral_bench.scenario import FailuresConfig, MethodConfig, Scenario
 from decentral_bench.scenario.sections import DEFAULT_ROUNDS
 from strategies.choco import tune_consensus_step_size
@@ -61,7 +64,9 @@ class MethodPlan:
 
     @classmethod
     def of(cls, scenario: Scenario, method_name: str) -> MethodPlan:
-        return cls(scenario=scenario, method=scenario.method(method_name))
+        """Method `method_name` of `scenario`, on its own graph where it has one."""
+        own = scenario.for_method(method_name)
+        return cls(scenario=own, method=own.method(method_name))
 
     @property
     def definition(self) -> Method:
@@ -358,3 +363,26 @@ class MethodPlan:
             GraphSchedule(topology, self.topology, self.seed)
         return FailureSchedule(self.scenario.failures, topology, self.topology, self.seed,
                                schedule)
+
+    # ------------------------------------------------------------ asynchrony
+
+    @property
+    def is_asynchronous(self) -> bool:
+        """Whether the agents step on their own clocks (AD-PSGD), in virtual rounds."""
+        return self.definition.asynchronous
+
+    @cached_property
+    def async_schedule(self) -> AsyncSchedule:
+        """An asynchronous method's events on the scenario's network clock
+        (`decentral_bench.network.asynchrony`): the same for both engines and the timer."""
+        network = self.scenario.network
+        if network is None:  # the scenario's rules require one: not reached
+            raise ValueError(f"'{self.method.name}' runs on the simulated clock: the scenario "
+                             "needs a network section")
+        matrix = self.topology.mixing_matrix
+        neighbours = [[int(l) for l in np.flatnonzero(matrix[j]) if l != j]
+                      for j in range(self.agents)]
+        clock = NetworkClock(network, self.seed, self.agents, self.batch_size,
+                             self.failure_schedule.edges)
+        return build_schedule(clock, neighbours, self.rounds,
+                              parameter_bytes(self.initial_parameters), self.seed)

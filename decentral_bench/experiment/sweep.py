@@ -83,6 +83,9 @@ class RunSpec:
     seed: int
     names: tuple[str, ...] = ()  # each swept key's name in the label (default: its last part)
     shared: tuple[str, ...] = ()  # swept keys the method ignores: the run serves every value
+    # The method's place in the file's `methods` when it runs on a graph of its own (its
+    # scenario then lists it alone, `Scenario.for_method`); None otherwise.
+    own_graph_index: int | None = None
 
     @property
     def config_hash(self) -> str:
@@ -141,9 +144,20 @@ def expand(scenario: Scenario, source: str = "<scenario>") -> list[RunSpec]:
 
 def _run_spec(resolved: Scenario, method: str, swept: tuple[tuple[str, Any], ...], seed: int,
               names: dict[str, str]) -> RunSpec:
-    """One method's run of a resolved combination, named by the swept keys it reads."""
-    definition = registry_entry(resolved.method(method).algorithm)
-    own = tuple((path, value) for path, value in swept if reads(definition, resolved, path))
+    """One method's run of a resolved combination, named by the swept keys it reads (on its
+    own graph where it has one: `Scenario.for_method`)."""
+    entry = resolved.method(method)
+    index = [m.name for m in resolved.methods].index(method) \
+        if entry.topology is not None else None
+    resolved = resolved.for_method(method)
+    definition = registry_entry(entry.algorithm)
+
+    def read(path: str) -> bool:  # a topology key the method sets itself is not read
+        own_key = path.startswith("topology.") and entry.topology is not None and \
+            path.split(".")[1] in entry.topology
+        return not own_key and reads(definition, resolved, path)
+
+    own = tuple((path, value) for path, value in swept if read(path))
     return RunSpec(resolved, method, own, seed, names=tuple(names[path] for path, _ in own),
-                   shared=tuple(path for path, _ in swept
-                                if not reads(definition, resolved, path)))
+                   shared=tuple(path for path, _ in swept if not read(path)),
+                   own_graph_index=index)

@@ -38,7 +38,7 @@ def label(method: str, kind: str, agents: int, stragglers: float) -> str:
     return f"{method} kind={kind} agents={agents} fraction={stragglers}"
 
 
-def _faster(claim: str, first: str, second: str, target: float) -> Rule:
+def faster_claim(claim: str, first: str, second: str, target: float) -> Rule:
     """`first` reaches the target in less simulated time than `second`."""
 
     def judge(groups: Sequence[Group]) -> Claim | None:
@@ -62,15 +62,15 @@ def bottleneck_rules(target: float) -> list[Rule]:
     rules = []
     for kind in KINDS:
         rules += [
-            _faster(f"{kind}, {MANY} agents: CDSGD reaches the target before FedAvg (the "
+            faster_claim(f"{kind}, {MANY} agents: CDSGD reaches the target before FedAvg (the "
                     "server is the bottleneck)", label("CDSGD", kind, MANY, 0.0),
                     label("FedAvg", kind, MANY, 0.0), target),
-            _faster(f"{kind}, {MANY} agents: CDMSGD reaches it before FedAvg",
+            faster_claim(f"{kind}, {MANY} agents: CDMSGD reaches it before FedAvg",
                     label("CDMSGD", kind, MANY, 0.0), label("FedAvg", kind, MANY, 0.0), target),
-            _faster(f"{kind}, {FEW} agents: FedAvg reaches it before CDSGD (the ranking flips "
+            faster_claim(f"{kind}, {FEW} agents: FedAvg reaches it before CDSGD (the ranking flips "
                     "on few agents)", label("FedAvg", kind, FEW, 0.0),
                     label("CDSGD", kind, FEW, 0.0), target),
-            _faster(f"{kind}, {MANY} agents, 10 % stragglers at 5×: CDSGD still reaches it "
+            faster_claim(f"{kind}, {MANY} agents, 10 % stragglers at 5×: CDSGD still reaches it "
                     "before FedAvg", label("CDSGD", kind, MANY, 0.1),
                     label("FedAvg", kind, MANY, 0.1), target),
         ]

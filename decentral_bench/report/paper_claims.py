@@ -47,6 +47,8 @@ from decentral_bench.report.claims import (
 )
 from decentral_bench.report.compression_claims import CHOCO_RING, bytes_table
 from decentral_bench.report.heterogeneity_claims import HETEROGENEITY, levels_table
+from decentral_bench.report.straggler_claims import SCENARIO as STRAGGLERS
+from decentral_bench.report.straggler_claims import straggler_rules
 from decentral_bench.report.summary import (
     Group,
     RunRecord,
@@ -299,7 +301,7 @@ def judge_store(tracking_uri: str | None, experiments: Sequence[str] | None,
     experiment that is not in the store raises LookupError."""
     client = open_store(tracking_uri)
     names = experiments or [*(name for base in RULES for name in (base, f"{base}_cifar10")),
-                            BOTTLENECK]
+                            BOTTLENECK, STRAGGLERS]
     sections = []
     for name in names:
         parent = find_parent_run(client, name)
@@ -310,9 +312,10 @@ def judge_store(tracking_uri: str | None, experiments: Sequence[str] | None,
         scenario = parent.data.tags.get("scenario", name)
         records = latest_per_configuration(load_records(client, parent.info.run_id))
         rules = rules_for(scenario)
-        if scenario == BOTTLENECK:  # judged at the run's own target accuracy
+        if scenario in (BOTTLENECK, STRAGGLERS):  # judged at the run's own target accuracy
             target = parent.data.params.get("report.target_accuracy", "None")
-            rules = bottleneck_rules(float(target)) if target != "None" else []
+            timed = bottleneck_rules if scenario == BOTTLENECK else straggler_rules
+            rules = timed(float(target)) if target != "None" else []
         text = f"## {scenario}\n\n"
         if scenario.removesuffix("_cifar10") == "kong_phases":
             text += kong_tables(records)

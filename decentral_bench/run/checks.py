@@ -43,7 +43,15 @@ from strategies.registry import method
 
 
 def _where(spec: RunSpec, key: str) -> str:
-    """`key`, prefixed with the sweep combination it failed in (if the file sweeps)."""
+    """`key`, prefixed with the sweep combination it failed in (if the file sweeps); for a
+    method on a graph of its own (checked in a scenario that lists it alone), named by its
+    place in the file: `methods[2]`, `methods[2].topology.schedule`."""
+    index = spec.own_graph_index
+    if index is not None:
+        if key.startswith("methods[0]"):
+            key = f"methods[{index}]" + key.removeprefix("methods[0]")
+        elif key.startswith(("topology", "network.links_file")):
+            key = f"methods[{index}].{key}"
     if not spec.swept:
         return key
     combination = ", ".join(f"{path}={value!r}" for path, value in spec.swept)
@@ -106,26 +114,27 @@ def _stability_findings(scenario: Scenario) -> tuple[list[Finding], list[Finding
     10 % a round (CDMSGD-Nesterov on the iterates close above its bound)."""
     problems: list[Finding] = []
     warnings: list[Finding] = []
-    lambda_n: float | None = None  # the graph is the same for every method: built once
     for index, entry in enumerate(scenario.methods):
+        if entry.topology is not None and len(scenario.methods) > 1:
+            continue  # on a graph of its own: checked in its own run's scenario
         plan = MethodPlan.of(scenario, entry.name)
         if not plan.has_graph:
             continue
-        if scenario.topology.kind in DIRECTED_KINDS and \
-                plan.definition.mixing == "doubly_stochastic":
+        kind = plan.scenario.topology.kind  # the method's own graph, where it has one
+        if kind in DIRECTED_KINDS and plan.definition.mixing == "doubly_stochastic":
             problems.append((f"methods[{index}]", (
                 f"'{entry.name}' ({entry.algorithm}) needs a doubly stochastic Π, which the "
-                f"{scenario.topology.kind} graph has not (its Π is column-stochastic); use "
+                f"{kind} graph has not (its Π is column-stochastic); use "
                 "algorithm: sgp (push-sum), which de-biases with its weights, or an "
                 "undirected graph")))
             continue
         bound = plan.definition.lowest_eigenvalue(plan.options)
         if bound is None:
             continue
-        if lambda_n is None:
-            lambda_n = plan.topology.lambda_n
-        drawn = "" if scenario.topology.seed is not None or scenario.topology.kind \
-            not in RANDOM_FAMILIES else f" (drawn with training seed {plan.seed})"
+        lambda_n = plan.topology.lambda_n  # the method's graph (built once per plan)
+        topology = plan.scenario.topology
+        drawn = "" if topology.seed is not None or topology.kind not in RANDOM_FAMILIES \
+            else f" (drawn with training seed {plan.seed})"
         form = f"'{entry.name}' ({bound.rule})"
         if lambda_n <= bound.value + BOUND_TOLERANCE:
             problems.append((f"methods[{index}]", (
@@ -170,22 +179,22 @@ def _aggregation_problems(scenario: Scenario) -> list[tuple[str, str]]:
     """(key, problem) for each method whose robust aggregation screens more neighbours than
     some agent has: trimmed_mean and krum need a degree ≥ 2b + 1 everywhere."""
     found = []
-    degrees: np.ndarray | None = None  # the graph is the same for every method: built once
     for index, entry in enumerate(scenario.methods):
+        if entry.topology is not None and len(scenario.methods) > 1:
+            continue  # on a graph of its own: checked in its own run's scenario
         plan = MethodPlan.of(scenario, entry.name)
         needed = plan.aggregation.min_degree if plan.has_graph else 0
         if needed == 0:
             continue
-        if degrees is None:
-            matrix = plan.topology.mixing_matrix
-            degrees = np.count_nonzero(matrix - np.diag(np.diag(matrix)), axis=1)
+        matrix = plan.topology.mixing_matrix  # the method's graph, where it has one
+        degrees = np.count_nonzero(matrix - np.diag(np.diag(matrix)), axis=1)
         short = np.flatnonzero(degrees < needed)
         if len(short):
             agent = int(short[0])
             found.append((f"methods[{index}].aggregation", (
                 f"{plan.aggregation.kind} with b = {plan.aggregation.b} needs every agent's "
                 f"degree ≥ 2b + 1 = {needed}, but agent {agent} has degree "
-                f"{int(degrees[agent])} on the {scenario.topology.kind} graph"
+                f"{int(degrees[agent])} on the {plan.scenario.topology.kind} graph"
                 f"{f' ({len(short)} agents short)' if len(short) > 1 else ''}; use a denser "
                 "graph, a smaller b, or median or clipped_gossip")))
     return found

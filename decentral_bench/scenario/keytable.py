@@ -89,6 +89,15 @@ UNEXPRESSED = (
                 r"consensus control does not run with adversaries"),
     Unexpressed("methods[].compression", "not with adversaries",
                 r"compressed gossip does not run with adversaries"),
+    Unexpressed("methods[].algorithm, network, topology.agents, topology.schedule, "
+                "adversaries", "ad_psgd needs a network section and 2 agents at least, and "
+                "runs without a time-varying schedule or attackers",
+                r"orders its agents' steps on the simulated clock|averages with a neighbour "
+                r"at every step: it needs|takes no time-varying schedule|is not modelled "
+                r"with attackers"),
+    Unexpressed("methods[].topology", "topology keys of a valid topology (the scenario's "
+                "agents: no agents key)",
+                r"a method's graph has the scenario's agents|methods\[\d+\]\.topology"),
 )
 
 # Checked when the scenario is run or validated, beyond the loader: listed on the key page.

@@ -187,18 +187,21 @@ class MethodConfig(Strict):
         "fedadam, fedyogi, fedadagrad, fedmedian, fedtrimmedavg, krum, multikrum, bulyan: "
         "Flower's stock strategy of that name; centralized_sgd: CDSGD on the one-node graph "
         "Π = [1] with all the data; sgp: Stochastic Gradient Push (Assran et al. 2019), "
-        "push-sum with a column-stochastic Π, the only method for a directed graph")
+        "push-sum with a column-stochastic Π, the only method for a directed graph; ad_psgd: "
+        "AD-PSGD (Lian et al. 2018), each agent on its own simulated clock averaging with "
+        "one random neighbour (needs a network section)")
     momentum: float | None = Field(
-        None, ge=0.0, lt=1.0, description="cdmsgd, choco, qg_dsgdm, gradient_tracking: "
-        "momentum μ (QG-DSGDm's β) in [0, 1). Default: 0.9; choco and gradient_tracking 0 "
-        "(no momentum)")
+        None, ge=0.0, lt=1.0, description="cdmsgd, choco, qg_dsgdm, gradient_tracking, sgp: "
+        "momentum μ (QG-DSGDm's β) in [0, 1). Default: 0.9; choco, gradient_tracking and "
+        "sgp 0 (no momentum)")
     variant: Literal["nesterov", "polyak"] | None = Field(
         None, description="cdmsgd: the momentum form, Polyak x_{k+1} = Σ π_jl x_k^l − α g + "
         "μ(x_k − x_{k−1}) or Nesterov (steps from y_k = x_k + μ(x_k − x_{k−1})); qg_dsgdm "
         "and gradient_tracking: heavy ball (polyak, step along the buffer m) or Nesterov "
         "(g + μ m); choco (when momentum > 0): PyTorch SGD's buffer b = μ b + g, the step "
-        "−α b (polyak) or −α (g + μ b) (nesterov), as the authors' code. Default: nesterov, "
-        "as the papers' experiments; gradient_tracking polyak")
+        "−α b (polyak) or −α (g + μ b) (nesterov), as the authors' code; sgp (when momentum "
+        "> 0): the same local buffer, stepping on the push-sum numerator, as the authors' "
+        "code. Default: nesterov, as the papers' experiments; gradient_tracking polyak")
     momentum_buffer: Literal["iterates", "local"] | None = Field(
         None, description="cdmsgd: local, the authors' code (and Kong et al.'s): a velocity "
         "of the agent's own gradient steps, never mixed, stable on every graph; or iterates, "
@@ -254,6 +257,14 @@ class MethodConfig(Strict):
     epochs: float | None = Field(
         None, gt=0.0, description="this method's epochs, instead of rounds. Default: "
         "training's")
+    topology: dict[str, Any] | None = Field(
+        None, description="this method's own graph: topology keys that replace the "
+        "scenario's for this method only (e.g. `{kind: directed_exponential}` for sgp, "
+        "`{kind: exponential, schedule: one_peer_exponential}`), so one file compares "
+        "methods on the graphs they are built for; the agents stay topology.agents. A "
+        "method that names its own kind starts afresh on that kind (only the scenario's "
+        "agents and seed carry over); one that does not replaces single keys. Default: "
+        "the scenario's topology")
     consensus_control: ConsensusControlConfig | None = Field(
         None, description="cdsgd, cdmsgd: extra gossip-only exchanges after each round "
         "(Kong et al. 2021). Default: none")

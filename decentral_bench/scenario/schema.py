@@ -174,6 +174,74 @@ class Scenario(Strict):
         return self
 
     @model_validator(mode="after")
+    def _method_topologies_fit(self, info: ValidationInfo) -> Scenario:
+        """A method's own graph is the scenario's topology with the method's keys in place
+        of its own, on the same agents."""
+        for index, entry in enumerate(self.methods):
+            if entry.topology is None:
+                continue
+            if "agents" in entry.topology:
+                raise KeyedError(f"methods[{index}].topology.agents", (
+                    "a method's graph has the scenario's agents: remove the key and set "
+                    "topology.agents (or sweep it)"))
+            merged = _own_topology(self.topology, entry.topology)
+            try:
+                TopologyConfig.model_validate(merged, context=info.context)
+            except ValidationError as error:
+                first = error.errors()[0]
+                where = ".".join(str(part) for part in first["loc"])
+                raise KeyedError(f"methods[{index}].topology{'.' + where if where else ''}",
+                                 str(first["msg"]).removeprefix("Value error, ")) from None
+        return self
+
+    def method_topology(self, name: str) -> TopologyConfig:
+        """The graph method `name` runs on: the scenario's topology with the method's own
+        keys in place (`MethodConfig.topology`)."""
+        own = self.method(name).topology
+        if own is None:
+            return self.topology
+        return TopologyConfig.model_validate(_own_topology(self.topology, own))
+
+    def for_method(self, name: str) -> Scenario:
+        """The scenario as method `name` runs it: itself, or, for a method with a graph of
+        its own, that graph as the topology and that method alone (so every check and
+        every setting a run reads sees the method's graph)."""
+        entry = self.method(name)
+        if entry.topology is None:
+            return self
+        return self.model_copy(update={"topology": self.method_topology(name),
+                                       "methods": (entry,)})
+
+    @model_validator(mode="after")
+    def _asynchronous_methods_fit(self) -> Scenario:
+        """An asynchronous method (AD-PSGD) runs on the simulated clock, over one undirected
+        graph, with honest agents."""
+        for index, entry in enumerate(self.methods):
+            if not METHODS[entry.algorithm].asynchronous:
+                continue
+            name = f"'{entry.name}' ({entry.algorithm})"
+            if self.network is None:
+                raise KeyedError(f"methods[{index}]", (
+                    f"{name} orders its agents' steps on the simulated clock, which the "
+                    "scenario's network section sets: add one, e.g. network: {latency: 5 ms, "
+                    "compute: {samples_per_second: 2000}}"))
+            if self.topology.agents < 2:
+                raise KeyedError("topology.agents", (
+                    f"{name} averages with a neighbour at every step: it needs at least 2 "
+                    "agents"))
+            if self.method_topology(entry.name).schedule is not None:
+                where = f"methods[{index}].topology.schedule" if entry.topology and \
+                    "schedule" in entry.topology else "topology.schedule"
+                raise KeyedError(where, (
+                    f"{name} draws a neighbour of the graph at every step, so it takes no "
+                    "time-varying schedule: remove topology.schedule or run another method"))
+            if self.adversaries is not None:
+                raise KeyedError(f"methods[{index}]", (
+                    f"{name} is not modelled with attackers: remove adversaries or run "
+                    "another method"))
+        return self
+
+    @model_validator(mode="after")
     def _adversaries_fit(self) -> Scenario:
         adversaries, agents = self.adversaries, self.topology.agents
         if adversaries is None:
@@ -239,6 +307,16 @@ class Scenario(Strict):
     def to_json(self) -> str:
         """A canonical JSON form, the same for equal scenarios."""
         return json.dumps(self.model_dump(mode="json"), sort_keys=True)
+
+
+def _own_topology(scenario: TopologyConfig, own: dict[str, Any]) -> dict[str, Any]:
+    """A method's topology keys over the scenario's: a method that names its own `kind`
+    starts afresh on that kind, keeping only the scenario's agents and seed; one that does
+    not replaces single keys of the scenario's topology."""
+    base = scenario.model_dump(mode="json", exclude_unset=True)
+    if "kind" in own:
+        base = {key: value for key, value in base.items() if key in ("agents", "seed")}
+    return {**base, **own}
 
 
 def _sections(field: FieldInfo) -> list[type[Strict]]:

@@ -49,6 +49,7 @@ from strategies.protocol import (
     PUBLISHED_KEY,
     ROUND_KEY,
     START_KEY,
+    STEP_KEY,
     WEIGHT_KEY,
     int_value,
 )
@@ -147,9 +148,11 @@ def train(message: Message, context: Context) -> Message:
         parameters, model, figures = client_round(setup, message.content, context,
                                                   server_round)
         metrics.update(figures)
-        # With consensus control the round ends after its exchanges: the router then asks
-        # for an evaluation of the point the agent ends it with (`measure`).
-        if setup.plan.evaluates(server_round) and setup.plan.consensus_control is None:
+        # With consensus control the round ends after its exchanges, an asynchronous event
+        # (STEP_KEY) ends no round: the router then asks for an evaluation of the point the
+        # agent ends the round with (`measure`).
+        if setup.plan.evaluates(server_round) and setup.plan.consensus_control is None \
+                and STEP_KEY not in config:
             metrics.update(setup.evaluate(parameters if model is None else model))
     content = RecordDict({PUBLISHED_KEY: to_record(to_numpy(parameters))})
     if model is not None:

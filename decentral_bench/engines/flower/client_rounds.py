@@ -8,7 +8,8 @@
   the message cannot supply (`GossipRule.kept`) stays in its Flower context between
   rounds; the context crosses the engine on every call, so it keeps nothing else. A rule
   whose agents start on their own computes its start state when asked (`START_KEY`),
-  before round 1. An attacker keeps its honest message in its context too, mixes it in
+  before round 1. An asynchronous event (AD-PSGD) takes its gradient on the minibatch the
+  message names (`STEP_KEY`). An attacker keeps its honest message in its context too, mixes it in
   place of what it published, and publishes what its attack makes of it and of its honest
   neighbours' messages (`strategies.attacks`).
 - server methods: the message holds the global model; the agent trains `local_epochs`
@@ -43,6 +44,8 @@ from strategies.protocol import (
     MIXING_KEY,
     PROXIMAL_MU_KEY,
     PUBLISHED_KEY,
+    STEP_KEY,
+    int_value,
     neighbour_key,
     number_list,
 )
@@ -156,9 +159,11 @@ def gossip_client_round(setup: AgentSetup, content: RecordDict, context: Context
     state = rule.restore(honest, _kept(context, setup.device))
     members = [honest if i == own else p for i, p in enumerate(points)]
     gradient_at = _Recorder(setup)
+    config = content.config_records[CONFIG_KEY]
+    steps = gradient_steps(rule, server_round, plan.local_steps) if STEP_KEY not in config \
+        else range(int_value(config, STEP_KEY), int_value(config, STEP_KEY) + 1)
     state, losses = gossip_round(rule, state, _aggregate(setup, members, weights, own),
-                                 weights[own], gradient_at, plan.lr_at(server_round),
-                                 gradient_steps(rule, server_round, plan.local_steps))
+                                 weights[own], gradient_at, plan.lr_at(server_round), steps)
     _keep(context, rule.kept(state))
     message = rule.message(state)
     published = _attacked(setup, message, neighbours, points, weights, server_round)

@@ -2,9 +2,9 @@
 
 Gossip methods (CDSGD, CDMSGD, gradient tracking, D², QG-DSGDm, centralized SGD) run the
 gossip router (it routes, never aggregates), on the round's network when failures are
-injected; the server methods run Flower's stock strategy (`strategies.stock`) while their
-server lives. All send through a `NetworkTap`, and each finished round is handed on as a
-`RoundReport`.
+injected; asynchronous gossip (AD-PSGD) runs its clock's events (`async_router`); the
+server methods run Flower's stock strategy (`strategies.stock`) while their server lives.
+All send through a `NetworkTap`, and each finished round is handed on as a `RoundReport`.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from decentral_bench.engines.base import (
     stack_points,
 )
 from decentral_bench.engines.flower.arrays import from_record, record_bytes, to_record
+from decentral_bench.engines.flower.async_router import run_async
 from decentral_bench.engines.flower.network_tap import NetworkTap, round_report
 from decentral_bench.engines.flower.nodes import NodeWait, discover_agents
 from decentral_bench.experiment.metrics import consensus_distance
@@ -115,6 +116,8 @@ def run_method(grid: Grid, plan: MethodPlan, report: ReportSink, threads: int = 
     tap.drain()
     rounds = _Round(tap, node_of_agent, report, parameter_bytes(plan.initial_parameters),
                     plan.agents)
+    if plan.is_asynchronous:
+        return run_async(tap, plan, report, config, node_of_agent)
     if plan.is_gossip:
         return _run_gossip(tap, plan, rounds, config, node_of_agent)
     return _run_server(tap, plan, rounds, config, node_of_agent, event)

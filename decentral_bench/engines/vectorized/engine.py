@@ -7,7 +7,8 @@ the mixing sum is the block's rows of Π_k applied to the stack of messages
 (`Mixer`), the gradients one `torch.func` call for the block or one pass per agent
 (`StackedModel`, `batching.py`); see `gossip.py`. A server method runs every sampled
 agent's local epochs at once, then the server update of Flower's stock strategy; see
-`server.py`. What a run holds in memory: `memory.py`.
+`server.py`. Asynchronous gossip (AD-PSGD) applies its clock's events a tick at a time;
+see `asynchronous.py`. What a run holds in memory: `memory.py`.
 
 Same x_0, minibatch streams, step sizes, Π_k and failures as the Flower engine,
 so both end with the same parameters (tested to 1e-5). It simulates the
@@ -18,6 +19,7 @@ real deployments.
 from __future__ import annotations
 
 from decentral_bench.engines.base import EventSink, FinalParameters, ReportSink
+from decentral_bench.engines.vectorized.asynchronous import AsyncLoop
 from decentral_bench.engines.vectorized.gossip import GossipLoop
 from decentral_bench.engines.vectorized.memory import keep_freed_memory
 from decentral_bench.engines.vectorized.server import ServerLoop
@@ -48,6 +50,8 @@ class VectorizedEngine:
         keep_freed_memory()
         with run_numerics(plan.scenario.training.deterministic, plan.seed, available_cpus()):
             stacked = StackedRun(plan, self.chunk, self.dense, self.batched, report, on_event)
+            if plan.is_asynchronous:
+                return AsyncLoop(stacked).run_rounds()
             if plan.is_gossip:
                 return GossipLoop(stacked).run_rounds()
             return ServerLoop(stacked).run_rounds(on_event)

@@ -94,3 +94,18 @@ def test_a_swept_topology_key_that_a_method_sets_itself_is_not_in_its_label() ->
     assert labels == ["gossip kind=ring", "gossip kind=torus", "push"]
     push = next(spec for spec in specs if spec.method == "push")
     assert push.shared == ("topology.kind",) and push.own_graph_index == 1
+
+
+def test_the_topology_command_lists_and_shows_a_method_s_own_graph() -> None:
+    path = Path(__file__).parents[1] / "scenarios" / "async" / "stragglers.yaml"
+    listed = CliRunner().invoke(cli.cli, ["topology", str(path)])
+    assert listed.exit_code == 0, listed.output
+    assert "'SGP directed exp' (directed_exponential)" in " ".join(listed.output.split())
+    shown = CliRunner().invoke(cli.cli, ["topology", str(path), "--json",
+                                         "--method", "CDSGD one-peer exp"])
+    assert shown.exit_code == 0, shown.output
+    data = json.loads(shown.output[shown.output.index("{"):])
+    assert data["kind"] == "exponential" and data["period"] == 4
+    assert data["product_lambda2"] == pytest.approx(0.0, abs=1e-12)
+    missing = CliRunner().invoke(cli.cli, ["topology", str(path), "--method", "nope"])
+    assert missing.exit_code == 2 and "has no method 'nope'" in missing.output

@@ -23,16 +23,25 @@ def topology(
     scenario: Annotated[Path, typer.Argument(help="Scenario YAML file.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON, with the matrix.")] = False,
     plot: Annotated[Path | None, typer.Option(help="Draw the graph to this PNG file.")] = None,
+    method: Annotated[str | None, typer.Option(
+        help="The graph this method runs on, where it has one of its own "
+             "(methods[].topology).")] = None,
 ) -> None:
     """Show a scenario's graph: agents, edges, degrees, λ2, λN, spectral gap, 1 − λN; with a
     time-varying graph (topology.schedule) also its period, the window of rounds whose union
     is checked connected, and the λ2 (second largest |eigenvalue|) of that window's product
-    of Π_k."""
+    of Π_k. Methods on graphs of their own are listed; --method shows one's."""
     from decentral_bench.network.schedules import GraphSchedule
     from decentral_bench.network.topology import TopologyError, build_topology
 
     try:
         parsed = scenario_file.load(scenario)
+        if method is not None:
+            try:
+                parsed = parsed.for_method(method)
+            except KeyError as error:
+                raise ScenarioError(str(scenario), [("--method", str(error).strip("'\""))]) \
+                    from None
         built = build_topology(parsed.topology, parsed.training.seed)
         schedule = None if parsed.topology.schedule is None else \
             GraphSchedule(parsed.topology, built, parsed.training.seed)
@@ -58,6 +67,11 @@ def topology(
         for key, value in summary.items():
             table.add_row(key, f"{value:.6g}" if isinstance(value, float) else str(value))
         console.print(table)
+        own = [entry for entry in parsed.methods if entry.topology is not None]
+        if method is None and own:
+            errors.print("methods on graphs of their own (show one with --method NAME): " +
+                         ", ".join(f"'{entry.name}' ({parsed.method_topology(entry.name).kind})"
+                                   for entry in own))
     if plot is not None:
         from decentral_bench.report.plots import graph_figure
 

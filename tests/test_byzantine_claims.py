@@ -119,3 +119,28 @@ def test_a_trimmed_study_shows_only_the_attacks_and_counts_it_ran() -> None:
     assert len(figures["attacks.png"].axes) == 1
     for figure in figures.values():
         pyplot.close(figure)
+
+
+def test_an_attack_swept_with_its_parameters_is_found_and_named_so() -> None:
+    """ALIE swept as `{kind: alie, z: 10}` labels its runs `attack=alie(z=10)`: the claims
+    read them as ALIE's and every table and figure names them with their z."""
+    groups = _groups(Mean__count_eq_0=CLEAN,
+                     Mean__count_eq_1__attack_eq_sign_flip=[0.79, 0.80, 0.80])
+    groups += group_records(_records("Mean count=1 attack=alie(z=10)", [0.20, 0.22, 0.21]))
+    claim = breaks_under_some("Mean", 1)(groups)
+    assert claim is not None and claim.verdict == HOLDS
+    assert claim.why == "it loses more than 0.05 under alie(z=10)"
+    attacks, counts = measured(groups, ["Mean"], ["sign_flip", "alie", "ipm"])
+    assert (attacks, counts) == (["sign_flip", "alie"], [1])
+    table = accuracy_matrix(groups, ["Mean"], attacks, counts).splitlines()
+    assert table[0] == "| method | clean | sign_flip f=1 | alie(z=10) f=1 |"
+    assert table[2] == "| Mean | 0.8033 ± 0.0047 | 0.7967 ± 0.0047 | 0.2100 ± 0.0082 |"
+    figures = study_figures(groups, "byzantine_torus", ["Mean"], attacks, counts)
+    # Without dissensus runs the curves are the clean run and sign flipping's.
+    assert sorted(figures) == ["attacks.png", "sign_flip_test_accuracy.png"]
+    ticks = [tick.get_text() for tick in figures["attacks.png"].axes[0].get_xticklabels()]
+    assert ticks == ["clean", "sign_flip", "alie(z=10)"]
+    assert [round(bar.get_height(), 4) for bar in figures["attacks.png"].axes[0].patches] == \
+        [0.8033, 0.7967, 0.21]
+    for figure in figures.values():
+        pyplot.close(figure)

@@ -52,6 +52,28 @@ def attacked(method: str, count: int, attack: str) -> str:
     return f"{method} count={count} attack={attack}"
 
 
+def under_attack(groups: Sequence[Group], method: str, count: int, attack: str,
+                 ) -> Group | None:
+    """The method's group under `attack` with `count` attackers, its attack named by its
+    kind alone (`attack=alie`) or with the parameters it was swept with
+    (`attack=alie(z=10)`)."""
+    label = attacked(method, count, attack)
+    return exact(groups, label) or next(
+        (group for group in groups if group.label.startswith(f"{label}(")), None)
+
+
+def attack_text(group: Group) -> str:
+    """The attack as the group's label writes it: `sign_flip`, `alie(z=10)`."""
+    return group.label.partition(" attack=")[2]
+
+
+def written(groups: Sequence[Group], methods: Sequence[str], attack: str) -> str:
+    """`attack` as the runs of `methods` write it (`alie(z=10)`); its kind where none ran."""
+    return next((attack_text(group) for method in methods for count in (1, 2)
+                 if (group := under_attack(groups, method, count, attack)) is not None),
+                attack)
+
+
 def clean(groups: Sequence[Group], method: str) -> Group | None:
     """The method's group without attackers."""
     return exact(groups, f"{method} count=0") or exact(groups, method)
@@ -80,11 +102,11 @@ def _drops(groups: Sequence[Group], method: str, count: int, attacks: Sequence[s
     reference = accuracy(unattacked)
     found = []
     for attack in attacks:
-        group = exact(groups, attacked(method, count, attack))
+        group = under_attack(groups, method, count, attack)
         if group is not None:
             under = accuracy(group)
             lost, margin = drop(reference, under)
-            found.append((attack, under, lost, margin))
+            found.append((attack_text(group), under, lost, margin))
     return (reference, found) if found else None
 
 
@@ -150,16 +172,16 @@ def best_under_every(method: str, others: Sequence[str], count: int,
     def judge(groups: Sequence[Group]) -> Claim | None:
         rows, beaten = [], []
         for attack in attacks:
-            mine = exact(groups, attacked(method, count, attack))
+            mine = under_attack(groups, method, count, attack)
             rivals = [(other, accuracy(group)) for other in others
-                      if (group := exact(groups, attacked(other, count, attack))) is not None]
+                      if (group := under_attack(groups, other, count, attack)) is not None]
             if mine is None or not rivals:
                 continue
-            ours = accuracy(mine)
+            ours, name = accuracy(mine), attack_text(mine)
             best_name, best = max(rivals, key=lambda pair: pair[1].mean)
-            rows.append(f"{attack}: {ours.mean:.3f} vs {best_name} {best.mean:.3f}")
+            rows.append(f"{name}: {ours.mean:.3f} vs {best_name} {best.mean:.3f}")
             if best.mean - ours.mean > noise(ours, best):
-                beaten.append(f"{best_name} under {attack}")
+                beaten.append(f"{best_name} under {name}")
         if not rows:
             return None
         if beaten:
@@ -204,7 +226,7 @@ def measured(groups: Sequence[Group], methods: Sequence[str], attacks: Sequence[
     """The attacks and the numbers of attackers (1, 2) that at least one method ran under:
     the columns a trimmed study has figures for (one attacker where none ran)."""
     ran = [(attack, count) for attack in attacks for count in (1, 2)
-           if any(exact(groups, attacked(m, count, attack)) is not None for m in methods)]
+           if any(under_attack(groups, m, count, attack) is not None for m in methods)]
     return ([a for a in attacks if any(a == attack for attack, _ in ran)],
             sorted({count for _, count in ran}) or [1])
 
@@ -212,16 +234,17 @@ def measured(groups: Sequence[Group], methods: Sequence[str], attacks: Sequence[
 def accuracy_matrix(groups: Sequence[Group], methods: Sequence[str],
                     attacks: Sequence[str] = ATTACKS, counts: Sequence[int] = (1, 2)) -> str:
     """Markdown: each method's honest final accuracy, clean and under each attack with
-    each number of attackers in `counts` (mean ± std over seeds)."""
+    each number of attackers in `counts` (mean ± std over seeds), each attack headed as
+    its runs write it (`alie(z=10)`)."""
     header = "| method | clean | " + " | ".join(
-        f"{a} f={count}" for a in attacks for count in counts) + " |"
+        f"{written(groups, methods, a)} f={count}" for a in attacks for count in counts) + " |"
     lines = [header, "|" + "---|" * (2 + len(counts) * len(attacks))]
     for method in methods:
         unattacked = clean(groups, method)
         cells = [str(accuracy(unattacked)) if unattacked is not None else "–"]
         for attack in attacks:
             for count in counts:
-                group = exact(groups, attacked(method, count, attack))
+                group = under_attack(groups, method, count, attack)
                 cells.append(str(accuracy(group)) if group is not None else "–")
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
@@ -231,25 +254,28 @@ def study_figures(groups: Sequence[Group], scenario: str, methods: Sequence[str]
                   attacks: Sequence[str], counts: Sequence[int] = (1, 2)) -> dict[str, Figure]:
     """The study's figures by file name: each method's honest final accuracy, clean and
     under each attack (a panel per number of attackers in `counts`); and the honest mean
-    test accuracy over epochs under the attack the gossip claims are about, dissensus, with
-    one attacker (a gossip study) or sign flipping (a server one)."""
+    test accuracy over epochs, clean and under one attack with one attacker: dissensus, the
+    attack the gossip claims are about, where it ran, else sign flipping. Each attack is
+    named as its runs write it (`alie(z=10)`)."""
+    names = [written(groups, methods, attack) for attack in attacks]
     cells: dict[tuple[str, str, int], tuple[float, float]] = {}
     for method in methods:
         unattacked = clean(groups, method)
         if unattacked is not None:
             estimate = accuracy(unattacked)
             cells[(method, "clean", 0)] = (estimate.mean, estimate.std)
-        for attack in attacks:
+        for attack, name in zip(attacks, names, strict=True):
             for count in counts:
-                group = exact(groups, attacked(method, count, attack))
+                group = under_attack(groups, method, count, attack)
                 if group is not None:
                     estimate = accuracy(group)
-                    cells[(method, attack, count)] = (estimate.mean, estimate.std)
-    focus = "sign_flip" if scenario == "byzantine_server" else "dissensus"
+                    cells[(method, name, count)] = (estimate.mean, estimate.std)
+    focus = "dissensus" if scenario != "byzantine_server" and "dissensus" in attacks \
+        else "sign_flip"
     curves = [group for method in methods
-              for group in (clean(groups, method), exact(groups, attacked(method, 1, focus)))
+              for group in (clean(groups, method), under_attack(groups, method, 1, focus))
               if group is not None]
-    return {"attacks.png": attack_figure(cells, methods, attacks, counts,
+    return {"attacks.png": attack_figure(cells, methods, names, counts,
                                          f"{scenario}: final test accuracy of the honest "
                                          "agents (mean ± std over seeds)"),
             f"{focus}_test_accuracy.png": metric_figure(curves, "test_accuracy_mean")}

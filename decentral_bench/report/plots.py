@@ -300,7 +300,7 @@ def attack_figure(cells: dict[tuple[str, str, int], tuple[float, float]],
         axes.set_ylim(0.0, 1.0)
         axes.grid(axis="y", alpha=0.3)
     panels[0][0].set_ylabel("final test accuracy of the honest agents")
-    panels[0][-1].legend(fontsize=9, loc="lower right")
+    panels[0][-1].legend(fontsize=9, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # off the bars
     figure.suptitle(title, fontsize=13)
     figure.tight_layout()
     return figure

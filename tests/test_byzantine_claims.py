@@ -67,6 +67,16 @@ def test_a_loss_near_the_threshold_within_noise_cannot_be_judged() -> None:
     assert breaks_under_some("Median", 1)(groups).verdict == UNCLEAR  # type: ignore[union-attr]
 
 
+def test_a_method_whose_clean_runs_did_not_learn_is_not_judged() -> None:
+    """Near chance without attackers, an attack can cost nothing: neither claim is judged."""
+    groups = _groups(Median=[0.13, 0.14, 0.13],
+                     Median__count_eq_1__attack_eq_sign_flip=[0.15, 0.16, 0.14])
+    for rule in (breaks_under_some("Median", 1), graceful_under_every("Median", 1)):
+        claim = rule(groups)
+        assert claim is not None and claim.verdict == UNCLEAR
+        assert "did not learn" in claim.why
+
+
 def test_graceful_is_not_judged_while_the_clean_run_still_rises() -> None:
     records = _records("ClippedGossip", CLEAN, rise=0.03) + \
         _records("ClippedGossip count=1 attack=ipm", [0.79, 0.80, 0.80])

@@ -39,6 +39,9 @@ from decentral_bench.report.plots import attack_figure, metric_figure
 from decentral_bench.report.summary import Group
 
 BREAKS = 0.05    # a drop of more than 5 points of accuracy below the clean run breaks it
+# A clean run below 0.2 test accuracy (twice chance on the ten-class data sets) did not learn:
+# what an attack costs it says nothing about the method's robustness.
+LEARNED = 0.2
 ATTACKS = ("sign_flip", "gaussian", "alie", "ipm", "dissensus", "label_flip")
 SERVER_ATTACKS = ("sign_flip", "gaussian", "label_flip")
 
@@ -110,6 +113,11 @@ def _drops(groups: Sequence[Group], method: str, count: int, attacks: Sequence[s
     return (reference, found) if found else None
 
 
+def _did_not_learn(reference: Estimate) -> str:
+    return (f"its clean runs did not learn (test accuracy {reference.mean:.3f} < "
+            f"{LEARNED:g}): what an attack costs it says nothing")
+
+
 def breaks_under_some(method: str, count: int, attacks: Sequence[str] = ATTACKS) -> Rule:
     """"`method` breaks under some attack with `count` attackers": holds when one attack
     costs it more than `BREAKS` beyond noise; does not hold when every attack costs less
@@ -123,7 +131,9 @@ def breaks_under_some(method: str, count: int, attacks: Sequence[str] = ATTACKS)
         broken = [a for a, _, lost, margin in found if lost - margin > BREAKS]
         spared = [a for a, _, lost, margin in found if lost + margin < BREAKS]
         figures = _figures(method, reference, [(a, u, lost) for a, u, lost, _ in found])
-        if broken:
+        if reference.mean < LEARNED:
+            verdict, why = UNCLEAR, _did_not_learn(reference)
+        elif broken:
             verdict, why = HOLDS, f"it loses more than {BREAKS:g} under {', '.join(broken)}"
         elif len(spared) == len(found):
             verdict, why = FAILS, f"every attack costs it less than {BREAKS:g}"
@@ -149,7 +159,9 @@ def graceful_under_every(method: str, count: int, attacks: Sequence[str] = ATTAC
         broken = [a for a, _, lost, margin in found if lost - margin > BREAKS]
         unclear = [a for a, _, lost, margin in found if lost + margin >= BREAKS]
         rising = unconverged([unattacked])
-        if broken:
+        if reference.mean < LEARNED:
+            verdict, why = UNCLEAR, _did_not_learn(reference)
+        elif broken:
             verdict, why = FAILS, f"it loses more than {BREAKS:g} under {', '.join(broken)}"
         elif rising is not None:
             verdict, why = NOT_CONVERGED, f"its clean run had not plateaued: {rising}"

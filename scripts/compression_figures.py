@@ -16,8 +16,7 @@ from pathlib import Path
 from matplotlib import pyplot
 
 from decentral_bench.report.plots import XAxis, metric_figure
-from decentral_bench.report.summary import group_records, latest_per_configuration
-from decentral_bench.tracking.store import find_parent_run, load_records, open_store
+from decentral_bench.report.study_files import study_runs
 
 REPO = Path(__file__).resolve().parents[1]
 FIGURES: dict[int, list[tuple[str, str, XAxis]]] = {
@@ -34,15 +33,14 @@ def main() -> None:
     parser.add_argument("--experiment", default="choco_ring")
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "img" / "compression")
     arguments = parser.parse_args()
-    client = open_store(arguments.tracking_uri)
-    parent = find_parent_run(client, arguments.experiment)
-    if parent is None:
-        raise SystemExit(f"no scenario run '{arguments.experiment}' in the store")
-    groups = group_records(latest_per_configuration(load_records(client, parent.info.run_id)))
+    try:
+        groups = study_runs(arguments.tracking_uri, arguments.experiment).groups
+    except LookupError as error:
+        raise SystemExit(str(error)) from None
     arguments.out.mkdir(parents=True, exist_ok=True)
     for agents, figures in FIGURES.items():
         setting = f"agents={agents}"
-        members = [g for g in groups if g.label.endswith(f" {setting}") and g.finished]
+        members = [g for g in groups if g.label.endswith(f" {setting}")]
         for name, metric, x_axis in figures:
             drawn = metric_figure(members, metric, x_axis=x_axis, setting=setting)
             drawn.savefig(arguments.out / name)

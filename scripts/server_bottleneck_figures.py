@@ -24,13 +24,11 @@ from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
 
 from decentral_bench.report.plots import DPI, styles
 from decentral_bench.report.scaling import AGENTS, points, scaling_figure, scaling_table
+from decentral_bench.report.study_files import study_runs
 from decentral_bench.report.summary import (
     Group,
-    group_records,
-    latest_per_configuration,
     summaries,
 )
-from decentral_bench.tracking.store import find_parent_run, load_records, open_store
 
 REPO = Path(__file__).resolve().parents[1]
 KIND, STRAGGLERS = "topology.kind", "network.compute.stragglers.fraction"
@@ -101,27 +99,18 @@ def main() -> None:
     parser.add_argument("--out", type=Path,
                         default=REPO / "docs" / "studies" / "server-bottleneck")
     arguments = parser.parse_args()
-    client = open_store(arguments.tracking_uri)
-    parent = find_parent_run(client, arguments.experiment)
-    if parent is None:
-        raise SystemExit(f"no scenario run '{arguments.experiment}' in the store")
-    target = float(parent.data.params["report.target_accuracy"])
-    records = latest_per_configuration(load_records(client, parent.info.run_id))
-    groups = [group for group in group_records(records) if group.finished]
+    try:
+        study = study_runs(arguments.tracking_uri, arguments.experiment)
+    except LookupError as error:
+        raise SystemExit(str(error)) from None
+    groups, target = study.groups, study.target
     found = points(groups, summaries([r for g in groups for r in g.records], target))
     figures = {"time_to_target.png": scaling_figure(found, target),
                "accuracy_vs_time.png": accuracy_figure(groups, "0.0", target),
                "accuracy_vs_time_stragglers.png": accuracy_figure(groups, "0.1", target)}
-    arguments.out.mkdir(parents=True, exist_ok=True)
-    for name, figure in figures.items():
-        figure.savefig(arguments.out / name)
-        client.log_figure(parent.info.run_id, figure, f"study/{name}")
-        pyplot.close(figure)
     tables = {"time_to_target.md": scaling_table(found),
-              "round_time.md": round_time_table(client, groups)}
-    for name, text in tables.items():
-        (arguments.out / name).write_text(text)
-        client.log_text(parent.info.run_id, text, f"study/{name}")
+              "round_time.md": round_time_table(study.client, groups)}
+    study.publish(arguments.out, figures, tables)
     print(f"wrote {', '.join([*figures, *tables])} to {arguments.out} and the parent run")
 
 

@@ -26,8 +26,8 @@ from matplotlib.figure import Figure
 from decentral_bench.report.bottleneck_claims import seconds_to
 from decentral_bench.report.claims import Estimate
 from decentral_bench.report.plots import DPI, styles
-from decentral_bench.report.summary import Group, group_records, latest_per_configuration
-from decentral_bench.tracking.store import find_parent_run, load_records, open_store
+from decentral_bench.report.study_files import study_runs
+from decentral_bench.report.summary import Group
 
 REPO = Path(__file__).resolve().parents[1]
 STRAGGLERS = "network.compute.stragglers.fraction"
@@ -99,23 +99,14 @@ def main() -> None:
     parser.add_argument("--experiment", default="stragglers")
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "studies" / "stragglers")
     arguments = parser.parse_args()
-    client = open_store(arguments.tracking_uri)
-    parent = find_parent_run(client, arguments.experiment)
-    if parent is None:
-        raise SystemExit(f"no scenario run '{arguments.experiment}' in the store")
-    target = float(parent.data.params["report.target_accuracy"])
-    records = latest_per_configuration(load_records(client, parent.info.run_id))
-    groups = [group for group in group_records(records) if group.finished]
-    figures = {"accuracy_vs_time.png": accuracy_figure(groups, "time", target),
-               "accuracy_vs_epochs.png": accuracy_figure(groups, "epochs", target)}
-    arguments.out.mkdir(parents=True, exist_ok=True)
-    for name, figure in figures.items():
-        figure.savefig(arguments.out / name)
-        client.log_figure(parent.info.run_id, figure, f"study/{name}")
-        pyplot.close(figure)
-    text = table(client, groups, target)
-    (arguments.out / "table.md").write_text(text)
-    client.log_text(parent.info.run_id, text, "study/table.md")
+    try:
+        study = study_runs(arguments.tracking_uri, arguments.experiment)
+    except LookupError as error:
+        raise SystemExit(str(error)) from None
+    figures = {"accuracy_vs_time.png": accuracy_figure(study.groups, "time", study.target),
+               "accuracy_vs_epochs.png": accuracy_figure(study.groups, "epochs", study.target)}
+    study.publish(arguments.out, figures,
+                  {"table.md": table(study.client, study.groups, study.target)})
     print(f"wrote {', '.join([*figures, 'table.md'])} to {arguments.out} and the parent run")
 
 

@@ -46,6 +46,7 @@ import numpy as np
 from decentral_bench.network.clock import NetworkClock, draw_latencies
 
 ASYNC_LATENCY, PARTNER = 14, 31
+POINTS_PER_EVENT = 2  # what an event carries over the modelled network: i → j and j → i
 
 
 @dataclass(frozen=True)
@@ -63,11 +64,11 @@ class Tick:
 class VirtualRound:
     """What one virtual round (N gradient steps of all agents) took on the clock."""
 
+    steps_per_agent: np.ndarray  # the gradient steps each agent applied in it
     ends_s: float = 0.0  # simulated time of its last event
     compute_s: float = 0.0  # the share of its seconds spent computing (see `round_seconds`)
     communication_s: float = 0.0
     staleness: list[int] = field(default_factory=list)  # of each gradient it applied
-    steps_per_agent: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -89,11 +90,10 @@ class AsyncSchedule:
         """Round k's figures: staleness (mean, max), the fewest gradient steps an agent took,
         and its events' ticks."""
         summary = self.rounds[virtual_round - 1]
-        steps = summary.steps_per_agent
         return {
             "staleness_mean": float(np.mean(summary.staleness)),
             "staleness_max": float(np.max(summary.staleness)),
-            "agent_steps_min": float(steps.min()) if steps is not None else 0.0,
+            "agent_steps_min": float(summary.steps_per_agent.min()),
             "ticks": float(len(self.ticks_per_round[virtual_round - 1])),
         }
 
@@ -143,7 +143,6 @@ def build_schedule(clock: NetworkClock, neighbours: list[list[int]], rounds: int
         talking = pair_exchange_seconds(clock, agent, partner, message_bytes, latencies)
         return start + working + talking, partner, working, talking
 
-    steps = [0] * agents
     read_at = [0] * agents  # gradient steps applied when each agent read its point
     pending = {}
     queue: list[tuple[float, int, int]] = []
@@ -151,8 +150,7 @@ def build_schedule(clock: NetworkClock, neighbours: list[list[int]], rounds: int
         pending[agent] = plan_step(agent, 0, 0.0)
         heapq.heappush(queue, (pending[agent][0], 0, agent))
     ticks: list[Tick] = []
-    summaries = [VirtualRound(steps_per_agent=np.zeros(agents, dtype=np.int64))
-                 for _ in range(rounds)]
+    summaries = [VirtualRound(np.zeros(agents, dtype=np.int64)) for _ in range(rounds)]
     applied, busy = 0, set[int]()
     current: Tick | None = None
     working_total = talking_total = 0.0
@@ -172,12 +170,11 @@ def build_schedule(clock: NetworkClock, neighbours: list[list[int]], rounds: int
         busy.update((agent, partner))
         summary = summaries[virtual_round - 1]
         summary.staleness.append(applied - read_at[agent])
-        summary.steps_per_agent[agent] += 1  # type: ignore[index]
+        summary.steps_per_agent[agent] += 1
         working_total += working
         talking_total += talking
         applied += 1
         read_at[agent] = applied
-        steps[agent] = step + 1
         if applied % agents == 0:  # the virtual round ends with this event
             summary.ends_s = when
             spent = when - previous_end

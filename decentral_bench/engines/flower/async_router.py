@@ -30,13 +30,12 @@ from decentral_bench.engines.flower.arrays import from_record, to_record
 from decentral_bench.engines.flower.network_tap import NetworkTap
 from decentral_bench.engines.flower.nodes import readable_reason
 from decentral_bench.experiment.plan import MethodPlan
-from decentral_bench.network.asynchrony import Tick
+from decentral_bench.network.asynchrony import POINTS_PER_EVENT, Tick
 from decentral_bench.network.failures import RoundNetwork
 from decentral_bench.network.traffic import parameter_bytes
 from strategies.gossip_router import GossipRouter
 from strategies.protocol import CONFIG_KEY, METRICS_KEY, PUBLISHED_KEY, STEP_KEY
 
-MOVED_PER_EVENT = 2  # points an event carries over the modelled network: i → j, j → i
 STEP_FIGURES = ("minibatch_loss", "grad_norm_sq")
 
 
@@ -117,7 +116,7 @@ def run_async(tap: NetworkTap, plan: MethodPlan, report: ReportSink, config: Con
             server_round=server_round, agents=everyone,
             points=stack_points([from_record(published[agent], writable=False)
                                  for agent in everyone]),
-            agent_metrics=metrics, bytes_moved=MOVED_PER_EVENT * events * point_bytes,
+            agent_metrics=metrics, bytes_moved=POINTS_PER_EVENT * events * point_bytes,
             router_bytes=traffic.router_bytes, network=schedule.metrics(server_round),
             wall_time_s=wall_time, round_network=network, message_bytes=sizes))
         clock.restart()

@@ -23,11 +23,11 @@ import torch
 
 from decentral_bench.engines.base import FinalParameters, RoundReport
 from decentral_bench.engines.vectorized.stack import Stack, StackedRun, squared_norms
-from decentral_bench.network.asynchrony import Tick
+from decentral_bench.network.asynchrony import POINTS_PER_EVENT, Tick
 from decentral_bench.network.failures import RoundNetwork
 from strategies.gossip import Parameters
 
-MOVED_PER_EVENT, ROUTED_PER_EVENT = 2, 6  # points an event carries: network, router
+ROUTED_PER_EVENT = 6  # points an event sends through the Flower router: 2 to each, 1 back
 
 
 class AsyncLoop:
@@ -71,7 +71,7 @@ class AsyncLoop:
             wall_time = run.lap()
             run.finish(RoundReport(
                 server_round=server_round, agents=everyone, points=points,
-                agent_metrics=metrics, bytes_moved=MOVED_PER_EVENT * events * run.point_bytes,
+                agent_metrics=metrics, bytes_moved=POINTS_PER_EVENT * events * run.point_bytes,
                 router_bytes=ROUTED_PER_EVENT * events * run.point_bytes,
                 network=schedule.metrics(server_round), wall_time_s=wall_time,
                 round_network=self.network, message_bytes=sizes))

@@ -33,7 +33,7 @@ from types import FrameType
 from decentral_bench.engines import stopping
 from decentral_bench.experiment.sweep import RunSpec
 from decentral_bench.run.child import STOPS
-from decentral_bench.run.remote import ChildTask, Message, run_child
+from decentral_bench.run.remote import ChildTask, Message, Send, run_child
 from decentral_bench.run.share import (
     DeviceShares,
     Share,
@@ -108,6 +108,22 @@ def fork_server() -> tuple[multiprocessing.context.ForkServerContext, int]:
     return context, forkserver._forkserver._forkserver_pid  # type: ignore[attr-defined]
 
 
+def _sender(channel: Connection) -> Send:
+    """Send to the sweep through `channel`; a pipe the sweep no longer reads means the
+    sweep's process ended (its signal, which comes by way of the fork server, may come
+    after the pipe breaks): the run stops as it does on that signal."""
+
+    def send(message: Message) -> None:
+        try:
+            channel.send(message)
+        except OSError:  # BrokenPipeError, ConnectionResetError: the reader is gone
+            reason = STOP_REASONS[signal.SIGHUP]
+            stopping.request(reason)
+            raise KeyboardInterrupt(reason) from None
+
+    return send
+
+
 def child_process(task: ChildTask, channel: Connection, origin: Origin) -> None:
     """The body of a child's process: take its share, record its run, report on `channel`."""
     os.setpgrp()
@@ -120,7 +136,7 @@ def child_process(task: ChildTask, channel: Connection, origin: Origin) -> None:
             warnings.simplefilter("ignore")
         configure_mlflow(task.verbose)
         task.share.apply()
-        run_child(task, channel.send)
+        run_child(task, _sender(channel))
     except STOPS:
         pass  # the run is marked KILLED, or its sweep marks it
     finally:

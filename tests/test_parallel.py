@@ -5,6 +5,7 @@ after another, whatever stops them (a failing child, --fail-fast, Ctrl-C, kill -
 from __future__ import annotations
 
 import io
+import multiprocessing
 import os
 import signal
 import socket
@@ -24,6 +25,7 @@ from typer.testing import CliRunner
 
 from decentral_bench.cli import entry as cli
 from decentral_bench.cli.console import LineProgress, RichProgress, progress_for
+from decentral_bench.engines import stopping
 from decentral_bench.engines.vectorized import memory
 from decentral_bench.engines.vectorized.memory import agents_per_call, run_device_bytes
 from decentral_bench.experiment import training
@@ -31,8 +33,9 @@ from decentral_bench.run import share
 from decentral_bench.run.checks import check_scenario
 from decentral_bench.run.child import MethodResult
 from decentral_bench.run.errors import EXIT_ENVIRONMENT
-from decentral_bench.run.local_pool import Origin, exit_description, fork_server
+from decentral_bench.run.local_pool import Origin, _sender, exit_description, fork_server
 from decentral_bench.run.ray_dispatch import store_problem_on
+from decentral_bench.run.remote import Round
 from decentral_bench.run.runner import run_scenario
 from decentral_bench.run.share import DeviceShares, Share, auto_jobs, gpus_per_run
 from decentral_bench.scenario import ScenarioError, load
@@ -189,6 +192,20 @@ def test_a_forked_child_has_the_libraries_and_the_sweeps_folder_and_environment(
         if child.exitcode is None:
             child.kill()
     assert child.exitcode == 0
+
+
+def test_a_child_whose_sweep_stopped_reading_stops_as_killed() -> None:
+    """A round sent into a pipe the sweep no longer reads (the sweep's process ended before
+    its signal reached the child) stops the run as that signal would, not as a failure."""
+    reader, writer = multiprocessing.Pipe(duplex=False)
+    reader.close()
+    try:
+        with pytest.raises(KeyboardInterrupt, match="the process running the sweep ended"):
+            _sender(writer)(Round(0, 1, {"test_accuracy_mean": 0.5}))
+        assert stopping.requested() == "the process running the sweep ended"
+    finally:
+        stopping.clear()
+        writer.close()
 
 
 def test_a_terminal_shows_every_running_child_and_the_sweep_in_one_view() -> None:

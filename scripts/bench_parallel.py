@@ -8,8 +8,9 @@ The sweep is four step sizes of CDSGD on Fashion-MNIST (an MLP with 64 hidden un
 `--agents` agents on a ring, a stratified subset of `--train-samples` images). Each
 setting runs as the command line runs it, into a fresh store, alternating `--jobs 1`
 and `--jobs 2` `--repeats` times so that both meet the same load. For each run it
-records the wall time, the peak memory of the whole process tree (the sweep and its
-children, sampled every 0.2 s) and the machine's load average before and after.
+records the wall time, the peak memory of the whole process tree (the sweep, its
+fork server and children, sampled every 0.2 s; proportional set sizes, so that pages
+they share are counted once) and the machine's load average before and after.
 Writes `OUTPUT.json`, `OUTPUT.png` (the figure of docs/parallel.md) and prints a
 Markdown table.
 """
@@ -42,26 +43,38 @@ resources: {{engine: vectorized}}
 """
 
 
-def tree_rss_bytes(root: int) -> int:
-    """Resident memory of process `root` and all its descendants."""
+def _proportional_bytes(process: Path) -> int:
+    """A process's proportional set size: its resident pages, each page it shares with
+    other processes (a fork server's children share its libraries) counted in equal
+    parts; its resident size where the kernel gives no PSS."""
+    for name, key in (("smaps_rollup", "Pss:"), ("status", "VmRSS:")):
+        try:
+            text = (process / name).read_text()
+        except OSError:
+            continue
+        for line in text.splitlines():
+            if line.startswith(key):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def tree_memory_bytes(root: int) -> int:
+    """Memory of process `root` and all its descendants: the sum of their proportional
+    set sizes, so that pages they share are counted once."""
     parents: dict[int, int] = {}
-    rss: dict[int, int] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            status = (entry / "status").read_text()
         except OSError:
             continue
         parents[int(entry.name)] = int(stat[1])
-        rss[int(entry.name)] = next((int(line.split()[1]) * 1024 for line in
-                                     status.splitlines() if line.startswith("VmRSS:")), 0)
     tree, grew = {root}, True
     while grew:
         grown = tree | {pid for pid, parent in parents.items() if parent in tree}
         grew, tree = len(grown) > len(tree), grown
-    return sum(rss.get(pid, 0) for pid in tree)
+    return sum(_proportional_bytes(Path(f"/proc/{pid}")) for pid in tree)
 
 
 def one_sweep(scenario: Path, jobs: int, folder: Path) -> dict[str, float]:
@@ -76,7 +89,7 @@ def one_sweep(scenario: Path, jobs: int, folder: Path) -> dict[str, float]:
                                text=True)
     peak = 0
     while process.poll() is None:
-        peak = max(peak, tree_rss_bytes(process.pid))
+        peak = max(peak, tree_memory_bytes(process.pid))
         time.sleep(0.2)
     wall = time.perf_counter() - started
     output = process.stdout.read() if process.stdout else ""

@@ -1,5 +1,6 @@
-"""What the tests that start real servers share: a free loopback port, and stopping a
-process started in a session of its own, with its children, by its id."""
+"""What the tests that start real processes share: a free loopback port, stopping a
+process started in a session of its own, with its children, by its id, and what a
+child forked by the parallel sweep's fork server sees as it starts."""
 
 from __future__ import annotations
 
@@ -7,6 +8,9 @@ import os
 import signal
 import socket
 import subprocess
+import sys
+from multiprocessing.connection import Connection
+from typing import Any
 
 
 def free_port() -> int:
@@ -26,3 +30,13 @@ def stop_session(process: subprocess.Popen, patience_s: float = 30) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=30)
+
+
+def report_origin(origin: Any, channel: Connection) -> None:
+    """In a forked child: whether torch was loaded before it started, then, having taken
+    the sweep's `origin`, its folder, a probe variable and the process that forked it."""
+    preloaded = "torch" in sys.modules
+    origin.enter()
+    channel.send((preloaded, os.getcwd(), os.environ.get("DECENTRAL_BENCH_PROBE"),
+                  os.getppid()))
+    channel.close()

@@ -24,10 +24,10 @@ training: {rounds: 5000, batch_size: 16, eval_every: 1000}
 methods: [{name: CDSGD, algorithm: cdsgd}, {name: SGD, algorithm: centralized_sgd}]
 tracking: {experiment: interrupted}
 """)
+    client = MlflowClient(tracking_uri=tracking_uri)  # the store made before the run starts
     process = subprocess.Popen(
         [sys.executable, "-m", "decentral_bench", "run", str(scenario), "--tracking-uri",
          tracking_uri], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    client = MlflowClient(tracking_uri=tracking_uri)
     deadline = time.monotonic() + 120
     child = None
     while time.monotonic() < deadline and child is None:

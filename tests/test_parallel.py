@@ -5,6 +5,7 @@ after another, whatever stops them (a failing child, --fail-fast, Ctrl-C, kill -
 from __future__ import annotations
 
 import io
+import multiprocessing
 import os
 import signal
 import socket
@@ -14,6 +15,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import processes
 import pytest
 import torch
 from mlflow.entities import Run
@@ -23,6 +25,7 @@ from typer.testing import CliRunner
 
 from decentral_bench.cli import entry as cli
 from decentral_bench.cli.console import LineProgress, RichProgress, progress_for
+from decentral_bench.engines import stopping
 from decentral_bench.engines.vectorized import memory
 from decentral_bench.engines.vectorized.memory import agents_per_call, run_device_bytes
 from decentral_bench.experiment import training
@@ -30,8 +33,9 @@ from decentral_bench.run import share
 from decentral_bench.run.checks import check_scenario
 from decentral_bench.run.child import MethodResult
 from decentral_bench.run.errors import EXIT_ENVIRONMENT
-from decentral_bench.run.local_pool import exit_description
+from decentral_bench.run.local_pool import Origin, _sender, exit_description, fork_server
 from decentral_bench.run.ray_dispatch import store_problem_on
+from decentral_bench.run.remote import Round
 from decentral_bench.run.runner import run_scenario
 from decentral_bench.run.share import DeviceShares, Share, auto_jobs, gpus_per_run
 from decentral_bench.scenario import ScenarioError, load
@@ -166,6 +170,42 @@ def test_how_a_childs_process_ended_is_said_in_words(code: int, words: str) -> N
 
 def _finished(name: str) -> MethodResult:
     return MethodResult(name=name, algorithm="cdsgd", run_id="x", status="FINISHED")
+
+
+def test_a_forked_child_has_the_libraries_and_the_sweeps_folder_and_environment(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A child forked by the fork server starts with torch loaded (no import of its own),
+    takes the folder and environment the sweep has when the child starts (not those of
+    when the server started), and is the server's child (whose end it follows)."""
+    context, server = fork_server()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DECENTRAL_BENCH_PROBE", "set after the server started")
+    reader, writer = context.Pipe(duplex=False)
+    child = context.Process(target=processes.report_origin, args=(Origin(server), writer))
+    child.start()
+    writer.close()
+    try:
+        assert reader.poll(120), "the forked child said nothing within 120 s"
+        assert reader.recv() == (True, str(tmp_path), "set after the server started", server)
+    finally:
+        child.join(30)
+        if child.exitcode is None:
+            child.kill()
+    assert child.exitcode == 0
+
+
+def test_a_child_whose_sweep_stopped_reading_stops_as_killed() -> None:
+    """A round sent into a pipe the sweep no longer reads (the sweep's process ended before
+    its signal reached the child) stops the run as that signal would, not as a failure."""
+    reader, writer = multiprocessing.Pipe(duplex=False)
+    reader.close()
+    try:
+        with pytest.raises(KeyboardInterrupt, match="the process running the sweep ended"):
+            _sender(writer)(Round(0, 1, {"test_accuracy_mean": 0.5}))
+        assert stopping.requested() == "the process running the sweep ended"
+    finally:
+        stopping.clear()
+        writer.close()
 
 
 def test_a_terminal_shows_every_running_child_and_the_sweep_in_one_view() -> None:
@@ -393,11 +433,11 @@ def _long_sweep(folder: Path, name: str, methods: str = LONG) -> Path:
 @pytest.mark.slow
 def test_ctrl_c_marks_every_running_child_killed(tmp_path: Path) -> None:
     uri = f"sqlite:///{tmp_path / 'store.db'}"
+    client = MlflowClient(uri)  # the store made before the sweep starts, not beside it
     process = subprocess.Popen(_cli("run", str(_long_sweep(tmp_path, "ctrlc")), "--jobs", "2",
                                     "--tracking-uri", uri), cwd=tmp_path,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                start_new_session=True)
-    client = MlflowClient(uri)
     try:
         _wait_for(lambda: _running(client, "ctrlc", ("A seed=0", "B seed=0")),
                   "both children to run", process)
@@ -426,10 +466,10 @@ def test_a_child_killed_from_outside_fails_alone(tmp_path: Path) -> None:
     uri = f"sqlite:///{tmp_path / 'store.db'}"
     path = _long_sweep(tmp_path, "oom", LONG.replace("fedavg, rounds: 200000", "fedavg, "
                                                      "rounds: 40"))
+    client = MlflowClient(uri)  # the store made before the sweep starts, not beside it
     process = subprocess.Popen(_cli("run", str(path), "--jobs", "2", "--tracking-uri", uri),
                                cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                text=True, start_new_session=True)
-    client = MlflowClient(uri)
     try:
         _wait_for(lambda: _running(client, "oom", ("A seed=0",)), "A to run", process)
         os.kill(_pid_of(_runs(client, "oom")["A seed=0"]), signal.SIGKILL)
@@ -452,10 +492,10 @@ def test_a_sweep_killed_with_sigkill_is_resumed_by_the_next(tmp_path: Path) -> N
     themselves, or as lost by the next sweep), and the next sweep runs only those."""
     uri = f"sqlite:///{tmp_path / 'store.db'}"
     path = _long_sweep(tmp_path, "nine", LONG.replace("200000", "1000"))
+    client = MlflowClient(uri)  # the store made before the sweep starts, not beside it
     process = subprocess.Popen(_cli("run", str(path), "--jobs", "2", "--tracking-uri", uri),
                                cwd=tmp_path, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL, start_new_session=True)
-    client = MlflowClient(uri)
     try:
         _wait_for(lambda: _running(client, "nine", ("A seed=0", "B seed=0")),
                   "both children to run", process)

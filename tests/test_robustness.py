@@ -143,10 +143,10 @@ def test_a_killed_run_is_marked_killed_on_resume_and_run_again(tmp_path: Path,
     scenario.write_text(scenario.read_text().replace(
         "[{name: CDSGD, algorithm: cdsgd}, {name: FedAvg, algorithm: fedavg}]",
         "[{name: Quick, algorithm: cdsgd, rounds: 3}, {name: Slow, algorithm: cdsgd}]"))
+    client = MlflowClient(uri)  # the store made before the run starts, not beside it
     process = subprocess.Popen(_cli("run", str(scenario), "--tracking-uri", uri),
                                cwd=tmp_path, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL, start_new_session=True)
-    client = MlflowClient(uri)
     deadline = time.monotonic() + 180
     try:
         while True:
@@ -251,10 +251,10 @@ def test_a_sweep_of_fifty_children_finishes_without_growing(tmp_path: Path) -> N
     rates = ", ".join(f"{0.01 * (k + 1):.2f}" for k in range(25))
     scenario = _scenario(tmp_path, "long", experiment="long",
                          extra=f"sweep: {{training.lr: [{rates}]}}\n")
+    client = MlflowClient(uri)  # the store made before the run starts, not beside it
     process = subprocess.Popen(_cli("run", str(scenario), "--tracking-uri", uri),
                                cwd=tmp_path, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True)
-    client = MlflowClient(uri)
     samples: list[tuple[int, float]] = []  # (finished children, MB)
     while process.poll() is None:
         time.sleep(0.5)

@@ -22,18 +22,13 @@ from pathlib import Path
 from matplotlib import pyplot
 from matplotlib.figure import Figure
 
-from decentral_bench.report.claims import Estimate, noise
+from decentral_bench.report.claims import figure, final, noise
 from decentral_bench.report.paper_claims import by_swept_values
 from decentral_bench.report.plots import DPI, styles
 from decentral_bench.report.study_files import StudyRuns, study_runs
 from decentral_bench.report.summary import Group, group_records
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _final(group: Group) -> Estimate:
-    return Estimate.of([record.curves["test_accuracy_mean"][-1][1] for record in group.finished
-                        if record.curves.get("test_accuracy_mean")])
 
 
 def size_figure(size: str, groups: Sequence[Group]) -> Figure:
@@ -72,7 +67,8 @@ def gaps_table(parts: dict[str, list[Group]]) -> str:
     lines = ["| ring | centralized | decentralized (ring) | gap | seeds' noise (±) |",
              "|---|---|---|---|---|"]
     for size, groups in sorted(parts.items(), key=lambda item: int(item[0].split("=")[-1])):
-        found = {group.records[0].method: _final(group) for group in groups}
+        found = {group.records[0].method: figure(group, final("test_accuracy_mean"))
+                 for group in groups}
         exact, ring = found.get("centralized"), found.get("decentralized")
         if exact is None or ring is None:
             continue

@@ -28,6 +28,7 @@ from strategies.choco import Choco
 from strategies.compressed_gossip import CompressedGossip
 from strategies.compression import AgentCompressor, Compressor
 from strategies.d2 import D2
+from strategies.dsgd_atc import DSGDAdaptThenCombine
 from strategies.gossip import GossipRule
 from strategies.gradient_tracking import GradientTracking
 from strategies.qg_dsgdm import QuasiGlobalMomentum
@@ -251,6 +252,13 @@ METHODS: dict[str, Method] = {method.algorithm: method for method in (
                               "compression": None, "aggregation": None},
            rule=_cdmsgd_rule, lowest_eigenvalue=_cdmsgd_lowest_eigenvalue,
            disagreement_modulus=_cdmsgd_disagreement_modulus),
+    Method("dsgd_atc", "D-SGD, adapt then combine (the ClippedGossip authors' code): step "
+           "your own point, then mix or robustly aggregate the neighbours' stepped points",
+           "gossip", options={"momentum": 0.0, "variant": "polyak", "aggregation": None},
+           forbids={"local_steps": f"D-SGD (adapt then combine) {ONE_STEP}; remove "
+                                   "'local_steps'"},
+           rule=lambda options: DSGDAdaptThenCombine(
+               momentum=float(options["momentum"]), nesterov=options["variant"] == "nesterov")),
     Method("sgp", "SGP, Assran et al. 2019: push-sum over a directed graph, the gradient "
            "taken at the de-biased point x / w", "gossip",
            options={"momentum": 0.0, "variant": "nesterov"},

@@ -52,6 +52,19 @@ def test_a_method_breaks_where_an_attack_costs_it_beyond_the_threshold() -> None
     assert "Mean clean 0.8033 ± 0.0047" in claim.figures
 
 
+def test_an_attack_whose_runs_have_not_finished_is_left_out() -> None:
+    """A group still running has no final figure: it neither breaks a method nor lets it
+    pass as graceful."""
+    groups = _groups(ClippedGossip=CLEAN,
+                     ClippedGossip__count_eq_2__attack_eq_sign_flip=[0.79, 0.80, 0.80])
+    running = _records("ClippedGossip count=2 attack=gaussian", [0.10])
+    running[0].status = "RUNNING"
+    groups += group_records(running)
+    claim = graceful_under_every("ClippedGossip", 2)(groups)
+    assert claim is not None and "gaussian" not in claim.figures
+    assert claim.verdict == HOLDS and "sign_flip" in claim.figures
+
+
 def test_a_method_that_every_attack_spares_does_not_break() -> None:
     """The clean run is the sweep's count=0 group."""
     groups = _groups(Median__count_eq_0=CLEAN,

@@ -39,6 +39,11 @@ CASES = {
         "adversaries": {"count": 2, "attack": "ipm"},
         "methods": [{"name": "M", "algorithm": "cdmsgd", "variant": "polyak",
                      "aggregation": {"kind": "clipped_gossip", "tau": 0.05}}]},
+    "median-dsgd-atc-nesterov-sign-flip": {
+        "topology": {"kind": "ring", "agents": 5},
+        "adversaries": {"agents": [3], "attack": "sign_flip"},
+        "methods": [{"name": "M", "algorithm": "dsgd_atc", "momentum": 0.9,
+                     "variant": "nesterov", "aggregation": "median"}]},
     "mean-label-flip": {
         "topology": {"kind": "ring", "agents": 5},
         "adversaries": {"agents": [0], "attack": "label_flip", "from_round": 2}},

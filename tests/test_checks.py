@@ -258,6 +258,26 @@ def test_nesterov_that_barely_contracts_on_the_graph_is_a_warning_not_an_error(
     assert "methods[1]" not in done.output
 
 
+def test_a_robust_rule_in_cdsgds_form_is_a_warning_and_in_dsgd_atcs_is_not(
+        tmp_path: Path) -> None:
+    """The median under CDSGD (combine then adapt) runs, with a warning that names the
+    method's aggregation and the form to use; under dsgd_atc it draws none, nor does
+    CDSGD's plain mixing."""
+    path = tmp_path / "robust.yaml"
+    path.write_text(BASE.replace(
+        "methods: [{name: CDSGD, algorithm: cdsgd}, {name: SGD, algorithm: centralized_sgd}]",
+        "methods: [{name: plain, algorithm: cdsgd},\n"
+        "          {name: cta, algorithm: cdsgd, aggregation: median},\n"
+        "          {name: atc, algorithm: dsgd_atc, aggregation: median}]"))
+    _, _, warnings = check_scenario(path)
+    [(key, message)] = warnings
+    assert key == "methods[1].aggregation"
+    assert "'cta' runs median in cdsgd's combine-then-adapt form" in message
+    assert "algorithm: dsgd_atc" in message
+    done = CliRunner().invoke(cli.cli, ["validate", str(path)])
+    assert done.exit_code == 0 and "methods[1].aggregation" in done.output
+
+
 @pytest.mark.parametrize("momentum", [0.5, 0.9, 0.95])
 def test_the_warned_modulus_is_the_rate_the_real_rule_shrinks_the_last_mode(
         momentum: float) -> None:

@@ -47,6 +47,7 @@ METHODS: dict[str, dict[str, Any]] = {
     "gradient-tracking": {"algorithm": "gradient_tracking", "momentum": 0.5},
     "d2": {"algorithm": "d2"},
     "qg-dsgdm": {"algorithm": "qg_dsgdm"},
+    "dsgd-atc": {"algorithm": "dsgd_atc", "momentum": 0.9, "variant": "nesterov"},
     "ad-psgd": {"algorithm": "ad_psgd"},
     "fedavg": {"algorithm": "fedavg"},
 }
@@ -148,6 +149,8 @@ CASES: tuple[Case, ...] = (
     Case("gradient-tracking", "crash-and-drops", (FV, FM, VM), fast=True),
     Case("d2", "crash", (FV, FM, VM), fast=True),
     Case("qg-dsgdm", "link-drops", (FV, FM, VM), fast=True),
+    Case("dsgd-atc", "crash-and-drops", (FV, FM, VM), fast=True, settings={"training":
+                                                                          STEP_SCHEDULE}),
     # AD-PSGD: the clock's events (stragglers, jitter, random latencies), a tick at a time
     # on both engines and one event at a time in the matrix form.
     Case("ad-psgd", "none", (FV, FM, VM), fast=True,

@@ -55,8 +55,8 @@ MALFORMED = [
      "training.lr", "greater than 0"),
     ("name: x\nmethods: [{name: a, algorithm: cdsgd, momentum: 0.9}]\n",
      "methods[0]",
-     "'momentum' applies to algorithm 'cdmsgd', 'sgp', 'gradient_tracking', 'qg_dsgdm' or "
-     "'choco' only"),
+     "'momentum' applies to algorithm 'cdmsgd', 'dsgd_atc', 'sgp', 'gradient_tracking', "
+     "'qg_dsgdm' or 'choco' only"),
     ("name: x\nmethods: [{name: a, algorithm: cdmsgd, variant: adam}]\n",
      "methods[0].variant", "'nesterov' or 'polyak'"),
     ("name: x\ntraining: {lr_schedule: diminishing, epsilon: 0.4}\n"

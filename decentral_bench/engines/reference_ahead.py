@@ -13,6 +13,8 @@ minibatch gradients (minibatch 0 at x_0, minibatch k in round k) and α_k round 
     QG-DSGDm           M_k = β M̂_{k−1} + G(X_k), U_k = M_k (Nesterov: G(X_k) + β M_k),
                        S_k = X_k − α_k U_k;  X_{k+1} = Π S_k,
                        M̂_k = μ M̂_{k−1} + (1 − μ)(X_k − X_{k+1}) / α_k
+    D-SGD (ATC)        V_k = μ V_{k−1} + G(X_k), U_k = V_k (Nesterov: G(X_k) + μ V_k),
+                       S_k = X_k − α_k U_k;  X_{k+1} = Π S_k
 
 Under failures Π is the round's Π_k and the rows of the agents that are down keep every
 part of their state.
@@ -31,6 +33,7 @@ from decentral_bench.experiment.agent import AgentSetup
 from decentral_bench.experiment.plan import MethodPlan
 from decentral_bench.experiment.training import from_numpy, gradient, to_numpy
 from strategies.d2 import D2
+from strategies.dsgd_atc import DSGDAdaptThenCombine
 from strategies.gossip import keep_rows
 from strategies.gradient_tracking import GradientTracking
 from strategies.qg_dsgdm import QuasiGlobalMomentum
@@ -138,6 +141,24 @@ class QuasiGlobal:
         return self._publish(x, buffer, grads(x, step), lr)
 
 
+class AdaptThenCombine:
+    def __init__(self, rule: DSGDAdaptThenCombine) -> None:
+        self.mu, self.nesterov = rule.momentum, rule.nesterov
+
+    def _publish(self, x: Stack, velocity: Stack, g: Stack, lr: float) -> Matrices:
+        v = _combine((self.mu, velocity), (1.0, g))
+        u = _combine((1.0, g), (self.mu, v)) if self.nesterov else v
+        return {"x": x, "v": v, "s": _combine((1.0, x), (-lr, u))}
+
+    def start(self, x0: Stack, grads: Gradients, lr: float) -> Matrices:
+        return self._publish(x0, [torch.zeros_like(x) for x in x0], grads(x0, 0), lr)
+
+    def round(self, state: Matrices, mixing: torch.Tensor, grads: Gradients, lr: float,
+              step: int) -> Matrices:
+        x = _product(mixing, state["s"])
+        return self._publish(x, state["v"], grads(x, step), lr)
+
+
 def recursion_of(plan: MethodPlan) -> Recursion:
     """The matrix form of the plan's adapt-then-combine rule."""
     rule = plan.update_rule
@@ -147,6 +168,8 @@ def recursion_of(plan: MethodPlan) -> Recursion:
         return DoubleStep()
     if isinstance(rule, QuasiGlobalMomentum):
         return QuasiGlobal(rule)
+    if isinstance(rule, DSGDAdaptThenCombine):
+        return AdaptThenCombine(rule)
     raise ValueError(f"no matrix form of the adapt-then-combine rule {rule.name}")
 
 

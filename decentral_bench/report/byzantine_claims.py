@@ -47,8 +47,9 @@ SERVER_ATTACKS = ("sign_flip", "gaussian", "label_flip")
 
 
 def exact(groups: Sequence[Group], label: str) -> Group | None:
-    """The group labelled exactly `label`."""
-    return next((group for group in groups if group.label == label), None)
+    """The group labelled exactly `label`, where one of its runs has finished (a group
+    still running, or only failed, has no figure to judge)."""
+    return next((group for group in groups if group.label == label and group.finished), None)
 
 
 def attacked(method: str, count: int, attack: str) -> str:
@@ -62,7 +63,8 @@ def under_attack(groups: Sequence[Group], method: str, count: int, attack: str,
     (`attack=alie(z=10)`)."""
     label = attacked(method, count, attack)
     return exact(groups, label) or next(
-        (group for group in groups if group.label.startswith(f"{label}(")), None)
+        (group for group in groups if group.label.startswith(f"{label}(") and group.finished),
+        None)
 
 
 def attack_text(group: Group) -> str:

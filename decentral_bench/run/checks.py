@@ -11,7 +11,8 @@ aggregation screens, that the network's per-link overrides name edges of the gra
 that the requested device (and GPUs per run) exist.
 Every problem names the file, the combination and the key. Some settings run but
 deserve a word (a momentum form that barely shrinks the agents' disagreement on the
-graph): they are warnings, printed by `validate` and `run` without failing them.
+graph, a robust aggregation in a form it was not designed for): they are warnings, printed
+by `validate` and `run` without failing them.
 """
 
 from __future__ import annotations
@@ -200,6 +201,29 @@ def _aggregation_problems(scenario: Scenario) -> list[tuple[str, str]]:
     return found
 
 
+# The gossip methods whose round adds the agent's own gradient step to the aggregate
+# (combine then adapt) rather than aggregating stepped points.
+COMBINE_THEN_ADAPT = ("cdsgd", "cdmsgd")
+
+
+def _aggregation_form_warnings(scenario: Scenario) -> list[Finding]:
+    """(key, warning) for each method that runs a robust aggregation in combine-then-adapt
+    form (CDSGD, CDMSGD): its gradient is taken at the agent's own point and added to an
+    aggregate a robust rule may have moved far from it."""
+    found = []
+    for index, entry in enumerate(scenario.methods):
+        kind = entry.aggregation.kind if entry.aggregation is not None else "mean"
+        if kind == "mean" or entry.algorithm not in COMBINE_THEN_ADAPT:
+            continue
+        found.append((f"methods[{index}].aggregation", (
+            f"'{entry.name}' runs {kind} in {entry.algorithm}'s combine-then-adapt form: its "
+            "gradient is taken at the agent's own point and added to an aggregate the rule "
+            "may have moved far from it (the median then does not train: 0.22 test accuracy "
+            "on a 16-agent torus where it reaches 0.77 adapt then combine); algorithm: "
+            "dsgd_atc aggregates stepped points, as the robust rules' authors run them")))
+    return found
+
+
 def _links_problem(scenario: Scenario) -> str | None:
     """The first line of the network's links file that names no edge of the graph."""
     network = scenario.network
@@ -298,7 +322,8 @@ def findings_of(specs: list[RunSpec]) -> tuple[list[Finding], list[Finding]]:
                                                            *_sampling_problems(resolved),
                                                            *_aggregation_problems(resolved)])
                      if found not in problems]
-        warnings += [found for found in ((_where(spec, key), text) for key, text in slow)
+        warnings += [found for found in ((_where(spec, key), text) for key, text in
+                                         [*slow, *_aggregation_form_warnings(resolved)])
                      if found not in warnings]
     return problems, warnings
 

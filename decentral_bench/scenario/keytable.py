@@ -67,8 +67,8 @@ UNEXPRESSED = (
                 r"is not a finite (duration|bandwidth)|a bandwidth must be above zero, not '"),
     Unexpressed("network.latency.low, high", "high at least low",
                 r"high \(.+\) must be at least low"),
-    Unexpressed("training.local_steps", "1 where a method is gradient_tracking, d2 or "
-                "qg_dsgdm (they take one gradient step per round)",
+    Unexpressed("training.local_steps", "1 where a method is gradient_tracking, d2, "
+                "qg_dsgdm or dsgd_atc (they take one gradient step per round)",
                 r"training\.local_steps is \d+, but .* takes one gradient step"),
     Unexpressed("methods[].local_steps, training.local_steps",
                 "1 for a method that gossips after every step (choco)",

@@ -171,9 +171,11 @@ class MethodConfig(Strict):
 
     The registry (`strategies.registry`) says which algorithm takes which method-only key:
     `fraction` and `local_epochs` belong to the server methods, `momentum` and `variant` to
-    CDMSGD, CHOCO, gradient tracking and QG-DSGDm, `momentum_buffer` to CDMSGD, the server
-    optimizers' keys to their strategy, `consensus_control` to CDSGD and CDMSGD,
-    `compression` to those and CHOCO, `consensus_step_size` to CHOCO.
+    CDMSGD, CHOCO, gradient tracking, QG-DSGDm, SGP and D-SGD (adapt then combine),
+    `momentum_buffer` to CDMSGD, the server optimizers' keys to their strategy,
+    `consensus_control` to CDSGD and CDMSGD, `compression` to those and CHOCO,
+    `aggregation` to CDSGD, CDMSGD and D-SGD (adapt then combine), `consensus_step_size`
+    to CHOCO.
     """
 
     name: str = Field(
@@ -182,7 +184,9 @@ class MethodConfig(Strict):
     algorithm: Algorithm = Field(
         description="cdsgd: Jiang et al. eq. 5; cdmsgd: CDSGD with momentum (section 7); "
         "gradient_tracking: DSGT (Koloskova et al. 2021); d2: D² (Tang et al. 2018); "
-        "qg_dsgdm: quasi-global momentum (Lin et al. 2021); choco: CHOCO-SGD, Koloskova et "
+        "qg_dsgdm: quasi-global momentum (Lin et al. 2021); dsgd_atc: D-SGD adapt then "
+        "combine, each agent steps, then mixes (or robustly aggregates) its neighbours' "
+        "stepped points, the ClippedGossip authors' form; choco: CHOCO-SGD, Koloskova et "
         "al. 2019 (compressed differences against public copies); fedavg, fedprox, fedavgm, "
         "fedadam, fedyogi, fedadagrad, fedmedian, fedtrimmedavg, krum, multikrum, bulyan: "
         "Flower's stock strategy of that name; centralized_sgd: CDSGD on the one-node graph "
@@ -191,9 +195,9 @@ class MethodConfig(Strict):
         "AD-PSGD (Lian et al. 2018), each agent on its own simulated clock averaging with "
         "one random neighbour (needs a network section)")
     momentum: float | None = Field(
-        None, ge=0.0, lt=1.0, description="cdmsgd, choco, qg_dsgdm, gradient_tracking, sgp: "
-        "momentum μ (QG-DSGDm's β) in [0, 1). Default: 0.9; choco, gradient_tracking and "
-        "sgp 0 (no momentum)")
+        None, ge=0.0, lt=1.0, description="cdmsgd, choco, qg_dsgdm, gradient_tracking, sgp, "
+        "dsgd_atc: momentum μ (QG-DSGDm's β) in [0, 1). Default: 0.9; choco, "
+        "gradient_tracking, sgp and dsgd_atc 0 (no momentum)")
     variant: Literal["nesterov", "polyak"] | None = Field(
         None, description="cdmsgd: the momentum form, Polyak x_{k+1} = Σ π_jl x_k^l − α g + "
         "μ(x_k − x_{k−1}) or Nesterov (steps from y_k = x_k + μ(x_k − x_{k−1})); qg_dsgdm "
@@ -201,7 +205,9 @@ class MethodConfig(Strict):
         "(g + μ m); choco (when momentum > 0): PyTorch SGD's buffer b = μ b + g, the step "
         "−α b (polyak) or −α (g + μ b) (nesterov), as the authors' code; sgp (when momentum "
         "> 0): the same local buffer, stepping on the push-sum numerator, as the authors' "
-        "code. Default: nesterov, as the papers' experiments; gradient_tracking polyak")
+        "code; dsgd_atc (when momentum > 0): the same local buffer, as the ClippedGossip "
+        "authors' workers. Default: nesterov, as the papers' experiments; "
+        "gradient_tracking and dsgd_atc polyak")
     momentum_buffer: Literal["iterates", "local"] | None = Field(
         None, description="cdmsgd: local, the authors' code (and Kong et al.'s): a velocity "
         "of the agent's own gradient steps, never mixed, stable on every graph; or iterates, "
@@ -248,7 +254,7 @@ class MethodConfig(Strict):
         None, gt=0.0, description="this method's step size α. Default: training.lr")
     local_steps: Count | None = Field(
         None, description="cdsgd, cdmsgd, centralized_sgd: minibatch steps per round "
-        "(gradient_tracking, d2 and qg_dsgdm take one). Default: training.local_steps")
+        "(gradient_tracking, d2, qg_dsgdm and dsgd_atc take one). Default: training.local_steps")
     batch_size: Count | None = Field(
         None, description="this method's minibatch size. Default: training.batch_size")
     rounds: Count | None = Field(
@@ -280,9 +286,10 @@ class MethodConfig(Strict):
         "the authors' tune_consensus_stepsize) and logged as the param "
         "method.consensus_step_size. Default: auto")
     aggregation: Annotated[AggregationConfig, Shorthand("kind")] | None = Field(
-        None, description="cdsgd, cdmsgd: how each agent aggregates its neighbourhood, a kind "
-        "alone (`aggregation: median`) or a mapping (`{kind: trimmed_mean, b: 1}`). Server "
-        "methods defend with their strategy instead. Default: mean")
+        None, description="cdsgd, cdmsgd, dsgd_atc: how each agent aggregates its "
+        "neighbourhood, a kind alone (`aggregation: median`) or a mapping (`{kind: "
+        "trimmed_mean, b: 1}`); robust rules are meant for dsgd_atc (adapt then combine). "
+        "Server methods defend with their strategy instead. Default: mean")
 
     rules = (*_registry_rules(),
              OnlyWith("epochs", Not(IsSet("rounds")), "give rounds or epochs, not both"),

@@ -11,8 +11,8 @@
 #   attacks (torus)   Mean, TrimmedMean, Median, ClippedGossip (156 runs)
 #   attacks_ring      Mean, Median, ClippedGossip              (117 runs)
 #   attacks_server    FedAvg, FedMedian, Krum                  (63 runs)
-# On a 2-core machine shared with other work that took about 100 minutes (a torus run
-# 20 to 90 s, the robust rules the slowest).
+# On a 2-core machine shared with other work that took about two hours (a torus run
+# 7 to 92 s, the robust rules the slowest, the slower beside other work).
 # FULL=1 runs the scenario files as they are (all 60,000 images, 20 epochs). Extra
 # arguments go to every `decentral-bench run`.
 # STORE (default sqlite:///byzantine.db) is the MLflow store, CLAIMS (default

@@ -201,19 +201,14 @@ def _aggregation_problems(scenario: Scenario) -> list[tuple[str, str]]:
     return found
 
 
-# The gossip methods whose round adds the agent's own gradient step to the aggregate
-# (combine then adapt) rather than aggregating stepped points.
-COMBINE_THEN_ADAPT = ("cdsgd", "cdmsgd")
-
-
 def _aggregation_form_warnings(scenario: Scenario) -> list[Finding]:
     """(key, warning) for each method that runs a robust aggregation in combine-then-adapt
-    form (CDSGD, CDMSGD): its gradient is taken at the agent's own point and added to an
-    aggregate a robust rule may have moved far from it."""
+    form (a rule that is not `ahead`: CDSGD, CDMSGD): its gradient is taken at the agent's
+    own point and added to an aggregate a robust rule may have moved far from it."""
     found = []
     for index, entry in enumerate(scenario.methods):
         kind = entry.aggregation.kind if entry.aggregation is not None else "mean"
-        if kind == "mean" or entry.algorithm not in COMBINE_THEN_ADAPT:
+        if kind == "mean" or MethodPlan.of(scenario, entry.name).update_rule.ahead:
             continue
         found.append((f"methods[{index}].aggregation", (
             f"'{entry.name}' runs {kind} in {entry.algorithm}'s combine-then-adapt form: its "

@@ -33,9 +33,13 @@ def stop_session(process: subprocess.Popen, patience_s: float = 30) -> None:
 
 
 def report_origin(origin: Any, channel: Connection) -> None:
-    """In a forked child: whether torch was loaded before it started, then, having taken
-    the sweep's `origin`, its folder, a probe variable and the process that forked it."""
-    preloaded = "torch" in sys.modules
+    """In a forked child: whether torch and what a run loads lazily (scikit-learn's split,
+    the partitioners, torch's compiler stack, MLflow's SQL store) were loaded before it
+    started, then, having taken the sweep's `origin`, its folder, a probe variable and the
+    process that forked it."""
+    preloaded = all(name in sys.modules for name in (
+        "torch", "sklearn.model_selection", "flwr_datasets.partitioner", "torch._dynamo",
+        "mlflow.store.tracking.sqlalchemy_store"))
     origin.enter()
     channel.send((preloaded, os.getcwd(), os.environ.get("DECENTRAL_BENCH_PROBE"),
                   os.getppid()))

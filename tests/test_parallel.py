@@ -25,6 +25,7 @@ from typer.testing import CliRunner
 
 from decentral_bench.cli import entry as cli
 from decentral_bench.cli.console import LineProgress, RichProgress, progress_for
+from decentral_bench.cli.run import file_parallel_runs
 from decentral_bench.engines import stopping
 from decentral_bench.engines.vectorized import memory
 from decentral_bench.engines.vectorized.memory import agents_per_call, run_device_bytes
@@ -33,7 +34,8 @@ from decentral_bench.run import share
 from decentral_bench.run.checks import check_scenario
 from decentral_bench.run.child import MethodResult
 from decentral_bench.run.errors import EXIT_ENVIRONMENT
-from decentral_bench.run.local_pool import Origin, _sender, exit_description, fork_server
+from decentral_bench.run.fork_server import fork_server, wants_children
+from decentral_bench.run.local_pool import Origin, _sender, exit_description
 from decentral_bench.run.ray_dispatch import store_problem_on
 from decentral_bench.run.remote import Round
 from decentral_bench.run.runner import run_scenario
@@ -174,7 +176,8 @@ def _finished(name: str) -> MethodResult:
 
 def test_a_forked_child_has_the_libraries_and_the_sweeps_folder_and_environment(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A child forked by the fork server starts with torch loaded (no import of its own),
+    """A child forked by the fork server starts with torch and what a run imports lazily
+    loaded (no import of its own),
     takes the folder and environment the sweep has when the child starts (not those of
     when the server started), and is the server's child (whose end it follows)."""
     context, server = fork_server()
@@ -192,6 +195,35 @@ def test_a_forked_child_has_the_libraries_and_the_sweeps_folder_and_environment(
         if child.exitcode is None:
             child.kill()
     assert child.exitcode == 0
+
+
+@pytest.mark.parametrize(("jobs", "file_value", "wanted"), [
+    ("2", None, True), ("1", 4, False), (None, 3, True), (None, None, False),
+    (None, "auto", True), ("auto", None, True), ("0", None, False), ("two", None, False)])
+def test_the_fork_server_starts_early_only_for_a_sweep_that_forks(
+        jobs: str | None, file_value: object, wanted: bool,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """`run` starts the fork server as it begins where --jobs (else the file's
+    resources.parallel_runs) asks for more than one run at once, or auto on more than
+    one core; a bad count is left to the checks that follow."""
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    assert wants_children(jobs, file_value) is wanted
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0})
+    assert wants_children("auto", None) is False
+
+
+def test_the_files_parallel_runs_is_read_without_the_scenario_checks(tmp_path: Path) -> None:
+    """The early start reads resources.parallel_runs as written; a file it cannot read, or
+    one without the key, asks for nothing (the checks then name what is wrong)."""
+    good, bare, broken = tmp_path / "good.yaml", tmp_path / "bare.yaml", tmp_path / "bad.yaml"
+    good.write_text("name: x\nresources: {parallel_runs: 3}\n")
+    bare.write_text("name: x\n")
+    broken.write_text("name: [\n")
+    assert file_parallel_runs(good) == 3
+    assert file_parallel_runs(bare) is None
+    assert file_parallel_runs(broken) is None
+    assert file_parallel_runs(tmp_path / "missing.yaml") is None
+    assert file_parallel_runs(good, ["training.lr=0.1", "resources.parallel_runs=auto"]) == "auto"
 
 
 def test_a_child_whose_sweep_stopped_reading_stops_as_killed() -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+import yaml
 from rich.markup import escape
 
 from decentral_bench.cli.base import (
@@ -18,6 +19,7 @@ from decentral_bench.cli.base import (
     print_warnings,
 )
 from decentral_bench.cli.console import own_warnings_only, progress_for, summary_table
+from decentral_bench.run.fork_server import start_early
 from decentral_bench.scenario import ScenarioError
 
 
@@ -32,6 +34,21 @@ def jobs_of(text: str) -> int | str:
     errors.print(f"[bold red]error[/]: --jobs {escape(text)}: expected a whole number of runs "
                  "at once (1 or more), or auto", highlight=False, soft_wrap=True)
     raise typer.Exit(EXIT_BAD_INPUT)
+
+
+def file_parallel_runs(scenario: Path, settings: list[str] | None = None) -> object:
+    """`resources.parallel_runs` as the last `--set` of it, else the scenario file, writes
+    it (None where the file or the key is missing or unreadable: the checks that follow
+    say so)."""
+    for setting in reversed(settings or []):
+        key, _, value = setting.partition("=")
+        if key.strip() == "resources.parallel_runs":
+            return value.strip()
+    try:
+        data = yaml.safe_load(scenario.read_text())
+        return data["resources"].get("parallel_runs")
+    except Exception:
+        return None
 
 
 def run(
@@ -66,6 +83,9 @@ def run(
     scenario, --set, --jobs, GPUs per run the machine does not have, a local store with a
     Ray cluster); 3 the environment failed (the store, the disk, a Ray cluster that does not
     answer); 70 an internal error; 130 interrupted (Ctrl-C, SIGTERM)."""
+    # A sweep that will fork children starts their server now, so that its imports run
+    # beside this process's (below) instead of before the first child.
+    start_early(jobs, file_parallel_runs(scenario, settings))
     from decentral_bench.run.checks import check_scenario
     from decentral_bench.run.runner import run_scenario
     from decentral_bench.tracking.store import configure_mlflow

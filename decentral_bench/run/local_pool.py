@@ -1,31 +1,30 @@
 """Child runs as processes of this machine, each with its share of it (`share`).
 
-A child is forked from a fork server: a process the pool starts once, which imports
-torch, MLflow, Flower and the project (`PRELOAD`) while the sweep gets ready, and
-forks a child for each run in milliseconds instead of the seconds a fresh
-interpreter takes to import them. The server is a fresh interpreter too, so no child
-is a fork of the sweep's threads. A child takes the sweep's working folder and
-environment as they are when it starts (`Origin`), not as they were when the
-server started, and talks to the sweep through a pipe of its own. It leads a
-process group of its own, so that a Ctrl-C at the terminal reaches the sweep alone,
-which stops each child with SIGTERM and waits for it to mark its run KILLED. It ends
-with the sweep's process: the server ends when the sweep does, and a child gets a
-signal when the server ends (Linux's parent-death signal), so a sweep killed with -9
-leaves its children to mark their runs KILLED; where they cannot, the next sweep
-marks them (`runner.mark_lost_children`).
+A child is forked from a fork server (`fork_server`): a process started once, as `run`
+begins, which imports torch, MLflow, Flower, the project and what they load lazily while
+the sweep gets ready, and forks a child for each run in milliseconds instead of the
+seconds a fresh interpreter takes to import them. The server is a fresh interpreter too,
+so no child is a fork of the sweep's threads. A child takes the sweep's working folder
+and environment as they are when it starts (`Origin`), not as they were when the server
+started, and talks to the sweep through a pipe of its own. It leads a process group of
+its own, so that a Ctrl-C at the terminal reaches the sweep alone, which stops each
+child with SIGTERM and waits for it to mark its run KILLED. It ends with the sweep's
+process: the server ends when the sweep does, and a child gets a signal when the server
+ends (Linux's parent-death signal), so a sweep killed with -9 leaves its children to
+mark their runs KILLED; where they cannot, the next sweep marks them
+(`runner.mark_lost_children`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
-import multiprocessing
 import os
 import signal
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from multiprocessing import connection, forkserver
+from multiprocessing import connection
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from types import FrameType
@@ -33,6 +32,7 @@ from types import FrameType
 from decentral_bench.engines import stopping
 from decentral_bench.experiment.sweep import RunSpec
 from decentral_bench.run.child import STOPS
+from decentral_bench.run.fork_server import fork_server
 from decentral_bench.run.remote import ChildTask, Message, Send, run_child
 from decentral_bench.run.share import (
     DeviceShares,
@@ -45,9 +45,6 @@ from decentral_bench.run.share import (
 from decentral_bench.tracking.store import configure_mlflow
 
 PR_SET_PDEATHSIG = 1  # prctl(2): the signal a process gets when its parent ends
-# What the fork server imports once for every child (with it, torch, MLflow, Flower and
-# the engines: about 6 s of CPU that a freshly spawned child spends on its own).
-PRELOAD = ["decentral_bench.run.local_pool"]
 STOP_REASONS = {signal.SIGINT: "interrupted by the user",
                 signal.SIGTERM: "stopped by a signal (SIGTERM)",
                 signal.SIGHUP: "the process running the sweep ended"}
@@ -97,15 +94,6 @@ def _end_with_parent(parent_pid: int) -> None:
         return
     if os.getppid() != parent_pid:  # it ended before the signal was asked for
         raise KeyboardInterrupt(STOP_REASONS[signal.SIGHUP])
-
-
-def fork_server() -> tuple[multiprocessing.context.ForkServerContext, int]:
-    """The fork server's context, the server started (importing `PRELOAD`) if it is not
-    running, and its process id."""
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(PRELOAD)
-    forkserver.ensure_running()
-    return context, forkserver._forkserver._forkserver_pid  # type: ignore[attr-defined]
 
 
 def _sender(channel: Connection) -> Send:

@@ -19,7 +19,7 @@ from decentral_bench.scenario.rules import Is, IsSet, Needs, Not, OnlyWith, With
 TopologyKind = Literal["complete", "ring", "path", "star", "torus", "hypercube", "erdos_renyi",
                        "random_regular", "small_world", "exponential", "edges",
                        "directed_ring", "directed_exponential", "directed_edges"]
-MAX_AGENTS = 4096
+MAX_AGENTS = 8192
 POWERS_OF_TWO = tuple(2 ** e for e in range(MAX_AGENTS.bit_length()))
 
 # The directed families: Π is column-stochastic (each sender splits its mass over its

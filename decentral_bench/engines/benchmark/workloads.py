@@ -54,6 +54,9 @@ WORKLOADS: dict[str, Workload] = {
     # One after another: the minimal program alone holds about 10 stacks of 0.83 GB.
     "fmnist-mlp-4096": _workload("fmnist-mlp-4096", "fashion_mnist", MLP, 4096, 32, 0.1, 1,
                                  10, BATCHED, interleaved=False),
+    # The engine alone: the minimal program would hold about 16 GB.
+    "fmnist-mlp-8192": _workload("fmnist-mlp-8192", "fashion_mnist", MLP, 8192, 32, 0.1, 1,
+                                 6, ("vectorized",), interleaved=False),
     "fmnist-cnn-5-step": _workload("fmnist-cnn-5-step", "fashion_mnist", CNN, 5, 128, 0.01, 1,
                                    12),
     "fmnist-cnn-16-step": _workload("fmnist-cnn-16-step", "fashion_mnist", CNN, 16, 128, 0.01,

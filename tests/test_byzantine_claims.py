@@ -65,6 +65,46 @@ def test_an_attack_whose_runs_have_not_finished_is_left_out() -> None:
     assert claim.verdict == HOLDS and "sign_flip" in claim.figures
 
 
+def _diverged(label: str, seeds: int = 3, reason: str = "diverged at round 40",
+              ) -> list[Group]:
+    records = _records(label, [0.10] * seeds)
+    for record in records:
+        record.status, record.error, record.curves = "FAILED", reason, {}
+    return group_records(records)
+
+
+def test_an_attack_under_which_every_run_diverged_breaks_the_method() -> None:
+    """Every seed diverged (non-finite parameters): no final figure, and the method broke;
+    it neither passes as graceful nor escapes "breaks", and loses to a rule that held."""
+    groups = _groups(TrimmedMean=CLEAN, Median=CLEAN,
+                     TrimmedMean__count_eq_2__attack_eq_sign_flip=[0.79, 0.80, 0.80],
+                     Median__count_eq_2__attack_eq_sign_flip=[0.79, 0.80, 0.80])
+    groups += group_records(_records("Median count=2 attack=alie(z=10)", [0.78, 0.79, 0.79]))
+    groups += _diverged("TrimmedMean count=2 attack=alie(z=10)")
+    broken = breaks_under_some("TrimmedMean", 2)(groups)
+    assert broken is not None and broken.verdict == HOLDS
+    assert "alie(z=10) diverged" in broken.figures and "alie(z=10)" in broken.why
+    graceful = graceful_under_every("TrimmedMean", 2)(groups)
+    assert graceful is not None and graceful.verdict == FAILS
+    best = best_under_every("TrimmedMean", ["Median"], 2)(groups)
+    assert best is not None and best.verdict == FAILS and "diverged" in best.why
+    table = accuracy_matrix(groups, ["TrimmedMean", "Median"], ("sign_flip", "alie"), (2,))
+    assert "| TrimmedMean | 0.8033 ± 0.0047 | 0.7967 ± 0.0047 | diverged |" in table
+
+
+def test_runs_that_failed_for_another_reason_or_only_partly_diverged_are_left_out() -> None:
+    """A crash is not a verdict on the rule, and one diverged seed beside finished ones
+    leaves the finished seeds' figure to judge."""
+    groups = _groups(Mean=CLEAN, Mean__count_eq_1__attack_eq_ipm=[0.79, 0.80, 0.80])
+    groups += _diverged("Mean count=1 attack=gaussian", reason="out of memory")
+    claim = graceful_under_every("Mean", 1)(groups)
+    assert claim is not None and claim.verdict == HOLDS and "gaussian" not in claim.figures
+    mixed = _records("Mean count=1 attack=sign_flip", [0.79, 0.80, 0.10])
+    mixed[2].status, mixed[2].error = "FAILED", "diverged at round 7"
+    claim = graceful_under_every("Mean", 1)(groups + group_records(mixed))
+    assert claim is not None and claim.verdict == HOLDS and "sign_flip 0.7950" in claim.figures
+
+
 def test_a_method_that_every_attack_spares_does_not_break() -> None:
     """The clean run is the sweep's count=0 group."""
     groups = _groups(Median__count_eq_0=CLEAN,

@@ -98,6 +98,12 @@ def test_resume_skips_finished_runs_and_marks_failures(tmp_path: Path, tracking_
     assert "Fashion-MNIST not found" in crashed.data.tags["error"]
     diverged = next(c for c in children if c.info.run_name.startswith("CDSGD lr=1e+38 name=dig"))
     assert diverged.data.tags["error"] == "diverged at round 2"
+    # The reports read the reason back: only the group whose every run diverged counts so.
+    from decentral_bench.report.summary import group_records
+    from decentral_bench.tracking.store import load_records
+
+    groups = group_records(load_records(client, first.parent_run_id))
+    assert [group.label for group in groups if group.diverged] == ["CDSGD lr=1e+38 name=digits"]
 
     # Again, with one more seed: the finished child is skipped, the rest run.
     wider = scenario.model_copy(update={"training": scenario.training.model_copy(

@@ -6,7 +6,10 @@ strategies hold.
 
 A group is a method under an attack with f attackers (label `Mean count=1
 attack=sign_flip`); the clean run of a method is its group with no attacker (`Mean
-count=0`, or `Mean` where the clean run was a scenario run of its own).
+count=0`, or `Mean` where the clean run was a scenario run of its own). A group whose
+every run diverged (FAILED, `diverged at round k`) has no final figure and counts as
+broken: more than `BREAKS` lost, beyond any noise; one still running, or failed for
+another reason, is left out.
 Every figure is the honest agents' final mean test accuracy. A method *breaks* under an
 attack when it ends more than `BREAKS` below its clean run beyond the seeds' noise, and
 *degrades gracefully* when it ends within `BREAKS` of it. Where the clean run had not
@@ -67,6 +70,15 @@ def under_attack(groups: Sequence[Group], method: str, count: int, attack: str,
         None)
 
 
+def diverged_under(groups: Sequence[Group], method: str, count: int, attack: str,
+                   ) -> Group | None:
+    """The method's group under `attack` with `count` attackers where every run of it
+    diverged (no final figure: the method broke)."""
+    label = attacked(method, count, attack)
+    return next((group for group in groups if group.diverged and (
+        group.label == label or group.label.startswith(f"{label}("))), None)
+
+
 def attack_text(group: Group) -> str:
     """The attack as the group's label writes it: `sign_flip`, `alie(z=10)`."""
     return group.label.partition(" attack=")[2]
@@ -95,7 +107,8 @@ def drop(reference: Estimate, under: Estimate) -> tuple[float, float]:
 
 def _figures(method: str, reference: Estimate,
              drops: list[tuple[str, Estimate, float]]) -> str:
-    parts = [f"{attack} {under} ({-lost:+.3f})" for attack, under, lost in drops]
+    parts = [f"{attack} diverged" if math.isinf(lost) else f"{attack} {under} ({-lost:+.3f})"
+             for attack, under, lost in drops]
     return f"{method} clean {reference}; " + ", ".join(parts)
 
 
@@ -112,6 +125,8 @@ def _drops(groups: Sequence[Group], method: str, count: int, attacks: Sequence[s
             under = accuracy(group)
             lost, margin = drop(reference, under)
             found.append((attack_text(group), under, lost, margin))
+        elif (broke := diverged_under(groups, method, count, attack)) is not None:
+            found.append((attack_text(broke), Estimate(math.nan, math.nan, 0), math.inf, 0.0))
     return (reference, found) if found else None
 
 
@@ -189,10 +204,18 @@ def best_under_every(method: str, others: Sequence[str], count: int,
             mine = under_attack(groups, method, count, attack)
             rivals = [(other, accuracy(group)) for other in others
                       if (group := under_attack(groups, other, count, attack)) is not None]
-            if mine is None or not rivals:
+            broke = diverged_under(groups, method, count, attack) if mine is None else None
+            if not rivals:
+                continue
+            best_name, best = max(rivals, key=lambda pair: pair[1].mean)
+            if broke is not None:  # it diverged where another rule ended with a figure
+                name = attack_text(broke)
+                rows.append(f"{name}: diverged vs {best_name} {best.mean:.3f}")
+                beaten.append(f"{best_name} under {name} (it diverged)")
+                continue
+            if mine is None:
                 continue
             ours, name = accuracy(mine), attack_text(mine)
-            best_name, best = max(rivals, key=lambda pair: pair[1].mean)
             rows.append(f"{name}: {ours.mean:.3f} vs {best_name} {best.mean:.3f}")
             if best.mean - ours.mean > noise(ours, best):
                 beaten.append(f"{best_name} under {name}")
@@ -259,7 +282,11 @@ def accuracy_matrix(groups: Sequence[Group], methods: Sequence[str],
         for attack in attacks:
             for count in counts:
                 group = under_attack(groups, method, count, attack)
-                cells.append(str(accuracy(group)) if group is not None else "–")
+                if group is not None:
+                    cells.append(str(accuracy(group)))
+                else:
+                    broke = diverged_under(groups, method, count, attack) is not None
+                    cells.append("diverged" if broke else "–")
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

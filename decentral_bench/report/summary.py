@@ -52,6 +52,13 @@ class Group:
         return [r for r in self.records if r.status == "FINISHED"]
 
     @property
+    def diverged(self) -> bool:
+        """Whether every run of the group diverged (FAILED, `diverged at round k`): none
+        has a final figure, and what they say is that the method broke."""
+        return bool(self.records) and all(
+            r.status == "FAILED" and r.error.startswith("diverged") for r in self.records)
+
+    @property
     def algorithm(self) -> str:
         return self.records[0].algorithm
 

@@ -29,6 +29,7 @@ class RunRecord:
     wall_time_s: float = math.nan
     swept: dict[str, str] = field(default_factory=dict)  # swept key → its value, as tagged
     shared: tuple[str, ...] = ()  # swept keys its method ignores: one run for all their values
+    error: str = ""  # why a FAILED or KILLED run ended (its `error` tag)
 
     def final(self, key: str) -> float:
         points = self.curves.get(key, [])

@@ -322,7 +322,8 @@ def load_records(client: MlflowClient, parent_id: str) -> list[RunRecord]:
                            wall_time_s=child.data.metrics.get("wall_time_s", math.nan),
                            swept={key.removeprefix("sweep."): value for key, value
                                   in tags.items() if key.startswith("sweep.")},
-                           shared=tuple(filter(None, tags.get(SHARED_TAG, "").split(","))))
+                           shared=tuple(filter(None, tags.get(SHARED_TAG, "").split(","))),
+                           error=tags.get("error", ""))
         for key in CURVES:
             if key in child.data.metrics:
                 history = client.get_metric_history(child.info.run_id, key)

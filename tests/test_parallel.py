@@ -226,6 +226,24 @@ def test_the_files_parallel_runs_is_read_without_the_scenario_checks(tmp_path: P
     assert file_parallel_runs(good, ["training.lr=0.1", "resources.parallel_runs=auto"]) == "auto"
 
 
+@pytest.mark.slow
+def test_the_fork_server_shows_no_warnings_of_its_imports(tmp_path: Path) -> None:
+    """The server's output is the terminal's: what its imports warn about (MLflow's SQL
+    store warns of a deprecated SQLAlchemy option) is not shown there."""
+    code = ("import os\n"
+            "from decentral_bench.run.fork_server import fork_server\n"
+            "context, _ = fork_server()\n"
+            "child = context.Process(target=os.getpid)\n"
+            "child.start()\n"
+            "child.join(120)\n"
+            "print('child ended', child.exitcode)\n")
+    environment = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=240, cwd=tmp_path, env=environment)
+    assert "child ended 0" in done.stdout, done.stdout + done.stderr
+    assert "Warning" not in done.stderr, done.stderr
+
+
 def test_a_child_whose_sweep_stopped_reading_stops_as_killed() -> None:
     """A round sent into a pipe the sweep no longer reads (the sweep's process ended before
     its signal reached the child) stops the run as that signal would, not as a failure."""

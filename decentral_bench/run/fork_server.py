@@ -15,16 +15,8 @@ import os
 from multiprocessing import forkserver
 from multiprocessing.context import ForkServerContext
 
-# What the server imports for every child: the pool's module (with it torch, MLflow,
-# Flower and the engines) and what they import only when a run first needs it (the
-# partitioners and their data sets library, scikit-learn's stratified split, torch's
-# compiler stack that torch.func loads, MLflow's SQL store, the PNG writer). Left to
-# each child, these took 3.8 s of a child's 8.3 s (16 agents, 300 rounds). A module
-# that is not installed is skipped.
-PRELOAD = ["decentral_bench.run.local_pool", "sklearn.model_selection", "sklearn.datasets",
-           "flwr_datasets.partitioner", "datasets", "torch._dynamo",
-           "mlflow.store.tracking.sqlalchemy_store", "mlflow.store.db.utils",
-           "alembic.migration", "PIL.PngImagePlugin"]
+# What the server imports for every child (see `preload`), in the background.
+PRELOAD = ["decentral_bench.run.preload"]
 
 
 def fork_server() -> tuple[ForkServerContext, int]:

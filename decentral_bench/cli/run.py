@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-import yaml
 from rich.markup import escape
 
+from decentral_bench import scenario as scenario_file
 from decentral_bench.cli.base import (
     EXIT_BAD_INPUT,
     console,
@@ -37,16 +37,14 @@ def jobs_of(text: str) -> int | str:
 
 
 def file_parallel_runs(scenario: Path, settings: list[str] | None = None) -> object:
-    """`resources.parallel_runs` as the last `--set` of it, else the scenario file, writes
-    it (None where the file or the key is missing or unreadable: the checks that follow
-    say so)."""
-    for setting in reversed(settings or []):
-        key, _, value = setting.partition("=")
-        if key.strip() == "resources.parallel_runs":
-            return value.strip()
+    """`resources.parallel_runs` as a `--set` of it, else the scenario file, writes it
+    (None where the file or the key is missing or unreadable: the checks that follow say
+    so)."""
+    overrides = overrides_of(settings)
+    if "resources.parallel_runs" in overrides:
+        return overrides["resources.parallel_runs"]
     try:
-        data = yaml.safe_load(scenario.read_text())
-        return data["resources"].get("parallel_runs")
+        return scenario_file.read_yaml(scenario.read_text())["resources"].get("parallel_runs")
     except Exception:
         return None
 

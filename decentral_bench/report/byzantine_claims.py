@@ -21,7 +21,7 @@ a method holding up is *not yet converged* rather than judged.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from matplotlib.figure import Figure
 
@@ -59,24 +59,29 @@ def attacked(method: str, count: int, attack: str) -> str:
     return f"{method} count={count} attack={attack}"
 
 
+def _attacked_group(groups: Sequence[Group], method: str, count: int, attack: str,
+                    keep: Callable[[Group], bool]) -> Group | None:
+    """The method's group under `attack` with `count` attackers that `keep` accepts, its
+    attack named by its kind alone (`attack=alie`) or, failing that, with the parameters
+    it was swept with (`attack=alie(z=10)`)."""
+    label = attacked(method, count, attack)
+    kept = [group for group in groups if keep(group)]
+    return next((group for group in kept if group.label == label), None) or next(
+        (group for group in kept if group.label.startswith(f"{label}(")), None)
+
+
 def under_attack(groups: Sequence[Group], method: str, count: int, attack: str,
                  ) -> Group | None:
-    """The method's group under `attack` with `count` attackers, its attack named by its
-    kind alone (`attack=alie`) or with the parameters it was swept with
-    (`attack=alie(z=10)`)."""
-    label = attacked(method, count, attack)
-    return exact(groups, label) or next(
-        (group for group in groups if group.label.startswith(f"{label}(") and group.finished),
-        None)
+    """The method's group under `attack` with `count` attackers where one of its runs
+    has finished."""
+    return _attacked_group(groups, method, count, attack, lambda group: bool(group.finished))
 
 
 def diverged_under(groups: Sequence[Group], method: str, count: int, attack: str,
                    ) -> Group | None:
     """The method's group under `attack` with `count` attackers where every run of it
     diverged (no final figure: the method broke)."""
-    label = attacked(method, count, attack)
-    return next((group for group in groups if group.diverged and (
-        group.label == label or group.label.startswith(f"{label}("))), None)
+    return _attacked_group(groups, method, count, attack, lambda group: group.diverged)
 
 
 def attack_text(group: Group) -> str:
@@ -126,7 +131,7 @@ def _drops(groups: Sequence[Group], method: str, count: int, attacks: Sequence[s
             lost, margin = drop(reference, under)
             found.append((attack_text(group), under, lost, margin))
         elif (broke := diverged_under(groups, method, count, attack)) is not None:
-            found.append((attack_text(broke), Estimate(math.nan, math.nan, 0), math.inf, 0.0))
+            found.append((attack_text(broke), Estimate.of([]), math.inf, 0.0))
     return (reference, found) if found else None
 
 
